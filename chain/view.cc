@@ -1,0 +1,144 @@
+#include "chain/view.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace chainfs {
+
+DirectBlockReader* DirectBlockReader::Get() {
+  static DirectBlockReader reader;
+  return &reader;
+}
+
+Status DirectBlockReader::ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset,
+                                         uint32_t n, char* out) {
+  if (offset == 0 && n == layer.block_size()) return layer.ReadBlock(entry, out);
+  thread_local std::vector<char> scratch;
+  scratch.resize(layer.block_size());
+  CHAINFS_RETURN_IF_ERROR(layer.ReadBlock(entry, scratch.data()));
+  std::memcpy(out, scratch.data() + offset, n);
+  return Status::Ok();
+}
+
+Result<std::shared_ptr<const View>> View::Create(std::vector<LayerRef> layers, std::string label,
+                                                 BlockReader* reader) {
+  if (layers.empty()) return Status::InvalidArgument(label + ": a view needs a layer");
+  std::shared_ptr<View> v(new View());
+  v->block_size_ = layers[0].layer->block_size();
+  v->size_ = layers[0].layer->virtual_size();
+  v->label_ = std::move(label);
+  v->reader_ = reader ? reader : DirectBlockReader::Get();
+  std::vector<const Layer*> raw;
+  std::vector<uint64_t> clip_blocks;
+  uint64_t clip = UINT64_MAX;
+  for (const LayerRef& ref : layers) {
+    if (ref.layer->block_size() != v->block_size_)
+      return Status::Corruption(v->label_ + ": layer " + ref.layer->location() +
+                                " has block size " + std::to_string(ref.layer->block_size()) +
+                                ", the view " + std::to_string(v->block_size_));
+    clip = std::min(clip, ref.layer->virtual_size());
+    v->clip_bytes_.push_back(clip);
+    clip_blocks.push_back((clip + v->block_size_ - 1) / v->block_size_);
+    raw.push_back(ref.layer.get());
+  }
+  v->layers_ = std::move(layers);
+  v->map_ = ExtentMap::Build(raw, clip_blocks);
+  return std::shared_ptr<const View>(std::move(v));
+}
+
+uint64_t View::VisibleBytes(uint32_t li, uint64_t block) const {
+  uint64_t start = block * block_size_;
+  uint64_t clip = clip_bytes_[li];
+  return clip <= start ? 0 : std::min<uint64_t>(block_size_, clip - start);
+}
+
+Status View::Read(uint64_t offset, size_t n, char* out) const {
+  const uint64_t end = offset + n;
+  const uint64_t data_end = std::min(end, size_);
+  if (offset >= data_end) {
+    std::memset(out, 0, n);
+    return Status::Ok();
+  }
+  if (end > data_end) std::memset(out + (data_end - offset), 0, end - data_end);
+  uint64_t pos = offset;
+  while (pos < data_end) {
+    const uint64_t block = pos / block_size_;
+    const MapRun* run = map_.FindAtOrAfter(block);
+    if (run == nullptr || run->first_block > block || run->is_zero()) {
+      // Hole or zero run: no I/O.
+      uint64_t stop = run == nullptr ? data_end
+                      : run->is_zero() && run->first_block <= block
+                          ? std::min(data_end, run->end() * block_size_)
+                          : std::min(data_end, run->first_block * block_size_);
+      std::memset(out + (pos - offset), 0, stop - pos);
+      pos = stop;
+      continue;
+    }
+    const uint32_t in_block = static_cast<uint32_t>(pos % block_size_);
+    const uint64_t chunk = std::min<uint64_t>(block_size_ - in_block, data_end - pos);
+    const uint64_t visible = VisibleBytes(run->layer, block);
+    const uint64_t copy = in_block < visible ? std::min<uint64_t>(chunk, visible - in_block) : 0;
+    char* dst = out + (pos - offset);
+    if (copy > 0) {
+      const LayerRef& ref = layers_[run->layer];
+      uint64_t entry = run->first_entry + (block - run->first_block);
+      Status st = reader_->ReadBlockRange(*ref.layer, entry, in_block,
+                                          static_cast<uint32_t>(copy), dst);
+      if (!st.ok())
+        return st.Context("view " + label_ + " offset " + std::to_string(pos) +
+                          " (stored by checkpoint " + ref.checkpoint + ")");
+    }
+    if (copy < chunk) std::memset(dst + copy, 0, chunk - copy);
+    pos += chunk;
+  }
+  return Status::Ok();
+}
+
+uint64_t View::SeekData(uint64_t offset) const {
+  if (offset >= size_) return size_;
+  uint64_t block = offset / block_size_;
+  for (const MapRun* r = map_.FindAtOrAfter(block); r != nullptr; ++r) {
+    if (r == map_.runs().data() + map_.runs().size()) break;
+    if (r->is_zero()) continue;
+    uint64_t start = std::max(offset, r->first_block * block_size_);
+    return std::min(start, size_);
+  }
+  return size_;
+}
+
+uint64_t View::SeekHole(uint64_t offset) const {
+  if (offset >= size_) return size_;
+  uint64_t pos = offset;
+  const MapRun* end = map_.runs().data() + map_.runs().size();
+  for (const MapRun* r = map_.FindAtOrAfter(pos / block_size_); r != nullptr && r != end; ++r) {
+    uint64_t rs = r->first_block * block_size_;
+    if (rs > pos || r->is_zero()) return std::min(std::max(pos, rs), size_);
+    pos = r->end() * block_size_;  // data run: continue after it
+    if (pos >= size_) return size_;
+  }
+  return std::min(pos, size_);
+}
+
+std::optional<ContentHash> View::KnownBlockHash(uint64_t block) const {
+  const MapRun* r = map_.Find(block);
+  if (r == nullptr || r->is_zero()) return ZeroBlockHash(block_size_);
+  const uint64_t start = block * block_size_;
+  const Layer& layer = *layers_[r->layer].layer;
+  // Stored blocks are zero past their layer's own virtual size, so the
+  // stored hash holds if the clip cuts nothing but that zero padding.
+  const uint64_t clip = clip_bytes_[r->layer];
+  if (clip < std::min(start + block_size_, layer.virtual_size())) return std::nullopt;
+  return layer.BlockHash(r->first_entry + (block - r->first_block));
+}
+
+uint64_t View::StoredBytes() const {
+  uint64_t total = 0;
+  for (const MapRun& r : map_.runs()) {
+    if (r.is_zero()) continue;
+    const Layer& layer = *layers_[r.layer].layer;
+    for (uint64_t i = 0; i < r.block_count; ++i) total += layer.StoredLength(r.first_entry + i);
+  }
+  return total;
+}
+
+}  // namespace chainfs

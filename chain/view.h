@@ -1,0 +1,96 @@
+// View: the virtual raw disk of one disk at one checkpoint.
+//
+//   view(vm1, c3, vda) = blocks of c3, else of c2, else of c1, else zeros,
+//                        truncated or zero-extended to c3's virtual size
+//
+// A View owns (shares) its layers and an ExtentMap built once; Read() splits
+// a request into blocks (unaligned head, whole blocks, unaligned tail), serves
+// holes and zero runs with memset, and fetches data blocks through a
+// BlockReader: direct layer reads by default, the shared block cache in a
+// mount. Immutable after Create; all methods are thread-safe.
+//
+//   auto view = repo->OpenView("vm1", "c3", "vda");
+//   std::vector<char> buf(4096);
+//   Status st = (*view)->Read(1 << 20, buf.size(), buf.data());
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chain/extent_map.h"
+#include "chain/layer.h"
+
+namespace chainfs {
+
+// How a view obtains decoded block bytes. Implementations must be thread-safe.
+class BlockReader {
+ public:
+  virtual ~BlockReader() = default;
+  // Copies bytes [offset, offset + n) of decoded block `entry` of layer into
+  // out. REQUIRES: offset + n <= layer.block_size().
+  virtual Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset,
+                                uint32_t n, char* out) = 0;
+};
+
+// Reads from the layer every time (no cache).
+class DirectBlockReader : public BlockReader {
+ public:
+  static DirectBlockReader* Get();
+  Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n,
+                        char* out) override;
+};
+
+class View {
+ public:
+  struct LayerRef {
+    std::shared_ptr<const Layer> layer;
+    std::string checkpoint;  // which checkpoint stored it, for messages
+  };
+
+  // REQUIRES: layers newest first, all of one block size, non-empty.
+  // label names the view in messages ("vm1/c3/vda").
+  static Result<std::shared_ptr<const View>> Create(std::vector<LayerRef> layers,
+                                                    std::string label,
+                                                    BlockReader* reader = nullptr);
+
+  uint64_t size() const { return size_; }
+  uint32_t block_size() const { return block_size_; }
+  const std::string& label() const { return label_; }
+  const ExtentMap& map() const { return map_; }
+  const std::vector<LayerRef>& layers() const { return layers_; }
+
+  // Reads [offset, offset + n) into out; the part past size() is zero-filled.
+  // A damaged block fails the whole read with kCorruption naming view,
+  // checkpoint, layer file and offset.
+  Status Read(uint64_t offset, size_t n, char* out) const;
+
+  // lseek(SEEK_DATA / SEEK_HOLE) from the map: zero runs and holes are holes.
+  // SeekData returns size() when no data follows offset; SeekHole returns the
+  // next hole or size() (the implicit hole at the end).
+  uint64_t SeekData(uint64_t offset) const;
+  uint64_t SeekHole(uint64_t offset) const;
+
+  // The content hash of block `block` as this view reads it (zero-padded to a
+  // whole block), when the map tells it without reading; nullopt when the
+  // block is partly clipped and only reading could tell.
+  std::optional<ContentHash> KnownBlockHash(uint64_t block) const;
+  // Bytes stored on disk for the data blocks this view reads.
+  uint64_t StoredBytes() const;
+  // Bytes [start, end) of block `block` visible from layer li (rest reads 0).
+  uint64_t VisibleBytes(uint32_t li, uint64_t block) const;
+
+ private:
+  View() = default;
+  std::vector<LayerRef> layers_;
+  std::vector<uint64_t> clip_bytes_;  // per layer: min virtual size of layers 0..i
+  ExtentMap map_;
+  std::string label_;
+  BlockReader* reader_ = nullptr;
+  uint64_t size_ = 0;
+  uint32_t block_size_ = 0;
+};
+
+}  // namespace chainfs

@@ -1,0 +1,54 @@
+// WorkerPool: a fixed set of threads running submitted tasks, for CPU work
+// (compression, decompression) that keeps both cores busy. Results come back
+// as futures, so a caller can keep a window of tasks in flight and consume
+// them in submission order:
+//
+//   WorkerPool pool(2);
+//   std::deque<std::future<Batch>> window;
+//   window.push_back(pool.Submit([..] { return Compress(batch); }));
+//   Write(window.front().get()); window.pop_front();
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace chainfs {
+
+class WorkerPool {
+ public:
+  // threads == 0: one per core.
+  explicit WorkerPool(unsigned threads = 0);
+  ~WorkerPool();  // finishes queued tasks, then joins
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  unsigned size() const { return static_cast<unsigned>(threads_.size()); }
+
+  template <typename Fn>
+  auto Submit(Fn fn) -> std::future<decltype(fn())> {
+    auto task = std::make_shared<std::packaged_task<decltype(fn())()>>(std::move(fn));
+    auto fut = task->get_future();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.emplace_back([task] { (*task)(); });
+    }
+    cv_.notify_one();
+    return fut;
+  }
+
+ private:
+  void Run();
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  bool stop_ = false;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace chainfs
