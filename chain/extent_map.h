@@ -5,10 +5,10 @@
 // result is a sorted vector of runs, so a lookup is one binary search whatever
 // the chain length.
 //
-//   layers (newest first)    c3: [  D D     Z      ]
-//                            c2: [D D   D D D D    ]
-//                            c1: [D D D D D D D D D]
-//   map                          [2 3 3 1 2 Z 2 1 1]   (digit = layer, Z = zero)
+//   layers (newest first)    c3 (0): . . D D . . . Z .
+//                            c2 (1): D D . D D D D . .
+//                            c1 (2): D D D D D D D D D
+//   map                              1 1 0 0 1 1 1 Z 2   (digit = layer, Z = zero)
 //
 // Each layer is clipped to its visible size: blocks at or past clip_blocks[i]
 // (the smallest virtual size among layers 0..i, rounded up to blocks) are
