@@ -42,6 +42,7 @@ class AppendFile {
   int fd_;
   std::string path_;
   uint64_t offset_ = 0;
+  uint64_t writeback_started_ = 0;  // bytes before this have writeback started
 };
 
 // fsyncs a directory so that renames and creations in it are durable.
