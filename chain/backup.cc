@@ -16,6 +16,7 @@
 #include "chain/file.h"
 #include "chain/names.h"
 #include "chain/progress.h"
+#include "chain/txn.h"
 #include "chain/worker_pool.h"
 
 namespace chainfs {
@@ -313,6 +314,18 @@ Result<BackupReport> BackupRun::Run() {
   }
   CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RepoLock> lock,
                            repo_.Lock("backup " + opts_.group + "/" + opts_.checkpoint));
+  // Finish an interrupted consolidation of the group before reading it
+  // (chain/txn.h): the plan must see the checkpoints that survive it.
+  CHAINFS_RETURN_IF_ERROR(RollForward(repo_, opts_.group).status());
+  // Plan before creating anything: a refused request (missing source, bad
+  // dirty map, existing name) must not leave a new, empty group behind.
+  GroupState g;
+  g.name = opts_.group;
+  if (auto loaded = repo_.LoadGroup(opts_.group); loaded.ok())
+    g = std::move(loaded).value();
+  else if (loaded.status().code() != Status::Code::kNotFound)
+    return loaded.status();
+  CHAINFS_RETURN_IF_ERROR(Plan(g));
   boost::system::error_code ec;
   for (const auto& dir : {repo_.CheckpointDir(opts_.group), repo_.DeltaDir(opts_.group)}) {
     if (!boost::filesystem::exists(dir, ec)) {
@@ -327,8 +340,6 @@ Result<BackupReport> BackupRun::Run() {
   if (report.leftovers_removed > 0)
     spdlog::info("removed {} leftover file(s) of an earlier failed run in group {}",
                  report.leftovers_removed, opts_.group);
-  CHAINFS_ASSIGN_OR_RETURN(GroupState g, repo_.LoadGroup(opts_.group));
-  CHAINFS_RETURN_IF_ERROR(Plan(g));
 
   WorkerPool pool(opts_.threads);
   Status st;

@@ -14,6 +14,10 @@ class NativeLayer : public Layer {
   static Result<std::shared_ptr<NativeLayer>> Open(const std::string& path);
   explicit NativeLayer(std::unique_ptr<DeltaReader> reader)
       : id_(NextLayerId()), reader_(std::move(reader)) {}
+  // With a given id: a file reopened with the same index keeps its cache key
+  // (Repository::OpenLayer).
+  NativeLayer(std::unique_ptr<DeltaReader> reader, uint64_t id)
+      : id_(id), reader_(std::move(reader)) {}
 
   uint64_t id() const override { return id_; }
   uint32_t block_size() const override { return reader_->header().block_size; }

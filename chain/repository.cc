@@ -156,20 +156,28 @@ Result<std::shared_ptr<const Layer>> Repository::OpenLayer(const std::string& gr
     std::lock_guard<std::mutex> lock(layers_mu_);
     auto it = layers_.find(path);
     if (it != layers_.end())
-      if (auto sp = it->second.lock()) return sp;
+      if (auto sp = it->second.layer.lock()) return sp;
   }
-  auto layer = NativeLayer::Open(path);
-  if (!layer.ok()) return layer.status();
-  if (layer.value()->block_size() != config_.block_size)
+  auto rfile = OpenRandomAccessFile(path);
+  if (!rfile.ok()) return rfile.status();
+  auto reader = DeltaReader::Open(std::move(rfile).value());
+  if (!reader.ok()) return reader.status();
+  if (reader.value()->header().block_size != config_.block_size)
     return Status::Corruption(path + ": block size " +
-                              std::to_string(layer.value()->block_size()) +
+                              std::to_string(reader.value()->header().block_size) +
                               " differs from the repository's " +
                               std::to_string(config_.block_size));
-  std::shared_ptr<const Layer> sp = layer.value();
+  const uint64_t index_checksum = reader.value()->footer().index_checksum;
   std::lock_guard<std::mutex> lock(layers_mu_);
-  auto& slot = layers_[path];
-  if (auto existing = slot.lock()) return existing;  // another thread won
-  slot = sp;
+  LayerSlot& slot = layers_[path];
+  if (auto existing = slot.layer.lock()) return existing;  // another thread won
+  if (slot.id == 0 || slot.index_checksum != index_checksum) {
+    slot.id = NextLayerId();
+    slot.index_checksum = index_checksum;
+  }
+  std::shared_ptr<const Layer> sp =
+      std::make_shared<NativeLayer>(std::move(reader).value(), slot.id);
+  slot.layer = sp;
   return sp;
 }
 
@@ -235,6 +243,12 @@ Result<std::unique_ptr<RepoLock>> Repository::Lock(const std::string& purpose) c
 }
 
 Result<int> Repository::CollectLeftovers(const std::string& group) const {
+  // A committed consolidation journal names new deltas that no manifest names
+  // yet: they are not leftovers. It must be rolled forward first (chain/txn.h).
+  if (::access((GroupDir(group) + "/txn.json").c_str(), F_OK) == 0)
+    return Status::Busy("group " + group + " has an unfinished consolidation journal " +
+                        GroupDir(group) + "/txn.json; run 'chainfs consolidate' or "
+                        "'chainfs prune' on the group (or any backup) to finish it first");
   CHAINFS_ASSIGN_OR_RETURN(GroupState g, LoadGroup(group));
   std::set<std::string> referenced;
   for (const auto& cp : g.checkpoints)

@@ -102,8 +102,16 @@ class Repository {
       : path_(std::move(path)), config_(std::move(config)) {}
   std::string path_;
   RepoConfig config_;
+  // Every delta file opened so far, by path. The id is kept after the layer
+  // is closed: reopening a file with the same index (footer checksum) gives it
+  // the same id, so blocks cached from it stay valid for the next open.
+  struct LayerSlot {
+    std::weak_ptr<const Layer> layer;
+    uint64_t id = 0;
+    uint64_t index_checksum = 0;
+  };
   mutable std::mutex layers_mu_;
-  mutable std::map<std::string, std::weak_ptr<const Layer>> layers_;
+  mutable std::map<std::string, LayerSlot> layers_;
 };
 
 }  // namespace chainfs

@@ -112,7 +112,7 @@ uint64_t View::SeekHole(uint64_t offset) const {
   const MapRun* end = map_.runs().data() + map_.runs().size();
   for (const MapRun* r = map_.FindAtOrAfter(pos / block_size_); r != nullptr && r != end; ++r) {
     uint64_t rs = r->first_block * block_size_;
-    if (rs > pos || r->is_zero()) return std::min(std::max(pos, rs), size_);
+    if (rs > pos || r->is_zero()) return std::min(pos, size_);  // a gap or a zero run
     pos = r->end() * block_size_;  // data run: continue after it
     if (pos >= size_) return size_;
   }

@@ -6,6 +6,9 @@
 #include <map>
 
 #include "fusefs/commands.h"
+#include "fusefs/consolidate_command.h"
+#include "fusefs/mount.h"
+#include "fusefs/stats_command.h"
 
 int main(int argc, char** argv) {
   auto logger = spdlog::stderr_logger_mt("chainfs");
@@ -22,6 +25,10 @@ int main(int argc, char** argv) {
       {"init", chainfs::AddInitCommand(app)},     {"backup", chainfs::AddBackupCommand(app)},
       {"list", chainfs::AddListCommand(app)},     {"export", chainfs::AddExportCommand(app)},
       {"check", chainfs::AddCheckCommand(app)},
+      {"consolidate", chainfs::AddConsolidateCommand(app)},
+      {"prune", chainfs::AddPruneCommand(app)},
+      {"stats", chainfs::AddStatsCommand(app)},
+      {"mount", chainfs::AddMountCommand(app)},
   };
   try {
     app.parse(argc, argv);

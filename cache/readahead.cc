@@ -1,0 +1,165 @@
+#include "cache/readahead.h"
+
+#include <algorithm>
+
+namespace chainfs {
+namespace {
+
+ReadaheadOptions Normalized(ReadaheadOptions o) {
+  o.min_window = std::max<uint64_t>(o.min_window, 4096);
+  o.max_window = std::max(o.max_window, o.min_window);
+  return o;
+}
+
+}  // namespace
+
+uint64_t Readahead::Stream::window() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return window_;
+}
+
+uint64_t Readahead::Stream::ahead() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return ahead_;
+}
+
+Readahead::Readahead(BlockCache* cache, const ReadaheadOptions& options)
+    : cache_(cache), options_(Normalized(options)) {
+  for (unsigned i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { Work(); });
+}
+
+Readahead::~Readahead() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    queue_.clear();
+  }
+  work_cv_.notify_all();
+  for (std::thread& t : workers_) t.join();
+}
+
+std::shared_ptr<Readahead::Stream> Readahead::Open(std::shared_ptr<const View> view) {
+  return std::make_shared<Stream>(std::move(view));
+}
+
+bool Readahead::Stream::Adjacent(uint64_t offset, uint64_t end) const {
+  for (const Range& r : recent_)
+    if (r.end != 0 && (offset == r.end || end == r.start)) return true;
+  return false;
+}
+
+void Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
+  if (workers_.empty() || n == 0) return;
+  std::lock_guard<std::mutex> lock(s.mu_);
+  const uint64_t end = offset + n;
+  // Once a window is open, a read inside it (one request overtaking another)
+  // keeps the stream sequential.
+  const bool in_window = s.window_ != 0 && offset + s.window_ >= s.front_ && offset < s.ahead_;
+  const bool sequential = in_window || s.Adjacent(offset, end);
+  s.recent_[s.next_recent_++ % s.recent_.size()] = {offset, end};
+  if (!sequential) {
+    if (s.window_ != 0) {
+      collapses_.fetch_add(1, std::memory_order_relaxed);
+      s.generation_.fetch_add(1, std::memory_order_relaxed);  // queued work is stale
+    }
+    s.window_ = 0;
+    s.ahead_ = 0;
+    s.sequential_run_ = 1;
+    s.front_ = end;
+    return;
+  }
+  s.sequential_run_ = std::min<uint32_t>(s.sequential_run_ + 1, 1u << 30);
+  s.front_ = std::max(s.front_, end);
+  if (s.sequential_run_ < kStartRun) return;
+  // Due when the reader has consumed half of what is queued ahead of it.
+  const uint64_t front = s.front_;
+  const uint64_t ahead_of_reader = s.ahead_ > front ? s.ahead_ - front : 0;
+  if (s.window_ != 0 && ahead_of_reader >= s.window_ / 2) return;
+  s.window_ = s.window_ == 0 ? options_.min_window : std::min(s.window_ * 2, options_.max_window);
+  const uint64_t start = std::max(s.ahead_, front);
+  const uint64_t stop = std::min(front + s.window_, s.view_->size());
+  s.ahead_ = std::max(s.ahead_, stop);
+  if (start < stop) Queue(s, start, stop);
+}
+
+// Queues the data blocks of [start, stop) (bytes of the stream's view) that
+// are neither resident nor being loaded. REQUIRES: s.mu_ held.
+void Readahead::Queue(Stream& s, uint64_t start, uint64_t stop) {
+  const View& view = *s.view_;
+  const uint64_t bs = view.block_size();
+  const uint64_t first = start / bs, last = (stop + bs - 1) / bs;
+  const auto& runs = view.map().runs();
+  const MapRun* run = view.map().FindAtOrAfter(first);
+  const uint64_t generation = s.generation_.load(std::memory_order_relaxed);
+  std::vector<Task> tasks;
+  for (size_t i = run ? run - runs.data() : runs.size(); i < runs.size(); ++i) {
+    const MapRun& r = runs[i];
+    if (r.first_block >= last) break;
+    if (r.is_zero()) continue;
+    const auto& layer = view.layers()[r.layer].layer;
+    for (uint64_t b = std::max(first, r.first_block); b < std::min(last, r.end()); ++b) {
+      const uint64_t entry = r.first_entry + (b - r.first_block);
+      if (!cache_->Contains(layer->id(), entry))
+        tasks.push_back(Task{s.weak_from_this(), generation, layer, entry});
+    }
+  }
+  batches_.fetch_add(1, std::memory_order_relaxed);
+  size_t accepted = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Task& t : tasks) {
+      if (queue_.size() >= options_.max_queued_blocks) break;
+      queue_.push_back(std::move(t));
+      ++accepted;
+    }
+  }
+  queued_.fetch_add(accepted, std::memory_order_relaxed);
+  dropped_.fetch_add(tasks.size() - accepted, std::memory_order_relaxed);
+  if (accepted == 1)
+    work_cv_.notify_one();
+  else if (accepted > 1)
+    work_cv_.notify_all();
+}
+
+bool Readahead::Current(const Task& task) const {
+  std::shared_ptr<Stream> s = task.stream.lock();
+  return s && s->generation_.load(std::memory_order_relaxed) == task.generation;
+}
+
+void Readahead::Work() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    work_cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+    if (stop_) return;
+    Task task = std::move(queue_.front());
+    queue_.pop_front();
+    ++busy_;
+    lock.unlock();
+    if (Current(task)) {
+      cache_->Prefetch(*task.layer, task.entry);  // a failure is the reader's to see
+    } else {
+      cancelled_.fetch_add(1, std::memory_order_relaxed);
+    }
+    task = Task{};  // release the layer outside the lock
+    lock.lock();
+    --busy_;
+    if (busy_ == 0 && queue_.empty()) idle_cv_.notify_all();
+  }
+}
+
+void Readahead::Drain() {
+  std::unique_lock<std::mutex> lock(mu_);
+  idle_cv_.wait(lock, [this] { return stop_ || (busy_ == 0 && queue_.empty()); });
+}
+
+ReadaheadStats Readahead::Stats() const {
+  ReadaheadStats s;
+  s.batches = batches_.load(std::memory_order_relaxed);
+  s.queued = queued_.load(std::memory_order_relaxed);
+  s.dropped = dropped_.load(std::memory_order_relaxed);
+  s.cancelled = cancelled_.load(std::memory_order_relaxed);
+  s.collapses = collapses_.load(std::memory_order_relaxed);
+  return s;
+}
+
+}  // namespace chainfs

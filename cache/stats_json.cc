@@ -1,0 +1,42 @@
+#include "cache/stats_json.h"
+
+namespace chainfs {
+
+using nlohmann::json;
+
+json CacheStatsToJson(const BlockCacheStats& s) {
+  return json{{"capacity_bytes", s.capacity_bytes},
+              {"bytes_held", s.bytes_held},
+              {"blocks_held", s.blocks_held},
+              {"hits", s.hits},
+              {"misses", s.misses},
+              {"loads_merged", s.loads_merged},
+              {"evictions", s.evictions},
+              {"load_ns", s.load_ns},
+              {"loaded_bytes", s.loaded_bytes},
+              {"stored_bytes_read", s.stored_bytes_read},
+              {"checksum_failures", s.checksum_failures},
+              {"load_failures", s.load_failures},
+              {"readahead_issued", s.readahead_issued},
+              {"readahead_used", s.readahead_used},
+              {"readahead_wasted", s.readahead_wasted},
+              {"readahead_skipped", s.readahead_skipped},
+              {"block_memory_bytes", s.block_memory_bytes}};
+}
+
+json ReadaheadStatsToJson(const ReadaheadStats& s) {
+  return json{{"batches", s.batches},
+              {"queued", s.queued},
+              {"dropped", s.dropped},
+              {"cancelled", s.cancelled},
+              {"collapses", s.collapses}};
+}
+
+std::string MountStatsJson(const BlockCache* cache, const Readahead* readahead) {
+  json doc;
+  doc["cache"] = cache ? CacheStatsToJson(cache->Stats()) : json(nullptr);
+  doc["readahead"] = readahead ? ReadaheadStatsToJson(readahead->Stats()) : json(nullptr);
+  return doc.dump(2) + "\n";
+}
+
+}  // namespace chainfs

@@ -1,0 +1,52 @@
+#include "fusefs/live_groups.h"
+
+#include <spdlog/spdlog.h>
+
+#include "chain/names.h"
+
+namespace chainfs {
+
+namespace {
+
+bool SameTime(const struct timespec& a, const struct timespec& b) {
+  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
+}
+
+}  // namespace
+
+bool LiveGroups::Fresh(const Entry& e, const struct stat& st,
+                       std::chrono::steady_clock::time_point now) const {
+  return e.snapshot != nullptr && now - e.scanned < max_age_ && SameTime(e.mtime, st.st_mtim) &&
+         SameTime(e.ctime, st.st_ctim);
+}
+
+Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& group) {
+  CHAINFS_RETURN_IF_ERROR(ValidateName("group", group));
+  const std::string dir = repo_.CheckpointDir(group);
+  std::lock_guard<std::mutex> lock(mu_);
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+    entries_.erase(group);
+    return Status::NotFound("group '" + group + "' not found in " + repo_.path());
+  }
+  const auto now = std::chrono::steady_clock::now();
+  Entry& e = entries_[group];
+  if (Fresh(e, st, now)) return e.snapshot;
+  auto loaded = repo_.LoadGroup(group);
+  e.scanned = now;  // a failed rescan is retried after max_age
+  e.mtime = st.st_mtim;
+  e.ctime = st.st_ctim;
+  if (!loaded.ok()) {
+    if (!e.failure_logged)
+      spdlog::error("rescanning group {}: {}", group, loaded.status().message());
+    e.failure_logged = true;
+    if (e.snapshot) return e.snapshot;
+    entries_.erase(group);
+    return loaded.status();
+  }
+  e.failure_logged = false;
+  e.snapshot = std::make_shared<const GroupState>(std::move(loaded).value());
+  return e.snapshot;
+}
+
+}  // namespace chainfs

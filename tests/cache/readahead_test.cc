@@ -1,0 +1,206 @@
+#include "cache/readahead.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+
+#include "tests/cache/fake_layer.h"
+
+namespace chainfs {
+namespace {
+
+using testing::FakeLayer;
+
+constexpr uint32_t kBs = 65536;
+constexpr uint64_t kKiB = 1024;
+
+struct Fixture {
+  explicit Fixture(uint64_t blocks, uint64_t cache_blocks = 1024, ReadaheadOptions ra = Small())
+      : layer(std::make_shared<FakeLayer>(blocks)),
+        cache(CacheOptions(cache_blocks)),
+        readahead(&cache, ra) {
+    auto v = View::Create({{layer, "c1"}}, "vm/c1/vda", &cache);
+    EXPECT_TRUE(v.ok());
+    view = v.value();
+  }
+  static ReadaheadOptions Small() {
+    ReadaheadOptions o;
+    o.min_window = 256 * kKiB;
+    o.max_window = 1024 * kKiB;
+    o.threads = 2;
+    return o;
+  }
+  static BlockCacheOptions CacheOptions(uint64_t blocks) {
+    BlockCacheOptions o;
+    o.capacity_bytes = blocks * (kBs + BlockCache::kEntryOverhead);
+    o.shards = 1;
+    return o;
+  }
+  // What a FUSE read handler does.
+  void Read(Readahead::Stream& s, uint64_t off, uint64_t n) {
+    readahead.OnRead(s, off, n);
+    std::vector<char> buf(n);
+    ASSERT_TRUE(view->Read(off, n, buf.data()).ok());
+  }
+  std::shared_ptr<FakeLayer> layer;
+  BlockCache cache;
+  Readahead readahead;
+  std::shared_ptr<const View> view;
+};
+
+TEST(ReadaheadTest, WindowGrowsWhileSequentialUpToMax) {
+  Fixture f(256);
+  auto s = f.readahead.Open(f.view);
+  std::vector<uint64_t> windows;
+  for (uint64_t off = 0; off < 8 * 1024 * kKiB; off += 128 * kKiB) {
+    f.Read(*s, off, 128 * kKiB);
+    if (windows.empty() || windows.back() != s->window()) windows.push_back(s->window());
+  }
+  std::vector<uint64_t> want = {0, 256 * kKiB, 512 * kKiB, 1024 * kKiB};
+  EXPECT_EQ(want, windows);
+  EXPECT_GT(s->ahead(), 8 * 1024 * kKiB) << "readahead stays ahead of the reader";
+}
+
+TEST(ReadaheadTest, SlightlyReorderedRequestsAreSequential) {
+  Fixture f(256);
+  auto s = f.readahead.Open(f.view);
+  // Requests of a sequential reader served by several FUSE threads.
+  for (uint64_t i : {0, 2, 1, 3, 5, 4, 6, 7, 9, 8}) f.Read(*s, i * 128 * kKiB, 128 * kKiB);
+  EXPECT_GT(s->window(), 0u);
+  EXPECT_EQ(0u, f.readahead.Stats().collapses);
+}
+
+TEST(ReadaheadTest, RandomReadCollapsesWindow) {
+  Fixture f(256);
+  auto s = f.readahead.Open(f.view);
+  for (uint64_t off = 0; off < 2048 * kKiB; off += 128 * kKiB) f.Read(*s, off, 128 * kKiB);
+  ASSERT_GT(s->window(), 0u);
+  f.Read(*s, 10 * 1024 * kKiB, 4096);
+  EXPECT_EQ(0u, s->window());
+  EXPECT_EQ(1u, f.readahead.Stats().collapses);
+  // Sequential again from there: starts over at the minimum window.
+  f.Read(*s, 10 * 1024 * kKiB + 4096, 4096);
+  EXPECT_EQ(0u, s->window());
+  f.Read(*s, 10 * 1024 * kKiB + 8192, 4096);
+  EXPECT_EQ(256 * kKiB, s->window());
+}
+
+TEST(ReadaheadTest, SequentialReadUsesEveryPrefetchedBlock) {
+  Fixture f(256);
+  auto s = f.readahead.Open(f.view);
+  for (uint64_t off = 0; off < f.view->size(); off += 128 * kKiB) f.Read(*s, off, 128 * kKiB);
+  f.readahead.Drain();
+  BlockCacheStats st = f.cache.Stats();
+  EXPECT_GT(st.readahead_issued, 100u);
+  EXPECT_EQ(st.readahead_issued, st.readahead_used);
+  EXPECT_EQ(0u, st.readahead_wasted);
+  EXPECT_EQ(256u, f.layer->total_reads()) << "every block loaded once";
+  EXPECT_EQ(256u, st.misses + st.readahead_issued);
+}
+
+TEST(ReadaheadTest, RandomReadsIssueNothing) {
+  Fixture f(4096);
+  auto s = f.readahead.Open(f.view);
+  uint64_t x = 12345;
+  for (int i = 0; i < 500; ++i) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t block = (x >> 33) % 4096;
+    f.Read(*s, block * kBs + 4096 * ((x >> 20) % 16), 4096);
+  }
+  f.readahead.Drain();
+  EXPECT_EQ(0u, f.cache.Stats().readahead_issued);
+  EXPECT_EQ(0u, f.readahead.Stats().batches);
+}
+
+TEST(ReadaheadTest, UnreadPrefetchesCountAsWasted) {
+  Fixture f(1024, /*cache_blocks=*/16);
+  auto s = f.readahead.Open(f.view);
+  f.Read(*s, 0, 64 * kKiB);
+  f.Read(*s, 64 * kKiB, 64 * kKiB);
+  f.Read(*s, 128 * kKiB, 64 * kKiB);  // third sequential read: window of 4 blocks
+  f.readahead.Drain();
+  ASSERT_EQ(4u, f.cache.Stats().readahead_issued);
+  // The reader goes elsewhere; one-time reads push the prefetches out.
+  auto other = f.readahead.Open(f.view);
+  for (uint64_t b = 500; b < 600; b += 3) f.Read(*other, b * kBs, 4096);
+  f.readahead.Drain();
+  BlockCacheStats st = f.cache.Stats();
+  EXPECT_EQ(0u, st.readahead_used);
+  EXPECT_EQ(4u, st.readahead_wasted);
+}
+
+TEST(ReadaheadTest, ForegroundReadDoesNotWaitForQueuedPrefetch) {
+  ReadaheadOptions ra = Fixture::Small();
+  ra.threads = 1;
+  Fixture f(64, 1024, ra);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, release = false;
+  // The worker's load of block 4 (the first prefetched) blocks until released.
+  f.layer->on_read = [&](uint64_t entry) {
+    if (entry != 4) return;
+    std::unique_lock<std::mutex> lock(mu);
+    entered = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+  };
+  auto s = f.readahead.Open(f.view);
+  f.Read(*s, 0, 64 * kKiB);
+  f.Read(*s, 64 * kKiB, 64 * kKiB);
+  f.Read(*s, 128 * kKiB, 128 * kKiB);  // queues blocks 4..7
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return entered; });
+  }
+  // Blocks 5..7 sit in the queue behind the stuck load: a reader of block 6
+  // loads it itself instead of waiting.
+  auto other = f.readahead.Open(f.view);
+  f.Read(*other, 6 * kBs, 4096);
+  EXPECT_EQ(1u, f.layer->reads(6));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  f.readahead.Drain();
+  EXPECT_EQ(1u, f.layer->reads(6)) << "the queued prefetch of a resident block is skipped";
+}
+
+TEST(ReadaheadTest, ClosedStreamCancelsQueuedWork) {
+  ReadaheadOptions ra = Fixture::Small();
+  ra.threads = 1;
+  Fixture f(64, 1024, ra);
+  std::mutex mu;
+  std::condition_variable cv;
+  bool entered = false, release = false;
+  f.layer->on_read = [&](uint64_t entry) {
+    if (entry != 4) return;
+    std::unique_lock<std::mutex> lock(mu);
+    entered = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return release; });
+  };
+  auto s = f.readahead.Open(f.view);
+  f.Read(*s, 0, 64 * kKiB);
+  f.Read(*s, 64 * kKiB, 64 * kKiB);
+  f.Read(*s, 128 * kKiB, 128 * kKiB);  // queues blocks 4..7
+  {
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return entered; });
+  }
+  s.reset();  // release(): blocks 5..7 are still queued
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    release = true;
+  }
+  cv.notify_all();
+  f.readahead.Drain();
+  EXPECT_EQ(3u, f.readahead.Stats().cancelled);
+  EXPECT_EQ(0u, f.layer->reads(5));
+}
+
+}  // namespace
+}  // namespace chainfs
