@@ -48,6 +48,8 @@ std::string RandomHex() {
   return buf;
 }
 
+constexpr uint64_t kCopyChunk = 8 << 20;  // largest single read when copying
+
 uint64_t CeilDiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
 // Builds the op runs of a merged delta (see the design note in the header).
@@ -146,6 +148,10 @@ class Consolidation {
   Status CheckSpace();
   Status WriteAll();
   Status WriteDelta(RewritePlan& p, Progress& progress);
+  // Copies the stored bytes of entries [first, first + count) of r into w,
+  // each block's checksum verified first.
+  Status CopyStored(const DeltaReader& r, uint64_t first, uint64_t count,
+                    DeltaWriter& w, Progress& progress);
   Status EncodeFromView(RewritePlan& p, uint64_t block, DeltaWriter& w);
   Txn BuildTxn(const GroupState& g);
   void RemoveWritten();
@@ -158,6 +164,8 @@ class Consolidation {
   std::vector<Checkpoint> survivors_;  // new manifests, oldest first
   std::set<std::string> changed_;      // survivors whose manifest changes
   std::vector<std::string> written_;   // paths of new deltas
+  std::map<std::string, std::unique_ptr<RandomAccessFile>> sources_;
+  std::string copy_buf_;
 };
 
 Status Consolidation::ValidateOptions() const {
@@ -363,6 +371,37 @@ Status Consolidation::EncodeFromView(RewritePlan& p, uint64_t block,
   return w.AddBlock(e, stored.data());
 }
 
+Status Consolidation::CopyStored(const DeltaReader& r, uint64_t first,
+                                 uint64_t count, DeltaWriter& w,
+                                 Progress& progress) {
+  auto& file = sources_[r.path()];
+  if (!file) {
+    CHAINFS_ASSIGN_OR_RETURN(file, OpenRandomAccessFile(r.path()));
+  }
+  const std::vector<IndexEntry>& es = r.entries();
+  for (uint64_t i = first, end = first + count; i < end;) {
+    // Stored bytes of consecutive entries usually lie back to back: one read.
+    uint64_t j = i + 1, len = es[i].stored_len;
+    while (j < end && es[j].offset == es[j - 1].offset + es[j - 1].stored_len &&
+           len + es[j].stored_len <= kCopyChunk)
+      len += es[j++].stored_len;
+    copy_buf_.resize(len);
+    CHAINFS_RETURN_IF_ERROR(file->ReadAt(es[i].offset, len, copy_buf_.data()));
+    for (uint64_t k = i, pos = 0; k < j; pos += es[k++].stored_len) {
+      if (Checksum64(copy_buf_.data() + pos, es[k].stored_len) !=
+          es[k].checksum)
+        return Status::Corruption(
+            r.path() + ": block " + std::to_string(es[k].block) + " (offset " +
+            std::to_string(es[k].offset) +
+            "): checksum mismatch of stored bytes; not copied");
+      CHAINFS_RETURN_IF_ERROR(w.AddBlock(es[k], copy_buf_.data() + pos));
+    }
+    progress.Add(len);
+    i = j;
+  }
+  return Status::Ok();
+}
+
 Status Consolidation::WriteDelta(RewritePlan& p, Progress& progress) {
   Failpoint("consolidate.before-write-delta");
   const std::string path = repo_.DeltaPath(opts_.group, p.info.new_file);
@@ -371,7 +410,6 @@ Status Consolidation::WriteDelta(RewritePlan& p, Progress& progress) {
   CHAINFS_ASSIGN_OR_RETURN(
       std::unique_ptr<DeltaWriter> w,
       DeltaWriter::Create(path, p.merged->block_size(), p.info.virtual_size));
-  std::string stored;
   for (const OpRun& op : p.ops) {
     if (op.kind == OpRun::Kind::kZero) {
       w->AddZeroRun(op.first_block, op.block_count);
@@ -382,13 +420,8 @@ Status Consolidation::WriteDelta(RewritePlan& p, Progress& progress) {
           p.merged->layers()[op.layer].layer.get());
       if (!native)
         return Status::NotSupported("consolidation copies native deltas only");
-      const DeltaReader& r = native->reader();
-      for (uint64_t i = 0; i < op.block_count; ++i) {
-        CHAINFS_RETURN_IF_ERROR(r.ReadStored(op.first_entry + i, &stored));
-        CHAINFS_RETURN_IF_ERROR(
-            w->AddBlock(r.entries()[op.first_entry + i], stored.data()));
-        progress.Add(stored.size());
-      }
+      CHAINFS_RETURN_IF_ERROR(CopyStored(native->reader(), op.first_entry,
+                                         op.block_count, *w, progress));
     }
   }
   CHAINFS_RETURN_IF_ERROR(w->Finish());
@@ -481,13 +514,21 @@ Result<ConsolidateReport> Consolidation::Run() {
   }
   CHAINFS_RETURN_IF_ERROR(CheckSpace());
   Failpoint("consolidate.after-space-check");
+  auto since = [](std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t)
+        .count();
+  };
+  auto t0 = std::chrono::steady_clock::now();
   Status st = WriteAll();
   if (!st.ok()) {
     RemoveWritten();
     return st;
   }
+  report_.write_seconds = since(t0);
+  t0 = std::chrono::steady_clock::now();
   Txn txn = BuildTxn(g);
   st = CommitTxn(repo_, txn);
+  report_.switch_seconds = since(t0);
   if (!st.ok()) {
     if (::access(TxnPath(repo_, opts_.group).c_str(), F_OK) != 0)
       RemoveWritten();

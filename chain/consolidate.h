@@ -75,6 +75,8 @@ struct ConsolidateReport {
       false;  // a journal of an earlier run was rolled forward
   int leftovers_removed = 0;
   double seconds = 0;
+  double write_seconds = 0;   // writing and syncing the new deltas
+  double switch_seconds = 0;  // journal commit, manifests, removal of old files
 };
 
 // Takes the repository lock for its whole run. With dry_run the plan is

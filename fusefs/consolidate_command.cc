@@ -44,6 +44,8 @@ json ReportJson(const ConsolidateReport& r) {
             {"bytes_free", r.bytes_free},
             {"bytes_released", r.bytes_released},
             {"seconds", r.seconds},
+            {"write_seconds", r.write_seconds},
+            {"switch_seconds", r.switch_seconds},
             {"relinked", json::array()},
             {"rewrites", json::array()}};
   for (const auto& [cp, parent] : r.relinked)
@@ -97,14 +99,13 @@ void PrintReport(const ConsolidateReport& r) {
     if (!w.merged.empty()) std::cout << ", merging " << Join(w.merged);
     std::cout << ": " << w.blocks_copied << " blocks copied, "
               << w.blocks_reencoded << " re-encoded, " << w.zero_blocks
-              << " zero";
-    if (!r.dry_run) std::cout << ", " << w.stored_bytes << " bytes";
+              << " zero blocks";
+    if (!r.dry_run) std::cout << ", " << w.stored_bytes << " bytes written";
     std::cout << "\n";
   }
-  std::cout << "  new deltas " << (r.dry_run ? "need about " : "estimated ")
-            << r.bytes_needed << " bytes; " << r.bytes_released
-            << " bytes of old deltas " << (r.dry_run ? "would be" : "")
-            << " released";
+  std::cout << "  new deltas " << (r.dry_run ? "need about " : "estimated at ")
+            << r.bytes_needed << " bytes; old deltas of " << r.bytes_released
+            << " bytes " << (r.dry_run ? "would be " : "") << "released";
   if (!r.dry_run) std::cout << "; done in " << r.seconds << " s";
   std::cout << "\n";
 }

@@ -20,7 +20,7 @@ namespace chainfs {
 namespace {
 
 constexpr unsigned kMaxThreads = 8;
-constexpr unsigned kIdleThreads = 4;
+constexpr unsigned kIdleThreads = 8;  // = kMaxThreads: no thread churn under load
 
 Result<std::string> RealPath(const std::string& path, const std::string& what) {
   char buf[PATH_MAX];

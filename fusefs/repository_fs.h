@@ -21,7 +21,11 @@
 // Thread-safe: the ops run on libfuse's worker threads.
 #pragma once
 
-#define FUSE_USE_VERSION 34
+// 3.12 (written 312 since 3.12): below it, fuse_session_loop_mt() is the old
+// entry point that reads a fuse_loop_config_v1 struct, and a config made by
+// fuse_loop_cfg_create() read that way means max_idle_threads=0: one worker
+// thread, destroyed and re-created for every request.
+#define FUSE_USE_VERSION 312
 #include <fuse3/fuse_lowlevel.h>
 
 #include <memory>

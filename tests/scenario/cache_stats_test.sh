@@ -2,7 +2,8 @@
 # The block cache and readahead of a mount, seen through `chainfs stats`:
 # a second read of a block is a hit; two checkpoints sharing a block load it
 # once; a sequential dd uses readahead, random 4 KiB fio reads do not; a block
-# failing its checksum is not cached (two reads fail, two failures counted).
+# failing its checksum is not cached (two reads fail, two failures counted);
+# -o cache_size=0 keeps nothing.
 set -euo pipefail
 source "${SRC:-$(dirname "$0")/../..}/tests/scenario/lib.sh"
 source "$SRC/tests/scenario/mount_lib.sh"
@@ -91,5 +92,15 @@ direct_read "$M/vm2/c1/vdb.raw" 2 || fail "the block before the damaged one does
 
 step "memory: the cache holds at most its capacity"
 [ "$(counter bytes_held)" -le $((64 << 20)) ] || fail "bytes_held $(counter bytes_held) > 64 MiB"
+unmount_wait "$M"
+
+step "cache_size=0: nothing is kept, every read loads"
+mount_fg "$R" "$M" -o cache_size=0
+direct_read "$M/vm1/c1/vda.raw" 100
+direct_read "$M/vm1/c1/vda.raw" 100
+[ "$(counter misses)" -eq 2 ] || fail "cache_size=0: $(counter misses) misses for two reads, expected 2"
+[ "$(counter hits)" -eq 0 ] || fail "cache_size=0: $(counter hits) hits, expected 0"
+[ "$(counter bytes_held)" -eq 0 ] || fail "cache_size=0: $(counter bytes_held) bytes held"
+"$CHAINFS" stats "$M" --json | jq -e '.readahead == null' >/dev/null || fail "cache_size=0: readahead is on"
 unmount_wait "$M"
 echo PASS

@@ -36,17 +36,24 @@ ok "$CHAINFS" backup "$R" vm1 c1 --disk vda="$SRCIMG"
 export_equals c1 "$SRCIMG"
 
 n=1
-for fp in backup.before-commit=kill backup.read-batch=3*kill file.before-fsync=kill; do
+# file.before-fsync: the 1st fsync is the delta's, the 2nd the manifest's
+# temporary file (killed before its rename).
+for fp in backup.before-commit=kill backup.read-batch=3*kill file.before-fsync=kill \
+  file.before-fsync=2*kill; do
   n=$((n + 1))
   step "killed backup: CHAINFS_FAILPOINTS=$fp"
   make_source $((n * 10)) 16
   repo_visible "$R" >"$T/before"
+  repo_files "$R" >"$T/files.before"
   rc=0
   { (CHAINFS_FAILPOINTS=$fp exec "$CHAINFS" backup "$R" vm1 c$n --disk vda="$SRCIMG") \
     >"$T/last.out" 2>&1 || rc=$?; } 2>/dev/null
   [ "$rc" -eq 137 ] || { cat "$T/last.out" >&2; fail "$fp: exited $rc, expected death by SIGKILL (137)"; }
   repo_visible "$R" >"$T/after"
   same_state "killed at $fp" "$T/before" "$T/after"
+  # Byte for byte the same files, apart from the unreferenced leftovers.
+  repo_files "$R" | grep -v -F -f <(unreferenced_deltas "$R" vm1; echo .tmp.) >"$T/files.after" || true
+  same_state "killed at $fp (all files but leftovers)" "$T/files.before" "$T/files.after"
   [ ! -e "$R/groups/vm1/checkpoints/c$n.json" ] || fail "$fp: checkpoint c$n exists after the kill"
   check_clean
   step "re-run of the same command succeeds and collects the leftovers"
@@ -56,6 +63,7 @@ for fp in backup.before-commit=kill backup.read-batch=3*kill file.before-fsync=k
   [ "$removed" -ge 1 ] || fail "$fp: re-run reports leftovers_removed=$removed, expected >= 1"
   left=$(unreferenced_deltas "$R" vm1)
   [ -z "$left" ] || fail "$fp: unreferenced delta files remain after the re-run: $left"
+  ! ls "$R/groups/vm1/checkpoints" | grep -q '\.tmp\.' || fail "$fp: a temporary manifest remains after the re-run"
   export_equals c$n "$SRCIMG"
   check_clean
 done
@@ -66,7 +74,7 @@ cp --sparse=always "$SRCIMG" "$T/saved.raw"
 repo_files "$R" >"$T/before"
 mkdir -p "$T/fp"
 CHAINFS_FAILPOINTS=backup.read-batch=2*pause CHAINFS_FAILPOINT_DIR=$T/fp \
-  "$CHAINFS" backup "$R" vm1 c5 --disk vda="$SRCIMG" >"$T/bg.out" 2>&1 &
+  "$CHAINFS" backup "$R" vm1 c9 --disk vda="$SRCIMG" >"$T/bg.out" 2>&1 &
 pid=$!
 on_exit "kill $pid"
 for _ in $(seq 600); do
@@ -86,8 +94,8 @@ repo_files "$R" >"$T/after"
 same_state "shrunk source" "$T/before" "$T/after"
 check_clean
 cp --sparse=always "$T/saved.raw" "$SRCIMG"
-ok "$CHAINFS" backup "$R" vm1 c5 --disk vda="$SRCIMG"
-export_equals c5 "$SRCIMG"
+ok "$CHAINFS" backup "$R" vm1 c9 --disk vda="$SRCIMG"
+export_equals c9 "$SRCIMG"
 
 step "repository file system full (tmpfs of 8 MiB, 64 MiB of random data)"
 SMALL=$T/small

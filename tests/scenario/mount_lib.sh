@@ -43,6 +43,9 @@ unmount_wait() {
   done
   kill -0 "$pid" 2>/dev/null && fail "daemon $pid still running after unmounting $mnt"
   findmnt -rn -M "$mnt" >/dev/null && fail "$mnt still mounted"
+  local rc=0
+  wait "$pid" 2>/dev/null || rc=$?
+  [ "$rc" -eq 0 ] || { tail -5 "$T/mount.log" >&2; fail "daemon for $mnt exited with status $rc"; }
   return 0
 }
 
