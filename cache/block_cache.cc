@@ -33,6 +33,9 @@ void Add(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_
 void Sub(std::atomic<uint64_t>& c, uint64_t n) { c.fetch_sub(n, std::memory_order_relaxed); }
 uint64_t Load(const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); }
 
+// Set by ScanScope: this thread's reads belong to a sequential scan.
+thread_local bool t_scan = false;
+
 // What a shard keeps per resident block besides the policy's fields.
 struct Resident {
   std::shared_ptr<const BlockCache::Block> block;
@@ -63,8 +66,8 @@ struct BlockCache::Shard {
     if (r.prefetched_unused) {
       r.prefetched_unused = false;  // the prefetch's use, not a re-use
       Add(c.readahead_used);
-    } else if (offset == 0 || offset != r.next_offset) {
-      policy.Use(e);  // not the continuation of a sequential read of the block
+    } else if (!t_scan && (offset == 0 || offset != r.next_offset)) {
+      policy.Use(e);  // not a scan, nor the continuation of a read of the block
     }
     r.next_offset = offset + n;
   }
@@ -76,6 +79,9 @@ BlockCache::Block::Block(uint32_t size, std::shared_ptr<std::atomic<uint64_t>> l
 }
 
 BlockCache::Block::~Block() { Sub(*live_bytes_, size_); }
+
+BlockCache::ScanScope::ScanScope(bool scan) : previous_(t_scan) { t_scan = scan; }
+BlockCache::ScanScope::~ScanScope() { t_scan = previous_; }
 
 BlockCache::BlockCache(const BlockCacheOptions& options)
     : capacity_(options.capacity_bytes),
@@ -157,7 +163,14 @@ Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry
   lock.unlock();
 
   Add(origin == Origin::kRead ? c.misses : c.readahead_issued);
-  Result<Handle> r = LoadBlock(layer, entry);
+  Result<Handle> r = Status::Corruption("unreachable");
+  try {
+    r = LoadBlock(layer, entry);
+  } catch (...) {  // bad_alloc: free the slot, waiters see a broken promise
+    lock.lock();
+    shard.loading.erase(key);
+    throw;
+  }
   lock.lock();
   shard.loading.erase(key);
   const uint64_t charge = layer.block_size() + kEntryOverhead;

@@ -48,8 +48,8 @@ bool Readahead::Stream::Adjacent(uint64_t offset, uint64_t end) const {
   return false;
 }
 
-void Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
-  if (workers_.empty() || n == 0) return;
+bool Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
+  if (workers_.empty() || n == 0) return false;
   std::lock_guard<std::mutex> lock(s.mu_);
   const uint64_t end = offset + n;
   // Once a window is open, a read inside it (one request overtaking another)
@@ -66,20 +66,21 @@ void Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
     s.ahead_ = 0;
     s.sequential_run_ = 1;
     s.front_ = end;
-    return;
+    return false;
   }
   s.sequential_run_ = std::min<uint32_t>(s.sequential_run_ + 1, 1u << 30);
   s.front_ = std::max(s.front_, end);
-  if (s.sequential_run_ < kStartRun) return;
+  if (s.sequential_run_ < kStartRun) return false;
   // Due when the reader has consumed half of what is queued ahead of it.
   const uint64_t front = s.front_;
   const uint64_t ahead_of_reader = s.ahead_ > front ? s.ahead_ - front : 0;
-  if (s.window_ != 0 && ahead_of_reader >= s.window_ / 2) return;
+  if (s.window_ != 0 && ahead_of_reader >= s.window_ / 2) return true;
   s.window_ = s.window_ == 0 ? options_.min_window : std::min(s.window_ * 2, options_.max_window);
   const uint64_t start = std::max(s.ahead_, front);
   const uint64_t stop = std::min(front + s.window_, s.view_->size());
   s.ahead_ = std::max(s.ahead_, stop);
   if (start < stop) Queue(s, start, stop);
+  return true;
 }
 
 // Queues the data blocks of [start, stop) (bytes of the stream's view) that

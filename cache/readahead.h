@@ -88,7 +88,9 @@ class Readahead {
   // queued prefetches.
   std::shared_ptr<Stream> Open(std::shared_ptr<const View> view);
   // Records a read of [offset, offset + n) and queues prefetches if due.
-  void OnRead(Stream& stream, uint64_t offset, uint64_t n);
+  // Returns true if the stream is in a sequential run with a window open
+  // (the read is part of a scan: BlockCache::ScanScope).
+  bool OnRead(Stream& stream, uint64_t offset, uint64_t n);
   // Waits until no prefetch is queued or running (tests and benchmarks).
   void Drain();
 

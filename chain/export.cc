@@ -35,7 +35,7 @@ void LoadChunk(const View& view, Chunk* c) {
   uint64_t end = c->offset + c->length;
   uint64_t pos = view.SeekData(c->offset);
   while (pos < end) {
-    uint64_t hole = std::min(view.SeekHole(pos), end);
+    uint64_t hole = std::min(view.SeekHole(pos, end), end);
     c->status = view.Read(pos, hole - pos, c->data.data() + (pos - c->offset));
     if (!c->status.ok()) return;
     // Stored blocks that happen to be all zeros need not be written either.

@@ -77,13 +77,29 @@ std::string Repository::DeltaPath(const std::string& g, const std::string& f) co
   return DeltaDir(g) + "/" + f;
 }
 
+namespace {
+// A group directory is a group once a checkpoint is committed in it: the
+// directories a first backup creates before it fails or is killed are not.
+bool HasManifest(const std::string& dir) {
+  boost::system::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string f = it->path().filename().string();
+    if (f.size() > 5 && f.compare(f.size() - 5, 5, ".json") == 0 &&
+        ValidateName("checkpoint", f.substr(0, f.size() - 5)).ok())
+      return true;
+  }
+  return false;
+}
+}  // namespace
+
 Result<std::vector<std::string>> Repository::ListGroups() const {
   std::vector<std::string> out;
   boost::system::error_code ec;
   for (fs::directory_iterator it(path_ + "/groups", ec), end; !ec && it != end;
        it.increment(ec)) {
     std::string n = it->path().filename().string();
-    if (ValidateName("group", n).ok() && fs::is_directory(it->path(), ec)) out.push_back(n);
+    if (ValidateName("group", n).ok() && HasManifest(it->path().string() + "/checkpoints"))
+      out.push_back(n);
   }
   if (ec) return Status::FromErrno(ec.value(), "listing " + path_ + "/groups");
   std::sort(out.begin(), out.end());

@@ -67,6 +67,7 @@ class Repository {
   std::string DeltaDir(const std::string& group) const;
   std::string DeltaPath(const std::string& group, const std::string& file) const;
 
+  // Groups with at least one committed checkpoint, sorted.
   Result<std::vector<std::string>> ListGroups() const;
   // Reads every manifest of a group (a broken manifest is an error naming it).
   Result<GroupState> LoadGroup(const std::string& group) const;

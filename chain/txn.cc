@@ -168,11 +168,6 @@ Status CommitTxn(const Repository& repo, const Txn& txn) {
 
 Status ApplyTxn(const Repository& repo, const Txn& txn) {
   const std::string& g = txn.group;
-  for (const std::string& f : txn.delete_deltas) {
-    Failpoint("txn.before-delete-delta");
-    CHAINFS_RETURN_IF_ERROR(RemoveIfExists(repo.DeltaPath(g, f)));
-    Failpoint("txn.after-delete-delta");
-  }
   for (const ManifestStep& st : txn.steps) {
     const std::string path = ManifestPath(repo, g, st.checkpoint);
     if (st.write) {
@@ -185,6 +180,11 @@ Status ApplyTxn(const Repository& repo, const Txn& txn) {
       CHAINFS_RETURN_IF_ERROR(SyncDir(repo.CheckpointDir(g)));
       Failpoint("txn.after-delete-manifest");
     }
+  }
+  for (const std::string& f : txn.delete_deltas) {
+    Failpoint("txn.before-delete-delta");
+    CHAINFS_RETURN_IF_ERROR(RemoveIfExists(repo.DeltaPath(g, f)));
+    Failpoint("txn.after-delete-delta");
   }
   CHAINFS_RETURN_IF_ERROR(SyncDir(repo.DeltaDir(g)));
   Failpoint("txn.before-remove-journal");

@@ -106,7 +106,7 @@ uint64_t View::SeekData(uint64_t offset) const {
   return size_;
 }
 
-uint64_t View::SeekHole(uint64_t offset) const {
+uint64_t View::SeekHole(uint64_t offset, uint64_t limit) const {
   if (offset >= size_) return size_;
   uint64_t pos = offset;
   const MapRun* end = map_.runs().data() + map_.runs().size();
@@ -115,6 +115,7 @@ uint64_t View::SeekHole(uint64_t offset) const {
     if (rs > pos || r->is_zero()) return std::min(pos, size_);  // a gap or a zero run
     pos = r->end() * block_size_;  // data run: continue after it
     if (pos >= size_) return size_;
+    if (pos >= limit) return pos;
   }
   return std::min(pos, size_);
 }

@@ -71,7 +71,9 @@ class View {
   // SeekData returns size() when no data follows offset; SeekHole returns the
   // next hole or size() (the implicit hole at the end).
   uint64_t SeekData(uint64_t offset) const;
-  uint64_t SeekHole(uint64_t offset) const;
+  // With limit, the walk stops at the first run boundary at or past limit
+  // and returns it (a caller that only cares up to limit pays no more).
+  uint64_t SeekHole(uint64_t offset, uint64_t limit = UINT64_MAX) const;
 
   // The content hash of block `block` as this view reads it (zero-padded to a
   // whole block), when the map tells it without reading; nullopt when the

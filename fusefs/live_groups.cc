@@ -49,4 +49,10 @@ Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& gro
   return e.snapshot;
 }
 
+void LiveGroups::Invalidate(const std::string& group) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = entries_.find(group);
+  if (it != entries_.end()) it->second.scanned = {};
+}
+
 }  // namespace chainfs

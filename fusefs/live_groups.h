@@ -33,6 +33,11 @@ class LiveGroups {
   // The group's current checkpoints; kNotFound if the group does not exist.
   Result<std::shared_ptr<const GroupState>> Get(const std::string& group);
 
+  // Makes the next Get of the group read it again, however fresh its
+  // snapshot looks (directory times are coarse: a change within one tick of
+  // the last scan goes unnoticed until max_age).
+  void Invalidate(const std::string& group);
+
   // The names of the groups now in the repository (not cached).
   Result<std::vector<std::string>> List() const { return repo_.ListGroups(); }
 

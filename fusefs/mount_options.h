@@ -4,13 +4,13 @@
 // the mount.chainfs helper, or from an /etc/fstab line, so the parser accepts
 // three kinds:
 //
-//   ours         uid=, gid=, umask=, log=PATH (and the cache options that the
-//                block cache adds: register them in kOurs in mount_options.cc)
+//   ours         uid=, gid=, umask=, log=PATH, and the block cache's
+//                cache_size=, readahead_min=, readahead_max=, readahead_threads=
 //   kernel       passed on to libfuse / the kernel: allow_other, allow_root,
 //                auto_unmount, fsname=, subtype=, nodev, nosuid, noexec, ...
 //   mount(8)     fstab bookkeeping with no meaning for the filesystem:
 //                defaults, auto, noauto, user, users, nouser, nofail,
-//                _netdev, rw, ro, x-*, comment=  (accepted, ignored)
+//                _netdev, rw, ro, relatime & co., x-*, comment=  (ignored)
 //
 // Anything else is refused with a message naming it (exit 2). The mount is
 // always read-only ("ro" is always passed) and always uses the kernel's

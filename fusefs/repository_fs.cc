@@ -294,13 +294,21 @@ Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Nod
   // Resolve the chain against the group as it is now: consolidation may
   // have rewritten the deltas behind an unchanged view.
   const Checkpoint& want = *node.checkpoint;
-  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const GroupState> g, groups_.Get(node.group));
-  const Checkpoint* cp = g->Find(want.name);
-  if (cp == nullptr || cp->sequence != want.sequence ||
-      cp->created_unix_ns != want.created_unix_ns)
-    return Status::NotFound("checkpoint " + node.group + "/" + want.name + " was removed");
-  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const View> view,
-                           repo_->OpenView(*g, *cp, node.disk, block_reader_));
+  Result<std::shared_ptr<const View>> opened = Status::NotFound("");
+  // A snapshot that looks fresh may still name deltas a consolidation has
+  // just replaced and removed (same bytes, new files): then read the group
+  // again, once.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (attempt > 0) groups_.Invalidate(node.group);
+    CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const GroupState> g, groups_.Get(node.group));
+    const Checkpoint* cp = g->Find(want.name);
+    if (cp == nullptr || cp->sequence != want.sequence ||
+        cp->created_unix_ns != want.created_unix_ns)
+      return Status::NotFound("checkpoint " + node.group + "/" + want.name + " was removed");
+    opened = repo_->OpenView(*g, *cp, node.disk, block_reader_);
+    if (opened.ok() || opened.status().code() != Status::Code::kNotFound) break;
+  }
+  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const View> view, std::move(opened));
   std::lock_guard<std::mutex> lock(views_mu_);
   auto& slot = views_[ino];
   if (auto existing = slot.lock()) return existing;

@@ -113,7 +113,8 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
   n = static_cast<size_t>(std::min<uint64_t>(n, size - off));
   thread_local std::vector<char> buf;
   if (buf.size() < n) buf.resize(n);
-  if (f.stream) readahead_->OnRead(*f.stream, static_cast<uint64_t>(off), n);
+  const bool scan = f.stream && readahead_->OnRead(*f.stream, static_cast<uint64_t>(off), n);
+  BlockCache::ScanScope scope(scan);
   Status st = view.Read(static_cast<uint64_t>(off), n, buf.data());
   if (!st.ok()) {
     spdlog::error("read failed in repository {}: {}", repo_->path(), st.message());

@@ -122,6 +122,21 @@ TEST(BlockCacheTest, ScanDoesNotEvictReusedWorkingSet) {
   }
 }
 
+TEST(BlockCacheTest, ReadsOfASequentialScanAreNotReuse) {
+  FakeLayer layer(2000);
+  BlockCache cache(Options(64));
+  {
+    BlockCache::ScanScope scan(true);
+    for (int round = 0; round < 3; ++round)
+      for (uint64_t e = 0; e < 16; ++e) ExpectBlock(cache, layer, e);
+  }
+  for (uint64_t e = 100; e < 1100; ++e) ExpectBlock(cache, layer, e);
+  for (uint64_t e = 0; e < 16; ++e) {
+    ExpectBlock(cache, layer, e);
+    EXPECT_EQ(2u, layer.reads(e)) << "block " << e << " read in a scan was kept as hot";
+  }
+}
+
 TEST(BlockCacheTest, ConcurrentMissesLoadOnce) {
   constexpr int kThreads = 16;
   FakeLayer layer(4);

@@ -28,7 +28,7 @@ flip_byte() {
 
 # damaged_copy NAME: a fresh copy of the repository to damage.
 damaged_copy() {
-  rm -rf "$T/$1"
+  rm -rf "${T:?}/$1"
   cp -a "$R" "$T/$1"
   echo "$T/$1"
 }
@@ -50,7 +50,7 @@ for bad in ../x .hidden a/b 'x y' '' ..; do
   grep -Fq -- "'$bad'" "$T/last.out" || fail "message does not quote the group name '$bad': $(cat "$T/last.out")"
   refused 1 "checkpoint name '" "$CHAINFS" backup "$R" vm1 "$bad" --disk vda="$A"
   # An empty disk name does not parse as NAME=SOURCE: a usage error.
-  refused $([ -n "$bad" ] && echo 1 || echo 2) "disk" "$CHAINFS" backup "$R" vm1 c9 --disk "$bad=$A"
+  refused "$([ -n "$bad" ] && echo 1 || echo 2)" "disk" "$CHAINFS" backup "$R" vm1 c9 --disk "$bad=$A"
 done
 for bad in ../x .hidden a/b; do
   refused 1 "checkpoint" "$CHAINFS" backup "$R" vm1 c9 --disk vda="$A" --since "$bad"
@@ -161,7 +161,8 @@ expect_rc 1 "" "$CHAINFS" check "$D" --deep --json
 [ "$(jq -r '.problems[0] | "\(.checkpoint) \(.disk) \(.offset) \(.file | test("'"$f"'"))"' "$T/last.out")" = "c1 vda 327680 true" ] ||
   fail "check --deep --json does not name checkpoint, disk, offset and file: $(cat "$T/last.out")"
 expect_rc 1 "offset 327680.*c1.*$f|$f.*offset 327680" "$CHAINFS" export "$D" vm1 c2 vda "$T/out.raw"
-[ -z "$(ls "$T" | grep -E '^out\.raw')" ] || fail "failed export left $(ls "$T" | grep -E '^out\.raw')"
+left=$(find "$T" -maxdepth 1 -name 'out.raw*')
+[ -z "$left" ] || fail "failed export left $left"
 
 step "a missing delta file breaks the chains that reach it"
 D=$(damaged_copy missing)
@@ -174,6 +175,17 @@ expect_rc 1 "$f" "$CHAINFS" export "$D" vm1 c3 vda "$T/out.raw"
 ok "$CHAINFS" export "$D" vm1 c4 vdc "$T/out.raw"
 cmp "$T/out.raw" "$T/vdc.raw" || fail "vdc of c4 (chain not reaching $f) does not export"
 rm -f "$T/out.raw"
+
+step "a manifest naming a delta file outside the repository"
+D=$(damaged_copy escape)
+jq '.disks[0].delta = "../../../../etc/hostname"' "$D/groups/vm1/checkpoints/c2.json" >"$T/m"
+cp "$T/m" "$D/groups/vm1/checkpoints/c2.json"
+expect_rc 1 "c2.json.*disks\[0\].*delta file" "$CHAINFS" check "$D"
+expect_rc 1 "c2.json.*disks\[0\].*delta file" "$CHAINFS" export "$D" vm1 c2 vda "$T/out.raw"
+[ ! -e "$T/out.raw" ] || fail "export through an escaping delta name left an output file"
+
+step "a second writer is refused while another holds the lock"
+refused 1 "locked by another writer" flock "$R/lock" "$CHAINFS" backup "$R" vm1 c9 --disk vda="$A"
 
 step "the original repository is still intact"
 expect_rc 0 '^OK' "$CHAINFS" check "$R" --deep

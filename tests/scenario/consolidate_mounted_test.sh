@@ -91,7 +91,9 @@ sleep 1.5  # readers keep going after the switch (the mount rescans each second)
 touch "$T/stop"
 wait "$R1" "$R2" || true
 if [ -s "$T/reader1.err" ] || [ -s "$T/reader2.err" ]; then
-  cat "$T"/reader*.err >&2
+  sort "$T"/reader*.err | uniq -c | sort -rn | head -20 >&2
+  echo "mount log:" >&2
+  tail -20 "$T/mount.log" >&2
   fail "a reader saw an error or different bytes during the consolidation"
 fi
 echo "   readers finished $(cat "$T"/reader*.rounds | wc -l) rounds over $paused paused states"

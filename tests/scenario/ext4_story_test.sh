@@ -104,6 +104,16 @@ done
 used=$(du -k "$T/export.c3.raw" | cut -f1)
 [ "$used" -lt $((64 * 1024)) ] || fail "export of c3 is not sparse ($used KiB used of 64 MiB)"
 
+step "export onto a block device writes every byte, zeros included"
+random_file garbage 96M "$T/device.img"
+dev=$(losetup -f --show "$T/device.img")
+on_exit "losetup -d $dev"
+ok "$CHAINFS" export "$R" vm1 c4 vda "$dev"
+cmp "$dev" "$T/saved/c4.raw" || fail "export of c4 onto $dev differs from the saved image (old bytes left in holes?)"
+small=$(losetup -f --show --sizelimit 1M "$T/device.img")
+on_exit "losetup -d $small"
+expect_rc 1 "smaller than the view" "$CHAINFS" export "$R" vm1 c1 vda "$small"
+
 step "exported views loop-mount read-only and show files as they were"
 # show_file CHECKPOINT PATH WANT: mounts the export of CHECKPOINT read-only
 # and compares PATH in it with the file WANT ("absent": PATH must not exist).

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A failed backup changes nothing a reader can see, the repository still
 # passes `check --deep`, and running the same command again succeeds:
-#   - the process is killed (before the commit, mid-read, at the first fsync);
+#   - the process is killed (before the commit, mid-read, at the delta's
+#     fsync, at the temporary manifest's fsync);
 #   - the source shrinks while it is being read;
 #   - the repository's file system fills up (ENOSPC).
 set -euo pipefail
@@ -17,7 +18,7 @@ make_source() {
   mv "$SRCIMG.new" "$SRCIMG"
 }
 
-# check_clean LABEL: check --deep passes.
+# check_clean: check --deep passes.
 check_clean() {
   expect_rc 0 '^OK' "$CHAINFS" check "$R" --deep
 }
@@ -63,7 +64,7 @@ for fp in backup.before-commit=kill backup.read-batch=3*kill file.before-fsync=k
   [ "$removed" -ge 1 ] || fail "$fp: re-run reports leftovers_removed=$removed, expected >= 1"
   left=$(unreferenced_deltas "$R" vm1)
   [ -z "$left" ] || fail "$fp: unreferenced delta files remain after the re-run: $left"
-  ! ls "$R/groups/vm1/checkpoints" | grep -q '\.tmp\.' || fail "$fp: a temporary manifest remains after the re-run"
+  [ -z "$(find "$R/groups/vm1/checkpoints" -name '*.tmp.*')" ] || fail "$fp: a temporary manifest remains after the re-run"
   export_equals c$n "$SRCIMG"
   check_clean
 done
@@ -73,7 +74,7 @@ make_source 50 16
 cp --sparse=always "$SRCIMG" "$T/saved.raw"
 repo_files "$R" >"$T/before"
 mkdir -p "$T/fp"
-CHAINFS_FAILPOINTS=backup.read-batch=2*pause CHAINFS_FAILPOINT_DIR=$T/fp \
+CHAINFS_FAILPOINTS='backup.read-batch=2*pause' CHAINFS_FAILPOINT_DIR=$T/fp \
   "$CHAINFS" backup "$R" vm1 c9 --disk vda="$SRCIMG" >"$T/bg.out" 2>&1 &
 pid=$!
 on_exit "kill $pid"
@@ -96,6 +97,14 @@ check_clean
 cp --sparse=always "$T/saved.raw" "$SRCIMG"
 ok "$CHAINFS" backup "$R" vm1 c9 --disk vda="$SRCIMG"
 export_equals c9 "$SRCIMG"
+
+step "killed first backup of a new group: the group does not appear"
+CHAINFS_FAILPOINTS=backup.before-commit=kill "$CHAINFS" backup "$R" newgroup c1 --disk vda="$SRCIMG" \
+  >/dev/null 2>&1 && fail "the killed backup exited 0"
+"$CHAINFS" list "$R" >"$T/list.out"
+if grep -q newgroup "$T/list.out"; then cat "$T/list.out" >&2; fail "a killed first backup left group newgroup visible"; fi
+ok "$CHAINFS" backup "$R" newgroup c1 --disk vda="$SRCIMG"
+grep -q newgroup <("$CHAINFS" list "$R") || fail "re-run did not create group newgroup"
 
 step "repository file system full (tmpfs of 8 MiB, 64 MiB of random data)"
 SMALL=$T/small

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Helpers shared by the scenario tests (sourced, not run; not a test itself).
 #
 #   source "$SRC/tests/scenario/lib.sh"     # after set -euo pipefail
