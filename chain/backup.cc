@@ -48,14 +48,6 @@ struct Batch {
   std::vector<BlockOutcome> out;
 };
 
-std::string RandomHex() {
-  std::random_device rd;
-  uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 // Classifies and compresses the blocks of a batch (runs on a worker).
 void ProcessBatch(Batch* b, const View* base, uint32_t bs, int level, bool compress) {
   struct CCtx {
@@ -344,7 +336,7 @@ Result<BackupReport> BackupRun::Run() {
   WorkerPool pool(opts_.threads);
   Status st;
   for (DiskPlan& plan : plans_) {
-    std::string file = opts_.checkpoint + "." + plan.source.disk + "." + RandomHex() + ".delta";
+    std::string file = NewDeltaFileName(opts_.checkpoint, plan.source.disk);
     st = WriteDisk(plan, file, pool);
     if (!st.ok()) break;
     cp_.disks.push_back({plan.source.disk, file, plan.report.kind, plan.report.base,

@@ -40,14 +40,6 @@ struct RewritePlan {
   uint64_t bytes_needed = 0;
 };
 
-std::string RandomHex() {
-  std::random_device rd;
-  uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
-
 constexpr uint64_t kCopyChunk = 8 << 20;  // largest single read when copying
 
 uint64_t CeilDiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
@@ -283,7 +275,7 @@ Status Consolidation::PlanDisk(const GroupState& g, const Checkpoint& cp,
   for (size_t i = 1; i < depth; ++i)
     p.info.merged.push_back(chain[i].checkpoint->name);
   p.info.old_file = d.delta_file;
-  p.info.new_file = cp.name + "." + d.name + "." + RandomHex() + ".delta";
+  p.info.new_file = NewDeltaFileName(cp.name, d.name);
   p.info.virtual_size = d.virtual_size;
   p.ops = OpBuilder(*p.merged, has_base,
                     has_base ? chain[depth].disk->virtual_size : 0)

@@ -7,6 +7,8 @@
 #include <algorithm>
 #include <boost/filesystem.hpp>
 #include <chrono>
+#include <cstdio>
+#include <random>
 #include <set>
 
 #include "chain/file.h"
@@ -15,6 +17,14 @@
 namespace chainfs {
 
 namespace fs = boost::filesystem;
+
+std::string NewDeltaFileName(const std::string& checkpoint, const std::string& disk) {
+  std::random_device rd;
+  uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(v));
+  return checkpoint + "." + disk + "." + hex + ".delta";
+}
 
 const Checkpoint* GroupState::Find(const std::string& cp) const {
   for (const auto& c : checkpoints)

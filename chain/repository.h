@@ -53,6 +53,10 @@ class RepoLock {
   int fd_;
 };
 
+// A fresh, unique delta file name: CHECKPOINT.DISK.<16 hex>.delta. Unique so
+// that a rewrite (consolidation) never collides with a file still in use.
+std::string NewDeltaFileName(const std::string& checkpoint, const std::string& disk);
+
 class Repository {
  public:
   // Creates REPO (or uses an empty existing directory) with a config.
