@@ -108,6 +108,15 @@ Status BlockCache::ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t o
   return Status::Ok();
 }
 
+Result<std::shared_ptr<const char>> BlockCache::PinBlock(const Layer& layer, uint64_t entry,
+                                                         uint32_t offset, uint32_t n) {
+  bool skipped = false;
+  Result<Handle> h = Lookup(layer, entry, offset, n, Origin::kRead, &skipped);
+  if (!h.ok()) return h.status();
+  const char* data = h.value()->data();
+  return std::shared_ptr<const char>(std::move(h).value(), data);
+}
+
 Result<BlockCache::Handle> BlockCache::Get(const Layer& layer, uint64_t entry) {
   bool skipped = false;
   return Lookup(layer, entry, 0, layer.block_size(), Origin::kRead, &skipped);

@@ -171,6 +171,12 @@ class BlockCache : public BlockReader {
   Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n,
                         char* out) override;
 
+  // BlockReader: the block's bytes, held for the caller (a reply to the
+  // kernel is written straight from the cache). Accounted as a read of
+  // [offset, offset + n).
+  Result<std::shared_ptr<const char>> PinBlock(const Layer& layer, uint64_t entry, uint32_t offset,
+                                               uint32_t n) override;
+
   // The decoded block, loading it on a miss. Same accounting as a read of the
   // whole block from offset 0.
   Result<Handle> Get(const Layer& layer, uint64_t entry);

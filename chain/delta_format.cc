@@ -1,5 +1,7 @@
 #include "chain/delta_format.h"
 
+#include <algorithm>
+
 #include <zstd.h>
 
 #include <cstring>
@@ -304,6 +306,21 @@ Status DeltaReader::ReadBlock(size_t i, char* out) const {
   thread_local std::string stored;
   CHAINFS_RETURN_IF_ERROR(ReadStored(i, &stored));
   return DecodeStoredBlock(e, stored.data(), header_.block_size, out, path());
+}
+
+void DeltaReader::WillNeed(size_t first, size_t count) const {
+  const size_t stop = std::min(entries_.size(), first + count);
+  size_t i = first;
+  while (i < stop) {
+    const uint64_t start = entries_[i].offset;
+    uint64_t end = start + entries_[i].stored_len;
+    // Entries are stored in block order; a gap of less than a block (another
+    // entry the caller does not need) is cheaper to read than to skip.
+    while (++i < stop && entries_[i].offset >= end &&
+           entries_[i].offset - end < header_.block_size)
+      end = entries_[i].offset + entries_[i].stored_len;
+    file_->WillNeed(start, end - start);
+  }
 }
 
 }  // namespace chainfs

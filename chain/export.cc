@@ -98,6 +98,7 @@ Result<ExportReport> ExportView(const View& view, const std::string& output, uns
       c->length = std::min(kChunk, view.size() - next);
       next += c->length;
       Chunk* raw = c.get();
+      view.WillNeed(raw->offset, raw->length);  // disk reads start before a worker is free
       window.emplace_back(std::move(c), pool.Submit([&view, raw] { LoadChunk(view, raw); }));
     }
     auto [c, fut] = std::move(window.front());

@@ -17,6 +17,10 @@ class PosixRandomAccessFile : public RandomAccessFile {
       : fd_(fd), path_(std::move(path)), size_(size) {}
   ~PosixRandomAccessFile() override { ::close(fd_); }
 
+  void WillNeed(uint64_t offset, uint64_t n) const override {
+    (void)::posix_fadvise(fd_, static_cast<off_t>(offset), static_cast<off_t>(n),
+                          POSIX_FADV_WILLNEED);
+  }
   Status ReadAt(uint64_t offset, size_t n, void* buf) const override {
     auto* p = static_cast<char*>(buf);
     size_t done = 0;

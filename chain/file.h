@@ -21,6 +21,12 @@ class RandomAccessFile {
   virtual Status ReadAt(uint64_t offset, size_t n, void* buf) const = 0;
   virtual uint64_t Size() const = 0;
   virtual const std::string& Path() const = 0;
+  // Hints that [offset, offset + n) will be read soon: the kernel starts
+  // reading it into the page cache in the background. Never fails.
+  virtual void WillNeed(uint64_t offset, uint64_t n) const {
+    (void)offset;
+    (void)n;
+  }
 };
 
 // Opens path read-only. Size is taken at open time.

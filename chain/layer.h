@@ -46,6 +46,14 @@ class Layer {
   virtual ContentHash BlockHash(uint64_t entry) const = 0;
   // Bytes this layer stores on disk for one entry (for du-like accounting).
   virtual uint64_t StoredLength(uint64_t entry) const = 0;
+  // Hints that entries [first, first + count) will be read soon, so that
+  // their stored bytes can be fetched from disk in the background (readahead
+  // over a chain whose blocks are scattered across many files). No-op by
+  // default.
+  virtual void WillNeed(uint64_t first, uint64_t count) const {
+    (void)first;
+    (void)count;
+  }
 };
 
 // A fresh process-unique layer id.

@@ -33,6 +33,9 @@ class NativeLayer : public Layer {
   uint64_t StoredLength(uint64_t entry) const override {
     return reader_->entries()[entry].stored_len;
   }
+  void WillNeed(uint64_t first, uint64_t count) const override {
+    reader_->WillNeed(first, count);
+  }
   const DeltaReader& reader() const { return *reader_; }
 
  private:

@@ -20,6 +20,15 @@ Status DirectBlockReader::ReadBlockRange(const Layer& layer, uint64_t entry, uin
   return Status::Ok();
 }
 
+Result<std::shared_ptr<const char>> DirectBlockReader::PinBlock(const Layer& layer,
+                                                                uint64_t entry, uint32_t,
+                                                                uint32_t) {
+  std::shared_ptr<char[]> block(new char[layer.block_size()]);
+  char* data = block.get();
+  CHAINFS_RETURN_IF_ERROR(layer.ReadBlock(entry, data));
+  return std::shared_ptr<const char>(std::move(block), data);
+}
+
 Result<std::shared_ptr<const View>> View::Create(std::vector<LayerRef> layers, std::string label,
                                                  BlockReader* reader) {
   if (layers.empty()) return Status::InvalidArgument(label + ": a view needs a layer");
@@ -52,14 +61,10 @@ uint64_t View::VisibleBytes(uint32_t li, uint64_t block) const {
   return clip <= start ? 0 : std::min<uint64_t>(block_size_, clip - start);
 }
 
-Status View::Read(uint64_t offset, size_t n, char* out) const {
+template <typename Zero, typename Data>
+Status View::Walk(uint64_t offset, size_t n, Zero zero, Data data) const {
   const uint64_t end = offset + n;
   const uint64_t data_end = std::min(end, size_);
-  if (offset >= data_end) {
-    std::memset(out, 0, n);
-    return Status::Ok();
-  }
-  if (end > data_end) std::memset(out + (data_end - offset), 0, end - data_end);
   uint64_t pos = offset;
   while (pos < data_end) {
     const uint64_t block = pos / block_size_;
@@ -70,7 +75,7 @@ Status View::Read(uint64_t offset, size_t n, char* out) const {
                       : run->is_zero() && run->first_block <= block
                           ? std::min(data_end, run->end() * block_size_)
                           : std::min(data_end, run->first_block * block_size_);
-      std::memset(out + (pos - offset), 0, stop - pos);
+      zero(stop - pos);
       pos = stop;
       continue;
     }
@@ -78,20 +83,65 @@ Status View::Read(uint64_t offset, size_t n, char* out) const {
     const uint64_t chunk = std::min<uint64_t>(block_size_ - in_block, data_end - pos);
     const uint64_t visible = VisibleBytes(run->layer, block);
     const uint64_t copy = in_block < visible ? std::min<uint64_t>(chunk, visible - in_block) : 0;
-    char* dst = out + (pos - offset);
     if (copy > 0) {
-      const LayerRef& ref = layers_[run->layer];
-      uint64_t entry = run->first_entry + (block - run->first_block);
-      Status st = reader_->ReadBlockRange(*ref.layer, entry, in_block,
-                                          static_cast<uint32_t>(copy), dst);
+      const uint64_t entry = run->first_entry + (block - run->first_block);
+      Status st = data(run->layer, entry, in_block, static_cast<uint32_t>(copy), pos);
       if (!st.ok())
         return st.Context("view " + label_ + " offset " + std::to_string(pos) +
-                          " (stored by checkpoint " + ref.checkpoint + ")");
+                          " (stored by checkpoint " + layers_[run->layer].checkpoint + ")");
     }
-    if (copy < chunk) std::memset(dst + copy, 0, chunk - copy);
+    if (copy < chunk) zero(chunk - copy);
     pos += chunk;
   }
+  if (end > data_end) zero(end - std::max(offset, data_end));
   return Status::Ok();
+}
+
+Status View::Read(uint64_t offset, size_t n, char* out) const {
+  char* p = out;
+  return Walk(
+      offset, n,
+      [&](uint64_t len) {
+        std::memset(p, 0, len);
+        p += len;
+      },
+      [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len, uint64_t) {
+        Status st = reader_->ReadBlockRange(*layers_[li].layer, entry, in_block, len, p);
+        p += len;
+        return st;
+      });
+}
+
+Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out) const {
+  return Walk(
+      offset, n,
+      [&](uint64_t len) {
+        if (!out->empty() && out->back().data == nullptr)
+          out->back().size += len;
+        else
+          out->push_back(ReadPiece{nullptr, len, nullptr});
+      },
+      [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len, uint64_t) -> Status {
+        auto pinned = reader_->PinBlock(*layers_[li].layer, entry, in_block, len);
+        if (!pinned.ok()) return pinned.status();
+        const char* data = pinned.value().get() + in_block;
+        out->push_back(ReadPiece{data, len, std::move(pinned).value()});
+        return Status::Ok();
+      });
+}
+
+void View::WillNeed(uint64_t offset, uint64_t n) const {
+  if (n == 0 || offset >= size_) return;
+  const uint64_t first = offset / block_size_;
+  const uint64_t last = (std::min(size_, offset + n) + block_size_ - 1) / block_size_;
+  const MapRun* end = map_.runs().data() + map_.runs().size();
+  for (const MapRun* r = map_.FindAtOrAfter(first); r != nullptr && r != end; ++r) {
+    if (r->first_block >= last) break;
+    if (r->is_zero()) continue;
+    const uint64_t b = std::max(first, r->first_block);
+    layers_[r->layer].layer->WillNeed(r->first_entry + (b - r->first_block),
+                                      std::min(last, r->end()) - b);
+  }
 }
 
 uint64_t View::SeekData(uint64_t offset) const {

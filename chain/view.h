@@ -33,6 +33,13 @@ class BlockReader {
   // out. REQUIRES: offset + n <= layer.block_size().
   virtual Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset,
                                 uint32_t n, char* out) = 0;
+  // The decoded block `entry` of layer, kept alive (and unchanged) for as
+  // long as the returned pointer is held: a reader can hand its bytes to the
+  // kernel without copying them first. The caller reads [offset, offset + n)
+  // of it (for the cache's accounting; the whole block is there).
+  // REQUIRES: offset + n <= layer.block_size().
+  virtual Result<std::shared_ptr<const char>> PinBlock(const Layer& layer, uint64_t entry,
+                                                       uint32_t offset, uint32_t n) = 0;
 };
 
 // Reads from the layer every time (no cache).
@@ -41,6 +48,16 @@ class DirectBlockReader : public BlockReader {
   static DirectBlockReader* Get();
   Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n,
                         char* out) override;
+  Result<std::shared_ptr<const char>> PinBlock(const Layer& layer, uint64_t entry,
+                                               uint32_t offset, uint32_t n) override;
+};
+
+// One piece of a View::ReadPieces result: `size` bytes at `data`, or `size`
+// zero bytes when data is null. `hold` keeps data alive.
+struct ReadPiece {
+  const char* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<const char> hold;
 };
 
 class View {
@@ -66,6 +83,14 @@ class View {
   // A damaged block fails the whole read with kCorruption naming view,
   // checkpoint, layer file and offset.
   Status Read(uint64_t offset, size_t n, char* out) const;
+  // The same bytes as Read, as pieces appended to *out (in order, summing to
+  // n): zeros, or ranges of decoded blocks pinned through the BlockReader,
+  // so that nothing is copied. Adjacent zero pieces are merged.
+  Status ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out) const;
+
+  // Hints that [offset, offset + n) will be read soon: asks each layer to
+  // fetch the stored bytes of the data blocks there in the background.
+  void WillNeed(uint64_t offset, uint64_t n) const;
 
   // lseek(SEEK_DATA / SEEK_HOLE) from the map: zero runs and holes are holes.
   // SeekData returns size() when no data follows offset; SeekHole returns the
@@ -86,6 +111,11 @@ class View {
 
  private:
   View() = default;
+  // Splits [offset, offset + n) into zero ranges, zero(length), and data
+  // ranges, data(layer index, entry, offset in block, length, position);
+  // returns the first error of data() with the view and position added.
+  template <typename Zero, typename Data>
+  Status Walk(uint64_t offset, size_t n, Zero zero, Data data) const;
   std::vector<LayerRef> layers_;
   std::vector<uint64_t> clip_bytes_;  // per layer: min virtual size of layers 0..i
   ExtentMap map_;

@@ -1,6 +1,7 @@
 // RepositoryFs: the FUSE operations (bodies and the libfuse op table).
 #include <fcntl.h>
 #include <sys/statvfs.h>
+#include <sys/uio.h>
 
 #include <algorithm>
 #include <cstring>
@@ -111,16 +112,34 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
     return 0;
   }
   n = static_cast<size_t>(std::min<uint64_t>(n, size - off));
-  thread_local std::vector<char> buf;
-  if (buf.size() < n) buf.resize(n);
   const bool scan = f.stream && readahead_->OnRead(*f.stream, static_cast<uint64_t>(off), n);
   BlockCache::ScanScope scope(scan);
-  Status st = view.Read(static_cast<uint64_t>(off), n, buf.data());
+  // The reply is gathered from the decoded blocks themselves (pinned in the
+  // cache until it is written) and a shared zero page: no copy in between.
+  thread_local std::vector<ReadPiece> pieces;
+  thread_local std::vector<iovec> iov;
+  pieces.clear();
+  iov.clear();
+  Status st = view.ReadPieces(static_cast<uint64_t>(off), n, &pieces);
   if (!st.ok()) {
+    pieces.clear();
     spdlog::error("read failed in repository {}: {}", repo_->path(), st.message());
     return st.ToErrno();
   }
-  fuse_reply_buf(req, buf.data(), n);
+  // Zeros come from a never-written static buffer: every one of its pages is
+  // the kernel's shared zero page, so it costs no memory.
+  static constexpr size_t kZeros = 1 << 20;
+  alignas(4096) static char zeros[kZeros];  // .bss, never written
+  for (const ReadPiece& p : pieces) {
+    if (p.data != nullptr) {
+      iov.push_back({const_cast<char*>(p.data), p.size});
+      continue;
+    }
+    for (size_t done = 0; done < p.size; done += kZeros)
+      iov.push_back({const_cast<char*>(zeros), std::min(kZeros, p.size - done)});
+  }
+  fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+  pieces.clear();  // unpin
   return 0;
 }
 

@@ -94,6 +94,13 @@ void ExpectViewEquals(const View& view, const std::string& want, std::mt19937_64
     std::string expect = want.substr(off, len);
     expect.resize(len, '\0');
     ASSERT_TRUE(buf == expect) << view.label() << " at " << off << "+" << len;
+    // The zero-copy form (the mount's read path) gives the same bytes.
+    std::vector<ReadPiece> pieces;
+    ASSERT_TRUE(view.ReadPieces(off, len, &pieces).ok());
+    std::string joined;
+    for (const ReadPiece& p : pieces)
+      joined += p.data ? std::string(p.data, p.size) : std::string(p.size, '\0');
+    ASSERT_TRUE(joined == expect) << view.label() << " pieces at " << off << "+" << len;
   }
   // Everything SEEK_HOLE/SEEK_DATA calls a hole reads zeros.
   for (uint64_t pos = view.SeekHole(0); pos < view.size();) {
