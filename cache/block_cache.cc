@@ -73,12 +73,10 @@ struct BlockCache::Shard {
   }
 };
 
-BlockCache::Block::Block(uint32_t size, std::shared_ptr<std::atomic<uint64_t>> live_bytes)
-    : data_(new char[size]), size_(size), live_bytes_(std::move(live_bytes)) {
-  Add(*live_bytes_, size_);
-}
+BlockCache::Block::Block(uint32_t size, std::shared_ptr<BufferPool> pool)
+    : data_(pool->Take(size)), size_(size), pool_(std::move(pool)) {}
 
-BlockCache::Block::~Block() { Sub(*live_bytes_, size_); }
+BlockCache::Block::~Block() { pool_->Give(data_, size_); }
 
 BlockCache::ScanScope::ScanScope(bool scan) : previous_(t_scan) { t_scan = scan; }
 BlockCache::ScanScope::~ScanScope() { t_scan = previous_; }
@@ -86,7 +84,7 @@ BlockCache::ScanScope::~ScanScope() { t_scan = previous_; }
 BlockCache::BlockCache(const BlockCacheOptions& options)
     : capacity_(options.capacity_bytes),
       counters_(std::make_shared<Counters>()),
-      block_memory_bytes_(std::make_shared<std::atomic<uint64_t>>(0)) {
+      pool_(std::make_shared<BufferPool>(kPoolBytes)) {
   const unsigned n = options.shards ? options.shards : AutoShards(capacity_);
   const uint64_t per_shard = capacity_ / n;
   const uint64_t small = per_shard * std::min(options.small_percent, 100u) / 100;
@@ -210,7 +208,7 @@ Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry
 
 Result<BlockCache::Handle> BlockCache::LoadBlock(const Layer& layer, uint64_t entry) {
   Counters& c = *counters_;
-  auto block = std::make_shared<Block>(layer.block_size(), block_memory_bytes_);
+  auto block = std::make_shared<Block>(layer.block_size(), pool_);
   const auto start = std::chrono::steady_clock::now();
   Status st = layer.ReadBlock(entry, block->mutable_data());
   const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -245,7 +243,10 @@ BlockCacheStats BlockCache::Stats() const {
   s.readahead_used = Load(c.readahead_used);
   s.readahead_wasted = Load(c.readahead_wasted);
   s.readahead_skipped = Load(c.readahead_skipped);
-  s.block_memory_bytes = Load(*block_memory_bytes_);
+  s.block_memory_bytes = pool_->live_bytes();
+  s.pool_free_bytes = pool_->free_bytes();
+  s.buffers_reused = pool_->reused();
+  s.pool_slab_bytes = pool_->slab_bytes();
   return s;
 }
 

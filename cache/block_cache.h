@@ -38,16 +38,20 @@
 // kEntryOverhead (its list and index nodes, handle control block and malloc
 // header, about 200 bytes measured, rounded up). Beyond the capacity, each
 // loading thread holds at most one block buffer not charged yet, and a
-// reader holds a handle on one block while it copies (a block evicted
-// meanwhile is freed with the last handle):
-//   block memory <= capacity + (loading threads + reading threads) * block_size
+// reader pins the blocks of the request it is answering (PinBlock, up to
+// 1 MiB) until the reply is written (a block evicted meanwhile is freed with
+// the last handle):
+//   block memory <= capacity + loading threads * block_size
+//                   + reading threads * max(1 MiB, block_size)
 // The ghost FIFO adds at most one key (~80 bytes) per block the capacity
 // holds: 0.1% of the capacity with 64 KiB blocks.
 //
 // The daemon's resident memory (docs: the mount's -o cache_size help):
 //   RSS <= cache_size
 //        + (readahead threads + FUSE threads) * block_size   (loads in flight)
-//        + FUSE threads * 2 MiB                 (request and reply buffers)
+//        + FUSE threads * 2 MiB       (request buffer, pinned blocks of a reply)
+//        + up to 2 MiB per block size (the last slab) and 4 MiB of freed
+//          buffers of blocks over 256 KiB (BufferPool)
 //        + per open layer: 48 bytes per stored block + 16 per zero run (index)
 //        + per open view: 32 bytes per extent map run
 //        + readahead queue: <= max_queued_blocks * ~64 bytes
@@ -55,10 +59,9 @@
 // Layers and views are held only while a file is open (or a loop device on
 // it), so the per-layer term counts the chains of the open views, not the
 // repository.
-// Not in the formula: free memory kept by malloc's per-thread arenas (block
-// buffers are allocated and freed on different threads). Measured with
-// scripts/bench-cache, cache_size=256M, 1 GiB disk, depth 10: peak RSS
-// 283-313 MiB, i.e. up to ~20% over the cache size.
+// Block buffers come from BufferPool slabs, not malloc, so per-thread malloc
+// arenas hold no freed block memory. Measured figures: docs/ARCHITECTURE.md
+// and scripts/bench-cache.
 //
 // Thread-safety: all public methods are thread-safe. Counters are relaxed
 // atomics: a Stats() snapshot is not one instant, but each counter is exact.
@@ -76,6 +79,7 @@
 #include <memory>
 #include <vector>
 
+#include "cache/buffer_pool.h"
 #include "cache/s3fifo.h"
 #include "chain/layer.h"
 #include "chain/status.h"
@@ -114,6 +118,9 @@ struct BlockCacheStats {
   uint64_t readahead_wasted = 0;    // prefetched blocks evicted unread
   uint64_t readahead_skipped = 0;   // prefetch requests already cached/in flight
   uint64_t block_memory_bytes = 0;  // every live block buffer (held, loading, pinned)
+  uint64_t pool_free_bytes = 0;     // freed block buffers kept for reuse (BufferPool)
+  uint64_t pool_slab_bytes = 0;     // memory mapped for block buffers up to 256 KiB
+  uint64_t buffers_reused = 0;      // loads that got a recycled buffer
 };
 
 class BlockCache : public BlockReader {
@@ -122,23 +129,26 @@ class BlockCache : public BlockReader {
   // handle control block, malloc headers (~200 bytes, rounded up). Keeps the
   // capacity a bound on memory, not only on block bytes.
   static constexpr uint64_t kEntryOverhead = 256;
+  // Freed block buffers over 256 KiB kept for the next loads (BufferPool);
+  // smaller ones are all kept (slab memory).
+  static constexpr uint64_t kPoolBytes = 4ull << 20;
 
   // A decoded block. Shared: a reader copying out of it is safe against
   // eviction, the memory goes with the last handle.
   class Block {
    public:
-    Block(uint32_t size, std::shared_ptr<std::atomic<uint64_t>> live_bytes);
+    Block(uint32_t size, std::shared_ptr<BufferPool> pool);
     ~Block();
     Block(const Block&) = delete;
     Block& operator=(const Block&) = delete;
-    const char* data() const { return data_.get(); }
-    char* mutable_data() { return data_.get(); }
+    const char* data() const { return data_; }
+    char* mutable_data() { return data_; }
     uint32_t size() const { return size_; }
 
    private:
-    std::unique_ptr<char[]> data_;
+    char* data_;  // from pool_
     uint32_t size_;
-    std::shared_ptr<std::atomic<uint64_t>> live_bytes_;  // outlives the cache if need be
+    std::shared_ptr<BufferPool> pool_;  // outlives the cache if need be
   };
   using Handle = std::shared_ptr<const Block>;
 
@@ -208,7 +218,7 @@ class BlockCache : public BlockReader {
 
   const uint64_t capacity_;
   std::shared_ptr<Counters> counters_;
-  std::shared_ptr<std::atomic<uint64_t>> block_memory_bytes_;
+  std::shared_ptr<BufferPool> pool_;  // block buffers
   std::vector<std::unique_ptr<Shard>> shards_;
 };
 

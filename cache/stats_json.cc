@@ -21,7 +21,10 @@ json CacheStatsToJson(const BlockCacheStats& s) {
               {"readahead_used", s.readahead_used},
               {"readahead_wasted", s.readahead_wasted},
               {"readahead_skipped", s.readahead_skipped},
-              {"block_memory_bytes", s.block_memory_bytes}};
+              {"block_memory_bytes", s.block_memory_bytes},
+              {"pool_free_bytes", s.pool_free_bytes},
+              {"buffers_reused", s.buffers_reused},
+              {"pool_slab_bytes", s.pool_slab_bytes}};
 }
 
 json ReadaheadStatsToJson(const ReadaheadStats& s) {

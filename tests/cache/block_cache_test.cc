@@ -230,3 +230,30 @@ TEST(BlockCacheTest, HandleOutlivesEviction) {
 
 }  // namespace
 }  // namespace chainfs
+
+namespace chainfs {
+namespace {
+
+// A scan through more blocks than the cache holds recycles the buffers of
+// evicted blocks (no fresh allocation per load), keeps the bytes right, and
+// never holds more buffers than the capacity plus the pool's bound.
+TEST(BlockCacheTest, EvictedBuffersAreRecycledWithTheRightBytes) {
+  FakeLayer layer(200);
+  BlockCache cache(Options(4));
+  for (uint64_t e = 0; e < 200; ++e) ExpectBlock(cache, layer, e);
+  BlockCacheStats s = cache.Stats();
+  EXPECT_EQ(200u, s.misses);
+  EXPECT_GE(s.buffers_reused, 190u);
+  EXPECT_LE(s.block_memory_bytes, 4u * kBs);
+  EXPECT_LE(s.pool_free_bytes, BlockCache::kPoolBytes);
+  // Pinned blocks stay intact while their buffers could be recycled.
+  auto pinned = cache.PinBlock(layer, 7, 0, kBs);
+  ASSERT_TRUE(pinned.ok());
+  for (uint64_t e = 100; e < 150; ++e) ExpectBlock(cache, layer, e);
+  std::vector<char> want(kBs);
+  layer.Fill(7, want.data());
+  EXPECT_EQ(0, std::memcmp(pinned.value().get(), want.data(), kBs));
+}
+
+}  // namespace
+}  // namespace chainfs
