@@ -64,6 +64,7 @@ bool Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
     }
     s.window_ = 0;
     s.ahead_ = 0;
+    s.disk_ahead_ = 0;
     s.sequential_run_ = 1;
     s.front_ = end;
     return false;
@@ -80,6 +81,15 @@ bool Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
   const uint64_t stop = std::min(front + s.window_, s.view_->size());
   s.ahead_ = std::max(s.ahead_, stop);
   if (start < stop) Queue(s, start, stop);
+  // Disk reads run further ahead than decoding: the stored bytes of the next
+  // kDiskAhead windows are requested from the kernel now, so that a cold
+  // repository streams from disk while the workers decode what has arrived.
+  const uint64_t disk_stop = std::min(stop + kDiskAhead * s.window_, s.view_->size());
+  if (stop < disk_stop && disk_stop > s.disk_ahead_) {
+    const uint64_t from = std::max(stop, s.disk_ahead_);
+    s.view_->WillNeed(from, disk_stop - from);
+    s.disk_ahead_ = disk_stop;
+  }
   return true;
 }
 

@@ -18,6 +18,8 @@
 // sequential read in a row (kStartRun), with the minimum window, and doubles
 // the window at each new batch up to the maximum. Random 4 KiB reads in a
 // 64 MiB region start it with a probability of about 1 in 4 million per read.
+// Disk reads run ahead of decoding: each batch also asks the kernel to fetch
+// the stored bytes of the next kDiskAhead windows (View::WillNeed).
 // A non-sequential read collapses the window to zero and makes the stream's
 // queued blocks stale (workers skip them).
 //
@@ -75,6 +77,9 @@ class Readahead {
  public:
   // Sequential reads in a row (counting the first) before readahead starts.
   static constexpr uint32_t kStartRun = 3;
+  // The stored bytes of this many windows beyond the queued ones are
+  // requested from disk (posix_fadvise WILLNEED) ahead of decoding.
+  static constexpr uint64_t kDiskAhead = 2;
 
   class Stream;
 
@@ -145,6 +150,7 @@ class Readahead::Stream : public std::enable_shared_from_this<Readahead::Stream>
   uint32_t sequential_run_ = 0;  // consecutive sequential reads
   uint64_t window_ = 0;
   uint64_t ahead_ = 0;
+  uint64_t disk_ahead_ = 0;  // end of what the kernel was asked to fetch from disk
   std::atomic<uint64_t> generation_{0};
 };
 

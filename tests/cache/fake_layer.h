@@ -8,6 +8,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <set>
 #include <string>
 #include <vector>
@@ -37,6 +38,15 @@ class FakeLayer : public Layer {
   }
   ContentHash BlockHash(uint64_t) const override { return {}; }
   uint64_t StoredLength(uint64_t) const override { return block_size_ / 2; }
+  void WillNeed(uint64_t first, uint64_t count) const override {
+    std::lock_guard<std::mutex> lock(will_need_mu_);
+    for (uint64_t e = first; e < first + count; ++e) will_need_.insert(e);
+  }
+  // Entries WillNeed was called for.
+  std::set<uint64_t> will_need() const {
+    std::lock_guard<std::mutex> lock(will_need_mu_);
+    return will_need_;
+  }
 
   // The bytes block `entry` holds.
   void Fill(uint64_t entry, char* out) const {
@@ -61,6 +71,8 @@ class FakeLayer : public Layer {
   uint32_t block_size_;
   std::string location_ = "fake.delta";
   mutable std::vector<std::atomic<uint64_t>> reads_;
+  mutable std::mutex will_need_mu_;
+  mutable std::set<uint64_t> will_need_;
 };
 
 }  // namespace chainfs::testing

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "tests/cache/fake_layer.h"
@@ -62,6 +63,27 @@ TEST(ReadaheadTest, WindowGrowsWhileSequentialUpToMax) {
   std::vector<uint64_t> want = {0, 256 * kKiB, 512 * kKiB, 1024 * kKiB};
   EXPECT_EQ(want, windows);
   EXPECT_GT(s->ahead(), 8 * 1024 * kKiB) << "readahead stays ahead of the reader";
+}
+
+// Disk reads are requested beyond what is queued for decoding: after the
+// window opens, the stored bytes of the next kDiskAhead windows are asked for
+// (WillNeed), and nothing is asked for on random reads.
+TEST(ReadaheadTest, DiskReadsAreRequestedAheadOfDecoding) {
+  Fixture f(256);
+  auto s = f.readahead.Open(f.view);
+  for (uint64_t off = 0; off < 3 * 128 * kKiB; off += 128 * kKiB) f.Read(*s, off, 128 * kKiB);
+  ASSERT_EQ(s->window(), 256 * kKiB);
+  const uint64_t queued_end = s->ahead() / kBs;
+  const uint64_t disk_end = queued_end + Readahead::kDiskAhead * s->window() / kBs;
+  std::set<uint64_t> asked = f.layer->will_need();
+  for (uint64_t e = queued_end; e < disk_end; ++e)
+    EXPECT_TRUE(asked.count(e)) << "entry " << e << " beyond the window was not requested";
+  EXPECT_FALSE(asked.count(disk_end)) << "requested further than kDiskAhead windows";
+
+  Fixture g(4096);
+  auto r = g.readahead.Open(g.view);
+  for (uint64_t b : {3000u, 17u, 900u, 2500u, 40u, 1800u}) g.Read(*r, b * kBs, 4096);
+  EXPECT_TRUE(g.layer->will_need().empty());
 }
 
 TEST(ReadaheadTest, SlightlyReorderedRequestsAreSequential) {
