@@ -108,24 +108,16 @@ void Readahead::Queue(Stream& s, uint64_t start, uint64_t stop) {
     if (r.first_block >= last) break;
     if (r.is_zero()) continue;
     const auto& layer = view.layers()[r.layer].layer;
-    uint64_t stretch = 0, stretch_len = 0;  // consecutive entries to fetch from disk
     for (uint64_t b = std::max(first, r.first_block); b < std::min(last, r.end()); ++b) {
       const uint64_t entry = r.first_entry + (b - r.first_block);
-      if (cache_->Contains(layer->id(), entry)) continue;
-      tasks.push_back(Task{s.weak_from_this(), generation, layer, entry});
-      if (stretch_len != 0 && stretch + stretch_len == entry) {
-        ++stretch_len;
-        continue;
-      }
-      if (stretch_len != 0) layer->WillNeed(stretch, stretch_len);
-      stretch = entry;
-      stretch_len = 1;
+      if (!cache_->Contains(layer->id(), entry))
+        tasks.push_back(Task{s.weak_from_this(), generation, layer, entry});
     }
-    // The workers decompress a few blocks at a time; the disk reads of the
-    // whole window start now, all at once (a deep chain scatters them over
-    // many files, where the kernel's own readahead does not help).
-    if (stretch_len != 0) layer->WillNeed(stretch, stretch_len);
   }
+  // The workers decompress a few blocks at a time; the disk reads of the
+  // whole window start now, all at once (a deep chain scatters them over
+  // many files, where the kernel's own readahead does not help).
+  if (!tasks.empty()) view.WillNeed(start, stop - start);
   batches_.fetch_add(1, std::memory_order_relaxed);
   size_t accepted = 0;
   {

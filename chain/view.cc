@@ -134,14 +134,23 @@ void View::WillNeed(uint64_t offset, uint64_t n) const {
   if (n == 0 || offset >= size_) return;
   const uint64_t first = offset / block_size_;
   const uint64_t last = (std::min(size_, offset + n) + block_size_ - 1) / block_size_;
+  // One hint per layer, from its first to its last entry in the range: the
+  // entries between (shadowed by newer layers) lie in the same stretch of the
+  // file, and one request for it costs less than a syscall per piece (a deep
+  // chain scatters a window over a hundred files).
+  std::vector<std::pair<uint64_t, uint64_t>> span(layers_.size(), {UINT64_MAX, 0});
   const MapRun* end = map_.runs().data() + map_.runs().size();
   for (const MapRun* r = map_.FindAtOrAfter(first); r != nullptr && r != end; ++r) {
     if (r->first_block >= last) break;
     if (r->is_zero()) continue;
     const uint64_t b = std::max(first, r->first_block);
-    layers_[r->layer].layer->WillNeed(r->first_entry + (b - r->first_block),
-                                      std::min(last, r->end()) - b);
+    auto& [lo, hi] = span[r->layer];
+    lo = std::min(lo, r->first_entry + (b - r->first_block));
+    hi = std::max(hi, r->first_entry + (std::min(last, r->end()) - r->first_block));
   }
+  for (size_t li = 0; li < span.size(); ++li)
+    if (span[li].first < span[li].second)
+      layers_[li].layer->WillNeed(span[li].first, span[li].second - span[li].first);
 }
 
 uint64_t View::SeekData(uint64_t offset) const {
