@@ -60,7 +60,7 @@
 // it), so the per-layer term counts the chains of the open views, not the
 // repository.
 // Block buffers come from BufferPool slabs, not malloc, so per-thread malloc
-// arenas hold no freed block memory. Measured figures: docs/ARCHITECTURE.md
+// arenas hold no freed block memory. Measured: README (cache_size option)
 // and scripts/bench-cache.
 //
 // Thread-safety: all public methods are thread-safe. Counters are relaxed
