@@ -81,12 +81,14 @@ bool Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
   const uint64_t stop = std::min(front + s.window_, s.view_->size());
   s.ahead_ = std::max(s.ahead_, stop);
   if (start < stop) Queue(s, start, stop);
-  // Disk reads run further ahead than decoding: the stored bytes of the next
-  // kDiskAhead windows are requested from the kernel now, so that a cold
-  // repository streams from disk while the workers decode what has arrived.
+  // Disk reads start for the whole window at once (the workers decode a few
+  // blocks at a time; a deep chain scatters a window over many files, where
+  // the kernel's own readahead does not help) and run kDiskAhead windows
+  // further, so that a cold repository streams from disk while the workers
+  // decode what has arrived. Each byte is asked for once per run.
   const uint64_t disk_stop = std::min(stop + kDiskAhead * s.window_, s.view_->size());
-  if (stop < disk_stop && disk_stop > s.disk_ahead_) {
-    const uint64_t from = std::max(stop, s.disk_ahead_);
+  const uint64_t from = std::max(start, s.disk_ahead_);
+  if (from < disk_stop) {
     s.view_->WillNeed(from, disk_stop - from);
     s.disk_ahead_ = disk_stop;
   }
@@ -114,10 +116,6 @@ void Readahead::Queue(Stream& s, uint64_t start, uint64_t stop) {
         tasks.push_back(Task{s.weak_from_this(), generation, layer, entry});
     }
   }
-  // The workers decompress a few blocks at a time; the disk reads of the
-  // whole window start now, all at once (a deep chain scatters them over
-  // many files, where the kernel's own readahead does not help).
-  if (!tasks.empty()) view.WillNeed(start, stop - start);
   batches_.fetch_add(1, std::memory_order_relaxed);
   size_t accepted = 0;
   {

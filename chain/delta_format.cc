@@ -310,17 +310,13 @@ Status DeltaReader::ReadBlock(size_t i, char* out) const {
 
 void DeltaReader::WillNeed(size_t first, size_t count) const {
   const size_t stop = std::min(entries_.size(), first + count);
-  size_t i = first;
-  while (i < stop) {
-    const uint64_t start = entries_[i].offset;
-    uint64_t end = start + entries_[i].stored_len;
-    // Entries are stored in block order; a gap of less than a block (another
-    // entry the caller does not need) is cheaper to read than to skip.
-    while (++i < stop && entries_[i].offset >= end &&
-           entries_[i].offset - end < header_.block_size)
-      end = entries_[i].offset + entries_[i].stored_len;
-    file_->WillNeed(start, end - start);
+  if (first >= stop) return;
+  uint64_t begin = UINT64_MAX, end = 0;
+  for (size_t i = first; i < stop; ++i) {
+    begin = std::min(begin, entries_[i].offset);
+    end = std::max(end, entries_[i].offset + entries_[i].stored_len);
   }
+  file_->WillNeed(begin, end - begin);
 }
 
 }  // namespace chainfs

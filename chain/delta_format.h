@@ -131,9 +131,9 @@ class DeltaReader {
   // Reads, checks and decompresses entry i into out (block_size bytes), then
   // checks the content hash.
   Status ReadBlock(size_t i, char* out) const;
-  // Asks the kernel to read the stored bytes of entries [first, first +
-  // count) in the background (posix_fadvise WILLNEED), one call per
-  // contiguous stretch of the file.
+  // Asks the kernel to read the stretch of the file holding the stored bytes
+  // of entries [first, first + count) in the background (posix_fadvise
+  // WILLNEED, one call; entries between that are not needed come along).
   void WillNeed(size_t first, size_t count) const;
 
  private:

@@ -17,25 +17,22 @@ ContentHash HashContent(const void* data, size_t n);
 namespace {
 const bool kHaveAvx2 = __builtin_cpu_supports("avx2");
 }  // namespace
-#else
-namespace avx2 {
-inline uint64_t Checksum64(const void*, size_t) { return 0; }
-inline ContentHash HashContent(const void*, size_t) { return {}; }
-}  // namespace avx2
-namespace {
-constexpr bool kHaveAvx2 = false;
-}  // namespace
 #endif
 
 // Every block read through a mount is hashed twice (checksum of the stored
 // bytes, content hash of the decoded ones); the AVX2 build of XXH3 is about
 // twice as fast as the SSE2 one the shared library uses.
 uint64_t Checksum64(const void* data, size_t n) {
-  return kHaveAvx2 ? avx2::Checksum64(data, n) : XXH3_64bits(data, n);
+#if CHAINFS_HAVE_AVX2_BUILD
+  if (kHaveAvx2) return avx2::Checksum64(data, n);
+#endif
+  return XXH3_64bits(data, n);
 }
 
 ContentHash HashContent(const void* data, size_t n) {
+#if CHAINFS_HAVE_AVX2_BUILD
   if (kHaveAvx2) return avx2::HashContent(data, n);
+#endif
   XXH128_hash_t h = XXH3_128bits(data, n);
   return ContentHash{h.low64, h.high64};
 }

@@ -85,7 +85,7 @@ Status View::Walk(uint64_t offset, size_t n, Zero zero, Data data) const {
     const uint64_t copy = in_block < visible ? std::min<uint64_t>(chunk, visible - in_block) : 0;
     if (copy > 0) {
       const uint64_t entry = run->first_entry + (block - run->first_block);
-      Status st = data(run->layer, entry, in_block, static_cast<uint32_t>(copy), pos);
+      Status st = data(run->layer, entry, in_block, static_cast<uint32_t>(copy));
       if (!st.ok())
         return st.Context("view " + label_ + " offset " + std::to_string(pos) +
                           " (stored by checkpoint " + layers_[run->layer].checkpoint + ")");
@@ -105,7 +105,7 @@ Status View::Read(uint64_t offset, size_t n, char* out) const {
         std::memset(p, 0, len);
         p += len;
       },
-      [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len, uint64_t) {
+      [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len) {
         Status st = reader_->ReadBlockRange(*layers_[li].layer, entry, in_block, len, p);
         p += len;
         return st;
@@ -121,7 +121,7 @@ Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out) 
         else
           out->push_back(ReadPiece{nullptr, len, nullptr});
       },
-      [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len, uint64_t) -> Status {
+      [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len) -> Status {
         auto pinned = reader_->PinBlock(*layers_[li].layer, entry, in_block, len);
         if (!pinned.ok()) return pinned.status();
         const char* data = pinned.value().get() + in_block;

@@ -112,7 +112,7 @@ class View {
  private:
   View() = default;
   // Splits [offset, offset + n) into zero ranges, zero(length), and data
-  // ranges, data(layer index, entry, offset in block, length, position);
+  // ranges, data(layer index, entry, offset in block, length);
   // returns the first error of data() with the view and position added.
   template <typename Zero, typename Data>
   Status Walk(uint64_t offset, size_t n, Zero zero, Data data) const;
