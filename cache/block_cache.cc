@@ -43,6 +43,12 @@ struct Resident {
   uint32_t next_offset = 0;        // where the last read of this block ended
 };
 
+// A read of a sequential scan that reaches the end of the block: the scan is
+// done with it (S3Fifo holds such blocks to the small FIFO's share).
+bool ConsumedByScan(uint32_t offset, uint32_t n, uint32_t block_size) {
+  return t_scan && n > 0 && offset + n == block_size;
+}
+
 unsigned AutoShards(uint64_t capacity) {
   uint64_t want = std::clamp<uint64_t>(capacity / (8ull << 20), 1, 16);
   unsigned shards = 1;
@@ -69,6 +75,7 @@ struct BlockCache::Shard {
     } else if (!t_scan && (offset == 0 || offset != r.next_offset)) {
       policy.Use(e);  // not a scan, nor the continuation of a read of the block
     }
+    if (ConsumedByScan(offset, n, r.block->size())) policy.MarkScan(e);
     r.next_offset = offset + n;
   }
 };
@@ -186,11 +193,15 @@ Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry
     // always a sum of shard states, each within its shard's capacity.
     uint64_t freed = 0, dropped = 0;
     Resident res{r.value(), origin == Origin::kPrefetch, offset + n};
-    shard.policy.Insert(key, std::move(res), charge, [&](S3Fifo<Resident>::Entry&& gone) {
-      freed += gone.charge;
-      ++dropped;
-      if (gone.value.prefetched_unused) Add(c.readahead_wasted);
-    });
+    const bool scan = origin == Origin::kRead && ConsumedByScan(offset, n, layer.block_size());
+    shard.policy.Insert(
+        key, std::move(res), charge,
+        [&](S3Fifo<Resident>::Entry&& gone) {
+          freed += gone.charge;
+          ++dropped;
+          if (gone.value.prefetched_unused) Add(c.readahead_wasted);
+        },
+        scan);
     Add(c.evictions, dropped);
     if (charge >= freed)
       Add(c.bytes_held, charge - freed);

@@ -16,6 +16,16 @@
 // ever churns the small FIFO; entries in main are evicted only by entries
 // that proved re-use.
 //
+// Scan entries (Insert(..., scan) or MarkScan: blocks a sequential reader has
+// consumed) are held to the small FIFO's share even while the cache has room:
+// the small FIFO keeps them in a FIFO of their own, in the order they were
+// consumed, and each insert lets its oldest go while the small FIFO is over
+// its share (re-used ones are promoted as usual); under pressure they also
+// leave before the small FIFO's entries not consumed yet. A one-pass read of a
+// whole disk therefore recycles the memory of about the small share instead
+// of growing to the capacity, and leaves ghost keys behind that let a second
+// pass prove re-use. Entries read outside a scan fill the room as before.
+//
 // Not thread-safe: the owner (a BlockCache shard) holds its lock around every
 // call. Entry pointers stay valid until the entry is evicted or erased.
 //
@@ -59,6 +69,7 @@ class S3Fifo {
     uint64_t charge = 0;
     uint8_t use = 0;
     bool in_main = false;
+    bool scan = false;  // consumed by a sequential scan: see the note above
   };
 
   // REQUIRES: small_capacity <= capacity.
@@ -79,18 +90,29 @@ class S3Fifo {
     if (e->use < kMaxUse) ++e->use;
   }
 
-  // Inserts key, then evicts oldest entries until bytes() <= capacity(),
+  // Marks e as consumed by a sequential scan. In the small FIFO it joins the
+  // scan entries, which leave before the entries not consumed yet.
+  void MarkScan(Entry* e) {
+    if (e->scan) return;
+    e->scan = true;
+    if (!e->in_main) scan_.splice(scan_.begin(), small_, index_[e->key]);
+  }
+
+  // Inserts key (a scan entry if `scan`), lets scan entries over the small
+  // share go, then evicts oldest entries until bytes() <= capacity(),
   // calling on_evict(Entry&&) for each evicted entry. Returns the new entry,
-  // or nullptr if it was itself evicted (charge > capacity()).
+  // or nullptr if it was itself let go or evicted (a scan entry while the
+  // small share holds newer ones, or charge > capacity()).
   // REQUIRES: key not present.
   template <typename Fn>
-  Entry* Insert(const CacheKey& key, V value, uint64_t charge, Fn&& on_evict) {
+  Entry* Insert(const CacheKey& key, V value, uint64_t charge, Fn&& on_evict, bool scan = false) {
     const bool to_main = ghost_.erase(key) != 0;
-    auto& q = to_main ? main_ : small_;
-    q.push_front(Entry{key, std::move(value), charge, 0, to_main});
+    List& q = to_main ? main_ : scan ? scan_ : small_;
+    q.push_front(Entry{key, std::move(value), charge, 0, to_main, scan});
     index_[key] = q.begin();
     (to_main ? main_bytes_ : small_bytes_) += charge;
     ghost_limit_ = std::max<size_t>(1, capacity_ / std::max<uint64_t>(1, charge));
+    while (small_bytes_ > small_capacity_ && !scan_.empty()) EvictFromSmall(scan_, on_evict);
     while (bytes() > capacity_) EvictOne(on_evict);
     return Find(key);
   }
@@ -101,40 +123,45 @@ class S3Fifo {
     if (it == index_.end()) return;
     auto pos = it->second;
     (pos->in_main ? main_bytes_ : small_bytes_) -= pos->charge;
-    (pos->in_main ? main_ : small_).erase(pos);
+    ListOf(*pos).erase(pos);
     index_.erase(it);
   }
 
-  // Keys from oldest to newest, for tests: small FIFO then main FIFO.
+  // Keys from oldest to newest, for tests: the small FIFO's entries not
+  // consumed by a scan, its scan entries, the main FIFO.
   std::deque<CacheKey> SmallKeys() const { return Keys(small_); }
+  std::deque<CacheKey> ScanKeys() const { return Keys(scan_); }
   std::deque<CacheKey> MainKeys() const { return Keys(main_); }
 
  private:
   using List = std::list<Entry>;
 
+  List& ListOf(const Entry& e) { return e.in_main ? main_ : e.scan ? scan_ : small_; }
+
   template <typename Fn>
   void EvictOne(Fn& on_evict) {
     if (small_bytes_ > small_capacity_ || main_.empty()) {
-      EvictFromSmall(on_evict);
+      EvictFromSmall(scan_.empty() ? small_ : scan_, on_evict);
     } else {
       EvictFromMain(on_evict);
     }
   }
 
+  // q: small_ or scan_ (not empty).
   template <typename Fn>
-  void EvictFromSmall(Fn& on_evict) {
-    auto last = std::prev(small_.end());
+  void EvictFromSmall(List& q, Fn& on_evict) {
+    auto last = std::prev(q.end());
     if (last->use > 0) {  // re-used while probationary: promote
       last->use = 0;
       last->in_main = true;
       small_bytes_ -= last->charge;
       main_bytes_ += last->charge;
-      main_.splice(main_.begin(), small_, last);
+      main_.splice(main_.begin(), q, last);
       return;
     }
     RememberGhost(last->key);
     small_bytes_ -= last->charge;
-    Drop(small_, last, on_evict);
+    Drop(q, last, on_evict);
   }
 
   template <typename Fn>
@@ -176,9 +203,10 @@ class S3Fifo {
 
   const uint64_t capacity_;
   const uint64_t small_capacity_;
-  uint64_t small_bytes_ = 0;
+  uint64_t small_bytes_ = 0;  // small_ and scan_
   uint64_t main_bytes_ = 0;
   List small_;  // front = newest
+  List scan_;   // the small FIFO's scan entries, front = consumed last
   List main_;
   std::unordered_map<CacheKey, typename List::iterator, CacheKeyHash> index_;
   // Ghost: key -> sequence of its latest entry in ghost_fifo_ (older duplicates

@@ -9,6 +9,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "fusefs/kernel_readahead.h"
 #include "fusefs/repository_fs.h"
 
 #ifndef PR_SET_IO_FLUSHER
@@ -118,6 +119,10 @@ int RunMount(const MountRequest& r) {
   if (fuse_set_signal_handlers(se) == 0) {
     if (fuse_session_mount(se, mountpoint.c_str()) == 0) {
       spdlog::debug("mounted {} on {}", fs.repository().path(), mountpoint);
+      if (auto bdi = BdiOfMount(mountpoint); bdi.ok())
+        fs.SetBdi(bdi.value());
+      else
+        spdlog::info("kernel readahead left at the kernel's default: {}", bdi.status().message());
       if (fuse_daemonize(foreground ? 1 : 0) == 0) {
         SetIoFlusher();  // before Start: threads inherit the flag
         fs.Start();

@@ -84,8 +84,15 @@ Result<bool> ApplyCacheOption(const std::string& key, const std::string& value,
     o->readahead_threads = static_cast<unsigned>(n);
     return true;
   }
-  if (key != "cache_size" && key != "readahead_min" && key != "readahead_max") return false;
+  if (key != "cache_size" && key != "readahead_min" && key != "readahead_max" &&
+      key != "kernel_readahead")
+    return false;
   if (!ParseByteSize(value, &n)) return Status::InvalidArgument(bad + "expected a size (256M)");
+  if (key == "kernel_readahead") {
+    if (n > (1ull << 30)) return Status::InvalidArgument(bad + "at most 1G");
+    o->kernel_readahead = n;
+    return true;
+  }
   if (key == "cache_size") o->cache_size = n;
   else if (key == "readahead_min") o->readahead_min = n;
   else o->readahead_max = n;
@@ -174,6 +181,9 @@ const char* MountOptions::Help() {
          "                   readahead window of a sequential reader (default 256K, 16M;\n"
          "                   a max below the min is raised to it)\n"
          "  readahead_threads=N  prefetch threads (default 2; 0: no readahead)\n"
+         "  kernel_readahead=SIZE  the kernel's readahead for this mount (read_ahead_kb\n"
+         "                   of its bdi; default 1M, set when run as root; 0: the\n"
+         "                   kernel's 128K)\n"
          "  (a hidden file MOUNTPOINT/.chainfs-stats holds the counters: chainfs stats)\n"
          "  fsname=, subtype=, auto_unmount, nodev, nosuid, noexec, max_read=, ...\n"
          "                   passed to the kernel (fsname defaults to chainfs:REPO)\n"

@@ -5,7 +5,8 @@
 // three kinds:
 //
 //   ours         uid=, gid=, umask=, log=PATH, and the block cache's
-//                cache_size=, readahead_min=, readahead_max=, readahead_threads=
+//                cache_size=, readahead_min=, readahead_max=, readahead_threads=,
+//                kernel_readahead=
 //   kernel       passed on to libfuse / the kernel: allow_other, allow_root,
 //                auto_unmount, fsname=, subtype=, nodev, nosuid, noexec, ...
 //   mount(8)     fstab bookkeeping with no meaning for the filesystem:
@@ -43,6 +44,9 @@ struct MountOptions {
   uint64_t readahead_min = 256ull << 10;     // readahead_min=SIZE
   uint64_t readahead_max = 16ull << 20;      // readahead_max=SIZE
   unsigned readahead_threads = 2;            // readahead_threads=N; 0: off
+  // The kernel's page-cache readahead for this mount (fusefs/kernel_readahead.h);
+  // kernel_readahead=SIZE, 0: the kernel's default (128K).
+  uint64_t kernel_readahead = 1ull << 20;
   bool allow_other = false;
   std::string fsname;   // default "chainfs:REPO" (set by the caller)
   std::string subtype = "chainfs";

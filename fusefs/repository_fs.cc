@@ -8,6 +8,7 @@
 
 #include "cache/stats_json.h"
 #include "chain/names.h"
+#include "fusefs/kernel_readahead.h"
 
 namespace chainfs {
 
@@ -74,6 +75,17 @@ void RepositoryFs::Start() {
     ra.threads = options_.readahead_threads;
     readahead_ = std::make_unique<Readahead>(cache_.get(), ra);
   }
+}
+
+void RepositoryFs::SetKernelReadaheadOnce() {
+  if (bdi_dir_.empty() || options_.kernel_readahead == 0) return;
+  std::call_once(kernel_readahead_once_, [this] {
+    Status st = SetReadAheadKb(bdi_dir_, options_.kernel_readahead);
+    if (st.ok())
+      spdlog::debug("kernel readahead {} KiB ({})", options_.kernel_readahead >> 10, bdi_dir_);
+    else
+      spdlog::info("kernel readahead left at the kernel's default: {}", st.message());
+  });
 }
 
 Result<RepositoryFs::Entry> RepositoryFs::StatsChild() {

@@ -53,6 +53,11 @@ class RepositoryFs {
   // before serving requests.
   void Start();
 
+  // The mount's bdi directory (fusefs/kernel_readahead.h): its read_ahead_kb
+  // is set to options.kernel_readahead at the first open of a disk, once
+  // FUSE_INIT is done. Empty (the default): left alone.
+  void SetBdi(std::string bdi_dir) { bdi_dir_ = std::move(bdi_dir); }
+
   // The operation table; pass `this` as fuse_session_new's userdata.
   static const fuse_lowlevel_ops& Ops();
 
@@ -107,6 +112,7 @@ class RepositoryFs {
   Node CheckpointNode(NodeKind kind, const Checkpoint& cp) const;
   Node DiskNode(const GroupState& g, const Checkpoint& cp, const std::string& disk) const;
   Result<std::shared_ptr<const View>> ViewOf(uint64_t ino, const Node& node);
+  void SetKernelReadaheadOnce();
 
   std::unique_ptr<Repository> repo_;
   const MountOptions options_;
@@ -123,6 +129,8 @@ class RepositoryFs {
   InodeTable inodes_;
   std::mutex views_mu_;  // guards views_
   std::unordered_map<uint64_t, std::weak_ptr<const View>> views_;
+  std::string bdi_dir_;
+  std::once_flag kernel_readahead_once_;
 };
 
 }  // namespace chainfs

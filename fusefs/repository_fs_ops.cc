@@ -83,6 +83,7 @@ int RepositoryFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     }
     f->view = std::move(view).value();
     if (readahead_) f->stream = readahead_->Open(f->view);
+    SetKernelReadaheadOnce();
   } else if (n->kind == NodeKind::kStats) {
     auto snapshot = std::make_shared<Node>(*n);
     snapshot->content = MountStatsJson(cache_.get(), readahead_.get());

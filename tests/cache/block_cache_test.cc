@@ -137,6 +137,28 @@ TEST(BlockCacheTest, ReadsOfASequentialScanAreNotReuse) {
   }
 }
 
+TEST(BlockCacheTest, SequentialScanRecyclesTheSmallShareInsteadOfFillingTheCache) {
+  FakeLayer layer(2000);
+  BlockCache cache(Options(100));  // small FIFO: 10 blocks
+  {
+    BlockCache::ScanScope scan(true);
+    std::vector<char> buf(16384);
+    for (uint64_t e = 0; e < 500; ++e) {
+      if (e + 4 < 500) cache.Prefetch(layer, e + 4);  // readahead ahead of the reader
+      for (uint32_t off = 0; off < kBs; off += buf.size())
+        ASSERT_TRUE(cache.ReadBlockRange(layer, e, off, buf.size(), buf.data()).ok());
+    }
+  }
+  BlockCacheStats s = cache.Stats();
+  EXPECT_LE(s.blocks_held, 10u + 1u) << "a one-pass scan filled the cache";
+  EXPECT_LE(s.block_memory_bytes + s.pool_free_bytes, (10u + 2u) * uint64_t{kBs});
+  EXPECT_EQ(0u, s.readahead_wasted) << "a prefetched block left before it was read";
+  for (uint64_t e = 0; e < 500; ++e) ASSERT_EQ(1u, layer.reads(e)) << "block " << e;
+  // Blocks read outside a scan still fill the room.
+  for (uint64_t e = 1000; e < 1050; ++e) ExpectBlock(cache, layer, e);
+  EXPECT_GE(cache.Stats().blocks_held, 50u);
+}
+
 TEST(BlockCacheTest, ConcurrentMissesLoadOnce) {
   constexpr int kThreads = 16;
   FakeLayer layer(4);

@@ -49,4 +49,20 @@ TEST(MountOptions, BackslashEscapesAComma) {
   EXPECT_EQ(o->log_path, "/tmp/a,b.log");
 }
 
+TEST(MountOptions, KernelReadaheadDefaultsTo1MAndZeroLeavesTheKernels) {
+  auto d = MountOptions::Parse({});
+  ASSERT_TRUE(d.ok());
+  EXPECT_EQ(d->kernel_readahead, 1u << 20);
+  auto o = MountOptions::Parse({"kernel_readahead=4M"});
+  ASSERT_TRUE(o.ok()) << o.status().message();
+  EXPECT_EQ(o->kernel_readahead, 4u << 20);
+  auto z = MountOptions::Parse({"kernel_readahead=0"});
+  ASSERT_TRUE(z.ok());
+  EXPECT_EQ(z->kernel_readahead, 0u);
+  auto bad = MountOptions::Parse({"kernel_readahead=lots"});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("kernel_readahead=lots"), std::string::npos);
+  EXPECT_FALSE(MountOptions::Parse({"kernel_readahead=2G"}).ok());
+}
+
 }  // namespace chainfs
