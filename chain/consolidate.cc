@@ -401,7 +401,8 @@ Status Consolidation::WriteDelta(RewritePlan& p, Progress& progress) {
       path);  // a random name: removing it on failure hurts no one
   CHAINFS_ASSIGN_OR_RETURN(
       std::unique_ptr<DeltaWriter> w,
-      DeltaWriter::Create(path, p.merged->block_size(), p.info.virtual_size));
+      DeltaWriter::Create(path, p.merged->block_size(), p.info.virtual_size,
+                          WriteMode::kDirect));
   for (const OpRun& op : p.ops) {
     if (op.kind == OpRun::Kind::kZero) {
       w->AddZeroRun(op.first_block, op.block_count);

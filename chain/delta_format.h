@@ -91,9 +91,11 @@ struct DeltaFooter {
 //   w->Finish();   // index, footer, fsync
 class DeltaWriter {
  public:
+  // mode: how the file reaches the disk (chain/file.h).
   static Result<std::unique_ptr<DeltaWriter>> Create(const std::string& path,
                                                      uint32_t block_size,
-                                                     uint64_t virtual_size);
+                                                     uint64_t virtual_size,
+                                                     WriteMode mode = WriteMode::kBuffered);
   // REQUIRES: blocks strictly increasing across AddBlock calls. entry.offset
   // is filled in here; stored holds entry.stored_len bytes.
   Status AddBlock(IndexEntry entry, const void* stored);

@@ -4,12 +4,34 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <new>
 
 #include "chain/failpoint.h"
 
 namespace chainfs {
 namespace {
+
+char* AlignedBuffer(size_t n) {
+  void* buf = nullptr;
+  if (::posix_memalign(&buf, AppendFile::kDirectAlign, n) != 0) throw std::bad_alloc();
+  return static_cast<char*>(buf);
+}
+
+// pwrite of all of [p, p + len) at `at`; EINTR retried.
+Status PwriteAll(int fd, const char* p, size_t len, uint64_t at, const std::string& path) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t w = ::pwrite(fd, p + done, len - done, static_cast<off_t>(at + done));
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return Status::FromErrno(errno, "writing " + path);
+    done += static_cast<size_t>(w);
+  }
+  return Status::Ok();
+}
 
 class PosixRandomAccessFile : public RandomAccessFile {
  public:
@@ -63,18 +85,92 @@ Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccessFile(const std::string
       new PosixRandomAccessFile(fd, path, static_cast<uint64_t>(end)));
 }
 
-Result<std::unique_ptr<AppendFile>> AppendFile::Create(const std::string& path) {
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+void AppendFile::FreeDeleter::operator()(char* p) const { std::free(p); }
+
+Result<std::unique_ptr<AppendFile>> AppendFile::Create(const std::string& path, WriteMode mode) {
+  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+  int fd = -1;
+  bool direct = false;
+  if (mode == WriteMode::kDirect) {
+    fd = ::open(path.c_str(), flags | O_DIRECT, 0600);
+    direct = fd >= 0;
+    if (fd < 0 && errno != EINVAL) return Status::FromErrno(errno, "creating " + path);
+  }
+  if (fd < 0) fd = ::open(path.c_str(), flags, 0600);
   if (fd < 0) return Status::FromErrno(errno, "creating " + path);
-  return std::unique_ptr<AppendFile>(new AppendFile(fd, path));
+  std::unique_ptr<AppendFile> f(new AppendFile(fd, path));
+  if (direct) {
+    f->buf_.reset(AlignedBuffer(kDirectBuffer));
+    f->direct_ = true;
+  }
+  return f;
 }
 
 AppendFile::~AppendFile() {
+  if (inflight_.valid()) inflight_.wait();
   if (fd_ >= 0) ::close(fd_);
 }
 
 Status AppendFile::Append(const void* data, size_t n) {
   const auto* p = static_cast<const char*>(data);
+  Status st = direct_ ? AppendDirect(p, n) : AppendBuffered(p, n);
+  if (st.ok()) offset_ += n;
+  return st;
+}
+
+Status AppendFile::AppendDirect(const char* p, size_t n) {
+  while (n > 0) {
+    const size_t take = std::min(n, kDirectBuffer - buf_len_);
+    std::memcpy(buf_.get() + buf_len_, p, take);
+    buf_len_ += take;
+    p += take;
+    n -= take;
+    if (buf_len_ == kDirectBuffer) {
+      if (flushed_ == 0) {  // the first write tells whether O_DIRECT works here
+        CHAINFS_RETURN_IF_ERROR(WriteDirect(kDirectBuffer));
+        if (!direct_) return AppendBuffered(p, n);  // fell back: the rest goes buffered
+        flushed_ += kDirectBuffer;
+        buf_len_ = 0;
+      } else {
+        CHAINFS_RETURN_IF_ERROR(WriteDirectBehind());
+      }
+    }
+  }
+  return Status::Ok();
+}
+
+Status AppendFile::WriteDirect(size_t len) {
+  Status st = PwriteAll(fd_, buf_.get(), len, flushed_, path_);
+  if (st.ok() || flushed_ != 0 || st.sys_errno() != EINVAL) return st;
+  // The filesystem takes O_DIRECT at open but not these writes: go on
+  // buffered with what is in the buffer.
+  if (::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_DIRECT) != 0)
+    return Status::FromErrno(errno, "writing " + path_);
+  direct_ = false;
+  const size_t pending = buf_len_;
+  buf_len_ = 0;
+  st = AppendBuffered(buf_.get(), pending);
+  buf_.reset();
+  return st;
+}
+
+Status AppendFile::WriteDirectBehind() {
+  CHAINFS_RETURN_IF_ERROR(WaitInflight());
+  if (!spare_) spare_.reset(AlignedBuffer(kDirectBuffer));
+  std::swap(buf_, spare_);
+  inflight_ = std::async(std::launch::async, PwriteAll, fd_, spare_.get(), kDirectBuffer, flushed_,
+                         path_);
+  flushed_ += kDirectBuffer;
+  buf_len_ = 0;
+  return Status::Ok();
+}
+
+Status AppendFile::WaitInflight() {
+  if (!inflight_.valid()) return Status::Ok();
+  return inflight_.get();
+}
+
+Status AppendFile::AppendBuffered(const char* p, size_t n) {
   size_t done = 0;
   while (done < n) {
     ssize_t w = ::write(fd_, p + done, n - done);
@@ -84,29 +180,40 @@ Status AppendFile::Append(const void* data, size_t n) {
     }
     done += static_cast<size_t>(w);
   }
-  offset_ += n;
   // Start writeback of every full 32 MiB behind us, so that the final fsync
   // has little left to do and disk writes overlap compression.
   constexpr uint64_t kWritebackChunk = 32 << 20;
-  if (offset_ - writeback_started_ >= kWritebackChunk) {
+  const uint64_t end = offset_ + n;
+  if (end - writeback_started_ >= kWritebackChunk) {
     ::sync_file_range(fd_, static_cast<off_t>(writeback_started_),
-                      static_cast<off_t>(offset_ - writeback_started_), SYNC_FILE_RANGE_WRITE);
-    writeback_started_ = offset_;
+                      static_cast<off_t>(end - writeback_started_), SYNC_FILE_RANGE_WRITE);
+    writeback_started_ = end;
   }
   return Status::Ok();
 }
 
 Status AppendFile::Sync() {
+  CHAINFS_RETURN_IF_ERROR(WaitInflight());
+  if (direct_ && buf_len_ > 0) {
+    // The tail, padded to the alignment (the buffer keeps it: a later Append
+    // rewrites this block), then the file cut back to its real size.
+    const size_t padded = (buf_len_ + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+    std::memset(buf_.get() + buf_len_, 0, padded - buf_len_);
+    CHAINFS_RETURN_IF_ERROR(WriteDirect(padded));
+    if (direct_ && ::ftruncate(fd_, static_cast<off_t>(offset_)) != 0)
+      return Status::FromErrno(errno, "truncating " + path_);
+  }
   Failpoint("file.before-fsync");
   if (::fsync(fd_) != 0) return Status::FromErrno(errno, "fsync " + path_);
   return Status::Ok();
 }
 
 Status AppendFile::Close() {
+  Status pending = WaitInflight();  // only after a failed Sync or without one
   int fd = fd_;
   fd_ = -1;
   if (fd >= 0 && ::close(fd) != 0) return Status::FromErrno(errno, "closing " + path_);
-  return Status::Ok();
+  return pending;
 }
 
 Status SyncDir(const std::string& dir) {

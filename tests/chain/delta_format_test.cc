@@ -93,9 +93,10 @@ TEST(ZeroRun, ExactBytes) {
 
 // Builds a small delta: block 0 compressible (zstd), block 2 random (raw),
 // zero run at blocks 4..5, virtual size 6.5 blocks.
-std::string WriteSample(const TempDir& dir, std::string* b0, std::string* b2) {
-  std::string path = dir / "sample.delta";
-  auto w = DeltaWriter::Create(path, kBs, kBs * 6 + kBs / 2);
+std::string WriteSample(const TempDir& dir, std::string* b0, std::string* b2,
+                        WriteMode mode = WriteMode::kBuffered) {
+  std::string path = dir / (mode == WriteMode::kDirect ? "direct.delta" : "sample.delta");
+  auto w = DeltaWriter::Create(path, kBs, kBs * 6 + kBs / 2, mode);
   EXPECT_TRUE(w.ok());
   b0->assign(kBs, 'a');
   b2->resize(kBs);
@@ -119,6 +120,15 @@ Result<std::unique_ptr<DeltaReader>> OpenPath(const std::string& path) {
   auto f = OpenRandomAccessFile(path);
   if (!f.ok()) return f.status();
   return DeltaReader::Open(std::move(f).value());
+}
+
+TEST(DeltaFile, DirectWriteGivesTheSameBytes) {
+  TempDir dir;
+  std::string b0, b2;
+  const std::string buffered = ReadFile(WriteSample(dir, &b0, &b2));
+  const std::string direct = ReadFile(WriteSample(dir, &b0, &b2, WriteMode::kDirect));
+  EXPECT_EQ(buffered.size(), direct.size());
+  EXPECT_TRUE(buffered == direct) << "a delta written with O_DIRECT differs";
 }
 
 TEST(DeltaFile, RoundTrip) {
