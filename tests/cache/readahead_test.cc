@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -84,6 +85,38 @@ TEST(ReadaheadTest, DiskReadsAreRequestedAheadOfDecoding) {
   auto r = g.readahead.Open(g.view);
   for (uint64_t b : {3000u, 17u, 900u, 2500u, 40u, 1800u}) g.Read(*r, b * kBs, 4096);
   EXPECT_TRUE(g.layer->will_need().empty());
+}
+
+// A layer whose data covers only some blocks (entries numbered in block order).
+class SparseLayer : public FakeLayer {
+ public:
+  SparseLayer(uint64_t blocks, std::vector<LayerExtent> extents)
+      : FakeLayer(blocks), extents_(std::move(extents)) {}
+  void ForEachExtent(const std::function<void(const LayerExtent&)>& fn) const override {
+    for (const LayerExtent& e : extents_) fn(e);
+  }
+
+ private:
+  std::vector<LayerExtent> extents_;
+};
+
+// The disk hints of a window never ask for entries of an older layer that a
+// newer one shadows (in a deep chain most of them are), and ask for every
+// entry the view reads.
+TEST(ReadaheadTest, DiskHintsSkipShadowedEntries) {
+  auto older = std::make_shared<FakeLayer>(64);
+  auto newer = std::make_shared<SparseLayer>(
+      64, std::vector<LayerExtent>{{10, 10, LayerExtent::Kind::kData, 0},
+                                   {30, 2, LayerExtent::Kind::kData, 10}});
+  auto v = View::Create({{newer, "c2"}, {older, "c1"}}, "vm/c2/vda");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  v.value()->WillNeed(0, 64 * kBs);
+  std::set<uint64_t> want_old, want_new;
+  for (uint64_t b = 0; b < 64; ++b)
+    if (!(b >= 10 && b < 20) && b != 30 && b != 31) want_old.insert(b);
+  for (uint64_t e = 0; e < 12; ++e) want_new.insert(e);
+  EXPECT_EQ(want_old, older->will_need());
+  EXPECT_EQ(want_new, newer->will_need());
 }
 
 TEST(ReadaheadTest, SlightlyReorderedRequestsAreSequential) {
