@@ -26,6 +26,7 @@ uint64_t Readahead::Stream::ahead() const {
 Readahead::Readahead(BlockCache* cache, const ReadaheadOptions& options)
     : cache_(cache), options_(Normalized(options)) {
   for (unsigned i = 0; i < options_.threads; ++i) workers_.emplace_back([this] { Work(); });
+  if (!workers_.empty()) disk_thread_ = std::thread([this] { HintDisk(); });
 }
 
 Readahead::~Readahead() {
@@ -33,9 +34,12 @@ Readahead::~Readahead() {
     std::lock_guard<std::mutex> lock(mu_);
     stop_ = true;
     queue_.clear();
+    hints_.clear();
   }
   work_cv_.notify_all();
+  hint_cv_.notify_all();
   for (std::thread& t : workers_) t.join();
+  if (disk_thread_.joinable()) disk_thread_.join();
 }
 
 std::shared_ptr<Readahead::Stream> Readahead::Open(std::shared_ptr<const View> view) {
@@ -89,8 +93,13 @@ bool Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
   const uint64_t disk_stop = std::min(stop + kDiskAhead * s.window_, s.view_->size());
   const uint64_t from = std::max(start, s.disk_ahead_);
   if (from < disk_stop) {
-    s.view_->WillNeed(from, disk_stop - from);
     s.disk_ahead_ = disk_stop;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (hints_.size() < kMaxQueuedHints) {
+      hints_.push_back({s.weak_from_this(), s.generation_.load(std::memory_order_relaxed), from,
+                        disk_stop - from});
+      hint_cv_.notify_one();
+    }
   }
   return true;
 }
@@ -134,9 +143,32 @@ void Readahead::Queue(Stream& s, uint64_t start, uint64_t stop) {
     work_cv_.notify_all();
 }
 
-bool Readahead::Current(const Task& task) const {
-  std::shared_ptr<Stream> s = task.stream.lock();
-  return s && s->generation_.load(std::memory_order_relaxed) == task.generation;
+bool Readahead::Current(const std::weak_ptr<Stream>& stream, uint64_t generation) const {
+  std::shared_ptr<Stream> s = stream.lock();
+  return s && s->generation_.load(std::memory_order_relaxed) == generation;
+}
+
+bool Readahead::Idle() const {
+  return busy_ == 0 && queue_.empty() && hints_.empty() && !hinting_;
+}
+
+void Readahead::HintDisk() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    hint_cv_.wait(lock, [this] { return stop_ || !hints_.empty(); });
+    if (stop_) return;
+    DiskHint h = std::move(hints_.front());
+    hints_.pop_front();
+    hinting_ = true;
+    lock.unlock();
+    if (std::shared_ptr<Stream> s = h.stream.lock();
+        s && s->generation_.load(std::memory_order_relaxed) == h.generation)
+      s->view_->WillNeed(h.offset, h.n);  // view_ is set once, at construction
+    h = DiskHint{};
+    lock.lock();
+    hinting_ = false;
+    if (Idle()) idle_cv_.notify_all();
+  }
 }
 
 void Readahead::Work() {
@@ -148,7 +180,7 @@ void Readahead::Work() {
     queue_.pop_front();
     ++busy_;
     lock.unlock();
-    if (Current(task)) {
+    if (Current(task.stream, task.generation)) {
       cache_->Prefetch(*task.layer, task.entry);  // a failure is the reader's to see
     } else {
       cancelled_.fetch_add(1, std::memory_order_relaxed);
@@ -156,13 +188,13 @@ void Readahead::Work() {
     task = Task{};  // release the layer outside the lock
     lock.lock();
     --busy_;
-    if (busy_ == 0 && queue_.empty()) idle_cv_.notify_all();
+    if (Idle()) idle_cv_.notify_all();
   }
 }
 
 void Readahead::Drain() {
   std::unique_lock<std::mutex> lock(mu_);
-  idle_cv_.wait(lock, [this] { return stop_ || (busy_ == 0 && queue_.empty()); });
+  idle_cv_.wait(lock, [this] { return stop_ || Idle(); });
 }
 
 ReadaheadStats Readahead::Stats() const {

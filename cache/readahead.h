@@ -19,7 +19,11 @@
 // the window at each new batch up to the maximum. Random 4 KiB reads in a
 // 64 MiB region start it with a probability of about 1 in 4 million per read.
 // Disk reads run ahead of decoding: each batch also asks the kernel to fetch
-// the stored bytes of the next kDiskAhead windows (View::WillNeed).
+// the stored bytes of the next kDiskAhead windows (View::WillNeed). The ask
+// runs on a thread of its own, not in the reader's request: posix_fadvise
+// allocates the page cache and submits the I/O for all of it, which took an
+// eighth of the daemon's CPU in a disk-cold read, and held up the reply and
+// the stream's other requests meanwhile.
 // A non-sequential read collapses the window to zero and makes the stream's
 // queued blocks stale (workers skip them).
 //
@@ -109,9 +113,18 @@ class Readahead {
     std::shared_ptr<const Layer> layer;
     uint64_t entry;
   };
+  // Bytes [offset, offset + n) of a stream's view to ask the kernel for.
+  struct DiskHint {
+    std::weak_ptr<Stream> stream;
+    uint64_t generation;
+    uint64_t offset, n;
+  };
+  static constexpr size_t kMaxQueuedHints = 64;
   void Queue(Stream& stream, uint64_t start, uint64_t stop);
   void Work();
-  bool Current(const Task& task) const;
+  void HintDisk();  // the disk thread's loop
+  bool Current(const std::weak_ptr<Stream>& stream, uint64_t generation) const;
+  bool Idle() const;  // REQUIRES: mu_
 
   BlockCache* cache_;
   const ReadaheadOptions options_;
@@ -122,6 +135,10 @@ class Readahead {
   unsigned busy_ = 0;
   bool stop_ = false;
   std::vector<std::thread> workers_;
+  std::condition_variable hint_cv_;
+  std::deque<DiskHint> hints_;
+  bool hinting_ = false;
+  std::thread disk_thread_;
   std::atomic<uint64_t> batches_{0}, queued_{0}, dropped_{0}, cancelled_{0}, collapses_{0};
 };
 

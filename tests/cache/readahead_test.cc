@@ -74,6 +74,7 @@ TEST(ReadaheadTest, DiskReadsAreRequestedAheadOfDecoding) {
   auto s = f.readahead.Open(f.view);
   for (uint64_t off = 0; off < 3 * 128 * kKiB; off += 128 * kKiB) f.Read(*s, off, 128 * kKiB);
   ASSERT_EQ(s->window(), 256 * kKiB);
+  f.readahead.Drain();  // the disk thread has asked
   const uint64_t queued_end = s->ahead() / kBs;
   const uint64_t disk_end = queued_end + Readahead::kDiskAhead * s->window() / kBs;
   std::set<uint64_t> asked = f.layer->will_need();
@@ -84,6 +85,7 @@ TEST(ReadaheadTest, DiskReadsAreRequestedAheadOfDecoding) {
   Fixture g(4096);
   auto r = g.readahead.Open(g.view);
   for (uint64_t b : {3000u, 17u, 900u, 2500u, 40u, 1800u}) g.Read(*r, b * kBs, 4096);
+  g.readahead.Drain();
   EXPECT_TRUE(g.layer->will_need().empty());
 }
 
