@@ -36,7 +36,7 @@ Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccessFile(const std::string
 // How an AppendFile reaches the disk.
 //   kBuffered  write(2) through the page cache, writeback started every 32 MiB
 //              behind the writer (sync_file_range), so Sync() has little left.
-//   kDirect    O_DIRECT from two reused 8 MiB aligned buffers (one filled while
+//   kDirect    O_DIRECT from two reused 32 MiB aligned buffers (one filled while
 //              the other is written by a helper thread): no page cache
 //              pages are allocated, filled and later reclaimed for a file
 //              nobody reads soon (consolidation output: gigabytes that would
@@ -63,7 +63,7 @@ class AppendFile {
   // kDirect unless the filesystem refused it (then kBuffered).
   WriteMode mode() const { return direct_ ? WriteMode::kDirect : WriteMode::kBuffered; }
 
-  static constexpr size_t kDirectBuffer = 8 << 20;
+  static constexpr size_t kDirectBuffer = 32 << 20;
   static constexpr size_t kDirectAlign = 4096;  // covers 512 and 4096 byte sectors
 
  private:
