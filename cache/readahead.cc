@@ -143,9 +143,11 @@ void Readahead::Queue(Stream& s, uint64_t start, uint64_t stop) {
     work_cv_.notify_all();
 }
 
-bool Readahead::Current(const std::weak_ptr<Stream>& stream, uint64_t generation) const {
+std::shared_ptr<Readahead::Stream> Readahead::Live(const std::weak_ptr<Stream>& stream,
+                                                   uint64_t generation) {
   std::shared_ptr<Stream> s = stream.lock();
-  return s && s->generation_.load(std::memory_order_relaxed) == generation;
+  if (s && s->generation_.load(std::memory_order_relaxed) == generation) return s;
+  return nullptr;
 }
 
 bool Readahead::Idle() const {
@@ -161,8 +163,7 @@ void Readahead::HintDisk() {
     hints_.pop_front();
     hinting_ = true;
     lock.unlock();
-    if (std::shared_ptr<Stream> s = h.stream.lock();
-        s && s->generation_.load(std::memory_order_relaxed) == h.generation)
+    if (std::shared_ptr<Stream> s = Live(h.stream, h.generation))
       s->view_->WillNeed(h.offset, h.n);  // view_ is set once, at construction
     h = DiskHint{};
     lock.lock();
@@ -180,7 +181,7 @@ void Readahead::Work() {
     queue_.pop_front();
     ++busy_;
     lock.unlock();
-    if (Current(task.stream, task.generation)) {
+    if (Live(task.stream, task.generation)) {
       cache_->Prefetch(*task.layer, task.entry);  // a failure is the reader's to see
     } else {
       cancelled_.fetch_add(1, std::memory_order_relaxed);

@@ -123,7 +123,8 @@ class Readahead {
   void Queue(Stream& stream, uint64_t start, uint64_t stop);
   void Work();
   void HintDisk();  // the disk thread's loop
-  bool Current(const std::weak_ptr<Stream>& stream, uint64_t generation) const;
+  // The stream, if it is still open and has not gone random since `generation`.
+  static std::shared_ptr<Stream> Live(const std::weak_ptr<Stream>& stream, uint64_t generation);
   bool Idle() const;  // REQUIRES: mu_
 
   BlockCache* cache_;
