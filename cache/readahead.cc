@@ -150,47 +150,40 @@ std::shared_ptr<Readahead::Stream> Readahead::Live(const std::weak_ptr<Stream>& 
   return nullptr;
 }
 
-bool Readahead::Idle() const {
-  return busy_ == 0 && queue_.empty() && hints_.empty() && !hinting_;
-}
+bool Readahead::Idle() const { return busy_ == 0 && queue_.empty() && hints_.empty(); }
 
-void Readahead::HintDisk() {
+template <typename Item, typename Fn>
+void Readahead::Serve(std::deque<Item>& items, std::condition_variable& cv, Fn run) {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
-    hint_cv_.wait(lock, [this] { return stop_ || !hints_.empty(); });
+    cv.wait(lock, [&] { return stop_ || !items.empty(); });
     if (stop_) return;
-    DiskHint h = std::move(hints_.front());
-    hints_.pop_front();
-    hinting_ = true;
-    lock.unlock();
-    if (std::shared_ptr<Stream> s = Live(h.stream, h.generation))
-      s->view_->WillNeed(h.offset, h.n);  // view_ is set once, at construction
-    h = DiskHint{};
-    lock.lock();
-    hinting_ = false;
-    if (Idle()) idle_cv_.notify_all();
-  }
-}
-
-void Readahead::Work() {
-  std::unique_lock<std::mutex> lock(mu_);
-  for (;;) {
-    work_cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
-    if (stop_) return;
-    Task task = std::move(queue_.front());
-    queue_.pop_front();
+    Item item = std::move(items.front());
+    items.pop_front();
     ++busy_;
     lock.unlock();
-    if (Live(task.stream, task.generation)) {
-      cache_->Prefetch(*task.layer, task.entry);  // a failure is the reader's to see
-    } else {
-      cancelled_.fetch_add(1, std::memory_order_relaxed);
-    }
-    task = Task{};  // release the layer outside the lock
+    run(item);
+    item = Item{};  // release what it holds (a layer, a stream) outside the lock
     lock.lock();
     --busy_;
     if (Idle()) idle_cv_.notify_all();
   }
+}
+
+void Readahead::HintDisk() {
+  Serve(hints_, hint_cv_, [](const DiskHint& h) {
+    if (std::shared_ptr<Stream> s = Live(h.stream, h.generation))
+      s->view_->WillNeed(h.offset, h.n);  // view_ is set once, at construction
+  });
+}
+
+void Readahead::Work() {
+  Serve(queue_, work_cv_, [this](const Task& task) {
+    if (Live(task.stream, task.generation))
+      cache_->Prefetch(*task.layer, task.entry);  // a failure is the reader's to see
+    else
+      cancelled_.fetch_add(1, std::memory_order_relaxed);
+  });
 }
 
 void Readahead::Drain() {

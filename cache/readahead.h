@@ -121,8 +121,11 @@ class Readahead {
   };
   static constexpr size_t kMaxQueuedHints = 64;
   void Queue(Stream& stream, uint64_t start, uint64_t stop);
-  void Work();
-  void HintDisk();  // the disk thread's loop
+  // A thread's loop: runs the items of `items` (guarded by mu_) until stop_.
+  template <typename Item, typename Fn>
+  void Serve(std::deque<Item>& items, std::condition_variable& cv, Fn run);
+  void Work();      // a prefetch worker
+  void HintDisk();  // the disk thread
   // The stream, if it is still open and has not gone random since `generation`.
   static std::shared_ptr<Stream> Live(const std::weak_ptr<Stream>& stream, uint64_t generation);
   bool Idle() const;  // REQUIRES: mu_
@@ -133,12 +136,11 @@ class Readahead {
   std::condition_variable work_cv_;
   std::condition_variable idle_cv_;
   std::deque<Task> queue_;
-  unsigned busy_ = 0;
+  unsigned busy_ = 0;  // tasks and hints being run
   bool stop_ = false;
   std::vector<std::thread> workers_;
   std::condition_variable hint_cv_;
   std::deque<DiskHint> hints_;
-  bool hinting_ = false;
   std::thread disk_thread_;
   std::atomic<uint64_t> batches_{0}, queued_{0}, dropped_{0}, cancelled_{0}, collapses_{0};
 };
