@@ -96,8 +96,7 @@ bool Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
     s.disk_ahead_ = disk_stop;
     std::lock_guard<std::mutex> lock(mu_);
     if (hints_.size() < kMaxQueuedHints) {
-      hints_.push_back({s.weak_from_this(), s.generation_.load(std::memory_order_relaxed), from,
-                        disk_stop - from});
+      hints_.push_back({s.weak_from_this(), s.view_, from, disk_stop - from});
       hint_cv_.notify_one();
     }
   }
@@ -172,8 +171,7 @@ void Readahead::Serve(std::deque<Item>& items, std::condition_variable& cv, Fn r
 
 void Readahead::HintDisk() {
   Serve(hints_, hint_cv_, [](const DiskHint& h) {
-    if (std::shared_ptr<Stream> s = Live(h.stream, h.generation))
-      s->view_->WillNeed(h.offset, h.n);  // view_ is set once, at construction
+    if (!h.stream.expired()) h.view->WillNeed(h.offset, h.n);
   });
 }
 

@@ -113,10 +113,12 @@ class Readahead {
     std::shared_ptr<const Layer> layer;
     uint64_t entry;
   };
-  // Bytes [offset, offset + n) of a stream's view to ask the kernel for.
+  // Bytes [offset, offset + n) of a stream's view to ask the kernel for. The
+  // disk thread never holds the stream itself (only checks it is still open),
+  // so closing a file cancels its queued prefetches at once.
   struct DiskHint {
     std::weak_ptr<Stream> stream;
-    uint64_t generation;
+    std::shared_ptr<const View> view;
     uint64_t offset, n;
   };
   static constexpr size_t kMaxQueuedHints = 64;
