@@ -1,5 +1,7 @@
 #include "fusefs/live_groups.h"
 
+#include <time.h>
+
 #include <spdlog/spdlog.h>
 
 #include "chain/names.h"
@@ -12,12 +14,22 @@ bool SameTime(const struct timespec& a, const struct timespec& b) {
   return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
 }
 
+// True if t is at least `by` before the realtime clock now.
+bool OlderThan(const struct timespec& t, std::chrono::milliseconds by) {
+  struct timespec now;
+  ::clock_gettime(CLOCK_REALTIME, &now);
+  const auto ns = [](const struct timespec& x) {
+    return std::chrono::seconds(x.tv_sec) + std::chrono::nanoseconds(x.tv_nsec);
+  };
+  return ns(now) - ns(t) >= by;
+}
+
 }  // namespace
 
 bool LiveGroups::Fresh(const Entry& e, const struct stat& st,
                        std::chrono::steady_clock::time_point now) const {
-  return e.snapshot != nullptr && now - e.scanned < max_age_ && SameTime(e.mtime, st.st_mtim) &&
-         SameTime(e.ctime, st.st_ctim);
+  return e.snapshot != nullptr && (e.settled || now - e.scanned < max_age_) &&
+         SameTime(e.mtime, st.st_mtim) && SameTime(e.ctime, st.st_ctim);
 }
 
 Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& group) {
@@ -32,10 +44,12 @@ Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& gro
   const auto now = std::chrono::steady_clock::now();
   Entry& e = entries_[group];
   if (Fresh(e, st, now)) return e.snapshot;
+  const bool settled = OlderThan(st.st_mtim, settle_) && OlderThan(st.st_ctim, settle_);
   auto loaded = repo_.LoadGroup(group);
   e.scanned = now;  // a failed rescan is retried after max_age
   e.mtime = st.st_mtim;
   e.ctime = st.st_ctim;
+  e.settled = settled && loaded.ok();
   if (!loaded.ok()) {
     if (!e.failure_logged)
       spdlog::error("rescanning group {}: {}", group, loaded.status().message());
@@ -52,7 +66,10 @@ Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& gro
 void LiveGroups::Invalidate(const std::string& group) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = entries_.find(group);
-  if (it != entries_.end()) it->second.scanned = {};
+  if (it != entries_.end()) {
+    it->second.scanned = {};
+    it->second.settled = false;
+  }
 }
 
 }  // namespace chainfs
