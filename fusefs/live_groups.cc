@@ -1,5 +1,6 @@
 #include "fusefs/live_groups.h"
 
+#include <sys/vfs.h>
 #include <time.h>
 
 #include <spdlog/spdlog.h>
@@ -26,6 +27,28 @@ bool OlderThan(const struct timespec& t, std::chrono::milliseconds by) {
 
 }  // namespace
 
+bool LiveGroups::LocalFilesystem(long f_type) {
+  switch (static_cast<unsigned long>(f_type) & 0xffffffffUL) {
+    case 0xEF53:      // ext2/3/4
+    case 0x58465342:  // xfs
+    case 0x9123683E:  // btrfs
+    case 0x01021994:  // tmpfs
+    case 0xF2F52010:  // f2fs
+    case 0x2FC12FC1:  // zfs
+    case 0x794C7630:  // overlayfs (over a local filesystem)
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::chrono::milliseconds LiveGroups::SettleFor(const std::string& repo_path) {
+  struct statfs st;
+  if (::statfs(repo_path.c_str(), &st) != 0 || !LocalFilesystem(st.f_type))
+    return std::chrono::milliseconds(0);
+  return kSettle;
+}
+
 bool LiveGroups::Fresh(const Entry& e, const struct stat& st,
                        std::chrono::steady_clock::time_point now) const {
   return e.snapshot != nullptr && (e.settled || now - e.scanned < max_age_) &&
@@ -44,7 +67,8 @@ Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& gro
   const auto now = std::chrono::steady_clock::now();
   Entry& e = entries_[group];
   if (Fresh(e, st, now)) return e.snapshot;
-  const bool settled = OlderThan(st.st_mtim, settle_) && OlderThan(st.st_ctim, settle_);
+  const bool settled = settle_.count() > 0 && OlderThan(st.st_mtim, settle_) &&
+                       OlderThan(st.st_ctim, settle_);
   auto loaded = repo_.LoadGroup(group);
   e.scanned = now;  // a failed rescan is retried after max_age
   e.mtime = st.st_mtim;

@@ -9,8 +9,8 @@
 // manifest being damaged meanwhile), the previous snapshot is kept and the
 // failure logged once.
 //
-// Settled: the directory's times were at least kSettle (2 s) older than the clock
-// when the scan began. Every change to a group renames or unlinks in that
+// Settled (local filesystems only, see SettleFor): the directory's times were
+// at least kSettle (2 s) older than the clock when the scan began. Every change to a group renames or unlinks in that
 // directory, which sets its times to the clock of the change; timestamps are
 // coarse (a tick of the kernel's clock, more on some filesystems), so a
 // change in the tick of a scan could leave the times as they were. A change
@@ -40,8 +40,15 @@ namespace chainfs {
 class LiveGroups {
  public:
   // Directory times at least this much older than a scan's start settle it
-  // (tests pass less).
+  // (tests pass less; zero: nothing settles, every snapshot is read again
+  // after max_age).
   static constexpr std::chrono::milliseconds kSettle{2000};
+  // kSettle where the repository's filesystem is local (ext4, xfs, btrfs,
+  // tmpfs, f2fs, zfs, overlayfs), zero elsewhere: a network filesystem's client caches
+  // directory attributes for seconds (NFS: acdirmax, up to 60 s), so its
+  // times can hide a checkpoint another host committed.
+  static std::chrono::milliseconds SettleFor(const std::string& repo_path);
+  static bool LocalFilesystem(long f_type);
 
   LiveGroups(const Repository& repo, std::chrono::milliseconds max_age,
              std::chrono::milliseconds settle = kSettle)

@@ -100,6 +100,25 @@ TEST_F(LiveGroupsTest, CommitAndRemovalAfterASettledScanAreSeen) {
   EXPECT_EQ(NamesOf(Snapshot(groups)), Names{"c1"});
 }
 
+TEST_F(LiveGroupsTest, NothingSettlesWithZeroSettle) {
+  Backup("c1");
+  Settle();
+  LiveGroups groups(*repo_, kMaxAge, milliseconds(0));  // as on a network filesystem
+  auto first = Snapshot(groups);
+  Sleep(kMaxAge * 3);
+  EXPECT_NE(Snapshot(groups), first);
+}
+
+TEST(LiveGroupsSettle, OnlyLocalFilesystemsSettle) {
+  EXPECT_TRUE(LiveGroups::LocalFilesystem(0xEF53));       // ext4
+  EXPECT_TRUE(LiveGroups::LocalFilesystem(0x58465342));   // xfs
+  EXPECT_FALSE(LiveGroups::LocalFilesystem(0x6969));      // nfs
+  EXPECT_FALSE(LiveGroups::LocalFilesystem(0x00C36400));  // ceph
+  EXPECT_FALSE(LiveGroups::LocalFilesystem(0x65735546));  // fuse
+  EXPECT_EQ(LiveGroups::SettleFor("/proc"), milliseconds(0)) << "procfs is not local storage";
+  EXPECT_EQ(LiveGroups::SettleFor("/nonexistent/path"), milliseconds(0));
+}
+
 TEST_F(LiveGroupsTest, InvalidateForcesARead) {
   Backup("c1");
   Settle();
