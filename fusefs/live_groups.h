@@ -44,9 +44,9 @@ class LiveGroups {
   // after max_age).
   static constexpr std::chrono::milliseconds kSettle{2000};
   // kSettle where the repository's filesystem is local (ext4, xfs, btrfs,
-  // tmpfs, f2fs, zfs, overlayfs), zero elsewhere: a network filesystem's client caches
-  // directory attributes for seconds (NFS: acdirmax, up to 60 s), so its
-  // times can hide a checkpoint another host committed.
+  // tmpfs, f2fs, zfs, overlayfs), zero elsewhere: a network filesystem's
+  // client caches directory attributes for seconds (NFS: acdirmax, up to
+  // 60 s), so its times can hide a checkpoint another host committed.
   static std::chrono::milliseconds SettleFor(const std::string& repo_path);
   static bool LocalFilesystem(long f_type);
 
