@@ -142,11 +142,9 @@ void Readahead::Queue(Stream& s, uint64_t start, uint64_t stop) {
     work_cv_.notify_all();
 }
 
-std::shared_ptr<Readahead::Stream> Readahead::Live(const std::weak_ptr<Stream>& stream,
-                                                   uint64_t generation) {
+bool Readahead::Live(const std::weak_ptr<Stream>& stream, uint64_t generation) {
   std::shared_ptr<Stream> s = stream.lock();
-  if (s && s->generation_.load(std::memory_order_relaxed) == generation) return s;
-  return nullptr;
+  return s && s->generation_.load(std::memory_order_relaxed) == generation;
 }
 
 bool Readahead::Idle() const { return busy_ == 0 && queue_.empty() && hints_.empty(); }

@@ -128,8 +128,8 @@ class Readahead {
   void Serve(std::deque<Item>& items, std::condition_variable& cv, Fn run);
   void Work();      // a prefetch worker
   void HintDisk();  // the disk thread
-  // The stream, if it is still open and has not gone random since `generation`.
-  static std::shared_ptr<Stream> Live(const std::weak_ptr<Stream>& stream, uint64_t generation);
+  // True if the stream is still open and has not gone random since `generation`.
+  static bool Live(const std::weak_ptr<Stream>& stream, uint64_t generation);
   bool Idle() const;  // REQUIRES: mu_
 
   BlockCache* cache_;

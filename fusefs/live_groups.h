@@ -10,11 +10,12 @@
 // failure logged once.
 //
 // Settled (local filesystems only, see SettleFor): the directory's times were
-// at least kSettle (2 s) older than the clock when the scan began. Every change to a group renames or unlinks in that
-// directory, which sets its times to the clock of the change; timestamps are
-// coarse (a tick of the kernel's clock, more on some filesystems), so a
-// change in the tick of a scan could leave the times as they were. A change
-// after a settled scan cannot: the clock has moved on by more than a tick.
+// at least kSettle (2 s) older than the clock when the scan began. Every
+// change to a group renames or unlinks in that directory, which sets its
+// times to the clock of the change; timestamps are coarse (a tick of the
+// kernel's clock, more on some filesystems), so a change in the tick of a
+// scan could leave the times as they were. A change after a settled scan
+// cannot: the clock has moved on by more than a tick.
 // Settled snapshots are never re-read while the times stay: a mount of a
 // repository with hundreds of checkpoints does not re-read all their
 // manifests every max_age (at depth 100 that took ~20 ms of every open()
