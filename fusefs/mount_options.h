@@ -4,9 +4,9 @@
 // the mount.chainfs helper, or from an /etc/fstab line, so the parser accepts
 // three kinds:
 //
-//   ours         uid=, gid=, umask=, log=PATH, and the block cache's
-//                cache_size=, readahead_min=, readahead_max=, readahead_threads=,
-//                kernel_readahead=
+//   ours         uid=, gid=, umask=, log=PATH, direct_io, and the block
+//                cache's cache_size=, readahead_min=, readahead_max=,
+//                readahead_threads=, kernel_readahead=
 //   kernel       passed on to libfuse / the kernel: allow_other, allow_root,
 //                auto_unmount, fsname=, subtype=, nodev, nosuid, noexec, ...
 //   mount(8)     fstab bookkeeping with no meaning for the filesystem:
@@ -47,6 +47,14 @@ struct MountOptions {
   // The kernel's page-cache readahead for this mount (fusefs/kernel_readahead.h);
   // kernel_readahead=SIZE, 0: the kernel's default (128K).
   uint64_t kernel_readahead = 1ull << 20;
+  // direct_io: disk views bypass the kernel's page cache (FOPEN_DIRECT_IO):
+  // every read reaches the daemon and is answered from the block cache, and
+  // views advertise kDirectIoBlksize as their preferred I/O size (st_blksize,
+  // what cat and cp size their reads by). Faster one-pass reads, no second
+  // copy of a loop-mounted disk in memory; re-reads beyond cache_size decode
+  // again, and MAP_SHARED mmap of a view fails (ENODEV). README, "direct_io".
+  bool direct_io = false;
+  static constexpr uint64_t kDirectIoBlksize = 1ull << 20;
   bool allow_other = false;
   std::string fsname;   // default "chainfs:REPO" (set by the caller)
   std::string subtype = "chainfs";

@@ -104,6 +104,7 @@ int RepositoryFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     f->view = std::move(view).value();
     if (readahead_) f->stream = readahead_->Open(f->view);
     SetKernelReadaheadOnce();
+    fi->direct_io = options_.direct_io;
   } else if (n->kind == NodeKind::kStats) {
     auto snapshot = std::make_shared<Node>(*n);
     snapshot->content = MountStatsJson(cache_.get(), readahead_.get());
@@ -112,7 +113,7 @@ int RepositoryFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   } else {
     f->node = n;
   }
-  fi->keep_cache = n->kind != NodeKind::kStats;
+  fi->keep_cache = !fi->direct_io;
   fi->fh = reinterpret_cast<uint64_t>(f.get());
   if (fuse_reply_open(req, fi) == 0) f.release();  // else: interrupted, no release comes
   return 0;

@@ -194,39 +194,62 @@ TEST(ReadaheadTest, UnreadPrefetchesCountAsWasted) {
   EXPECT_EQ(4u, st.readahead_wasted);
 }
 
+// Holds the loads of one entry in ReadBlock until Release(): with one worker,
+// the prefetches queued behind it stay queued meanwhile.
+class StuckLoad {
+ public:
+  StuckLoad(FakeLayer& layer, uint64_t entry) : layer_(layer) {
+    layer.on_read = [this, entry](uint64_t e) {
+      if (e != entry) return;
+      std::unique_lock<std::mutex> lock(mu_);
+      entered_ = true;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_; });
+    };
+  }
+  ~StuckLoad() { layer_.on_read = nullptr; }  // REQUIRES: no load running
+  void WaitEntered() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return entered_; });
+  }
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      released_ = true;
+    }
+    cv_.notify_all();
+  }
+
+ private:
+  FakeLayer& layer_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool entered_ = false, released_ = false;
+};
+
+// Three sequential reads of a stream over blocks 0..3: blocks 4..7 are
+// queued, the one worker stuck in the load of block 4.
+std::shared_ptr<Readahead::Stream> QueueBehindStuckLoad(Fixture& f, StuckLoad& stuck) {
+  auto s = f.readahead.Open(f.view);
+  f.Read(*s, 0, 64 * kKiB);
+  f.Read(*s, 64 * kKiB, 64 * kKiB);
+  f.Read(*s, 128 * kKiB, 128 * kKiB);
+  stuck.WaitEntered();
+  return s;
+}
+
 TEST(ReadaheadTest, ForegroundReadDoesNotWaitForQueuedPrefetch) {
   ReadaheadOptions ra = Fixture::Small();
   ra.threads = 1;
   Fixture f(64, 1024, ra);
-  std::mutex mu;
-  std::condition_variable cv;
-  bool entered = false, release = false;
-  // The worker's load of block 4 (the first prefetched) blocks until released.
-  f.layer->on_read = [&](uint64_t entry) {
-    if (entry != 4) return;
-    std::unique_lock<std::mutex> lock(mu);
-    entered = true;
-    cv.notify_all();
-    cv.wait(lock, [&] { return release; });
-  };
-  auto s = f.readahead.Open(f.view);
-  f.Read(*s, 0, 64 * kKiB);
-  f.Read(*s, 64 * kKiB, 64 * kKiB);
-  f.Read(*s, 128 * kKiB, 128 * kKiB);  // queues blocks 4..7
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return entered; });
-  }
+  StuckLoad stuck(*f.layer, 4);
+  auto s = QueueBehindStuckLoad(f, stuck);
   // Blocks 5..7 sit in the queue behind the stuck load: a reader of block 6
   // loads it itself instead of waiting.
   auto other = f.readahead.Open(f.view);
   f.Read(*other, 6 * kBs, 4096);
   EXPECT_EQ(1u, f.layer->reads(6));
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    release = true;
-  }
-  cv.notify_all();
+  stuck.Release();
   f.readahead.Drain();
   EXPECT_EQ(1u, f.layer->reads(6)) << "the queued prefetch of a resident block is skipped";
 }
@@ -235,30 +258,10 @@ TEST(ReadaheadTest, ClosedStreamCancelsQueuedWork) {
   ReadaheadOptions ra = Fixture::Small();
   ra.threads = 1;
   Fixture f(64, 1024, ra);
-  std::mutex mu;
-  std::condition_variable cv;
-  bool entered = false, release = false;
-  f.layer->on_read = [&](uint64_t entry) {
-    if (entry != 4) return;
-    std::unique_lock<std::mutex> lock(mu);
-    entered = true;
-    cv.notify_all();
-    cv.wait(lock, [&] { return release; });
-  };
-  auto s = f.readahead.Open(f.view);
-  f.Read(*s, 0, 64 * kKiB);
-  f.Read(*s, 64 * kKiB, 64 * kKiB);
-  f.Read(*s, 128 * kKiB, 128 * kKiB);  // queues blocks 4..7
-  {
-    std::unique_lock<std::mutex> lock(mu);
-    cv.wait(lock, [&] { return entered; });
-  }
+  StuckLoad stuck(*f.layer, 4);
+  auto s = QueueBehindStuckLoad(f, stuck);
   s.reset();  // release(): blocks 5..7 are still queued
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    release = true;
-  }
-  cv.notify_all();
+  stuck.Release();
   f.readahead.Drain();
   EXPECT_EQ(3u, f.readahead.Stats().cancelled);
   EXPECT_EQ(0u, f.layer->reads(5));

@@ -11,7 +11,16 @@ TEST(MountOptions, DefaultsLetOnlyTheOwnerRead) {
   EXPECT_EQ(o->DirMode(), 0500u);
   EXPECT_FALSE(o->uid.has_value());
   EXPECT_FALSE(o->allow_other);
+  EXPECT_FALSE(o->direct_io);
   EXPECT_EQ(o->FuseOptionString(), "ro,default_permissions,subtype=chainfs");
+}
+
+TEST(MountOptions, DirectIoIsOursNotPassedToTheKernel) {
+  auto o = MountOptions::Parse({"direct_io,nodev"});
+  ASSERT_TRUE(o.ok()) << o.status().message();
+  EXPECT_TRUE(o->direct_io);
+  EXPECT_EQ(o->FuseOptionString(), "ro,default_permissions,subtype=chainfs,nodev");
+  EXPECT_FALSE(MountOptions::Parse({"direct_io=1"}).ok()) << "a flag takes no value";
 }
 
 TEST(MountOptions, ParsesOursAcrossSeveralArguments) {
