@@ -50,11 +50,11 @@ struct MountOptions {
   // direct_io: disk views bypass the kernel's page cache (FOPEN_DIRECT_IO):
   // every read reaches the daemon and is answered from the block cache, and
   // views advertise kDirectIoBlksize as their preferred I/O size (st_blksize,
-  // what cat and cp size their reads by). Faster streaming of whole disks;
-  // slower under a loop mount (its small requests each make a round trip,
-  // where the page cache's readahead batched them), re-reads beyond
-  // cache_size decode again, and MAP_SHARED mmap of a view fails (ENODEV).
-  // README, "Streaming a whole disk out".
+  // what cat sizes its reads by). Faster for whole-disk reads in large
+  // pieces (dd bs=1M, cat); slower under a loop mount or cp, whose smaller
+  // reads each make a round trip where the page cache's readahead batched
+  // them; re-reads beyond cache_size decode again; MAP_SHARED mmap of a view
+  // fails (ENODEV). README, "Streaming a whole disk out".
   bool direct_io = false;
   static constexpr uint64_t kDirectIoBlksize = 1ull << 20;
   bool allow_other = false;
