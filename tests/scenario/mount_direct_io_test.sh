@@ -4,8 +4,10 @@
 # zeroed and grew the disk); nothing of a view is left in the page cache
 # after reading it, so a re-read reaches the daemon (its cache hits move),
 # where without the option the re-read stays in the kernel; views advertise
-# 1 MiB as their preferred I/O size; an ext4 checkpoint loop-mounts and shows
-# its files; a private mmap reads the view, a shared one is refused (ENODEV).
+# 1 MiB as their preferred I/O size; reads at, past and across the end return
+# what they should (the kernel does not clip them); an ext4 checkpoint
+# loop-mounts and shows its files; a private mmap reads the view, a shared
+# one is refused (ENODEV).
 set -euo pipefail
 source "${SRC:-$(dirname "$0")/../..}/tests/scenario/lib.sh"
 source "$SRC/tests/scenario/mount_lib.sh"
@@ -96,6 +98,20 @@ pages=$(cached_pages "$M/vm1/c1/vda.raw")
 hits=$(reread_hits "$M/vm1/c2/vda.raw")
 [ "$hits" -eq 8 ] || fail "direct_io: a re-read of 8 blocks made $hits cache hits, expected 8"
 [ "$(stat -c %o "$M/vm1/c1/vda.raw")" -eq $((1 << 20)) ] || fail "direct_io: st_blksize is not 1 MiB"
+
+step "direct_io: reads at, past and across the end, and unaligned ones (the kernel clips none)"
+python3 - "$M/vm1/c2/vda.raw" "$T/c2.img" <<'PY' || fail "direct_io: a read near the end or unaligned went wrong"
+import os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+want = open(sys.argv[2], "rb").read()
+size = len(want)
+assert os.fstat(fd).st_size == size
+assert os.pread(fd, 1 << 20, size) == b"", "a read at the end returned bytes"
+assert os.pread(fd, 4096, size + (1 << 30)) == b"", "a read past the end returned bytes"
+assert os.pread(fd, 1 << 20, size - 1000) == want[-1000:], "a read across the end"
+assert os.pread(fd, 12345, 777) == want[777:777 + 12345], "an unaligned read"
+assert os.pread(fd, 3 << 20, (2 << 20) - 5) == want[(2 << 20) - 5:(5 << 20) - 5], "across the zeroed MiB"
+PY
 
 step "direct_io: c1 loop-mounts and shows its files"
 mount -o loop,ro,noload "$M/vm1/c1/vda.raw" "$T/lc"
