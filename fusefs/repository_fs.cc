@@ -149,7 +149,7 @@ Node RepositoryFs::DiskNode(const GroupState& g, const Checkpoint& cp,
   }
   n.attr.st_blocks = static_cast<blkcnt_t>((stored + 511) / 512);
   // Without the page cache every read is a round trip: readers that size
-  // their reads by st_blksize (cat, cp) ask for 1 MiB at a time.
+  // their reads by st_blksize (cat) ask for 1 MiB at a time.
   if (options_.direct_io) n.attr.st_blksize = MountOptions::kDirectIoBlksize;
   return n;
 }
