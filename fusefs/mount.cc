@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 
+#include <csignal>
 #include <memory>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
@@ -126,7 +127,10 @@ int RunMount(const MountRequest& r) {
       if (fuse_daemonize(foreground ? 1 : 0) == 0) {
         SetIoFlusher();  // before Start: threads inherit the flag
         fs.Start();
-        rc = Serve(se) == 0 ? 0 : 1;
+        // libfuse ends the loop with the signal's number after SIGTERM,
+        // SIGINT or SIGHUP: a requested stop, not a failure.
+        const int loop = Serve(se);
+        rc = loop == 0 || loop == SIGTERM || loop == SIGINT || loop == SIGHUP ? 0 : 1;
       }
       fuse_session_unmount(se);
       spdlog::debug("unmounted {}", mountpoint);

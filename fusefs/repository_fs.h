@@ -113,6 +113,10 @@ class RepositoryFs {
   Node DiskNode(const GroupState& g, const Checkpoint& cp, const std::string& disk) const;
   Result<std::shared_ptr<const View>> ViewOf(uint64_t ino, const Node& node);
   void SetKernelReadaheadOnce();
+  // Puts f in fi->fh and replies to an open; f is kept in open_files_ until
+  // its release (Forget), or until the mount ends.
+  void ReplyOpen(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<OpenFile> f);
+  void Forget(fuse_file_info* fi);
 
   std::unique_ptr<Repository> repo_;
   const MountOptions options_;
@@ -131,6 +135,11 @@ class RepositoryFs {
   std::unordered_map<uint64_t, std::weak_ptr<const View>> views_;
   std::string bdi_dir_;
   std::once_flag kernel_readahead_once_;
+  // Every open file and directory. A release still queued in the kernel
+  // when the mount goes away is never delivered; the files are freed here
+  // then (declared last: before the cache and readahead they use).
+  std::mutex open_mu_;
+  std::unordered_map<const OpenFile*, std::unique_ptr<OpenFile>> open_files_;
 };
 
 }  // namespace chainfs

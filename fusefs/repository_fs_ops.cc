@@ -114,15 +114,38 @@ int RepositoryFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     f->node = n;
   }
   fi->keep_cache = !fi->direct_io;
-  fi->fh = reinterpret_cast<uint64_t>(f.get());
-  if (fuse_reply_open(req, fi) == 0) f.release();  // else: interrupted, no release comes
+  ReplyOpen(req, fi, std::move(f));
   return 0;
+}
+
+void RepositoryFs::ReplyOpen(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<OpenFile> f) {
+  OpenFile* raw = f.get();
+  fi->fh = reinterpret_cast<uint64_t>(raw);
+  {
+    // Before the reply: the release may arrive on another thread at once.
+    std::lock_guard<std::mutex> lock(open_mu_);
+    open_files_.emplace(raw, std::move(f));
+  }
+  if (fuse_reply_open(req, fi) != 0) Forget(fi);  // interrupted: no release comes
+}
+
+void RepositoryFs::Forget(fuse_file_info* fi) {
+  std::unique_ptr<OpenFile> f;  // destroyed outside the lock
+  std::lock_guard<std::mutex> lock(open_mu_);
+  auto it = open_files_.find(reinterpret_cast<const OpenFile*>(fi->fh));
+  if (it == open_files_.end()) return;
+  f = std::move(it->second);
+  open_files_.erase(it);
 }
 
 int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) {
   const OpenFile& f = *reinterpret_cast<const OpenFile*>(fi->fh);
   if (f.node != nullptr) {
-    const std::string& c = f.node->content;
+    // Our own reference: once the kernel has the reply, the reader may close
+    // and the release free f (and its node) while this thread is still in
+    // writev's return path (ASan checks the buffer there).
+    const std::shared_ptr<const Node> node = f.node;
+    const std::string& c = node->content;
     size_t start = std::min(c.size(), static_cast<size_t>(off));
     fuse_reply_buf(req, c.data() + start, std::min(n, c.size() - start));
     return 0;
@@ -163,7 +186,7 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
 }
 
 int RepositoryFs::Release(fuse_req_t req, fuse_file_info* fi) {
-  delete reinterpret_cast<OpenFile*>(fi->fh);
+  Forget(fi);
   fuse_reply_err(req, 0);
   return 0;
 }
@@ -191,8 +214,7 @@ int RepositoryFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (!entries.ok()) return entries.status().ToErrno();
   auto f = std::make_unique<OpenFile>();
   f->entries = std::move(entries).value();
-  fi->fh = reinterpret_cast<uint64_t>(f.get());
-  if (fuse_reply_open(req, fi) == 0) f.release();
+  ReplyOpen(req, fi, std::move(f));
   return 0;
 }
 
