@@ -88,9 +88,9 @@
 
 #include "cache/buffer_pool.h"
 #include "cache/s3fifo.h"
-#include "chain/layer.h"
-#include "chain/status.h"
-#include "chain/view.h"
+#include "chain/layer/layer.h"
+#include "chain/base/status.h"
+#include "chain/layer/view.h"
 
 namespace chainfs {
 

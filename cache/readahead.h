@@ -58,7 +58,7 @@
 #include <vector>
 
 #include "cache/block_cache.h"
-#include "chain/view.h"
+#include "chain/layer/view.h"
 
 namespace chainfs {
 

@@ -13,7 +13,7 @@
 #include <string>
 #include <vector>
 
-#include "chain/layer.h"
+#include "chain/layer/layer.h"
 
 namespace chainfs::testing {
 

@@ -10,7 +10,7 @@
 #include <fstream>
 #include <string>
 
-#include "chain/file.h"
+#include "chain/base/file.h"
 
 namespace chainfs::testing {
 

@@ -1,0 +1,364 @@
+#include "chain/ingest/backup.h"
+
+#include <unistd.h>
+#include <zstd.h>
+
+#include <boost/filesystem.hpp>
+#include <chrono>
+#include <cstring>
+#include <deque>
+#include <random>
+#include <set>
+#include <spdlog/spdlog.h>
+
+#include "chain/ingest/dirty_map.h"
+#include "chain/base/failpoint.h"
+#include "chain/base/file.h"
+#include "chain/base/names.h"
+#include "chain/base/progress.h"
+#include "chain/repo/txn.h"
+#include "chain/base/worker_pool.h"
+
+namespace chainfs {
+namespace {
+
+constexpr uint64_t kBatchBytes = 4 << 20;  // unit of parallel work
+constexpr size_t kMaxBatchesInFlight = 6;  // bounds memory: ~6 x 2 x 4 MiB
+
+// What one disk of the backup will do, decided before anything is written.
+struct DiskPlan {
+  DiskSource source;
+  std::unique_ptr<RandomAccessFile> file;
+  std::shared_ptr<const View> base;  // null: full
+  std::vector<BlockRange> ranges;    // blocks to read
+  DiskReport report;
+};
+
+struct BlockOutcome {
+  enum class What : uint8_t { kUnchanged, kZero, kData };
+  What what = What::kUnchanged;
+  IndexEntry entry;
+  std::string stored;
+};
+
+struct Batch {
+  uint64_t first_block = 0;
+  uint32_t count = 0;
+  std::vector<char> data;
+  std::vector<BlockOutcome> out;
+};
+
+// Classifies and compresses the blocks of a batch (runs on a worker).
+void ProcessBatch(Batch* b, const View* base, uint32_t bs, int level, bool compress) {
+  struct CCtx {
+    ZSTD_CCtx* p = ZSTD_createCCtx();
+    ~CCtx() { ZSTD_freeCCtx(p); }
+  };
+  thread_local CCtx cctx;
+  thread_local std::string scratch;
+  const ContentHash zero_hash = ZeroBlockHash(bs);
+  b->out.resize(b->count);
+  for (uint32_t i = 0; i < b->count; ++i) {
+    const char* p = b->data.data() + static_cast<size_t>(i) * bs;
+    const uint64_t block = b->first_block + i;
+    BlockOutcome& o = b->out[i];
+    std::optional<ContentHash> known;
+    if (base) known = base->KnownBlockHash(block);
+    if (IsAllZero(p, bs)) {
+      // Full: a hole. Incremental: a zero run unless the base reads zeros.
+      o.what = (!base || (known && *known == zero_hash)) ? BlockOutcome::What::kUnchanged
+                                                         : BlockOutcome::What::kZero;
+      continue;
+    }
+    ContentHash h = HashContent(p, bs);
+    if (known && *known == h) continue;  // unchanged
+    o.what = BlockOutcome::What::kData;
+    o.entry.block = block;
+    o.entry.content = h;
+    size_t n = 0;
+    if (compress) {
+      scratch.resize(ZSTD_compressBound(bs));
+      n = ZSTD_compressCCtx(cctx.p, scratch.data(), scratch.size(), p, bs, level);
+    }
+    if (compress && !ZSTD_isError(n) && n < bs) {
+      o.entry.codec = Codec::kZstd;
+      o.stored.assign(scratch.data(), n);
+    } else {
+      o.entry.codec = Codec::kRaw;
+      o.stored.assign(p, bs);
+    }
+    o.entry.stored_len = static_cast<uint32_t>(o.stored.size());
+    o.entry.checksum = Checksum64(o.stored.data(), o.stored.size());
+  }
+}
+
+class BackupRun {
+ public:
+  BackupRun(const Repository& repo, const BackupOptions& opts) : repo_(repo), opts_(opts) {}
+  Result<BackupReport> Run();
+
+ private:
+  Status ValidateOptions();
+  Status Plan(const GroupState& g);
+  Status WriteDisk(DiskPlan& plan, const std::string& file_name, WorkerPool& pool);
+  Status Commit(const GroupState& g);
+  void RemoveWritten();
+
+  const Repository& repo_;
+  const BackupOptions& opts_;
+  std::vector<DiskPlan> plans_;
+  std::vector<std::string> written_;  // delta paths created by this run
+  std::string base_name_;
+  Checkpoint cp_;
+};
+
+Status BackupRun::ValidateOptions() {
+  CHAINFS_RETURN_IF_ERROR(ValidateName("group", opts_.group));
+  CHAINFS_RETURN_IF_ERROR(ValidateName("checkpoint", opts_.checkpoint));
+  if (opts_.disks.empty()) return Status::InvalidArgument("no --disk given");
+  std::set<std::string> seen;
+  for (const auto& d : opts_.disks) {
+    CHAINFS_RETURN_IF_ERROR(ValidateName("disk", d.disk));
+    if (!seen.insert(d.disk).second)
+      return Status::InvalidArgument("disk '" + d.disk + "' given twice");
+    if (opts_.full && !d.dirty_map.empty())
+      return Status::InvalidArgument("--dirty " + d.disk +
+                                     "=... cannot be used with --full: a full backup reads "
+                                     "the whole disk");
+  }
+  if (opts_.full && !opts_.since.empty())
+    return Status::InvalidArgument("--full and --since exclude each other");
+  return Status::Ok();
+}
+
+Status BackupRun::Plan(const GroupState& g) {
+  if (g.Find(opts_.checkpoint))
+    return Status::AlreadyExists("checkpoint '" + opts_.checkpoint + "' already exists in group " +
+                                 opts_.group + "; choose a new name");
+  const Checkpoint* base = nullptr;
+  if (!opts_.full) {
+    if (!opts_.since.empty()) {
+      CHAINFS_RETURN_IF_ERROR(ValidateName("checkpoint", opts_.since));
+      base = g.Find(opts_.since);
+      if (!base)
+        return Status::NotFound("--since " + opts_.since + ": no such checkpoint in group " +
+                                opts_.group);
+    } else {
+      base = g.Newest();
+    }
+  }
+  if (base) base_name_ = base->name;
+  const uint32_t bs = repo_.config().block_size;
+  for (const DiskSource& src : opts_.disks) {
+    DiskPlan p;
+    p.source = src;
+    auto file = OpenRandomAccessFile(src.path);
+    if (!file.ok()) return file.status().Context("source of disk " + src.disk);
+    p.file = std::move(file).value();
+    p.report.disk = src.disk;
+    p.report.virtual_size = p.file->Size();
+    const uint64_t nblocks = (p.report.virtual_size + bs - 1) / bs;
+    bool has_history = base && base->FindDisk(src.disk);
+    if (has_history) {
+      auto view = repo_.OpenView(g, *base, src.disk);
+      if (!view.ok()) return view.status().Context("base of disk " + src.disk);
+      p.base = std::move(view).value();
+      p.report.base = base->name;
+      p.report.kind = (base == g.Newest()) ? DeltaKind::kIncremental : DeltaKind::kDifferential;
+    } else {
+      p.report.added_later = base != nullptr;
+      if (!src.dirty_map.empty())
+        return Status::InvalidArgument(
+            "disk " + src.disk + " has no earlier backup" +
+            (base ? " in the chain of checkpoint " + base->name : std::string(" in group ") +
+                                                                       opts_.group) +
+            ", so a dirty map cannot say what it holds: its first backup must be full. "
+            "Give it without --dirty " + src.disk + "=... (it is then read whole and stored "
+            "full), or use --full");
+    }
+    if (!src.dirty_map.empty()) {
+      auto ranges = LoadDirtyMap(src.dirty_map, bs, p.report.virtual_size);
+      if (!ranges.ok()) return ranges.status();
+      p.ranges = std::move(ranges).value();
+    } else if (nblocks > 0) {
+      p.ranges.push_back({0, nblocks});
+    }
+    plans_.push_back(std::move(p));
+  }
+  return Status::Ok();
+}
+
+Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, WorkerPool& pool) {
+  const uint32_t bs = repo_.config().block_size;
+  const uint64_t size = plan.report.virtual_size;
+  const bool compress = repo_.config().compression == "zstd";
+  const int level = repo_.config().compression_level;
+  std::string path = repo_.DeltaPath(opts_.group, file_name);
+  auto w = DeltaWriter::Create(path, bs, size);
+  if (!w.ok()) return w.status();
+  written_.push_back(path);
+  DeltaWriter& writer = *w.value();
+
+  uint64_t total = 0;
+  for (const auto& r : plan.ranges) total += r.block_count;
+  Progress progress("backup " + plan.source.disk, total * bs);
+  std::deque<std::pair<std::unique_ptr<Batch>, std::future<void>>> window;
+
+  auto drain_one = [&]() -> Status {
+    auto [batch, fut] = std::move(window.front());
+    window.pop_front();
+    fut.get();
+    for (BlockOutcome& o : batch->out) {
+      if (o.what == BlockOutcome::What::kData) {
+        CHAINFS_RETURN_IF_ERROR(writer.AddBlock(o.entry, o.stored.data()));
+        ++plan.report.blocks_stored;
+      } else if (o.what == BlockOutcome::What::kZero) {
+        writer.AddZeroRun(batch->first_block + (&o - batch->out.data()), 1);
+        ++plan.report.blocks_zeroed;
+      }
+    }
+    progress.Add(static_cast<uint64_t>(batch->count) * bs);
+    return Status::Ok();
+  };
+
+  const uint64_t batch_blocks = std::max<uint64_t>(1, kBatchBytes / bs);
+  Status st;
+  for (const BlockRange& r : plan.ranges) {
+    for (uint64_t b = r.first_block; b < r.first_block + r.block_count && st.ok();
+         b += batch_blocks) {
+      while (window.size() >= kMaxBatchesInFlight && st.ok()) st = drain_one();
+      if (!st.ok()) break;
+      Failpoint("backup.read-batch");
+      auto batch = std::make_unique<Batch>();
+      batch->first_block = b;
+      batch->count = static_cast<uint32_t>(
+          std::min<uint64_t>(batch_blocks, r.first_block + r.block_count - b));
+      batch->data.assign(static_cast<size_t>(batch->count) * bs, 0);
+      const uint64_t off = b * bs;
+      const uint64_t n = std::min<uint64_t>(batch->data.size(), size - off);
+      st = plan.file->ReadAt(off, n, batch->data.data());
+      if (!st.ok()) {
+        st = st.Context("reading source " + plan.source.path + " of disk " + plan.source.disk +
+                        " (it was " + std::to_string(size) +
+                        " bytes when the backup started; did it change or vanish?)");
+        break;
+      }
+      plan.report.blocks_read += batch->count;
+      Batch* raw = batch.get();
+      const View* base = plan.base.get();
+      auto fut = pool.Submit([raw, base, bs, level, compress] {
+        ProcessBatch(raw, base, bs, level, compress);
+      });
+      window.emplace_back(std::move(batch), std::move(fut));
+    }
+    if (!st.ok()) break;
+  }
+  // Always wait for in-flight work: workers point into the batches.
+  while (!window.empty()) {
+    Status d = drain_one();
+    if (st.ok()) st = d;
+  }
+  if (!st.ok()) return st;
+  Failpoint("backup.before-delta-finish");
+  CHAINFS_RETURN_IF_ERROR(writer.Finish());
+  progress.Finish();
+  plan.report.stored_bytes = writer.stored_bytes();
+  return Status::Ok();
+}
+
+Status BackupRun::Commit(const GroupState& g) {
+  cp_.group = opts_.group;
+  cp_.name = opts_.checkpoint;
+  cp_.sequence = g.Newest() ? g.Newest()->sequence + 1 : 1;
+  cp_.created_unix_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                            std::chrono::system_clock::now().time_since_epoch())
+                            .count();
+  cp_.parent = g.Newest() ? g.Newest()->name : "";
+  if (!opts_.config_path.empty()) {
+    auto text = ReadWholeFile(opts_.config_path, 16 << 20);
+    if (!text.ok()) return text.status().Context("--config");
+    cp_.config_name = boost::filesystem::path(opts_.config_path).filename().string();
+    cp_.config_content = std::move(text).value();
+  }
+  // Deltas are durable (Finish fsyncs each); make their names durable too.
+  CHAINFS_RETURN_IF_ERROR(SyncDir(repo_.DeltaDir(opts_.group)));
+  Failpoint("backup.before-commit");
+  std::string manifest = repo_.CheckpointDir(opts_.group) + "/" + opts_.checkpoint + ".json";
+  if (::access(manifest.c_str(), F_OK) == 0)
+    return Status::AlreadyExists("checkpoint '" + opts_.checkpoint + "' appeared meanwhile");
+  CHAINFS_RETURN_IF_ERROR(WriteFileAtomic(manifest, cp_.Encode()));
+  Failpoint("backup.after-commit");
+  return Status::Ok();
+}
+
+void BackupRun::RemoveWritten() {
+  for (const auto& p : written_) ::unlink(p.c_str());
+  written_.clear();
+}
+
+Result<BackupReport> BackupRun::Run() {
+  auto start = std::chrono::steady_clock::now();
+  CHAINFS_RETURN_IF_ERROR(ValidateOptions());
+  if (!opts_.config_path.empty()) {
+    std::string base = boost::filesystem::path(opts_.config_path).filename().string();
+    Status st = ValidateName("config file", base);
+    if (!st.ok()) return st.Context("--config");
+  }
+  CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RepoLock> lock,
+                           repo_.Lock("backup " + opts_.group + "/" + opts_.checkpoint));
+  // Finish an interrupted consolidation of the group before reading it
+  // (chain/txn.h): the plan must see the checkpoints that survive it.
+  CHAINFS_RETURN_IF_ERROR(RollForward(repo_, opts_.group).status());
+  // Plan before creating anything: a refused request (missing source, bad
+  // dirty map, existing name) must not leave a new, empty group behind.
+  GroupState g;
+  g.name = opts_.group;
+  if (auto loaded = repo_.LoadGroup(opts_.group); loaded.ok())
+    g = std::move(loaded).value();
+  else if (loaded.status().code() != Status::Code::kNotFound)
+    return loaded.status();
+  CHAINFS_RETURN_IF_ERROR(Plan(g));
+  boost::system::error_code ec;
+  for (const auto& dir : {repo_.CheckpointDir(opts_.group), repo_.DeltaDir(opts_.group)}) {
+    if (!boost::filesystem::exists(dir, ec)) {
+      boost::filesystem::create_directories(dir, ec);
+      if (ec) return Status::FromErrno(ec.value(), "creating " + dir);
+    }
+  }
+  CHAINFS_RETURN_IF_ERROR(SyncDir(repo_.GroupDir(opts_.group)));
+  CHAINFS_RETURN_IF_ERROR(SyncDir(repo_.path() + "/groups"));
+  BackupReport report;
+  CHAINFS_ASSIGN_OR_RETURN(report.leftovers_removed, repo_.CollectLeftovers(opts_.group));
+  if (report.leftovers_removed > 0)
+    spdlog::info("removed {} leftover file(s) of an earlier failed run in group {}",
+                 report.leftovers_removed, opts_.group);
+
+  WorkerPool pool(opts_.threads);
+  Status st;
+  for (DiskPlan& plan : plans_) {
+    std::string file = NewDeltaFileName(opts_.checkpoint, plan.source.disk);
+    st = WriteDisk(plan, file, pool);
+    if (!st.ok()) break;
+    cp_.disks.push_back({plan.source.disk, file, plan.report.kind, plan.report.base,
+                         plan.report.virtual_size, plan.report.stored_bytes});
+  }
+  if (st.ok()) st = Commit(g);
+  if (!st.ok()) {
+    RemoveWritten();
+    return st;
+  }
+  for (auto& p : plans_) report.disks.push_back(p.report);
+  report.checkpoint = cp_;
+  report.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace
+
+Result<BackupReport> Backup(const Repository& repo, const BackupOptions& opts) {
+  BackupRun run(repo, opts);
+  return run.Run();
+}
+
+}  // namespace chainfs

@@ -1,0 +1,59 @@
+// Backup: turn sources (raw images, block devices) into one new checkpoint.
+//
+//   source ─► changed blocks ─► compressed in parallel ─► delta file ─► fsync
+//          (dirty map, or        (WorkerPool, zstd;       (one per disk)
+//           content hashes        raw when it does not
+//           against the base)     shrink)
+//   every delta durable ─► manifest written and renamed into place (commit)
+//
+// Invariants: nothing visible changes before the commit rename; on any
+// failure the new delta files are removed (or, after a crash, collected by
+// the next writer) and no checkpoint appears; re-running succeeds.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "chain/repo/repository.h"
+
+namespace chainfs {
+
+struct DiskSource {
+  std::string disk;       // disk name in the group
+  std::string path;       // raw image file or block device
+  std::string dirty_map;  // nbdinfo --json --map output; empty = compare hashes
+};
+
+struct BackupOptions {
+  std::string group;
+  std::string checkpoint;
+  std::vector<DiskSource> disks;
+  bool full = false;        // store every disk full
+  std::string since;        // differential against this older checkpoint
+  std::string config_path;  // VM config (e.g. libvirt domain XML) to keep
+  unsigned threads = 0;     // compression threads; 0 = one per core
+};
+
+struct DiskReport {
+  std::string disk;
+  DeltaKind kind = DeltaKind::kFull;
+  std::string base;
+  bool added_later = false;  // the base's chain had no such disk: stored full
+  uint64_t virtual_size = 0;
+  uint64_t blocks_read = 0;
+  uint64_t blocks_stored = 0;
+  uint64_t blocks_zeroed = 0;
+  uint64_t stored_bytes = 0;
+};
+
+struct BackupReport {
+  Checkpoint checkpoint;
+  std::vector<DiskReport> disks;
+  int leftovers_removed = 0;
+  double seconds = 0;
+};
+
+// Takes the repository lock for its whole run.
+Result<BackupReport> Backup(const Repository& repo, const BackupOptions& opts);
+
+}  // namespace chainfs

@@ -1,0 +1,128 @@
+// View: the virtual raw disk of one disk at one checkpoint.
+//
+//   view(vm1, c3, vda) = blocks of c3, else of c2, else of c1, else zeros,
+//                        truncated or zero-extended to c3's virtual size
+//
+// A View owns (shares) its layers and an ExtentMap built once; Read() splits
+// a request into blocks (unaligned head, whole blocks, unaligned tail), serves
+// holes and zero runs with memset, and fetches data blocks through a
+// BlockReader: direct layer reads by default, the shared block cache in a
+// mount. Immutable after Create; all methods are thread-safe.
+//
+//   auto view = repo->OpenView("vm1", "c3", "vda");
+//   std::vector<char> buf(4096);
+//   Status st = (*view)->Read(1 << 20, buf.size(), buf.data());
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chain/layer/extent_map.h"
+#include "chain/layer/layer.h"
+
+namespace chainfs {
+
+// How a view obtains decoded block bytes. Implementations must be thread-safe.
+class BlockReader {
+ public:
+  virtual ~BlockReader() = default;
+  // Copies bytes [offset, offset + n) of decoded block `entry` of layer into
+  // out. REQUIRES: offset + n <= layer.block_size().
+  virtual Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset,
+                                uint32_t n, char* out) = 0;
+  // The decoded block `entry` of layer, kept alive (and unchanged) for as
+  // long as the returned pointer is held: a reader can hand its bytes to the
+  // kernel without copying them first. The caller reads [offset, offset + n)
+  // of it (for the cache's accounting; the whole block is there).
+  // REQUIRES: offset + n <= layer.block_size().
+  virtual Result<std::shared_ptr<const char>> PinBlock(const Layer& layer, uint64_t entry,
+                                                       uint32_t offset, uint32_t n) = 0;
+};
+
+// Reads from the layer every time (no cache).
+class DirectBlockReader : public BlockReader {
+ public:
+  static DirectBlockReader* Get();
+  Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n,
+                        char* out) override;
+  Result<std::shared_ptr<const char>> PinBlock(const Layer& layer, uint64_t entry,
+                                               uint32_t offset, uint32_t n) override;
+};
+
+// One piece of a View::ReadPieces result: `size` bytes at `data`, or `size`
+// zero bytes when data is null. `hold` keeps data alive.
+struct ReadPiece {
+  const char* data = nullptr;
+  size_t size = 0;
+  std::shared_ptr<const char> hold;
+};
+
+class View {
+ public:
+  struct LayerRef {
+    std::shared_ptr<const Layer> layer;
+    std::string checkpoint;  // which checkpoint stored it, for messages
+  };
+
+  // REQUIRES: layers newest first, all of one block size, non-empty.
+  // label names the view in messages ("vm1/c3/vda").
+  static Result<std::shared_ptr<const View>> Create(std::vector<LayerRef> layers,
+                                                    std::string label,
+                                                    BlockReader* reader = nullptr);
+
+  uint64_t size() const { return size_; }
+  uint32_t block_size() const { return block_size_; }
+  const std::string& label() const { return label_; }
+  const ExtentMap& map() const { return map_; }
+  const std::vector<LayerRef>& layers() const { return layers_; }
+
+  // Reads [offset, offset + n) into out; the part past size() is zero-filled.
+  // A damaged block fails the whole read with kCorruption naming view,
+  // checkpoint, layer file and offset.
+  Status Read(uint64_t offset, size_t n, char* out) const;
+  // The same bytes as Read, as pieces appended to *out (in order, summing to
+  // n): zeros, or ranges of decoded blocks pinned through the BlockReader,
+  // so that nothing is copied. Adjacent zero pieces are merged.
+  Status ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out) const;
+
+  // Hints that [offset, offset + n) will be read soon: asks each layer to
+  // fetch the stored bytes of the data blocks there in the background.
+  void WillNeed(uint64_t offset, uint64_t n) const;
+
+  // lseek(SEEK_DATA / SEEK_HOLE) from the map: zero runs and holes are holes.
+  // SeekData returns size() when no data follows offset; SeekHole returns the
+  // next hole or size() (the implicit hole at the end).
+  uint64_t SeekData(uint64_t offset) const;
+  // With limit, the walk stops at the first run boundary at or past limit
+  // and returns it (a caller that only cares up to limit pays no more).
+  uint64_t SeekHole(uint64_t offset, uint64_t limit = UINT64_MAX) const;
+
+  // The content hash of block `block` as this view reads it (zero-padded to a
+  // whole block), when the map tells it without reading; nullopt when the
+  // block is partly clipped and only reading could tell.
+  std::optional<ContentHash> KnownBlockHash(uint64_t block) const;
+  // Bytes stored on disk for the data blocks this view reads.
+  uint64_t StoredBytes() const;
+  // Bytes [start, end) of block `block` visible from layer li (rest reads 0).
+  uint64_t VisibleBytes(uint32_t li, uint64_t block) const;
+
+ private:
+  View() = default;
+  // Splits [offset, offset + n) into zero ranges, zero(length), and data
+  // ranges, data(layer index, entry, offset in block, length);
+  // returns the first error of data() with the view and position added.
+  template <typename Zero, typename Data>
+  Status Walk(uint64_t offset, size_t n, Zero zero, Data data) const;
+  std::vector<LayerRef> layers_;
+  std::vector<uint64_t> clip_bytes_;  // per layer: min virtual size of layers 0..i
+  ExtentMap map_;
+  std::string label_;
+  BlockReader* reader_ = nullptr;
+  uint64_t size_ = 0;
+  uint32_t block_size_ = 0;
+};
+
+}  // namespace chainfs

@@ -1,0 +1,323 @@
+#include "chain/native/delta_format.h"
+
+#include <algorithm>
+
+#include <zstd.h>
+
+#include <cstring>
+
+#include "chain/base/coding.h"
+
+namespace chainfs {
+
+bool IsValidBlockSize(uint64_t bs) {
+  return bs >= kMinBlockSize && bs <= kMaxBlockSize && (bs & (bs - 1)) == 0;
+}
+
+void DeltaHeader::EncodeTo(std::string* dst) const {
+  size_t start = dst->size();
+  PutBytes(dst, kDeltaMagic, 8);
+  PutFixed32(dst, version);
+  PutFixed32(dst, static_cast<uint32_t>(kDeltaHeaderSize));
+  PutFixed32(dst, block_size);
+  PutFixed32(dst, 0);  // flags
+  PutFixed64(dst, virtual_size);
+  dst->append(24, '\0');  // reserved
+  PutFixed64(dst, Checksum64(dst->data() + start, 56));
+}
+
+Result<DeltaHeader> DeltaHeader::DecodeFrom(const char* p, size_t n) {
+  if (n < kDeltaHeaderSize) return Status::Corruption("header: file shorter than a header");
+  if (std::memcmp(p, kDeltaMagic, 8) != 0)
+    return Status::Corruption("header: bad magic (not a chainfs delta file)");
+  Decoder d(p + 8, kDeltaHeaderSize - 8);
+  DeltaHeader h;
+  h.version = d.Get32();
+  uint32_t header_size = d.Get32();
+  h.block_size = d.Get32();
+  uint32_t flags = d.Get32();
+  h.virtual_size = d.Get64();
+  d.Skip(24);
+  uint64_t checksum = d.Get64();
+  if (h.version > kDeltaVersion)
+    return Status::NotSupported("header: format version " + std::to_string(h.version) +
+                                " is newer than this chainfs reads (" +
+                                std::to_string(kDeltaVersion) + "); upgrade chainfs");
+  if (h.version == 0) return Status::Corruption("header: format version 0");
+  if (checksum != Checksum64(p, 56)) return Status::Corruption("header: checksum mismatch");
+  if (header_size != kDeltaHeaderSize || flags != 0)
+    return Status::Corruption("header: unknown header size or flags");
+  if (!IsValidBlockSize(h.block_size))
+    return Status::Corruption("header: invalid block size " + std::to_string(h.block_size));
+  return h;
+}
+
+void IndexEntry::EncodeTo(std::string* dst) const {
+  PutFixed64(dst, block);
+  PutFixed64(dst, offset);
+  PutFixed32(dst, stored_len);
+  PutFixed8(dst, static_cast<uint8_t>(codec));
+  dst->append(3, '\0');
+  PutFixed64(dst, checksum);
+  PutFixed64(dst, content.lo);
+  PutFixed64(dst, content.hi);
+}
+
+IndexEntry IndexEntry::DecodeFrom(const char* p) {
+  Decoder d(p, kIndexEntrySize);
+  IndexEntry e;
+  e.block = d.Get64();
+  e.offset = d.Get64();
+  e.stored_len = d.Get32();
+  e.codec = static_cast<Codec>(d.Get8());
+  d.Skip(3);
+  e.checksum = d.Get64();
+  e.content.lo = d.Get64();
+  e.content.hi = d.Get64();
+  return e;
+}
+
+void ZeroRun::EncodeTo(std::string* dst) const {
+  PutFixed64(dst, first_block);
+  PutFixed64(dst, block_count);
+}
+
+ZeroRun ZeroRun::DecodeFrom(const char* p) {
+  return ZeroRun{DecodeFixed64(p), DecodeFixed64(p + 8)};
+}
+
+void DeltaFooter::EncodeTo(std::string* dst) const {
+  size_t start = dst->size();
+  PutFixed64(dst, index_offset);
+  PutFixed64(dst, entry_count);
+  PutFixed64(dst, zero_run_count);
+  PutFixed64(dst, index_checksum);
+  PutFixed64(dst, stored_bytes);
+  PutFixed64(dst, virtual_size);
+  PutFixed64(dst, Checksum64(dst->data() + start, 48));
+  PutBytes(dst, kFooterMagic, 8);
+}
+
+Result<DeltaFooter> DeltaFooter::DecodeFrom(const char* p, size_t n) {
+  if (n < kDeltaFooterSize || std::memcmp(p + 56, kFooterMagic, 8) != 0)
+    return Status::Corruption("footer: missing (file incomplete or truncated)");
+  Decoder d(p, kDeltaFooterSize);
+  DeltaFooter f;
+  f.index_offset = d.Get64();
+  f.entry_count = d.Get64();
+  f.zero_run_count = d.Get64();
+  f.index_checksum = d.Get64();
+  f.stored_bytes = d.Get64();
+  f.virtual_size = d.Get64();
+  if (d.Get64() != Checksum64(p, 48)) return Status::Corruption("footer: checksum mismatch");
+  return f;
+}
+
+// ---- writer ----
+
+Result<std::unique_ptr<DeltaWriter>> DeltaWriter::Create(const std::string& path,
+                                                         uint32_t block_size,
+                                                         uint64_t virtual_size,
+                                                         WriteMode mode) {
+  auto f = AppendFile::Create(path, mode);
+  if (!f.ok()) return f.status();
+  std::unique_ptr<DeltaWriter> w(new DeltaWriter(std::move(f).value()));
+  w->block_size_ = block_size;
+  w->footer_.virtual_size = virtual_size;
+  DeltaHeader h;
+  h.block_size = block_size;
+  h.virtual_size = virtual_size;
+  std::string buf;
+  h.EncodeTo(&buf);
+  CHAINFS_RETURN_IF_ERROR(w->file_->Append(buf.data(), buf.size()));
+  return w;
+}
+
+Status DeltaWriter::AddBlock(IndexEntry e, const void* stored) {
+  e.offset = file_->Offset();
+  CHAINFS_RETURN_IF_ERROR(file_->Append(stored, e.stored_len));
+  footer_.stored_bytes += e.stored_len;
+  entries_.push_back(e);
+  return Status::Ok();
+}
+
+void DeltaWriter::AddZeroRun(uint64_t first_block, uint64_t block_count) {
+  if (block_count == 0) return;
+  if (!zero_runs_.empty()) {
+    ZeroRun& last = zero_runs_.back();
+    if (last.first_block + last.block_count == first_block) {
+      last.block_count += block_count;
+      return;
+    }
+  }
+  zero_runs_.push_back({first_block, block_count});
+}
+
+Status DeltaWriter::Finish() {
+  std::string index;
+  index.reserve(entries_.size() * kIndexEntrySize + zero_runs_.size() * kZeroRunSize);
+  for (const auto& e : entries_) e.EncodeTo(&index);
+  for (const auto& z : zero_runs_) z.EncodeTo(&index);
+  footer_.index_offset = file_->Offset();
+  footer_.entry_count = entries_.size();
+  footer_.zero_run_count = zero_runs_.size();
+  footer_.index_checksum = Checksum64(index.data(), index.size());
+  footer_.EncodeTo(&index);
+  CHAINFS_RETURN_IF_ERROR(file_->Append(index.data(), index.size()));
+  CHAINFS_RETURN_IF_ERROR(file_->Sync());
+  return file_->Close();
+}
+
+// ---- reader ----
+
+Result<std::unique_ptr<DeltaReader>> DeltaReader::Open(std::unique_ptr<RandomAccessFile> file) {
+  std::unique_ptr<DeltaReader> r(new DeltaReader());
+  r->file_ = std::move(file);
+  Status st = r->Load();
+  if (!st.ok()) return st.Context("delta " + r->file_->Path());
+  return r;
+}
+
+Status DeltaReader::Load() {
+  uint64_t size = file_->Size();
+  if (size < kDeltaHeaderSize + kDeltaFooterSize)
+    return Status::Corruption("truncated: " + std::to_string(size) +
+                              " bytes is shorter than header plus footer");
+  char hbuf[kDeltaHeaderSize], fbuf[kDeltaFooterSize];
+  CHAINFS_RETURN_IF_ERROR(file_->ReadAt(0, sizeof hbuf, hbuf));
+  CHAINFS_ASSIGN_OR_RETURN(header_, DeltaHeader::DecodeFrom(hbuf, sizeof hbuf));
+  CHAINFS_RETURN_IF_ERROR(file_->ReadAt(size - kDeltaFooterSize, sizeof fbuf, fbuf));
+  CHAINFS_ASSIGN_OR_RETURN(footer_, DeltaFooter::DecodeFrom(fbuf, sizeof fbuf));
+  if (footer_.virtual_size != header_.virtual_size)
+    return Status::Corruption("footer: virtual size disagrees with header");
+  const uint64_t index_end = size - kDeltaFooterSize;
+  // Bound counts before multiplying so that nothing overflows.
+  if (footer_.index_offset < kDeltaHeaderSize || footer_.index_offset > index_end ||
+      footer_.entry_count > (index_end - footer_.index_offset) / kIndexEntrySize ||
+      footer_.zero_run_count > (index_end - footer_.index_offset) / kZeroRunSize ||
+      footer_.index_offset + footer_.entry_count * kIndexEntrySize +
+              footer_.zero_run_count * kZeroRunSize != index_end)
+    return Status::Corruption("footer: index offset " + std::to_string(footer_.index_offset) +
+                              " and counts do not fit the file (truncated index?)");
+  std::string index(index_end - footer_.index_offset, '\0');
+  CHAINFS_RETURN_IF_ERROR(file_->ReadAt(footer_.index_offset, index.size(), index.data()));
+  if (Checksum64(index.data(), index.size()) != footer_.index_checksum)
+    return Status::Corruption("index: checksum mismatch");
+
+  const uint32_t bs = header_.block_size;
+  const uint64_t nblocks = (header_.virtual_size + bs - 1) / bs;
+  const size_t max_stored = ZSTD_compressBound(bs);
+  entries_.reserve(footer_.entry_count);
+  uint64_t stored_sum = 0;
+  for (uint64_t i = 0; i < footer_.entry_count; ++i) {
+    IndexEntry e = IndexEntry::DecodeFrom(index.data() + i * kIndexEntrySize);
+    std::string where = "index entry " + std::to_string(i) + " (block " +
+                        std::to_string(e.block) + ")";
+    if (e.block >= nblocks)
+      return Status::Corruption(where + ": block beyond the virtual size");
+    if (!entries_.empty() && e.block <= entries_.back().block)
+      return Status::Corruption(where + ": blocks out of order");
+    if (e.codec != Codec::kRaw && e.codec != Codec::kZstd)
+      return Status::Corruption(where + ": unknown codec " +
+                                std::to_string(static_cast<int>(e.codec)));
+    if ((e.codec == Codec::kRaw && e.stored_len != bs) ||
+        (e.codec == Codec::kZstd && (e.stored_len == 0 || e.stored_len > max_stored)))
+      return Status::Corruption(where + ": stored length " + std::to_string(e.stored_len) +
+                                " out of range");
+    if (e.offset < kDeltaHeaderSize || e.offset > footer_.index_offset ||
+        e.stored_len > footer_.index_offset - e.offset)
+      return Status::Corruption(where + ": offset " + std::to_string(e.offset) +
+                                " out of the data region");
+    stored_sum += e.stored_len;
+    entries_.push_back(e);
+  }
+  if (stored_sum != footer_.stored_bytes)
+    return Status::Corruption("footer: stored byte count disagrees with the index");
+  const char* zr = index.data() + footer_.entry_count * kIndexEntrySize;
+  uint64_t prev_end = 0;
+  for (uint64_t i = 0; i < footer_.zero_run_count; ++i) {
+    ZeroRun z = ZeroRun::DecodeFrom(zr + i * kZeroRunSize);
+    if (z.block_count == 0 || z.first_block < prev_end || z.first_block >= nblocks ||
+        z.block_count > nblocks - z.first_block)
+      return Status::Corruption("zero run " + std::to_string(i) + " out of range or order");
+    prev_end = z.first_block + z.block_count;
+    zero_runs_.push_back(z);
+  }
+  // A block is either stored or zeroed, never both.
+  size_t zi = 0;
+  for (const IndexEntry& e : entries_) {
+    while (zi < zero_runs_.size() &&
+           zero_runs_[zi].first_block + zero_runs_[zi].block_count <= e.block)
+      ++zi;
+    if (zi < zero_runs_.size() && zero_runs_[zi].first_block <= e.block)
+      return Status::Corruption("block " + std::to_string(e.block) +
+                                " is both stored and in a zero run");
+  }
+  return Status::Ok();
+}
+
+Status DeltaReader::ReadStored(size_t i, std::string* stored) const {
+  const IndexEntry& e = entries_.at(i);
+  stored->resize(e.stored_len);
+  CHAINFS_RETURN_IF_ERROR(file_->ReadAt(e.offset, e.stored_len, stored->data()));
+  if (Checksum64(stored->data(), e.stored_len) != e.checksum)
+    return Status::Corruption(path() + ": block " + std::to_string(e.block) +
+                              " (offset " + std::to_string(e.offset) +
+                              "): checksum mismatch of stored bytes");
+  return Status::Ok();
+}
+
+Status DecodeStoredBlock(const IndexEntry& e, const char* stored, uint32_t block_size,
+                         char* out, const std::string& where) {
+  if (e.codec == Codec::kRaw) {
+    std::memcpy(out, stored, block_size);
+  } else {
+    struct DCtx {
+      ZSTD_DCtx* p = ZSTD_createDCtx();
+      ~DCtx() { ZSTD_freeDCtx(p); }
+    };
+    thread_local DCtx dctx;
+    size_t n = ZSTD_decompressDCtx(dctx.p, out, block_size, stored, e.stored_len);
+    if (ZSTD_isError(n) || n != block_size)
+      return Status::Corruption(where + ": block " + std::to_string(e.block) +
+                                ": zstd decompression failed" +
+                                (ZSTD_isError(n) ? std::string(": ") + ZSTD_getErrorName(n)
+                                                 : std::string(": short output")));
+  }
+  if (HashContent(out, block_size) != e.content)
+    return Status::Corruption(where + ": block " + std::to_string(e.block) +
+                              ": content hash mismatch after decoding");
+  return Status::Ok();
+}
+
+Status DeltaReader::ReadBlock(size_t i, char* out) const {
+  const IndexEntry& e = entries_.at(i);
+  if (e.codec == Codec::kRaw) {
+    // Read straight into out; the checksum covers the stored (= raw) bytes.
+    CHAINFS_RETURN_IF_ERROR(file_->ReadAt(e.offset, e.stored_len, out));
+    if (Checksum64(out, e.stored_len) != e.checksum)
+      return Status::Corruption(path() + ": block " + std::to_string(e.block) +
+                                " (offset " + std::to_string(e.offset) +
+                                "): checksum mismatch of stored bytes");
+    if (HashContent(out, e.stored_len) != e.content)
+      return Status::Corruption(path() + ": block " + std::to_string(e.block) +
+                                ": content hash mismatch");
+    return Status::Ok();
+  }
+  thread_local std::string stored;
+  CHAINFS_RETURN_IF_ERROR(ReadStored(i, &stored));
+  return DecodeStoredBlock(e, stored.data(), header_.block_size, out, path());
+}
+
+void DeltaReader::WillNeed(size_t first, size_t count) const {
+  const size_t stop = std::min(entries_.size(), first + count);
+  if (first >= stop) return;
+  uint64_t begin = UINT64_MAX, end = 0;
+  for (size_t i = first; i < stop; ++i) {
+    begin = std::min(begin, entries_[i].offset);
+    end = std::max(end, entries_[i].offset + entries_[i].stored_len);
+  }
+  file_->WillNeed(begin, end - begin);
+}
+
+}  // namespace chainfs

@@ -1,0 +1,156 @@
+// The native delta file: one disk's changes at one checkpoint.
+//
+//   +-----------------+ offset 0
+//   | DeltaHeader 64B | magic, version, block size, virtual size
+//   +-----------------+ 64
+//   | stored block    | zstd frame, or the raw block when zstd does not shrink it
+//   | stored block    |
+//   | ...             |
+//   +-----------------+ index_offset
+//   | IndexEntry 48B  | one per stored block, block numbers strictly increasing
+//   | ...             |
+//   | ZeroRun 16B     | ranges that read as zeros in this checkpoint
+//   | ...             |
+//   +-----------------+
+//   | DeltaFooter 64B | where the index is, its checksum, magic last
+//   +-----------------+ end of file
+//
+// Data first, index and footer last: a file without a valid footer was never
+// finished and is refused. Byte-level detail in docs/FORMAT.md.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chain/base/file.h"
+#include "chain/base/hash.h"
+#include "chain/base/status.h"
+
+namespace chainfs {
+
+// "chainfsD" / "chainfsF": ASCII so that `head -c8` tells what a file is.
+inline constexpr char kDeltaMagic[8] = {'c', 'h', 'a', 'i', 'n', 'f', 's', 'D'};
+inline constexpr char kFooterMagic[8] = {'c', 'h', 'a', 'i', 'n', 'f', 's', 'F'};
+inline constexpr uint32_t kDeltaVersion = 1;
+inline constexpr size_t kDeltaHeaderSize = 64;
+inline constexpr size_t kDeltaFooterSize = 64;
+inline constexpr size_t kIndexEntrySize = 48;
+inline constexpr size_t kZeroRunSize = 16;
+inline constexpr uint32_t kMinBlockSize = 4096;
+inline constexpr uint32_t kMaxBlockSize = 4u << 20;
+
+enum class Codec : uint8_t { kRaw = 0, kZstd = 1 };
+
+bool IsValidBlockSize(uint64_t block_size);
+
+struct DeltaHeader {
+  uint32_t version = kDeltaVersion;
+  uint32_t block_size = 0;
+  uint64_t virtual_size = 0;
+
+  void EncodeTo(std::string* dst) const;
+  static Result<DeltaHeader> DecodeFrom(const char* p, size_t n);
+};
+
+struct IndexEntry {
+  uint64_t block = 0;       // block number in the disk (offset / block_size)
+  uint64_t offset = 0;      // file offset of the stored bytes
+  uint32_t stored_len = 0;  // length of the stored bytes
+  Codec codec = Codec::kRaw;
+  uint64_t checksum = 0;    // Checksum64 of the stored bytes
+  ContentHash content;      // HashContent of the decompressed block
+
+  void EncodeTo(std::string* dst) const;
+  static IndexEntry DecodeFrom(const char* p);
+};
+
+struct ZeroRun {
+  uint64_t first_block = 0;
+  uint64_t block_count = 0;
+  void EncodeTo(std::string* dst) const;
+  static ZeroRun DecodeFrom(const char* p);
+};
+
+struct DeltaFooter {
+  uint64_t index_offset = 0;
+  uint64_t entry_count = 0;
+  uint64_t zero_run_count = 0;
+  uint64_t index_checksum = 0;  // Checksum64 of entries + zero runs
+  uint64_t stored_bytes = 0;    // sum of stored_len
+  uint64_t virtual_size = 0;    // equals the header's
+
+  void EncodeTo(std::string* dst) const;
+  static Result<DeltaFooter> DecodeFrom(const char* p, size_t n);
+};
+
+// Writes a delta file front to back. Not thread-safe: one writer per file.
+//   auto w = DeltaWriter::Create(path, 65536, size);
+//   w->AddBlock(entry_without_offset, stored_bytes); w->AddZeroRun(9, 3);
+//   w->Finish();   // index, footer, fsync
+class DeltaWriter {
+ public:
+  // mode: how the file reaches the disk (chain/file.h).
+  static Result<std::unique_ptr<DeltaWriter>> Create(const std::string& path,
+                                                     uint32_t block_size,
+                                                     uint64_t virtual_size,
+                                                     WriteMode mode = WriteMode::kBuffered);
+  // REQUIRES: blocks strictly increasing across AddBlock calls. entry.offset
+  // is filled in here; stored holds entry.stored_len bytes.
+  Status AddBlock(IndexEntry entry, const void* stored);
+  // REQUIRES: runs increasing and disjoint; adjacent runs are merged.
+  void AddZeroRun(uint64_t first_block, uint64_t block_count);
+  Status Finish();
+  uint64_t stored_bytes() const { return footer_.stored_bytes; }
+  const std::string& path() const { return file_->Path(); }
+
+ private:
+  explicit DeltaWriter(std::unique_ptr<AppendFile> f) : file_(std::move(f)) {}
+  std::unique_ptr<AppendFile> file_;
+  std::vector<IndexEntry> entries_;
+  std::vector<ZeroRun> zero_runs_;
+  DeltaFooter footer_;
+  uint32_t block_size_ = 0;
+};
+
+// A finished delta file, validated and with its index in memory.
+// Thread-safe after Open (all methods const).
+class DeltaReader {
+ public:
+  // Checks header, footer, index checksum and every entry's bounds; any
+  // failure is kCorruption (kNotSupported for a newer version) naming the file.
+  static Result<std::unique_ptr<DeltaReader>> Open(std::unique_ptr<RandomAccessFile> file);
+
+  const DeltaHeader& header() const { return header_; }
+  const DeltaFooter& footer() const { return footer_; }
+  const std::vector<IndexEntry>& entries() const { return entries_; }
+  const std::vector<ZeroRun>& zero_runs() const { return zero_runs_; }
+  const std::string& path() const { return file_->Path(); }
+
+  // Reads entry i's stored bytes and checks their checksum.
+  Status ReadStored(size_t i, std::string* stored) const;
+  // Reads, checks and decompresses entry i into out (block_size bytes), then
+  // checks the content hash.
+  Status ReadBlock(size_t i, char* out) const;
+  // Asks the kernel to read the stretch of the file holding the stored bytes
+  // of entries [first, first + count) in the background (posix_fadvise
+  // WILLNEED, one call; entries between that are not needed come along).
+  void WillNeed(size_t first, size_t count) const;
+
+ private:
+  DeltaReader() = default;
+  Status Load();
+  std::unique_ptr<RandomAccessFile> file_;
+  DeltaHeader header_;
+  DeltaFooter footer_;
+  std::vector<IndexEntry> entries_;
+  std::vector<ZeroRun> zero_runs_;
+};
+
+// Decompresses (or copies) stored bytes into out (block_size bytes) and checks
+// the content hash; `where` names the block in error messages.
+Status DecodeStoredBlock(const IndexEntry& e, const char* stored, uint32_t block_size,
+                         char* out, const std::string& where);
+
+}  // namespace chainfs

@@ -1,0 +1,59 @@
+// Checkpoint manifests and the repository config, as JSON (docs/FORMAT.md).
+//
+// A checkpoint exists exactly when its manifest file exists: it is written
+// last, by one atomic rename, after every delta it names is durable.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "chain/base/status.h"
+
+namespace chainfs {
+
+inline constexpr uint32_t kRepoVersion = 1;
+inline constexpr uint32_t kManifestVersion = 1;
+
+struct RepoConfig {
+  uint32_t version = kRepoVersion;
+  uint32_t block_size = 64 * 1024;
+  std::string compression = "zstd";  // "zstd" or "none"
+  int compression_level = 3;
+
+  std::string Encode() const;
+  // `where` names the file in messages.
+  static Result<RepoConfig> Decode(const std::string& json, const std::string& where);
+};
+
+enum class DeltaKind { kFull, kIncremental, kDifferential };
+const char* DeltaKindName(DeltaKind k);
+
+struct DiskEntry {
+  std::string name;
+  std::string delta_file;  // file name inside the group's deltas/ directory
+  DeltaKind kind = DeltaKind::kFull;
+  std::string base;        // base checkpoint; empty for full
+  uint64_t virtual_size = 0;
+  uint64_t stored_bytes = 0;
+};
+
+struct Checkpoint {
+  std::string group;
+  std::string name;
+  uint64_t sequence = 0;        // increasing within a group: the order of checkpoints
+  int64_t created_unix_ns = 0;  // creation time
+  std::string parent;           // the previous checkpoint; empty for the first
+  std::vector<DiskEntry> disks;
+  std::optional<std::string> config_name;     // e.g. "domain.xml"
+  std::optional<std::string> config_content;  // the VM config as given
+
+  const DiskEntry* FindDisk(const std::string& disk) const;
+  std::string Encode() const;
+  static Result<Checkpoint> Decode(const std::string& json, const std::string& where);
+};
+
+std::string FormatTime(int64_t unix_ns);  // ISO 8601 UTC
+
+}  // namespace chainfs

@@ -1,0 +1,122 @@
+// Repository: a directory of groups, checkpoints and delta files.
+//
+//   REPO/chainfs.json                               RepoConfig
+//   REPO/lock                                       writers' lock (flock) + holder
+//   REPO/groups/GROUP/checkpoints/CHECKPOINT.json   Checkpoint manifests
+//   REPO/groups/GROUP/deltas/CHECKPOINT.DISK.<id>.delta
+//
+// Readers (list, export, check, mount) take no lock: they see only
+// checkpoints whose manifest exists, and a manifest appears by atomic rename
+// after its deltas are durable. Writers (backup, consolidate, prune) hold the
+// exclusive lock; flock is released by the kernel when a holder dies, so a
+// stale lock is simply taken over.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "chain/repo/manifest.h"
+#include "chain/native/native_layer.h"
+#include "chain/layer/view.h"
+
+namespace chainfs {
+
+// The checkpoints of one group, ordered by sequence (oldest first).
+struct GroupState {
+  std::string name;
+  std::vector<Checkpoint> checkpoints;
+
+  const Checkpoint* Find(const std::string& checkpoint) const;
+  const Checkpoint* Newest() const;
+  // True if `ancestor` is reachable from `cp` through parent links (or is cp).
+  bool IsAncestor(const std::string& ancestor, const std::string& cp) const;
+};
+
+// One step of a disk's chain: the checkpoint and its entry for the disk.
+struct ChainLink {
+  const Checkpoint* checkpoint;
+  const DiskEntry* disk;
+};
+
+// Holds the repository's writer lock until destroyed.
+class RepoLock {
+ public:
+  explicit RepoLock(int fd) : fd_(fd) {}
+  RepoLock(const RepoLock&) = delete;
+  RepoLock& operator=(const RepoLock&) = delete;
+  ~RepoLock();
+
+ private:
+  int fd_;
+};
+
+// A fresh, unique delta file name: CHECKPOINT.DISK.<16 hex>.delta. Unique so
+// that a rewrite (consolidation) never collides with a file still in use.
+std::string NewDeltaFileName(const std::string& checkpoint, const std::string& disk);
+
+class Repository {
+ public:
+  // Creates REPO (or uses an empty existing directory) with a config.
+  static Status Init(const std::string& path, const RepoConfig& config);
+  // Opens and validates REPO/chainfs.json; reads no block data.
+  static Result<std::unique_ptr<Repository>> Open(const std::string& path);
+
+  const std::string& path() const { return path_; }
+  const RepoConfig& config() const { return config_; }
+  std::string GroupDir(const std::string& group) const;
+  std::string CheckpointDir(const std::string& group) const;
+  std::string DeltaDir(const std::string& group) const;
+  std::string DeltaPath(const std::string& group, const std::string& file) const;
+
+  // Groups with at least one committed checkpoint, sorted.
+  Result<std::vector<std::string>> ListGroups() const;
+  // Reads every manifest of a group (a broken manifest is an error naming it).
+  Result<GroupState> LoadGroup(const std::string& group) const;
+
+  // The chain of `disk` at checkpoint cp, newest first, ending at a full
+  // delta. Fails naming the break: a missing base, a base that is not an
+  // ancestor, a base without the disk, a cycle.
+  static Result<std::vector<ChainLink>> ResolveChain(const GroupState& g, const Checkpoint& cp,
+                                                     const std::string& disk);
+
+  // Opens the view of disk at checkpoint cp. Layers are shared: a delta file
+  // already open in this Repository is reused (same layer id, so one cache
+  // entry serves every view that reaches a block).
+  Result<std::shared_ptr<const View>> OpenView(const GroupState& g, const Checkpoint& cp,
+                                               const std::string& disk,
+                                               BlockReader* reader = nullptr) const;
+  Result<std::shared_ptr<const View>> OpenView(const std::string& group,
+                                               const std::string& checkpoint,
+                                               const std::string& disk,
+                                               BlockReader* reader = nullptr) const;
+  Result<std::shared_ptr<const Layer>> OpenLayer(const std::string& group,
+                                                 const std::string& delta_file) const;
+
+  // Takes the exclusive writer lock, or fails with kBusy naming the holder.
+  Result<std::unique_ptr<RepoLock>> Lock(const std::string& purpose) const;
+
+  // REQUIRES: the lock. Removes what failed writers left behind in a group:
+  // delta files no manifest names and temporary manifests. Returns how many.
+  Result<int> CollectLeftovers(const std::string& group) const;
+
+ private:
+  Repository(std::string path, RepoConfig config)
+      : path_(std::move(path)), config_(std::move(config)) {}
+  std::string path_;
+  RepoConfig config_;
+  // Every delta file opened so far, by path. The id is kept after the layer
+  // is closed: reopening a file with the same index (footer checksum) gives it
+  // the same id, so blocks cached from it stay valid for the next open.
+  struct LayerSlot {
+    std::weak_ptr<const Layer> layer;
+    uint64_t id = 0;
+    uint64_t index_checksum = 0;
+  };
+  mutable std::mutex layers_mu_;
+  mutable std::map<std::string, LayerSlot> layers_;
+};
+
+}  // namespace chainfs

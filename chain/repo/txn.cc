@@ -1,0 +1,235 @@
+#include "chain/repo/txn.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <boost/filesystem.hpp>
+#include <cerrno>
+#include <nlohmann/json.hpp>
+
+#include "chain/base/failpoint.h"
+#include "chain/base/file.h"
+#include "chain/base/names.h"
+#include "chain/native/native_layer.h"
+
+namespace chainfs {
+
+using nlohmann::json;
+
+namespace {
+
+Status StringList(const json& j, const char* key, std::vector<std::string>* out,
+                  const std::string& where) {
+  if (!j.contains(key) || !j[key].is_array())
+    return Status::Corruption(where + ": missing list '" + key + "'");
+  for (const json& e : j[key]) {
+    if (!e.is_string())
+      return Status::Corruption(where + ": '" + key + "' holds a non-string");
+    out->push_back(e.get<std::string>());
+  }
+  return Status::Ok();
+}
+
+// unlink that treats "already gone" as done (roll-forward is idempotent).
+Status RemoveIfExists(const std::string& path) {
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+    return Status::FromErrno(errno, "removing " + path);
+  return Status::Ok();
+}
+
+std::string ManifestPath(const Repository& repo, const std::string& group,
+                         const std::string& checkpoint) {
+  return repo.CheckpointDir(group) + "/" + checkpoint + ".json";
+}
+
+// Every new delta must be complete before any manifest may name it.
+Status CheckNewDeltas(const Repository& repo, const Txn& txn) {
+  for (const std::string& f : txn.new_deltas) {
+    auto layer = NativeLayer::Open(repo.DeltaPath(txn.group, f));
+    if (!layer.ok())
+      return layer.status().Context(
+          "journal " + TxnPath(repo, txn.group) +
+          " names a new delta that is not usable; not applying it");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+bool Txn::Drops(const std::string& checkpoint) const {
+  for (const ManifestStep& st : steps)
+    if (st.checkpoint == checkpoint && !st.write) return true;
+  return false;
+}
+
+std::string Txn::Encode() const {
+  json js = json::array();
+  for (const ManifestStep& st : steps) {
+    if (st.write)
+      js.push_back(
+          {{"checkpoint", st.checkpoint}, {"write", st.write->Encode()}});
+    else
+      js.push_back({{"checkpoint", st.checkpoint}, {"remove", true}});
+  }
+  json j = {{"format", "chainfs-txn"},
+            {"version", kTxnVersion},
+            {"group", group},
+            {"purpose", purpose},
+            {"new_deltas", new_deltas},
+            {"manifest_steps", js},
+            {"delete_deltas", delete_deltas}};
+  return j.dump(2) + "\n";
+}
+
+namespace {
+
+Status DecodeSteps(const json& j, const std::string& where, Txn* t) {
+  if (!j.contains("manifest_steps") || !j["manifest_steps"].is_array())
+    return Status::Corruption(where + ": missing list 'manifest_steps'");
+  for (size_t i = 0; i < j["manifest_steps"].size(); ++i) {
+    const json& e = j["manifest_steps"][i];
+    std::string w = where + ": manifest_steps[" + std::to_string(i) + "]";
+    if (!e.is_object() || !e.contains("checkpoint") ||
+        !e["checkpoint"].is_string())
+      return Status::Corruption(w + ": needs a checkpoint name");
+    ManifestStep st;
+    st.checkpoint = e["checkpoint"].get<std::string>();
+    Status valid = ValidateName("checkpoint", st.checkpoint);
+    if (!valid.ok()) return Status::Corruption(w + ": " + valid.message());
+    if (e.contains("write")) {
+      if (!e["write"].is_string())
+        return Status::Corruption(w + ": 'write' is not a manifest");
+      CHAINFS_ASSIGN_OR_RETURN(
+          Checkpoint cp, Checkpoint::Decode(e["write"].get<std::string>(), w));
+      if (cp.group != t->group || cp.name != st.checkpoint)
+        return Status::Corruption(w + ": holds the manifest of " + cp.group +
+                                  "/" + cp.name);
+      st.write = std::move(cp);
+    } else if (!e.value("remove", false)) {
+      return Status::Corruption(w + ": neither 'write' nor 'remove'");
+    }
+    t->steps.push_back(std::move(st));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<Txn> Txn::Decode(const std::string& text, const std::string& where) {
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return Status::Corruption(where + ": not a valid JSON object");
+  if (j.value("format", "") != "chainfs-txn")
+    return Status::Corruption(where + ": not a chainfs journal");
+  if (!j.contains("version") || !j["version"].is_number_unsigned())
+    return Status::Corruption(where + ": missing version");
+  if (j["version"].get<uint32_t>() > kTxnVersion)
+    return Status::NotSupported(
+        where + ": journal version " +
+        std::to_string(j["version"].get<uint32_t>()) +
+        " is newer than this chainfs; finish it with a newer chainfs");
+  Txn t;
+  if (!j.contains("group") || !j["group"].is_string())
+    return Status::Corruption(where + ": missing group");
+  t.group = j["group"].get<std::string>();
+  t.purpose = j.value("purpose", "");
+  // Names come from disk: they must not escape the group.
+  Status valid = ValidateName("group", t.group);
+  if (!valid.ok()) return Status::Corruption(where + ": " + valid.message());
+  CHAINFS_RETURN_IF_ERROR(StringList(j, "new_deltas", &t.new_deltas, where));
+  CHAINFS_RETURN_IF_ERROR(
+      StringList(j, "delete_deltas", &t.delete_deltas, where));
+  for (const auto* list : {&t.new_deltas, &t.delete_deltas})
+    for (const auto& f : *list) {
+      Status st = ValidateName("delta file", f);
+      if (!st.ok()) return Status::Corruption(where + ": " + st.message());
+    }
+  CHAINFS_RETURN_IF_ERROR(DecodeSteps(j, where, &t));
+  return t;
+}
+
+std::string TxnPath(const Repository& repo, const std::string& group) {
+  return repo.GroupDir(group) + "/txn.json";
+}
+
+Status CommitTxn(const Repository& repo, const Txn& txn) {
+  Failpoint("txn.before-commit");
+  CHAINFS_RETURN_IF_ERROR(
+      WriteFileAtomic(TxnPath(repo, txn.group), txn.Encode()));
+  Failpoint("txn.after-commit");
+  Status st = ApplyTxn(repo, txn);
+  if (!st.ok())
+    return st.Context(
+        "consolidation of group " + txn.group +
+        " is committed but not fully applied; the next consolidate, prune or "
+        "backup of the group finishes it");
+  return Status::Ok();
+}
+
+Status ApplyTxn(const Repository& repo, const Txn& txn) {
+  const std::string& g = txn.group;
+  for (const ManifestStep& st : txn.steps) {
+    const std::string path = ManifestPath(repo, g, st.checkpoint);
+    if (st.write) {
+      Failpoint("txn.before-write-manifest");
+      CHAINFS_RETURN_IF_ERROR(WriteFileAtomic(path, st.write->Encode()));
+      Failpoint("txn.after-write-manifest");
+    } else {
+      Failpoint("txn.before-delete-manifest");
+      CHAINFS_RETURN_IF_ERROR(RemoveIfExists(path));
+      CHAINFS_RETURN_IF_ERROR(SyncDir(repo.CheckpointDir(g)));
+      Failpoint("txn.after-delete-manifest");
+    }
+  }
+  for (const std::string& f : txn.delete_deltas) {
+    Failpoint("txn.before-delete-delta");
+    CHAINFS_RETURN_IF_ERROR(RemoveIfExists(repo.DeltaPath(g, f)));
+    Failpoint("txn.after-delete-delta");
+  }
+  CHAINFS_RETURN_IF_ERROR(SyncDir(repo.DeltaDir(g)));
+  Failpoint("txn.before-remove-journal");
+  CHAINFS_RETURN_IF_ERROR(RemoveIfExists(TxnPath(repo, g)));
+  CHAINFS_RETURN_IF_ERROR(SyncDir(repo.GroupDir(g)));
+  Failpoint("txn.after-remove-journal");
+  return Status::Ok();
+}
+
+Result<std::optional<Txn>> RollForward(const Repository& repo,
+                                       const std::string& group) {
+  namespace fs = boost::filesystem;
+  boost::system::error_code ec;
+  // A journal temporary is a crash before the commit point: not committed.
+  for (fs::directory_iterator it(repo.GroupDir(group), ec), end;
+       !ec && it != end; it.increment(ec)) {
+    if (it->path().filename().string().rfind("txn.json.tmp.", 0) == 0)
+      fs::remove(it->path(), ec);
+  }
+  const std::string path = TxnPath(repo, group);
+  auto text = ReadWholeFile(path);
+  if (!text.ok()) {
+    if (text.status().code() == Status::Code::kNotFound)
+      return std::optional<Txn>();
+    return text.status();
+  }
+  CHAINFS_ASSIGN_OR_RETURN(Txn txn, Txn::Decode(text.value(), path));
+  if (txn.group != group)
+    return Status::Corruption(path + ": journal of group " + txn.group +
+                              " in group " + group);
+  CHAINFS_RETURN_IF_ERROR(CheckNewDeltas(repo, txn));
+  spdlog::info("finishing an interrupted {} in group {} (journal {})",
+               txn.purpose.empty() ? "consolidation" : txn.purpose, group,
+               path);
+  CHAINFS_RETURN_IF_ERROR(ApplyTxn(repo, txn));
+  return std::optional<Txn>(std::move(txn));
+}
+
+Result<std::optional<Txn>> RecoverGroup(const Repository& repo,
+                                        const std::string& group,
+                                        int* leftovers) {
+  CHAINFS_ASSIGN_OR_RETURN(std::optional<Txn> txn, RollForward(repo, group));
+  CHAINFS_ASSIGN_OR_RETURN(int removed, repo.CollectLeftovers(group));
+  if (leftovers) *leftovers = removed;
+  return txn;
+}
+
+}  // namespace chainfs

@@ -1,0 +1,344 @@
+#include "fusefs/cli/commands.h"
+
+#include <unistd.h>
+
+#include <iostream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "chain/ingest/backup.h"
+#include "chain/repo/check.h"
+#include "chain/native/delta_format.h"
+#include "chain/repo/export.h"
+#include "chain/base/progress.h"
+#include "chain/repo/repository.h"
+
+namespace chainfs {
+
+using nlohmann::json;
+
+bool ParseSize(const std::string& text, uint64_t* out) {
+  size_t pos = 0;
+  unsigned long long v = 0;
+  try {
+    v = std::stoull(text, &pos);
+  } catch (...) {
+    return false;
+  }
+  std::string unit = text.substr(pos);
+  uint64_t mul = 1;
+  if (unit.empty() || unit == "B") mul = 1;
+  else if (unit == "K" || unit == "KiB" || unit == "k") mul = 1ull << 10;
+  else if (unit == "M" || unit == "MiB") mul = 1ull << 20;
+  else if (unit == "G" || unit == "GiB") mul = 1ull << 30;
+  else return false;
+  *out = v * mul;
+  return true;
+}
+
+namespace {
+
+int Fail(const char* cmd, const Status& st) {
+  spdlog::error("{}: {}", cmd, st.message());
+  // Usage-like mistakes (bad names, bad options) are still failures (1): the
+  // command line parsed; the request was refused.
+  return 1;
+}
+
+Result<std::unique_ptr<Repository>> OpenRepo(const std::string& path) {
+  return Repository::Open(path);
+}
+
+}  // namespace
+
+Action AddInitCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("init", "Create an empty repository");
+  struct Opts {
+    std::string repo, block_size = "64K", compression = "zstd:3";
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("REPO", o->repo, "repository directory (created, or empty)")->required();
+  cmd->add_option("--block-size", o->block_size,
+                  "unit of change tracking: power of two, 4K to 4M (default 64K, QEMU's "
+                  "dirty-bitmap granularity)");
+  cmd->add_option("--compression", o->compression, "zstd[:LEVEL] (default zstd:3) or none");
+  return [o]() -> int {
+    RepoConfig cfg;
+    uint64_t bs = 0;
+    if (!ParseSize(o->block_size, &bs) || !IsValidBlockSize(bs)) {
+      spdlog::error("init: --block-size {}: must be a power of two from 4K to 4M",
+                    o->block_size);
+      return 2;
+    }
+    cfg.block_size = static_cast<uint32_t>(bs);
+    if (o->compression == "none") {
+      cfg.compression = "none";
+      cfg.compression_level = 0;
+    } else if (o->compression.rfind("zstd", 0) == 0) {
+      cfg.compression = "zstd";
+      if (o->compression.size() > 4) {
+        if (o->compression[4] != ':') {
+          spdlog::error("init: --compression {}: expected zstd[:LEVEL] or none", o->compression);
+          return 2;
+        }
+        try {
+          cfg.compression_level = std::stoi(o->compression.substr(5));
+        } catch (...) {
+          spdlog::error("init: --compression {}: LEVEL must be a number", o->compression);
+          return 2;
+        }
+        if (cfg.compression_level < 1 || cfg.compression_level > 19) {
+          spdlog::error("init: --compression {}: LEVEL must be 1 to 19", o->compression);
+          return 2;
+        }
+      }
+    } else {
+      spdlog::error("init: --compression {}: expected zstd[:LEVEL] or none", o->compression);
+      return 2;
+    }
+    Status st = Repository::Init(o->repo, cfg);
+    if (!st.ok()) return Fail("init", st);
+    std::cout << "initialized repository " << o->repo << " (block size " << cfg.block_size
+              << ", compression " << cfg.compression << ")\n";
+    return 0;
+  };
+}
+
+Action AddBackupCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("backup", "Back up disks into a new checkpoint");
+  struct Opts {
+    std::string repo, group, checkpoint, since, config;
+    std::vector<std::string> disks, dirty;
+    bool full = false, json = false;
+    unsigned threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("REPO", o->repo, "repository")->required();
+  cmd->add_option("GROUP", o->group, "group (usually one VM)")->required();
+  cmd->add_option("CHECKPOINT", o->checkpoint, "name of the new checkpoint")->required();
+  cmd->add_option("--disk", o->disks, "NAME=SOURCE: a raw image file or block device")
+      ->required();
+  cmd->add_flag("--full", o->full, "store every disk in full");
+  cmd->add_option("--since", o->since, "differential: base on this older checkpoint");
+  cmd->add_option("--dirty", o->dirty,
+                  "NAME=MAP.json: read only the extents dirty in this map "
+                  "(nbdinfo --json --map=qemu:dirty-bitmap:BITMAP)");
+  cmd->add_option("--config", o->config, "VM config to keep with the checkpoint (domain XML)");
+  cmd->add_option("--threads", o->threads, "compression threads (default: one per core)");
+  cmd->add_flag("--json", o->json, "print the result as JSON");
+  return [o]() -> int {
+    BackupOptions opts;
+    opts.group = o->group;
+    opts.checkpoint = o->checkpoint;
+    opts.full = o->full;
+    opts.since = o->since;
+    opts.config_path = o->config;
+    opts.threads = o->threads;
+    for (const auto& d : o->disks) {
+      auto eq = d.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == d.size()) {
+        spdlog::error("backup: --disk {}: expected NAME=SOURCE", d);
+        return 2;
+      }
+      opts.disks.push_back({d.substr(0, eq), d.substr(eq + 1), ""});
+    }
+    for (const auto& m : o->dirty) {
+      auto eq = m.find('=');
+      if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
+        spdlog::error("backup: --dirty {}: expected NAME=MAP.json", m);
+        return 2;
+      }
+      std::string name = m.substr(0, eq);
+      bool found = false;
+      for (auto& d : opts.disks)
+        if (d.disk == name) {
+          d.dirty_map = m.substr(eq + 1);
+          found = true;
+        }
+      if (!found) {
+        spdlog::error("backup: --dirty {}: no --disk named {}", m, name);
+        return 2;
+      }
+    }
+    if (o->json) Progress::SetEnabled(false);
+    auto repo = OpenRepo(o->repo);
+    if (!repo.ok()) return Fail("backup", repo.status());
+    auto r = Backup(*repo.value(), opts);
+    if (!r.ok()) return Fail("backup", r.status());
+    const BackupReport& rep = r.value();
+    if (o->json) {
+      json j = {{"group", opts.group},
+                {"checkpoint", opts.checkpoint},
+                {"parent", rep.checkpoint.parent},
+                {"seconds", rep.seconds},
+                {"leftovers_removed", rep.leftovers_removed},
+                {"disks", json::array()}};
+      for (const auto& d : rep.disks)
+        j["disks"].push_back({{"name", d.disk},
+                              {"kind", DeltaKindName(d.kind)},
+                              {"base", d.base},
+                              {"added_later", d.added_later},
+                              {"virtual_size", d.virtual_size},
+                              {"blocks_read", d.blocks_read},
+                              {"blocks_stored", d.blocks_stored},
+                              {"blocks_zeroed", d.blocks_zeroed},
+                              {"stored_bytes", d.stored_bytes}});
+      std::cout << j.dump(2) << "\n";
+      return 0;
+    }
+    std::cout << "checkpoint " << opts.group << "/" << opts.checkpoint << " committed in "
+              << rep.seconds << " s\n";
+    for (const auto& d : rep.disks) {
+      std::cout << "  " << d.disk << ": " << DeltaKindName(d.kind);
+      if (!d.base.empty()) std::cout << " (base " << d.base << ")";
+      if (d.added_later) std::cout << " [new disk: no earlier backup, stored full]";
+      std::cout << ", " << d.virtual_size << " bytes, " << d.blocks_read << " blocks read, "
+                << d.blocks_stored << " stored, " << d.blocks_zeroed << " zeroed, "
+                << d.stored_bytes << " bytes written\n";
+    }
+    return 0;
+  };
+}
+
+Action AddListCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("list", "List groups and checkpoints");
+  struct Opts {
+    std::string repo, group;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("REPO", o->repo, "repository")->required();
+  cmd->add_option("GROUP", o->group, "only this group");
+  cmd->add_flag("--json", o->json, "print as JSON");
+  return [o]() -> int {
+    auto repo = OpenRepo(o->repo);
+    if (!repo.ok()) return Fail("list", repo.status());
+    std::vector<std::string> groups;
+    if (!o->group.empty()) {
+      groups.push_back(o->group);
+    } else {
+      auto gs = repo.value()->ListGroups();
+      if (!gs.ok()) return Fail("list", gs.status());
+      groups = gs.value();
+    }
+    json out = json::array();
+    for (const auto& gname : groups) {
+      auto g = repo.value()->LoadGroup(gname);
+      if (!g.ok()) return Fail("list", g.status());
+      json jg = {{"group", gname}, {"checkpoints", json::array()}};
+      if (!o->json) std::cout << "group " << gname << "\n";
+      for (const auto& cp : g->checkpoints) {
+        json jc = {{"name", cp.name},
+                   {"created", FormatTime(cp.created_unix_ns)},
+                   {"parent", cp.parent},
+                   {"disks", json::array()}};
+        if (cp.config_name) jc["config"] = *cp.config_name;
+        if (!o->json)
+          std::cout << "  " << cp.name << "  " << FormatTime(cp.created_unix_ns)
+                    << (cp.parent.empty() ? "" : "  parent " + cp.parent) << "\n";
+        for (const auto& d : cp.disks) {
+          jc["disks"].push_back({{"name", d.name},
+                                 {"kind", DeltaKindName(d.kind)},
+                                 {"base", d.base},
+                                 {"virtual_size", d.virtual_size},
+                                 {"stored_bytes", d.stored_bytes}});
+          if (!o->json)
+            std::cout << "    " << d.name << "  " << DeltaKindName(d.kind)
+                      << (d.base.empty() ? "" : " (base " + d.base + ")") << "  size "
+                      << d.virtual_size << "  stored " << d.stored_bytes << "\n";
+        }
+        jg["checkpoints"].push_back(jc);
+      }
+      out.push_back(jg);
+    }
+    if (o->json) std::cout << out.dump(2) << "\n";
+    return 0;
+  };
+}
+
+Action AddExportCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("export", "Write a checkpoint's disk as a raw image");
+  struct Opts {
+    std::string repo, group, checkpoint, disk, output;
+    bool json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("REPO", o->repo, "repository")->required();
+  cmd->add_option("GROUP", o->group, "group")->required();
+  cmd->add_option("CHECKPOINT", o->checkpoint, "checkpoint")->required();
+  cmd->add_option("DISK", o->disk, "disk")->required();
+  cmd->add_option("OUTPUT", o->output, "output file (sparse), block device, or - for stdout")
+      ->required();
+  cmd->add_flag("--json", o->json, "print the result as JSON");
+  return [o]() -> int {
+    if (o->json || o->output == "-") Progress::SetEnabled(false);
+    auto repo = OpenRepo(o->repo);
+    if (!repo.ok()) return Fail("export", repo.status());
+    auto view = repo.value()->OpenView(o->group, o->checkpoint, o->disk);
+    if (!view.ok()) return Fail("export", view.status());
+    auto r = ExportView(*view.value(), o->output);
+    if (!r.ok()) return Fail("export", r.status());
+    if (o->json)
+      std::cout << json({{"bytes", r->bytes}, {"data_bytes", r->data_bytes},
+                         {"seconds", r->seconds}})
+                       .dump(2)
+                << "\n";
+    else if (o->output != "-")
+      std::cout << "exported " << view.value()->label() << " to " << o->output << ": "
+                << r->bytes << " bytes (" << r->data_bytes << " data) in " << r->seconds
+                << " s\n";
+    return 0;
+  };
+}
+
+Action AddCheckCommand(CLI::App& app) {
+  auto* cmd = app.add_subcommand("check", "Verify a repository's structure (and blocks)");
+  struct Opts {
+    std::string repo, group, checkpoint;
+    bool deep = false, json = false;
+  };
+  auto o = std::make_shared<Opts>();
+  cmd->add_option("REPO", o->repo, "repository")->required();
+  cmd->add_option("GROUP", o->group, "only this group");
+  cmd->add_option("CHECKPOINT", o->checkpoint, "only this checkpoint");
+  cmd->add_flag("--deep", o->deep, "also read and verify every stored block");
+  cmd->add_flag("--json", o->json, "print the report as JSON");
+  return [o]() -> int {
+    if (o->json) Progress::SetEnabled(false);
+    auto repo = OpenRepo(o->repo);
+    if (!repo.ok()) return Fail("check", repo.status());
+    auto r = Check(*repo.value(), o->group, o->checkpoint, o->deep);
+    if (!r.ok()) return Fail("check", r.status());
+    const CheckReport& rep = r.value();
+    if (o->json) {
+      json j = {{"ok", rep.problems.empty()},      {"groups", rep.groups},
+                {"checkpoints", rep.checkpoints},  {"deltas", rep.deltas},
+                {"blocks_verified", rep.blocks_verified}, {"problems", json::array()}};
+      for (const auto& p : rep.problems)
+        j["problems"].push_back({{"group", p.group},
+                                 {"checkpoint", p.checkpoint},
+                                 {"disk", p.disk},
+                                 {"file", p.file},
+                                 {"offset", p.offset},
+                                 {"message", p.message}});
+      std::cout << j.dump(2) << "\n";
+    } else {
+      for (const auto& p : rep.problems) {
+        std::cout << "PROBLEM " << p.group;
+        if (!p.checkpoint.empty()) std::cout << "/" << p.checkpoint;
+        if (!p.disk.empty()) std::cout << "/" << p.disk;
+        if (p.offset >= 0) std::cout << " offset " << p.offset;
+        std::cout << ": " << p.message << "\n";
+      }
+      std::cout << (rep.problems.empty() ? "OK" : "FAILED") << ": " << rep.groups
+                << " group(s), " << rep.checkpoints << " checkpoint(s), " << rep.deltas
+                << " delta file(s)";
+      if (o->deep) std::cout << ", " << rep.blocks_verified << " block(s) verified";
+      std::cout << ", " << rep.problems.size() << " problem(s)\n";
+    }
+    return rep.problems.empty() ? 0 : 1;
+  };
+}
+
+}  // namespace chainfs

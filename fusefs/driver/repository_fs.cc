@@ -1,0 +1,337 @@
+#include "fusefs/driver/repository_fs.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <spdlog/spdlog.h>
+
+#include "cache/stats_json.h"
+#include "chain/base/names.h"
+#include "fusefs/driver/kernel_readahead.h"
+
+namespace chainfs {
+
+namespace {
+
+// Views never change: the kernel may keep their entries, attributes and
+// pages as long as it likes.
+constexpr double kForever = 365.0 * 24 * 3600;
+// Group directories, checkpoint entries in them and `latest` change when
+// checkpoints are committed or removed.
+constexpr double kLive = 1.0;
+constexpr char kManifestName[] = "checkpoint.json";
+constexpr char kLatestName[] = "latest";
+constexpr char kDiskSuffix[] = ".raw";
+// views_ keeps weak references; expired ones are swept past this size.
+constexpr size_t kViewSweepThreshold = 256;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+bool EndsWith(const std::string& s, const std::string& suffix) {
+  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// A stored config's file name is shown only if it is a plain file name that
+// does not hide a generated one.
+bool ShowConfig(const Checkpoint& cp) {
+  if (!cp.config_name || !cp.config_content) return false;
+  const std::string& n = *cp.config_name;
+  return ValidateName("config", n).ok() && n != kManifestName && !EndsWith(n, kDiskSuffix);
+}
+
+// The newest checkpoint of a group for `latest`, unless a checkpoint is
+// itself named "latest".
+const Checkpoint* LatestOf(const GroupState& g) {
+  return g.Newest() != nullptr && g.Find(kLatestName) == nullptr ? g.Newest() : nullptr;
+}
+
+Status NoEntry(const std::string& name) { return Status::NotFound("no entry " + name); }
+
+}  // namespace
+
+RepositoryFs::RepositoryFs(std::unique_ptr<Repository> repo, MountOptions options)
+    : repo_(std::move(repo)),
+      options_(std::move(options)),
+      uid_(options_.uid.value_or(::getuid())),
+      gid_(options_.gid.value_or(::getgid())),
+      mount_time_ns_(NowNs()),
+      groups_(*repo_, std::chrono::milliseconds(1000), LiveGroups::SettleFor(repo_->path())),
+      inodes_(std::make_shared<const Node>()) {}
+
+void RepositoryFs::Start() {
+  BlockCacheOptions cache;
+  cache.capacity_bytes = options_.cache_size;
+  cache_ = std::make_unique<BlockCache>(cache);
+  block_reader_ = cache_.get();
+  if (options_.cache_size > 0 && options_.readahead_threads > 0) {
+    ReadaheadOptions ra;
+    ra.min_window = options_.readahead_min;
+    ra.max_window = options_.readahead_max;
+    ra.threads = options_.readahead_threads;
+    readahead_ = std::make_unique<Readahead>(cache_.get(), ra);
+  }
+}
+
+void RepositoryFs::SetKernelReadaheadOnce() {
+  if (bdi_dir_.empty() || options_.kernel_readahead == 0) return;
+  std::call_once(kernel_readahead_once_, [this] {
+    Status st = SetReadAheadKb(bdi_dir_, options_.kernel_readahead);
+    if (st.ok())
+      spdlog::debug("kernel readahead {} KiB ({})", options_.kernel_readahead >> 10, bdi_dir_);
+    else
+      spdlog::info("kernel readahead left at the kernel's default: {}", st.message());
+  });
+}
+
+Result<RepositoryFs::Entry> RepositoryFs::StatsChild() {
+  uint64_t ino = inodes_.Intern(std::string("/") + kStatsFileName, [&] {
+    Node n;
+    n.kind = NodeKind::kStats;
+    // Size 0: the content is made at open() and read with direct_io, so
+    // the kernel neither caches it nor clips reads to the size.
+    n.attr = BaseAttr(S_IFREG, mount_time_ns_);
+    return n;
+  });
+  Entry e = Fixed(ino);
+  e.entry_timeout = e.attr_timeout = kLive;
+  return e;
+}
+
+struct stat RepositoryFs::BaseAttr(mode_t type, int64_t mtime_ns) const {
+  struct stat st = {};
+  st.st_mode = type | (type == S_IFDIR ? options_.DirMode()
+                       : type == S_IFLNK ? 0777
+                                         : options_.FileMode());
+  st.st_nlink = type == S_IFDIR ? 2 : 1;
+  st.st_uid = uid_;
+  st.st_gid = gid_;
+  st.st_blksize = static_cast<blksize_t>(repo_->config().block_size);
+  st.st_mtim.tv_sec = mtime_ns / 1000000000;
+  st.st_mtim.tv_nsec = mtime_ns % 1000000000;
+  st.st_atim = st.st_ctim = st.st_mtim;
+  return st;
+}
+
+Node RepositoryFs::CheckpointNode(NodeKind kind, const Checkpoint& cp) const {
+  Node n;
+  n.kind = kind;
+  n.group = cp.group;
+  n.checkpoint = std::make_shared<const Checkpoint>(cp);
+  if (kind == NodeKind::kCheckpoint) {
+    n.attr = BaseAttr(S_IFDIR, cp.created_unix_ns);
+    return n;
+  }
+  n.content = kind == NodeKind::kManifest ? cp.Encode() : *cp.config_content;
+  n.attr = BaseAttr(S_IFREG, cp.created_unix_ns);
+  n.attr.st_size = static_cast<off_t>(n.content.size());
+  n.attr.st_blocks = (n.attr.st_size + 511) / 512;
+  return n;
+}
+
+Node RepositoryFs::DiskNode(const GroupState& g, const Checkpoint& cp,
+                            const std::string& disk) const {
+  Node n = CheckpointNode(NodeKind::kCheckpoint, cp);
+  n.kind = NodeKind::kDisk;
+  n.disk = disk;
+  const DiskEntry* d = cp.FindDisk(disk);
+  n.attr = BaseAttr(S_IFREG, cp.created_unix_ns);
+  n.attr.st_size = static_cast<off_t>(d->virtual_size);
+  // Stored bytes of the chain (without reading any delta): what du shows.
+  uint64_t stored = d->stored_bytes;
+  if (auto chain = Repository::ResolveChain(g, cp, disk); chain.ok()) {
+    stored = 0;
+    for (const ChainLink& link : chain.value()) stored += link.disk->stored_bytes;
+  }
+  n.attr.st_blocks = static_cast<blkcnt_t>((stored + 511) / 512);
+  // Without the page cache every read is a round trip: readers that size
+  // their reads by st_blksize (cat) ask for 1 MiB at a time.
+  if (options_.direct_io) n.attr.st_blksize = MountOptions::kDirectIoBlksize;
+  return n;
+}
+
+uint64_t RepositoryFs::GroupIno(const std::string& group) {
+  return inodes_.Intern("/" + group, [&] {
+    Node n;
+    n.kind = NodeKind::kGroup;
+    n.group = group;
+    return n;
+  });
+}
+
+uint64_t RepositoryFs::CheckpointIno(const std::string& group, const Checkpoint& cp) {
+  (void)group;
+  return inodes_.Intern(InodeTable::CheckpointKey(cp, ""),
+                        [&] { return CheckpointNode(NodeKind::kCheckpoint, cp); });
+}
+
+RepositoryFs::Entry RepositoryFs::Fixed(uint64_t ino) const {
+  Entry e;
+  e.ino = ino;
+  e.attr = inodes_.Get(ino)->attr;
+  e.entry_timeout = e.attr_timeout = kForever;
+  return e;
+}
+
+Result<RepositoryFs::Entry> RepositoryFs::GroupChild(const std::string& group,
+                                                     const std::string& name) {
+  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const GroupState> g, groups_.Get(group));
+  if (name == kLatestName) {
+    const Checkpoint* newest = LatestOf(*g);
+    if (newest == nullptr) return NoEntry(name);
+    uint64_t ino = inodes_.Intern("/" + group + "/" + kLatestName, [&] {
+      Node n;
+      n.kind = NodeKind::kLatest;
+      n.group = group;
+      return n;
+    });
+    return Stat(ino, *inodes_.Get(ino));
+  }
+  const Checkpoint* cp = g->Find(name);
+  if (cp == nullptr) return NoEntry(name);
+  Entry e = Fixed(CheckpointIno(group, *cp));
+  e.entry_timeout = kLive;  // the checkpoint may be removed by consolidation
+  return e;
+}
+
+Result<RepositoryFs::Entry> RepositoryFs::CheckpointChild(const Node& cp_node,
+                                                          const std::string& name) {
+  const Checkpoint& cp = *cp_node.checkpoint;
+  if (name == kManifestName)
+    return Fixed(inodes_.Intern(InodeTable::CheckpointKey(cp, name),
+                                [&] { return CheckpointNode(NodeKind::kManifest, cp); }));
+  if (ShowConfig(cp) && name == *cp.config_name)
+    return Fixed(inodes_.Intern(InodeTable::CheckpointKey(cp, name),
+                                [&] { return CheckpointNode(NodeKind::kConfig, cp); }));
+  if (!EndsWith(name, kDiskSuffix)) return NoEntry(name);
+  const std::string disk = name.substr(0, name.size() - std::strlen(kDiskSuffix));
+  if (cp.FindDisk(disk) == nullptr) return NoEntry(name);
+  const std::string key = InodeTable::CheckpointKey(cp, name);
+  auto g = groups_.Get(cp.group);  // for the chain's stored bytes
+  GroupState fallback;
+  const GroupState& state = g.ok() ? *g.value() : fallback;
+  return Fixed(inodes_.Intern(key, [&] { return DiskNode(state, cp, disk); }));
+}
+
+Result<RepositoryFs::Entry> RepositoryFs::Child(const Node& parent, const std::string& name) {
+  switch (parent.kind) {
+    case NodeKind::kRoot: {
+      if (name == kStatsFileName) return StatsChild();
+      if (!ValidateName("group", name).ok()) return NoEntry(name);
+      CHAINFS_RETURN_IF_ERROR(groups_.Get(name).status());
+      uint64_t ino = GroupIno(name);
+      return Stat(ino, *inodes_.Get(ino));
+    }
+    case NodeKind::kGroup:
+      if (name != kLatestName && !ValidateName("checkpoint", name).ok()) return NoEntry(name);
+      return GroupChild(parent.group, name);
+    case NodeKind::kCheckpoint:
+      return CheckpointChild(parent, name);
+    default:
+      return Status::FromErrno(ENOTDIR, name);
+  }
+}
+
+Result<RepositoryFs::Entry> RepositoryFs::Stat(uint64_t ino, const Node& node) {
+  Entry e;
+  e.ino = ino;
+  e.entry_timeout = e.attr_timeout = kLive;
+  switch (node.kind) {
+    case NodeKind::kRoot:
+      e.attr = BaseAttr(S_IFDIR, mount_time_ns_);
+      break;
+    case NodeKind::kGroup:
+    case NodeKind::kLatest: {
+      CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const GroupState> g, groups_.Get(node.group));
+      const Checkpoint* newest = g->Newest();
+      e.attr = BaseAttr(node.kind == NodeKind::kGroup ? S_IFDIR : S_IFLNK,
+                        newest ? newest->created_unix_ns : mount_time_ns_);
+      if (node.kind == NodeKind::kLatest) {
+        if (LatestOf(*g) == nullptr) return NoEntry(kLatestName);
+        e.attr.st_size = static_cast<off_t>(newest->name.size());
+      }
+      break;
+    }
+    default:
+      return Fixed(ino);
+  }
+  e.attr.st_ino = ino;
+  return e;
+}
+
+Result<std::vector<RepositoryFs::DirEntry>> RepositoryFs::List(const Node& node, uint64_t ino) {
+  std::vector<DirEntry> out = {{".", ino, S_IFDIR}};
+  switch (node.kind) {
+    case NodeKind::kRoot: {
+      out.push_back({"..", ino, S_IFDIR});
+      CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> groups, groups_.List());
+      for (const std::string& g : groups) out.push_back({g, GroupIno(g), S_IFDIR});
+      return out;
+    }
+    case NodeKind::kGroup: {
+      out.push_back({"..", InodeTable::kRootIno, S_IFDIR});
+      CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const GroupState> g, groups_.Get(node.group));
+      for (const Checkpoint& cp : g->checkpoints)
+        out.push_back({cp.name, CheckpointIno(node.group, cp), S_IFDIR});
+      if (LatestOf(*g) != nullptr) {
+        auto latest = GroupChild(node.group, kLatestName);
+        if (latest.ok()) out.push_back({kLatestName, latest->ino, S_IFLNK});
+      }
+      return out;
+    }
+    case NodeKind::kCheckpoint: {
+      out.push_back({"..", GroupIno(node.group), S_IFDIR});
+      const Checkpoint& cp = *node.checkpoint;
+      std::vector<std::string> names;
+      for (const DiskEntry& d : cp.disks) names.push_back(d.name + kDiskSuffix);
+      names.push_back(kManifestName);
+      if (ShowConfig(cp)) names.push_back(*cp.config_name);
+      for (const std::string& n : names) {
+        CHAINFS_ASSIGN_OR_RETURN(Entry e, CheckpointChild(node, n));
+        out.push_back({n, e.ino, S_IFREG});
+      }
+      return out;
+    }
+    default:
+      return Status::FromErrno(ENOTDIR, "listing");
+  }
+}
+
+Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Node& node) {
+  {
+    std::lock_guard<std::mutex> lock(views_mu_);
+    if (auto v = views_[ino].lock()) return v;
+  }
+  // Resolve the chain against the group as it is now: consolidation may
+  // have rewritten the deltas behind an unchanged view.
+  const Checkpoint& want = *node.checkpoint;
+  Result<std::shared_ptr<const View>> opened = Status::NotFound("");
+  // A snapshot that looks fresh may still name deltas a consolidation has
+  // just replaced and removed (same bytes, new files): then read the group
+  // again, once.
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    if (attempt > 0) groups_.Invalidate(node.group);
+    CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const GroupState> g, groups_.Get(node.group));
+    const Checkpoint* cp = g->Find(want.name);
+    if (cp == nullptr || cp->sequence != want.sequence ||
+        cp->created_unix_ns != want.created_unix_ns)
+      return Status::NotFound("checkpoint " + node.group + "/" + want.name + " was removed");
+    opened = repo_->OpenView(*g, *cp, node.disk, block_reader_);
+    if (opened.ok() || opened.status().code() != Status::Code::kNotFound) break;
+  }
+  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const View> view, std::move(opened));
+  std::lock_guard<std::mutex> lock(views_mu_);
+  auto& slot = views_[ino];
+  if (auto existing = slot.lock()) return existing;
+  slot = view;
+  if (views_.size() > 2 * kViewSweepThreshold) {  // forget views no file holds
+    std::erase_if(views_, [](const auto& kv) { return kv.second.expired(); });
+  }
+  return view;
+}
+
+}  // namespace chainfs

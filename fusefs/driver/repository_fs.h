@@ -1,0 +1,145 @@
+// RepositoryFs: a repository as a read-only FUSE filesystem (low-level API).
+//
+//   MOUNTPOINT/GROUP/CHECKPOINT/DISK.raw         the view, size = virtual size
+//   MOUNTPOINT/GROUP/CHECKPOINT/checkpoint.json  the manifest
+//   MOUNTPOINT/GROUP/CHECKPOINT/CONFIG           the VM config, if stored
+//   MOUNTPOINT/GROUP/latest -> CHECKPOINT        the newest checkpoint
+//
+// Design (modelled on libfuse's hello_ll.c):
+//  - Inode numbers come from an InodeTable (path + identity -> number); the
+//    attributes of checkpoint-level nodes are fixed when first looked up, so
+//    the kernel may cache them (and the pages of DISK.raw) for long.
+//  - Group directories and `latest` change: short timeouts, and LiveGroups
+//    rescans a group when it is stale.
+//  - A view is opened on open() and held by the open file (fi->fh), so an
+//    open file keeps reading the bytes it read before even if its checkpoint
+//    is removed. Views of one file are shared while any open file holds one.
+//  - Every operation replies exactly once; an op body returns 0 when it has
+//    replied or an errno to reply with. No exception leaves a callback.
+//  - Read-only: write-like operations reply EROFS, open for writing EACCES.
+//
+// Thread-safe: the ops run on libfuse's worker threads.
+#pragma once
+
+// 3.12 (written 312 since 3.12): below it, fuse_session_loop_mt() is the old
+// entry point that reads a fuse_loop_config_v1 struct, and a config made by
+// fuse_loop_cfg_create() read that way means max_idle_threads=0: one worker
+// thread, destroyed and re-created for every request.
+#define FUSE_USE_VERSION 312
+#include <fuse3/fuse_lowlevel.h>
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/block_cache.h"
+#include "cache/readahead.h"
+#include "chain/repo/repository.h"
+#include "fusefs/driver/inode_table.h"
+#include "fusefs/driver/live_groups.h"
+#include "fusefs/driver/mount_options.h"
+
+namespace chainfs {
+
+class RepositoryFs {
+ public:
+  // Starts no thread: the daemon forks after constructing it.
+  RepositoryFs(std::unique_ptr<Repository> repo, MountOptions options);
+
+  // Creates the block cache and starts the readahead threads. REQUIRES:
+  // called once, after daemonizing (fork keeps only the calling thread) and
+  // before serving requests.
+  void Start();
+
+  // The mount's bdi directory (fusefs/kernel_readahead.h): its read_ahead_kb
+  // is set to options.kernel_readahead at the first open of a disk, once
+  // FUSE_INIT is done. Empty (the default): left alone.
+  void SetBdi(std::string bdi_dir) { bdi_dir_ = std::move(bdi_dir); }
+
+  // The operation table; pass `this` as fuse_session_new's userdata.
+  static const fuse_lowlevel_ops& Ops();
+
+  const Repository& repository() const { return *repo_; }
+
+ private:
+  struct DirEntry {
+    std::string name;
+    uint64_t ino;
+    mode_t type;
+  };
+  // Per-open state in fi->fh.
+  struct OpenFile {
+    std::shared_ptr<const View> view;  // kDisk
+    std::shared_ptr<Readahead::Stream> stream;  // kDisk, when readahead is on
+    std::shared_ptr<const Node> node;  // kManifest, kConfig: the content
+    std::vector<DirEntry> entries;     // directories: the listing at opendir
+  };
+  friend struct FsOps;
+
+  // Op bodies: 0 = replied, otherwise the errno to reply.
+  int Lookup(fuse_req_t req, fuse_ino_t parent, const std::string& name);
+  int GetAttr(fuse_req_t req, fuse_ino_t ino);
+  int ReadLink(fuse_req_t req, fuse_ino_t ino);
+  int Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  int Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi);
+  int Release(fuse_req_t req, fuse_file_info* fi);
+  int Lseek(fuse_req_t req, off_t off, int whence, fuse_file_info* fi);
+  int OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
+  int ReadDir(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi);
+  int ReleaseDir(fuse_req_t req, fuse_file_info* fi);
+  int StatFs(fuse_req_t req);
+
+  // A child of a node, looked up by name: its inode and attributes.
+  struct Entry {
+    uint64_t ino = 0;
+    struct stat attr = {};
+    double entry_timeout = 0, attr_timeout = 0;
+  };
+  Result<Entry> Child(const Node& parent, const std::string& name);
+  // The hidden statistics file at the root (not listed by readdir).
+  Result<Entry> StatsChild();
+  Result<Entry> GroupChild(const std::string& group, const std::string& name);
+  Result<Entry> CheckpointChild(const Node& cp_node, const std::string& name);
+  Result<std::vector<DirEntry>> List(const Node& node, uint64_t ino);
+  Result<Entry> Stat(uint64_t ino, const Node& node);
+  uint64_t GroupIno(const std::string& group);
+  uint64_t CheckpointIno(const std::string& group, const Checkpoint& cp);
+  Entry Fixed(uint64_t ino) const;
+
+  struct stat BaseAttr(mode_t type, int64_t mtime_ns) const;
+  Node CheckpointNode(NodeKind kind, const Checkpoint& cp) const;
+  Node DiskNode(const GroupState& g, const Checkpoint& cp, const std::string& disk) const;
+  Result<std::shared_ptr<const View>> ViewOf(uint64_t ino, const Node& node);
+  void SetKernelReadaheadOnce();
+  // Puts f in fi->fh and replies to an open; f is kept in open_files_ until
+  // its release (Forget), or until the mount ends.
+  void ReplyOpen(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<OpenFile> f);
+  void Forget(fuse_file_info* fi);
+
+  std::unique_ptr<Repository> repo_;
+  const MountOptions options_;
+  const uid_t uid_;
+  const gid_t gid_;
+  const int64_t mount_time_ns_;
+  // The one place the read path is chosen: the block cache shared by every
+  // view (with cache_size=0 it caches nothing but still merges concurrent
+  // loads and counts). Readahead is null when off.
+  std::unique_ptr<BlockCache> cache_;
+  std::unique_ptr<Readahead> readahead_;
+  BlockReader* block_reader_ = nullptr;
+  LiveGroups groups_;
+  InodeTable inodes_;
+  std::mutex views_mu_;  // guards views_
+  std::unordered_map<uint64_t, std::weak_ptr<const View>> views_;
+  std::string bdi_dir_;
+  std::once_flag kernel_readahead_once_;
+  // Every open file and directory. A release still queued in the kernel
+  // when the mount goes away is never delivered; the files are freed here
+  // then (declared last: before the cache and readahead they use).
+  std::mutex open_mu_;
+  std::unordered_map<const OpenFile*, std::unique_ptr<OpenFile>> open_files_;
+};
+
+}  // namespace chainfs

@@ -1,0 +1,354 @@
+// RepositoryFs: the FUSE operations (bodies and the libfuse op table).
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <cstring>
+#include <span>
+#include <spdlog/spdlog.h>
+
+#include "cache/stats_json.h"
+#include "fusefs/driver/repository_fs.h"
+
+namespace chainfs {
+
+namespace {
+
+RepositoryFs* Fs(fuse_req_t req) { return static_cast<RepositoryFs*>(fuse_req_userdata(req)); }
+
+// Replies with err unless the body replied (0). A body that throws (only
+// bad_alloc can) has not replied yet: bodies reply last.
+template <typename F>
+void Run(fuse_req_t req, F&& body) {
+  int err;
+  try {
+    err = body();
+  } catch (...) {
+    err = EIO;
+  }
+  if (err != 0) fuse_reply_err(req, err);
+}
+
+// The bytes a reply uses for zero ranges (repeated as often as needed). They
+// are written once, so that they are ordinary resident pages: a buffer never
+// written maps the kernel's shared zero page, which get_user_pages' fast
+// path refuses, and every reply with zeros then took the slow path (A/B on a
+// 1 GiB view, a third of it zeros: about a tenth of the daemon's CPU).
+// 128 KiB: few iovecs per 1 MiB reply, and small enough to stay in the CPU's
+// cache.
+std::span<const char> ZeroPages() {
+  static constexpr size_t kSize = 128 << 10;
+  alignas(4096) static char zeros[kSize];
+  static const bool touched = [] {
+    volatile char* p = zeros;
+    for (size_t i = 0; i < kSize; i += 4096) p[i] = 0;
+    return true;
+  }();
+  (void)touched;
+  return {zeros, kSize};
+}
+
+}  // namespace
+
+int RepositoryFs::Lookup(fuse_req_t req, fuse_ino_t parent, const std::string& name) {
+  std::shared_ptr<const Node> p = inodes_.Get(parent);
+  if (p == nullptr) return ENOENT;
+  auto child = Child(*p, name);
+  if (!child.ok()) return child.status().ToErrno();
+  fuse_entry_param e = {};
+  e.ino = child->ino;
+  e.attr = child->attr;
+  e.entry_timeout = child->entry_timeout;
+  e.attr_timeout = child->attr_timeout;
+  fuse_reply_entry(req, &e);
+  return 0;
+}
+
+int RepositoryFs::GetAttr(fuse_req_t req, fuse_ino_t ino) {
+  std::shared_ptr<const Node> n = inodes_.Get(ino);
+  if (n == nullptr) return ENOENT;
+  auto e = Stat(ino, *n);
+  if (!e.ok()) return e.status().ToErrno();
+  fuse_reply_attr(req, &e->attr, e->attr_timeout);
+  return 0;
+}
+
+int RepositoryFs::ReadLink(fuse_req_t req, fuse_ino_t ino) {
+  std::shared_ptr<const Node> n = inodes_.Get(ino);
+  if (n == nullptr || n->kind != NodeKind::kLatest) return EINVAL;
+  auto g = groups_.Get(n->group);
+  if (!g.ok()) return g.status().ToErrno();
+  const Checkpoint* newest = g.value()->Newest();
+  if (newest == nullptr) return ENOENT;
+  fuse_reply_readlink(req, newest->name.c_str());
+  return 0;
+}
+
+int RepositoryFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  std::shared_ptr<const Node> n = inodes_.Get(ino);
+  if (n == nullptr) return ENOENT;
+  if (n->kind == NodeKind::kRoot || n->kind == NodeKind::kGroup ||
+      n->kind == NodeKind::kCheckpoint)
+    return EISDIR;
+  if ((fi->flags & O_ACCMODE) != O_RDONLY) return EACCES;
+  if (fi->flags & O_TRUNC) return EROFS;
+  auto f = std::make_unique<OpenFile>();
+  if (n->kind == NodeKind::kDisk) {
+    auto view = ViewOf(ino, *n);
+    if (!view.ok()) {
+      spdlog::error("open {}/{}/{}{}: {}", n->group, n->checkpoint->name, n->disk, ".raw",
+                    view.status().message());
+      return view.status().ToErrno();
+    }
+    f->view = std::move(view).value();
+    if (readahead_) f->stream = readahead_->Open(f->view);
+    SetKernelReadaheadOnce();
+    fi->direct_io = options_.direct_io;
+  } else if (n->kind == NodeKind::kStats) {
+    auto snapshot = std::make_shared<Node>(*n);
+    snapshot->content = MountStatsJson(cache_.get(), readahead_.get());
+    f->node = std::move(snapshot);
+    fi->direct_io = 1;
+  } else {
+    f->node = n;
+  }
+  fi->keep_cache = !fi->direct_io;
+  ReplyOpen(req, fi, std::move(f));
+  return 0;
+}
+
+void RepositoryFs::ReplyOpen(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<OpenFile> f) {
+  OpenFile* raw = f.get();
+  fi->fh = reinterpret_cast<uint64_t>(raw);
+  {
+    // Before the reply: the release may arrive on another thread at once.
+    std::lock_guard<std::mutex> lock(open_mu_);
+    open_files_.emplace(raw, std::move(f));
+  }
+  if (fuse_reply_open(req, fi) != 0) Forget(fi);  // interrupted: no release comes
+}
+
+void RepositoryFs::Forget(fuse_file_info* fi) {
+  std::unique_ptr<OpenFile> f;  // destroyed outside the lock
+  std::lock_guard<std::mutex> lock(open_mu_);
+  auto it = open_files_.find(reinterpret_cast<const OpenFile*>(fi->fh));
+  if (it == open_files_.end()) return;
+  f = std::move(it->second);
+  open_files_.erase(it);
+}
+
+int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) {
+  const OpenFile& f = *reinterpret_cast<const OpenFile*>(fi->fh);
+  if (f.node != nullptr) {
+    // Our own reference: once the kernel has the reply, the reader may close
+    // and the release free f (and its node) while this thread is still in
+    // writev's return path (ASan checks the buffer there).
+    const std::shared_ptr<const Node> node = f.node;
+    const std::string& c = node->content;
+    size_t start = std::min(c.size(), static_cast<size_t>(off));
+    fuse_reply_buf(req, c.data() + start, std::min(n, c.size() - start));
+    return 0;
+  }
+  const View& view = *f.view;
+  const uint64_t size = view.size();
+  if (static_cast<uint64_t>(off) >= size) {
+    fuse_reply_buf(req, nullptr, 0);
+    return 0;
+  }
+  n = static_cast<size_t>(std::min<uint64_t>(n, size - off));
+  const bool scan = f.stream && readahead_->OnRead(*f.stream, static_cast<uint64_t>(off), n);
+  BlockCache::ScanScope scope(scan);
+  // The reply is gathered from the decoded blocks themselves (pinned in the
+  // cache until it is written) and a shared zero page: no copy in between.
+  thread_local std::vector<ReadPiece> pieces;
+  thread_local std::vector<iovec> iov;
+  pieces.clear();
+  iov.clear();
+  Status st = view.ReadPieces(static_cast<uint64_t>(off), n, &pieces);
+  if (!st.ok()) {
+    pieces.clear();
+    spdlog::error("read failed in repository {}: {}", repo_->path(), st.message());
+    return st.ToErrno();
+  }
+  const std::span<const char> zeros = ZeroPages();
+  for (const ReadPiece& p : pieces) {
+    if (p.data != nullptr) {
+      iov.push_back({const_cast<char*>(p.data), p.size});
+      continue;
+    }
+    for (size_t done = 0; done < p.size; done += zeros.size())
+      iov.push_back({const_cast<char*>(zeros.data()), std::min(zeros.size(), p.size - done)});
+  }
+  fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
+  pieces.clear();  // unpin
+  return 0;
+}
+
+int RepositoryFs::Release(fuse_req_t req, fuse_file_info* fi) {
+  Forget(fi);
+  fuse_reply_err(req, 0);
+  return 0;
+}
+
+int RepositoryFs::Lseek(fuse_req_t req, off_t off, int whence, fuse_file_info* fi) {
+  const OpenFile& f = *reinterpret_cast<const OpenFile*>(fi->fh);
+  if (whence != SEEK_DATA && whence != SEEK_HOLE) return EINVAL;
+  const uint64_t size = f.view ? f.view->size() : f.node->content.size();
+  if (off < 0 || static_cast<uint64_t>(off) >= size) return ENXIO;
+  uint64_t pos = static_cast<uint64_t>(off);
+  if (f.view) {
+    pos = whence == SEEK_DATA ? f.view->SeekData(pos) : f.view->SeekHole(pos);
+  } else if (whence == SEEK_HOLE) {
+    pos = size;
+  }
+  if (whence == SEEK_DATA && pos >= size) return ENXIO;
+  fuse_reply_lseek(req, static_cast<off_t>(pos));
+  return 0;
+}
+
+int RepositoryFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  std::shared_ptr<const Node> n = inodes_.Get(ino);
+  if (n == nullptr) return ENOENT;
+  auto entries = List(*n, ino);
+  if (!entries.ok()) return entries.status().ToErrno();
+  auto f = std::make_unique<OpenFile>();
+  f->entries = std::move(entries).value();
+  ReplyOpen(req, fi, std::move(f));
+  return 0;
+}
+
+int RepositoryFs::ReadDir(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) {
+  const OpenFile& f = *reinterpret_cast<const OpenFile*>(fi->fh);
+  std::vector<char> buf(n);
+  size_t used = 0;
+  for (size_t i = static_cast<size_t>(off); i < f.entries.size(); ++i) {
+    struct stat st = {};
+    st.st_ino = f.entries[i].ino;
+    st.st_mode = f.entries[i].type;
+    size_t need = fuse_add_direntry(req, buf.data() + used, n - used, f.entries[i].name.c_str(),
+                                    &st, static_cast<off_t>(i + 1));
+    if (need > n - used) break;
+    used += need;
+  }
+  fuse_reply_buf(req, buf.data(), used);
+  return 0;
+}
+
+int RepositoryFs::ReleaseDir(fuse_req_t req, fuse_file_info* fi) { return Release(req, fi); }
+
+int RepositoryFs::StatFs(fuse_req_t req) {
+  struct statvfs s = {};
+  s.f_bsize = s.f_frsize = repo_->config().block_size;
+  s.f_namemax = 255;
+  s.f_files = inodes_.size();
+  s.f_flag = ST_RDONLY;
+  fuse_reply_statfs(req, &s);
+  return 0;
+}
+
+// The op table: trampolines from libfuse's C callbacks to the bodies.
+struct FsOps {
+  static void Lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
+    Run(req, [&] { return Fs(req)->Lookup(req, parent, name); });
+  }
+  static void GetAttr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+    Run(req, [&] { return Fs(req)->GetAttr(req, ino); });
+  }
+  static void ReadLink(fuse_req_t req, fuse_ino_t ino) {
+    Run(req, [&] { return Fs(req)->ReadLink(req, ino); });
+  }
+  static void Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    Run(req, [&] { return Fs(req)->Open(req, ino, fi); });
+  }
+  static void Read(fuse_req_t req, fuse_ino_t, size_t n, off_t off, fuse_file_info* fi) {
+    Run(req, [&] { return Fs(req)->Read(req, n, off, fi); });
+  }
+  static void Release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    Run(req, [&] { return Fs(req)->Release(req, fi); });
+  }
+  static void Lseek(fuse_req_t req, fuse_ino_t, off_t off, int whence, fuse_file_info* fi) {
+    Run(req, [&] { return Fs(req)->Lseek(req, off, whence, fi); });
+  }
+  static void OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+    Run(req, [&] { return Fs(req)->OpenDir(req, ino, fi); });
+  }
+  static void ReadDir(fuse_req_t req, fuse_ino_t, size_t n, off_t off, fuse_file_info* fi) {
+    Run(req, [&] { return Fs(req)->ReadDir(req, n, off, fi); });
+  }
+  static void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+    Run(req, [&] { return Fs(req)->ReleaseDir(req, fi); });
+  }
+  static void StatFs(fuse_req_t req, fuse_ino_t) {
+    Run(req, [&] { return Fs(req)->StatFs(req); });
+  }
+  static void Init(void*, fuse_conn_info* conn) {
+    // Up to 1 MiB per request: max_write sizes libfuse's buffers and the
+    // kernel's max_pages; readahead to match.
+    conn->max_write = 1 << 20;
+    conn->max_readahead = 1 << 20;
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  }
+  // Write-like operations: the filesystem is read-only.
+  static void Rofs(fuse_req_t req) { fuse_reply_err(req, EROFS); }
+  static void SetAttr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) {
+    Rofs(req);
+  }
+  static void MkNod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { Rofs(req); }
+  static void MkDir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { Rofs(req); }
+  static void Unlink(fuse_req_t req, fuse_ino_t, const char*) { Rofs(req); }
+  static void SymLink(fuse_req_t req, const char*, fuse_ino_t, const char*) { Rofs(req); }
+  static void Rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*,
+                     unsigned) {
+    Rofs(req);
+  }
+  static void Link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { Rofs(req); }
+  static void Write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) {
+    Rofs(req);
+  }
+  static void Create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) {
+    Rofs(req);
+  }
+  static void SetXattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) {
+    Rofs(req);
+  }
+  static void RemoveXattr(fuse_req_t req, fuse_ino_t, const char*) { Rofs(req); }
+  static void Fallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) {
+    Rofs(req);
+  }
+};
+
+const fuse_lowlevel_ops& RepositoryFs::Ops() {
+  static const fuse_lowlevel_ops ops = [] {
+    fuse_lowlevel_ops o = {};
+    o.init = FsOps::Init;
+    o.lookup = FsOps::Lookup;
+    o.getattr = FsOps::GetAttr;
+    o.readlink = FsOps::ReadLink;
+    o.open = FsOps::Open;
+    o.read = FsOps::Read;
+    o.release = FsOps::Release;
+    o.lseek = FsOps::Lseek;
+    o.opendir = FsOps::OpenDir;
+    o.readdir = FsOps::ReadDir;
+    o.releasedir = FsOps::ReleaseDir;
+    o.statfs = FsOps::StatFs;
+    o.setattr = FsOps::SetAttr;
+    o.mknod = FsOps::MkNod;
+    o.mkdir = FsOps::MkDir;
+    o.unlink = FsOps::Unlink;
+    o.rmdir = FsOps::Unlink;
+    o.symlink = FsOps::SymLink;
+    o.rename = FsOps::Rename;
+    o.link = FsOps::Link;
+    o.write = FsOps::Write;
+    o.create = FsOps::Create;
+    o.setxattr = FsOps::SetXattr;
+    o.removexattr = FsOps::RemoveXattr;
+    o.fallocate = FsOps::Fallocate;
+    return o;
+  }();
+  return ops;
+}
+
+}  // namespace chainfs

@@ -1,0 +1,132 @@
+// LiveGroups: when a mount re-reads a group's manifests and when it reuses
+// its snapshot. Real repositories, real backups; times shortened through the
+// constructor (max_age 50 ms, settle 300 ms).
+#include "fusefs/driver/live_groups.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "chain/ingest/backup.h"
+#include "tests/chain/test_util.h"
+
+namespace chainfs {
+namespace {
+
+using std::chrono::milliseconds;
+using testing::TempDir;
+
+constexpr milliseconds kMaxAge{50};
+constexpr milliseconds kSettleForTest{300};
+
+class LiveGroupsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    RepoConfig cfg;
+    cfg.block_size = 4096;
+    ASSERT_TRUE(Repository::Init(dir_ / "repo", cfg).ok());
+    auto repo = Repository::Open(dir_ / "repo");
+    ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+    repo_ = std::move(repo).value();
+    testing::WriteFile(dir_ / "disk.raw", std::string(16384, 'x'));
+  }
+
+  void Backup(const std::string& checkpoint) {
+    BackupOptions o;
+    o.group = "vm1";
+    o.checkpoint = checkpoint;
+    o.threads = 1;
+    o.disks.push_back({"vda", dir_ / "disk.raw", ""});
+    auto r = chainfs::Backup(*repo_, o);
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+  }
+
+  static void Sleep(milliseconds d) { std::this_thread::sleep_for(d); }
+  // Waits until the checkpoints directory's times have settled.
+  static void Settle() { Sleep(kSettleForTest + milliseconds(100)); }
+
+  // The group's snapshot now; null (and a test failure) if Get fails.
+  static std::shared_ptr<const GroupState> Snapshot(LiveGroups& groups) {
+    auto g = groups.Get("vm1");
+    EXPECT_TRUE(g.ok()) << g.status().ToString();
+    return g.ok() ? g.value() : nullptr;
+  }
+  static std::vector<std::string> NamesOf(const std::shared_ptr<const GroupState>& g) {
+    std::vector<std::string> names;
+    if (g) for (const Checkpoint& cp : g->checkpoints) names.push_back(cp.name);
+    return names;
+  }
+
+  TempDir dir_;
+  std::unique_ptr<Repository> repo_;
+};
+
+using Names = std::vector<std::string>;
+
+TEST_F(LiveGroupsTest, SettledSnapshotIsReusedPastMaxAge) {
+  Backup("c1");
+  Settle();
+  LiveGroups groups(*repo_, kMaxAge, kSettleForTest);
+  auto first = Snapshot(groups);
+  EXPECT_EQ(NamesOf(first), Names{"c1"});
+  Sleep(kMaxAge * 3);
+  EXPECT_EQ(Snapshot(groups), first) << "nothing changed: the manifests are not read again";
+}
+
+TEST_F(LiveGroupsTest, UnsettledSnapshotIsReadAgainAfterMaxAge) {
+  Backup("c1");
+  LiveGroups groups(*repo_, kMaxAge, kSettleForTest);
+  auto first = Snapshot(groups);  // the directory changed just now
+  EXPECT_EQ(Snapshot(groups), first) << "younger than max_age: reused";
+  Sleep(kMaxAge * 3);
+  EXPECT_NE(Snapshot(groups), first)
+      << "a change in the tick of the scan could hide behind unchanged times: read again";
+}
+
+TEST_F(LiveGroupsTest, CommitAndRemovalAfterASettledScanAreSeen) {
+  Backup("c1");
+  Settle();
+  LiveGroups groups(*repo_, kMaxAge, kSettleForTest);
+  EXPECT_EQ(NamesOf(Snapshot(groups)), Names{"c1"});
+  Backup("c2");  // commits c2.json by rename into the checkpoints directory
+  EXPECT_EQ(NamesOf(Snapshot(groups)), (Names{"c1", "c2"}));
+  Settle();
+  EXPECT_EQ(NamesOf(Snapshot(groups)), (Names{"c1", "c2"}));
+  ASSERT_EQ(::unlink((repo_->CheckpointDir("vm1") + "/c2.json").c_str()), 0);
+  EXPECT_EQ(NamesOf(Snapshot(groups)), Names{"c1"});
+}
+
+TEST_F(LiveGroupsTest, NothingSettlesWithZeroSettle) {
+  Backup("c1");
+  Settle();
+  LiveGroups groups(*repo_, kMaxAge, milliseconds(0));  // as on a network filesystem
+  auto first = Snapshot(groups);
+  Sleep(kMaxAge * 3);
+  EXPECT_NE(Snapshot(groups), first);
+}
+
+TEST(LiveGroupsSettle, OnlyLocalFilesystemsSettle) {
+  EXPECT_TRUE(LiveGroups::LocalFilesystem(0xEF53));       // ext4
+  EXPECT_TRUE(LiveGroups::LocalFilesystem(0x58465342));   // xfs
+  EXPECT_FALSE(LiveGroups::LocalFilesystem(0x6969));      // nfs
+  EXPECT_FALSE(LiveGroups::LocalFilesystem(0x00C36400));  // ceph
+  EXPECT_FALSE(LiveGroups::LocalFilesystem(0x65735546));  // fuse
+  EXPECT_EQ(LiveGroups::SettleFor("/proc"), milliseconds(0)) << "procfs is not local storage";
+  EXPECT_EQ(LiveGroups::SettleFor("/nonexistent/path"), milliseconds(0));
+}
+
+TEST_F(LiveGroupsTest, InvalidateForcesARead) {
+  Backup("c1");
+  Settle();
+  LiveGroups groups(*repo_, kMaxAge, kSettleForTest);
+  auto first = Snapshot(groups);
+  groups.Invalidate("vm1");
+  EXPECT_NE(Snapshot(groups), first);
+}
+
+}  // namespace
+}  // namespace chainfs
