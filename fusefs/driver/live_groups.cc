@@ -55,21 +55,40 @@ bool LiveGroups::Fresh(const Entry& e, const struct stat& st,
          SameTime(e.mtime, st.st_mtim) && SameTime(e.ctime, st.st_ctim);
 }
 
+LiveGroups::LiveGroups(const Repository& repo, std::chrono::milliseconds max_age,
+                       std::chrono::milliseconds settle, Loader loader)
+    : repo_(repo),
+      max_age_(max_age),
+      settle_(settle),
+      loader_(loader ? std::move(loader)
+                     : [&repo](const std::string& group) { return repo.LoadGroup(group); }) {}
+
+std::shared_ptr<LiveGroups::Entry> LiveGroups::EntryOf(const std::string& group) {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::shared_ptr<Entry>& e = entries_[group];
+  if (!e) e = std::make_shared<Entry>();
+  return e;
+}
+
 Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& group) {
   CHAINFS_RETURN_IF_ERROR(ValidateName("group", group));
   const std::string dir = repo_.CheckpointDir(group);
-  std::lock_guard<std::mutex> lock(mu_);
+  const std::shared_ptr<Entry> entry = EntryOf(group);
+  Entry& e = *entry;
+  std::lock_guard<std::mutex> lock(e.mu);
   struct stat st;
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
-    entries_.erase(group);
+    e.snapshot = nullptr;  // for a thread that still holds the entry
+    std::lock_guard<std::mutex> map_lock(mu_);
+    auto it = entries_.find(group);
+    if (it != entries_.end() && it->second == entry) entries_.erase(it);
     return Status::NotFound("group '" + group + "' not found in " + repo_.path());
   }
   const auto now = std::chrono::steady_clock::now();
-  Entry& e = entries_[group];
   if (Fresh(e, st, now)) return e.snapshot;
   const bool settled = settle_.count() > 0 && OlderThan(st.st_mtim, settle_) &&
                        OlderThan(st.st_ctim, settle_);
-  auto loaded = repo_.LoadGroup(group);
+  auto loaded = loader_(group);
   e.scanned = now;  // a failed rescan is retried after max_age
   e.mtime = st.st_mtim;
   e.ctime = st.st_ctim;
@@ -78,9 +97,8 @@ Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& gro
     if (!e.failure_logged)
       spdlog::error("rescanning group {}: {}", group, loaded.status().message());
     e.failure_logged = true;
-    if (e.snapshot) return e.snapshot;
-    entries_.erase(group);
-    return loaded.status();
+    return e.snapshot ? Result<std::shared_ptr<const GroupState>>(e.snapshot)
+                      : Result<std::shared_ptr<const GroupState>>(loaded.status());
   }
   e.failure_logged = false;
   e.snapshot = std::make_shared<const GroupState>(std::move(loaded).value());
@@ -88,12 +106,16 @@ Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& gro
 }
 
 void LiveGroups::Invalidate(const std::string& group) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto it = entries_.find(group);
-  if (it != entries_.end()) {
-    it->second.scanned = {};
-    it->second.settled = false;
+  std::shared_ptr<Entry> e;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = entries_.find(group);
+    if (it == entries_.end()) return;
+    e = it->second;
   }
+  std::lock_guard<std::mutex> lock(e->mu);
+  e->scanned = {};
+  e->settled = false;
 }
 
 }  // namespace chainfs

@@ -22,12 +22,16 @@
 // and lookup, a tenth of a warm re-read of a 1 GiB view).
 //
 // Snapshots are immutable and shared: a caller may keep one as long as it
-// likes. Thread-safe.
+// likes. Thread-safe. Each group has its own lock (single flight): a rescan
+// of one group (its manifests over NFS can take long) makes concurrent Gets
+// of that group wait for its result and read it once, while lookups in other
+// groups go on.
 #pragma once
 
 #include <sys/stat.h>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -51,9 +55,11 @@ class LiveGroups {
   static std::chrono::milliseconds SettleFor(const std::string& repo_path);
   static bool LocalFilesystem(long f_type);
 
+  // How a group is read: Repository::LoadGroup, or a test's stand-in.
+  using Loader = std::function<Result<GroupState>(const std::string& group)>;
+
   LiveGroups(const Repository& repo, std::chrono::milliseconds max_age,
-             std::chrono::milliseconds settle = kSettle)
-      : repo_(repo), max_age_(max_age), settle_(settle) {}
+             std::chrono::milliseconds settle = kSettle, Loader loader = nullptr);
 
   // The group's current checkpoints; kNotFound if the group does not exist.
   Result<std::shared_ptr<const GroupState>> Get(const std::string& group);
@@ -67,6 +73,7 @@ class LiveGroups {
 
  private:
   struct Entry {
+    std::mutex mu;  // guards the fields below; held while the group is read
     std::shared_ptr<const GroupState> snapshot;
     std::chrono::steady_clock::time_point scanned;
     struct timespec mtime = {}, ctime = {};
@@ -76,11 +83,15 @@ class LiveGroups {
   bool Fresh(const Entry& e, const struct stat& st,
              std::chrono::steady_clock::time_point now) const;
 
+  // The group's entry, created if new.
+  std::shared_ptr<Entry> EntryOf(const std::string& group);
+
   const Repository& repo_;
   const std::chrono::milliseconds max_age_;
   const std::chrono::milliseconds settle_;
-  std::mutex mu_;  // guards entries_; held while a group is read
-  std::map<std::string, Entry> entries_;
+  const Loader loader_;
+  std::mutex mu_;  // guards the map entries_ only, never held during I/O
+  std::map<std::string, std::shared_ptr<Entry>> entries_;
 };
 
 }  // namespace chainfs

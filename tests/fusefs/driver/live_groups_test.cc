@@ -5,7 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <future>
 #include <memory>
 #include <string>
 #include <thread>
@@ -35,9 +38,9 @@ class LiveGroupsTest : public ::testing::Test {
     testing::WriteFile(dir_ / "disk.raw", std::string(16384, 'x'));
   }
 
-  void Backup(const std::string& checkpoint) {
+  void Backup(const std::string& checkpoint, const std::string& group = "vm1") {
     BackupOptions o;
-    o.group = "vm1";
+    o.group = group;
     o.checkpoint = checkpoint;
     o.threads = 1;
     o.disks.push_back({"vda", dir_ / "disk.raw", ""});
@@ -126,6 +129,63 @@ TEST_F(LiveGroupsTest, InvalidateForcesARead) {
   auto first = Snapshot(groups);
   groups.Invalidate("vm1");
   EXPECT_NE(Snapshot(groups), first);
+}
+
+// Issue 12: a rescan of one group (slow manifests on NFS) holds up neither
+// lookups in other groups nor more than one read of that group.
+TEST_F(LiveGroupsTest, SlowRescanOfOneGroupIsReadOnceAndDelaysNoOtherGroup) {
+  Backup("c1", "vm1");
+  Backup("c1", "vm2");
+  std::mutex mu;
+  std::condition_variable cv;
+  bool release = false;
+  std::atomic<int> vm1_reads{0}, vm1_waiting{0};
+  LiveGroups groups(*repo_, kMaxAge, kSettleForTest, [&](const std::string& group) {
+    if (group == "vm1") {
+      ++vm1_reads;
+      std::unique_lock<std::mutex> lock(mu);
+      ++vm1_waiting;
+      cv.wait(lock, [&] { return release; });
+    }
+    return repo_->LoadGroup(group);
+  });
+  auto unblock = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      release = true;
+    }
+    cv.notify_all();
+  };
+  std::future<Result<std::shared_ptr<const GroupState>>> a, b, other;
+  // Declared after the futures, so destroyed first: a failed assertion
+  // releases the stuck read instead of leaving the futures' threads blocked.
+  std::shared_ptr<void> release_at_exit(nullptr, [&](void*) { unblock(); });
+  a = std::async(std::launch::async, [&] { return groups.Get("vm1"); });
+  b = std::async(std::launch::async, [&] { return groups.Get("vm1"); });
+  while (vm1_waiting.load() == 0) Sleep(milliseconds(1));
+  // vm1's read is stuck: vm2 is answered anyway.
+  other = std::async(std::launch::async, [&] { return groups.Get("vm2"); });
+  ASSERT_EQ(other.wait_for(std::chrono::seconds(10)), std::future_status::ready)
+      << "a lookup in vm2 waited for vm1's rescan";
+  auto vm2 = other.get();
+  ASSERT_TRUE(vm2.ok()) << vm2.status().ToString();
+  EXPECT_EQ(NamesOf(vm2.value()), Names{"c1"});
+  unblock();
+  auto ra = a.get(), rb = b.get();
+  ASSERT_TRUE(ra.ok() && rb.ok());
+  EXPECT_EQ(ra.value(), rb.value()) << "the waiting Get shares the one read";
+  EXPECT_EQ(vm1_reads.load(), 1);
+}
+
+TEST_F(LiveGroupsTest, MissingGroupIsNotFoundAndLeavesNothingBehind) {
+  Backup("c1");
+  LiveGroups groups(*repo_, kMaxAge, kSettleForTest);
+  for (int i = 0; i < 3; ++i) {
+    auto g = groups.Get("nosuch");
+    ASSERT_FALSE(g.ok());
+    EXPECT_EQ(g.status().code(), Status::Code::kNotFound);
+  }
+  EXPECT_EQ(NamesOf(Snapshot(groups)), Names{"c1"});
 }
 
 }  // namespace
