@@ -11,13 +11,14 @@
 #include <set>
 #include <spdlog/spdlog.h>
 
-#include "chain/ingest/dirty_map.h"
 #include "chain/base/failpoint.h"
 #include "chain/base/file.h"
 #include "chain/base/names.h"
 #include "chain/base/progress.h"
 #include "chain/repo/txn.h"
 #include "chain/base/worker_pool.h"
+#include "chain/ingest/source.h"
+#include "chain/ingest/source_reader.h"
 
 namespace chainfs {
 namespace {
@@ -27,8 +28,8 @@ constexpr size_t kMaxBatchesInFlight = 6;  // bounds memory: ~6 x 2 x 4 MiB
 
 // What one disk of the backup will do, decided before anything is written.
 struct DiskPlan {
-  DiskSource source;
-  std::unique_ptr<RandomAccessFile> file;
+  DiskSource spec;
+  std::shared_ptr<const Source> source;
   std::shared_ptr<const View> base;  // null: full
   std::vector<BlockRange> ranges;    // blocks to read
   DiskReport report;
@@ -41,11 +42,16 @@ struct BlockOutcome {
   std::string stored;
 };
 
+// A run of blocks on its way: read (SourceReader) ─► classified and
+// compressed (WorkerPool) ─► written in order (WriteDisk). done is set when
+// both are over, or when the read failed.
 struct Batch {
   uint64_t first_block = 0;
   uint32_t count = 0;
   std::vector<char> data;
   std::vector<BlockOutcome> out;
+  Status read_status;
+  std::promise<void> done;
 };
 
 // Classifies and compresses the blocks of a batch (runs on a worker).
@@ -151,13 +157,16 @@ Status BackupRun::Plan(const GroupState& g) {
   const uint32_t bs = repo_.config().block_size;
   for (const DiskSource& src : opts_.disks) {
     DiskPlan p;
-    p.source = src;
-    auto file = OpenRandomAccessFile(src.path);
-    if (!file.ok()) return file.status().Context("source of disk " + src.disk);
-    p.file = std::move(file).value();
+    p.spec = src;
+    p.source = src.source;
+    if (!p.source) {
+      auto opened = OpenSource({src.path, src.dirty_map});
+      if (!opened.ok()) return opened.status().Context("source of disk " + src.disk);
+      p.source = std::move(opened).value();
+    }
     p.report.disk = src.disk;
-    p.report.virtual_size = p.file->Size();
-    const uint64_t nblocks = (p.report.virtual_size + bs - 1) / bs;
+    p.report.virtual_size = p.source->Size();
+    const uint64_t nblocks = BlockCount(p.report.virtual_size, bs);
     bool has_history = base && base->FindDisk(src.disk);
     if (has_history) {
       auto view = repo_.OpenView(g, *base, src.disk);
@@ -167,7 +176,7 @@ Status BackupRun::Plan(const GroupState& g) {
       p.report.kind = (base == g.Newest()) ? DeltaKind::kIncremental : DeltaKind::kDifferential;
     } else {
       p.report.added_later = base != nullptr;
-      if (!src.dirty_map.empty())
+      if (p.source->HasChangedRanges())
         return Status::InvalidArgument(
             "disk " + src.disk + " has no earlier backup" +
             (base ? " in the chain of checkpoint " + base->name : std::string(" in group ") +
@@ -176,12 +185,20 @@ Status BackupRun::Plan(const GroupState& g) {
             "Give it without --dirty " + src.disk + "=... (it is then read whole and stored "
             "full), or use --full");
     }
-    if (!src.dirty_map.empty()) {
-      auto ranges = LoadDirtyMap(src.dirty_map, bs, p.report.virtual_size);
-      if (!ranges.ok()) return ranges.status();
-      p.ranges = std::move(ranges).value();
+    if (p.source->HasChangedRanges()) {
+      auto changed = p.source->ChangedRanges();
+      if (!changed.ok()) return changed.status();
+      p.ranges = BlocksTouched(changed.value(), bs, p.report.virtual_size);
     } else if (nblocks > 0) {
       p.ranges.push_back({0, nblocks});
+    }
+    // Stored full, an all-zero block is a hole whether read or not: skip
+    // what the source knows reads as zeros (NBD base:allocation).
+    if (!p.base && p.source->HasZeroRanges()) {
+      auto zeros = p.source->ZeroRanges();
+      if (!zeros.ok()) return zeros.status().Context("source of disk " + src.disk);
+      p.ranges =
+          SubtractBlocks(p.ranges, BlocksCovered(zeros.value(), bs, p.report.virtual_size));
     }
     plans_.push_back(std::move(p));
   }
@@ -201,13 +218,22 @@ Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, Worker
 
   uint64_t total = 0;
   for (const auto& r : plan.ranges) total += r.block_count;
-  Progress progress("backup " + plan.source.disk, total * bs);
+  Progress progress("backup " + plan.spec.disk, total * bs);
+  // Batches in submission order; each is read on the reader's threads, then
+  // processed on the pool, and written here in order.
   std::deque<std::pair<std::unique_ptr<Batch>, std::future<void>>> window;
+  SourceReader reader(*plan.source, kMaxBatchesInFlight);
 
   auto drain_one = [&]() -> Status {
     auto [batch, fut] = std::move(window.front());
     window.pop_front();
     fut.get();
+    if (!batch->read_status.ok())
+      return batch->read_status.Context(
+          "reading source " + plan.source->Name() + " of disk " + plan.spec.disk +
+          " (it was " + std::to_string(size) +
+          " bytes when the backup started; did it change or vanish?)");
+    plan.report.blocks_read += batch->count;
     for (BlockOutcome& o : batch->out) {
       if (o.what == BlockOutcome::What::kData) {
         CHAINFS_RETURN_IF_ERROR(writer.AddBlock(o.entry, o.stored.data()));
@@ -236,20 +262,20 @@ Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, Worker
       batch->data.assign(static_cast<size_t>(batch->count) * bs, 0);
       const uint64_t off = b * bs;
       const uint64_t n = std::min<uint64_t>(batch->data.size(), size - off);
-      st = plan.file->ReadAt(off, n, batch->data.data());
-      if (!st.ok()) {
-        st = st.Context("reading source " + plan.source.path + " of disk " + plan.source.disk +
-                        " (it was " + std::to_string(size) +
-                        " bytes when the backup started; did it change or vanish?)");
-        break;
-      }
-      plan.report.blocks_read += batch->count;
       Batch* raw = batch.get();
       const View* base = plan.base.get();
-      auto fut = pool.Submit([raw, base, bs, level, compress] {
-        ProcessBatch(raw, base, bs, level, compress);
+      window.emplace_back(std::move(batch), raw->done.get_future());
+      reader.Read(off, n, raw->data.data(), [raw, base, bs, level, compress, &pool](Status rs) {
+        if (!rs.ok()) {
+          raw->read_status = std::move(rs);
+          raw->done.set_value();
+          return;
+        }
+        pool.Submit([raw, base, bs, level, compress] {
+          ProcessBatch(raw, base, bs, level, compress);
+          raw->done.set_value();
+        });
       });
-      window.emplace_back(std::move(batch), std::move(fut));
     }
     if (!st.ok()) break;
   }
@@ -336,10 +362,10 @@ Result<BackupReport> BackupRun::Run() {
   WorkerPool pool(opts_.threads);
   Status st;
   for (DiskPlan& plan : plans_) {
-    std::string file = NewDeltaFileName(opts_.checkpoint, plan.source.disk);
+    std::string file = NewDeltaFileName(opts_.checkpoint, plan.spec.disk);
     st = WriteDisk(plan, file, pool);
     if (!st.ok()) break;
-    cp_.disks.push_back({plan.source.disk, file, plan.report.kind, plan.report.base,
+    cp_.disks.push_back({plan.spec.disk, file, plan.report.kind, plan.report.base,
                          plan.report.virtual_size, plan.report.stored_bytes});
   }
   if (st.ok()) st = Commit(g);

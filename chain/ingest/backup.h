@@ -1,9 +1,10 @@
 // Backup: turn sources (raw images, block devices) into one new checkpoint.
 //
-//   source ─► changed blocks ─► compressed in parallel ─► delta file ─► fsync
-//          (dirty map, or        (WorkerPool, zstd;       (one per disk)
-//           content hashes        raw when it does not
-//           against the base)     shrink)
+//   Source ─► changed blocks ─► read, several ─► compressed in ─► delta file ─► fsync
+//   (source.h) (changed ranges,  requests in      parallel        (one per disk)
+//              or content hashes flight           (WorkerPool,
+//              against the base) (SourceReader)   zstd; raw when
+//                                                 it does not shrink)
 //   every delta durable ─► manifest written and renamed into place (commit)
 //
 // Invariants: nothing visible changes before the commit rename; on any
@@ -14,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "chain/ingest/source.h"
 #include "chain/repo/repository.h"
 
 namespace chainfs {
@@ -22,6 +24,9 @@ struct DiskSource {
   std::string disk;       // disk name in the group
   std::string path;       // raw image file or block device
   std::string dirty_map;  // nbdinfo --json --map output; empty = compare hashes
+  // Already opened: read this instead of opening path and dirty_map (tests,
+  // callers that open sources themselves). Null: OpenSource({path, dirty_map}).
+  std::shared_ptr<const Source> source;
 };
 
 struct BackupOptions {

@@ -1,21 +1,19 @@
 #include "chain/ingest/dirty_map.h"
 
-#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "chain/base/file.h"
 
 namespace chainfs {
 
-Result<std::vector<BlockRange>> LoadDirtyMap(const std::string& path, uint32_t block_size,
-                                             uint64_t disk_size) {
+Result<std::vector<ByteRange>> LoadDirtyMap(const std::string& path) {
   auto text = ReadWholeFile(path, 256 << 20);
   if (!text.ok()) return text.status().Context("dirty map");
   auto j = nlohmann::json::parse(text.value(), nullptr, false);
   if (j.is_discarded() || !j.is_array())
     return Status::InvalidArgument("dirty map " + path +
                                    ": not a JSON array as printed by nbdinfo --json --map");
-  std::vector<BlockRange> ranges;
+  std::vector<ByteRange> ranges;
   for (size_t i = 0; i < j.size(); ++i) {
     const auto& e = j[i];
     std::string where = "dirty map " + path + ": entry " + std::to_string(i);
@@ -27,26 +25,10 @@ Result<std::vector<BlockRange>> LoadDirtyMap(const std::string& path, uint32_t b
     uint64_t off = e["offset"].get<uint64_t>();
     uint64_t len = e["length"].get<uint64_t>();
     if (len > UINT64_MAX - off) return Status::InvalidArgument(where + ": range overflows");
-    if ((e["type"].get<int64_t>() & 1) == 0 || len == 0 || off >= disk_size) continue;
-    uint64_t end = std::min(off + len, disk_size);
-    uint64_t fb = off / block_size;
-    uint64_t lb = (end + block_size - 1) / block_size;
-    ranges.push_back({fb, lb - fb});
+    if ((e["type"].get<int64_t>() & 1) == 0 || len == 0) continue;
+    ranges.push_back({off, len});
   }
-  std::sort(ranges.begin(), ranges.end(),
-            [](const BlockRange& a, const BlockRange& b) { return a.first_block < b.first_block; });
-  std::vector<BlockRange> merged;
-  for (const auto& r : ranges) {
-    if (!merged.empty() &&
-        merged.back().first_block + merged.back().block_count >= r.first_block) {
-      uint64_t end = std::max(merged.back().first_block + merged.back().block_count,
-                              r.first_block + r.block_count);
-      merged.back().block_count = end - merged.back().first_block;
-    } else {
-      merged.push_back(r);
-    }
-  }
-  return merged;
+  return ranges;
 }
 
 }  // namespace chainfs

@@ -2,26 +2,21 @@
 // was started, in the JSON printed by
 //   nbdinfo --json --map=qemu:dirty-bitmap:BITMAP nbd://...
 // (an array of {"offset", "length", "type", "description"}; type bit 0 set =
-// dirty), as exported by `qemu-nbd -B BITMAP`.
+// dirty), as exported by `qemu-nbd -B BITMAP`. The file source's changed
+// ranges (chain/ingest/file_source.h).
 #pragma once
 
-#include <cstdint>
 #include <string>
 #include <vector>
 
 #include "chain/base/status.h"
+#include "chain/ingest/source.h"
 
 namespace chainfs {
 
-struct BlockRange {
-  uint64_t first_block = 0;
-  uint64_t block_count = 0;
-};
-
-// Parses the map at path and returns the dirty ranges rounded out to whole
-// blocks of block_size, clipped to disk_size, sorted and merged. A malformed
-// map fails naming the file and the entry.
-Result<std::vector<BlockRange>> LoadDirtyMap(const std::string& path, uint32_t block_size,
-                                             uint64_t disk_size);
+// Parses the map at path and returns its dirty byte ranges as listed (in
+// file order, at the bitmap's granularity; BlocksTouched makes blocks of
+// them). A malformed map fails naming the file and the entry.
+Result<std::vector<ByteRange>> LoadDirtyMap(const std::string& path);
 
 }  // namespace chainfs

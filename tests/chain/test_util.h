@@ -8,6 +8,7 @@
 
 #include <boost/filesystem.hpp>
 #include <fstream>
+#include <random>
 #include <string>
 
 #include "chain/base/file.h"
@@ -37,6 +38,14 @@ inline void WriteFile(const std::string& path, const std::string& data) {
   std::ofstream f(path, std::ios::binary | std::ios::trunc);
   f.write(data.data(), static_cast<std::streamsize>(data.size()));
   ASSERT_TRUE(f.good()) << path;
+}
+
+// n pseudo-random bytes, the same for the same seed.
+inline std::string RandomBytes(size_t n, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, '\0');
+  for (auto& c : s) c = static_cast<char>(rng());
+  return s;
 }
 
 inline std::string ReadFile(const std::string& path) {

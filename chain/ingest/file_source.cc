@@ -1,0 +1,27 @@
+#include "chain/ingest/file_source.h"
+
+#include "chain/ingest/dirty_map.h"
+
+namespace chainfs {
+
+Status FileSource::ReadAt(uint64_t offset, size_t n, void* buf) const {
+  if (offset > Size() || n > Size() - offset)
+    return Status::InvalidArgument(Name() + ": read of " + std::to_string(n) +
+                                   " bytes at offset " + std::to_string(offset) +
+                                   " is past its end (" + std::to_string(Size()) + " bytes)");
+  return file_->ReadAt(offset, n, buf);
+}
+
+Result<std::vector<ByteRange>> FileSource::ChangedRanges() const {
+  if (dirty_map_.empty()) return Source::ChangedRanges();
+  return LoadDirtyMap(dirty_map_);
+}
+
+Result<std::unique_ptr<Source>> OpenFileSource(const SourceSpec& spec) {
+  auto file = OpenRandomAccessFile(spec.location);
+  if (!file.ok()) return file.status();
+  return std::unique_ptr<Source>(
+      std::make_unique<FileSource>(std::move(file).value(), spec.dirty_map));
+}
+
+}  // namespace chainfs
