@@ -107,20 +107,19 @@ bool Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
 // are neither resident nor being loaded. REQUIRES: s.mu_ held.
 void Readahead::Queue(Stream& s, uint64_t start, uint64_t stop) {
   const View& view = *s.view_;
-  const uint64_t bs = view.block_size();
-  const uint64_t first = start / bs, last = (stop + bs - 1) / bs;
-  const auto& runs = view.map().runs();
-  const MapRun* run = view.map().FindAtOrAfter(first);
+  const ExtentMap& map = view.map();
   const uint64_t generation = s.generation_.load(std::memory_order_relaxed);
   std::vector<Task> tasks;
-  for (size_t i = run ? run - runs.data() : runs.size(); i < runs.size(); ++i) {
-    const MapRun& r = runs[i];
-    if (r.first_block >= last) break;
-    if (r.is_zero()) continue;
-    const auto& layer = view.layers()[r.layer].layer;
-    for (uint64_t b = std::max(first, r.first_block); b < std::min(last, r.end()); ++b) {
-      const uint64_t entry = r.first_entry + (b - r.first_block);
-      if (!cache_->Contains(layer->id(), entry))
+  for (const MapRun* r = map.FindAtOrAfter(start); r != nullptr && r != map.runs_end(); ++r) {
+    if (r->start >= stop) break;
+    if (r->is_zero()) continue;
+    const auto& layer = view.layers()[r->layer].layer;
+    const auto [first, last] = r->EntriesOf(std::max(start, r->start), std::min(stop, r->end));
+    for (uint64_t entry = first; entry <= last; ++entry) {
+      // Runs of one layer split by a newer one may share an entry.
+      const bool queued = !tasks.empty() && tasks.back().layer == layer &&
+                          tasks.back().entry == entry;
+      if (!queued && !cache_->Contains(layer->id(), entry))
         tasks.push_back(Task{s.weak_from_this(), generation, layer, entry});
     }
   }

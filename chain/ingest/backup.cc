@@ -69,7 +69,8 @@ void ProcessBatch(Batch* b, const View* base, uint32_t bs, int level, bool compr
     const uint64_t block = b->first_block + i;
     BlockOutcome& o = b->out[i];
     std::optional<ContentHash> known;
-    if (base) known = base->KnownBlockHash(block);
+    // nullopt (unknown, or a base of another block size): compare by storing.
+    if (base && base->block_size() == bs) known = base->KnownBlockHash(block);
     if (IsAllZero(p, bs)) {
       // Full: a hole. Incremental: a zero run unless the base reads zeros.
       o.what = (!base || (known && *known == zero_hash)) ? BlockOutcome::What::kUnchanged

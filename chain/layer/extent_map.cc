@@ -1,13 +1,14 @@
 #include "chain/layer/extent_map.h"
 
 #include <algorithm>
+#include <bit>
 #include <iterator>
 #include <map>
 
 namespace chainfs {
 namespace {
 
-// Disjoint, merged intervals [start, end) of blocks already resolved by a
+// Disjoint, merged intervals [start, end) of bytes already resolved by a
 // newer layer.
 class CoveredSet {
  public:
@@ -37,42 +38,43 @@ class CoveredSet {
 }  // namespace
 
 ExtentMap ExtentMap::Build(const std::vector<const Layer*>& layers,
-                           const std::vector<uint64_t>& clip_blocks) {
+                           const std::vector<uint64_t>& clip_bytes) {
   ExtentMap m;
   CoveredSet covered;
   for (uint32_t li = 0; li < layers.size(); ++li) {
-    const uint64_t clip = clip_blocks[li];
+    const uint64_t clip = clip_bytes[li];
+    const uint8_t shift = static_cast<uint8_t>(std::countr_zero(layers[li]->block_size()));
     layers[li]->ForEachExtent([&](const LayerExtent& x) {
-      uint64_t start = x.first_block;
-      uint64_t end = std::min(x.first_block + x.block_count, clip);
-      if (start >= end) return;
-      covered.CoverGaps(start, end, [&](uint64_t s, uint64_t e) {
+      const uint64_t end = std::min(x.end(), clip);
+      if (x.offset >= end) return;
+      covered.CoverGaps(x.offset, end, [&](uint64_t s, uint64_t e) {
         MapRun r;
-        r.first_block = s;
-        r.block_count = e - s;
+        r.start = s;
+        r.end = e;
         if (x.kind == LayerExtent::Kind::kData) {
           r.layer = li;
-          r.first_entry = x.first_entry + (s - x.first_block);
+          r.entry_shift = shift;
+          r.entry_pos = (x.first_entry << shift) + (s - x.offset);
         }
         m.runs_.push_back(r);
       });
     });
   }
   std::sort(m.runs_.begin(), m.runs_.end(),
-            [](const MapRun& a, const MapRun& b) { return a.first_block < b.first_block; });
+            [](const MapRun& a, const MapRun& b) { return a.start < b.start; });
   return m;
 }
 
-const MapRun* ExtentMap::FindAtOrAfter(uint64_t block) const {
-  // First run whose end is > block.
-  auto it = std::upper_bound(runs_.begin(), runs_.end(), block,
-                             [](uint64_t b, const MapRun& r) { return b < r.end(); });
+const MapRun* ExtentMap::FindAtOrAfter(uint64_t pos) const {
+  // First run whose end is > pos.
+  auto it = std::upper_bound(runs_.begin(), runs_.end(), pos,
+                             [](uint64_t p, const MapRun& r) { return p < r.end; });
   return it == runs_.end() ? nullptr : &*it;
 }
 
-const MapRun* ExtentMap::Find(uint64_t block) const {
-  const MapRun* r = FindAtOrAfter(block);
-  return (r && r->first_block <= block) ? r : nullptr;
+const MapRun* ExtentMap::Find(uint64_t pos) const {
+  const MapRun* r = FindAtOrAfter(pos);
+  return (r && r->start <= pos) ? r : nullptr;
 }
 
 }  // namespace chainfs

@@ -1,7 +1,10 @@
 // Layer: one delta opened for reading, whatever its on-disk format.
 //
-// A layer is an extent index (which blocks it stores, which ranges it says
-// read as zeros) plus a way to read one stored block. Composition (ExtentMap,
+// A layer is an extent index (which byte ranges it stores, which it says read
+// as zeros) plus a way to read one stored entry: a block of the layer's own
+// block_size(), a power of two (the native format's block, a qcow2 cluster).
+// Layers of one view may have different block sizes and extents at any
+// 512-byte granularity (LayerExtent). Composition (ExtentMap,
 // View) and the block cache see only this interface: a virtnbdbackup stream
 // or a qcow2 file becomes readable by implementing it, with no change to the
 // read path.
@@ -11,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "chain/base/hash.h"
@@ -18,14 +22,29 @@
 
 namespace chainfs {
 
+// One extent of a layer, in bytes of the layer's disk: [offset, offset +
+// length). offset and length are multiples of 512, except that the extent may
+// end at the layer's virtual size. Extents never reach past virtual_size().
+//
+// A data extent's bytes are served by consecutive entries of the layer's own
+// block_size() (its cluster size), from its start:
+//
+//   extent   |<---------------------- length ----------------------->|
+//            offset
+//   entries  | first_entry | first_entry + 1 | ... | first_entry + k  |...
+//            |<--- bs ---->|
+//
+// entry first_entry + k holds bytes [offset + k * bs, offset + (k + 1) * bs)
+// of the extent; the last entry may hold fewer (the extent ends inside it),
+// and the rest of its block_size() bytes then read as zeros. A zero extent
+// reads as zeros and has no entries.
 struct LayerExtent {
   enum class Kind : uint8_t { kData, kZero };
-  uint64_t first_block = 0;
-  uint64_t block_count = 0;
+  uint64_t offset = 0;
+  uint64_t length = 0;
   Kind kind = Kind::kData;
-  // kData: entry number of first_block; entry numbers of the following blocks
-  // of the extent are consecutive.
-  uint64_t first_entry = 0;
+  uint64_t first_entry = 0;  // kData: the entry holding byte `offset`
+  uint64_t end() const { return offset + length; }
 };
 
 class Layer {
@@ -33,17 +52,22 @@ class Layer {
   virtual ~Layer() = default;
   // Unique among the layers of this process: the block cache's key.
   virtual uint64_t id() const = 0;
+  // The size of one entry, a power of two.
   virtual uint32_t block_size() const = 0;
   virtual uint64_t virtual_size() const = 0;
   // Where it lives, for messages ("/repo/groups/vm1/deltas/c3.vda.x.delta").
   virtual const std::string& location() const = 0;
-  // Calls fn for every extent, in increasing block order, extents disjoint.
+  // Calls fn for every extent, in increasing offset order, extents disjoint.
   virtual void ForEachExtent(const std::function<void(const LayerExtent&)>& fn) const = 0;
-  // Reads, verifies and decodes one stored block into out (block_size bytes).
-  // A damaged block is kCorruption naming the location and block.
+  // Reads, verifies and decodes one stored entry into out (block_size bytes;
+  // past the end of its extent, zeros). A damaged entry is kCorruption naming
+  // the location and block.
   virtual Status ReadBlock(uint64_t entry, char* out) const = 0;
-  // The content hash of a stored block, known without reading it.
-  virtual ContentHash BlockHash(uint64_t entry) const = 0;
+  // The content hash of a stored entry's block_size() bytes as ReadBlock
+  // gives them, when known without reading it (the native format stores
+  // one); nullopt when the format keeps none (then a backup compares by
+  // reading).
+  virtual std::optional<ContentHash> BlockHash(uint64_t entry) const = 0;
   // Bytes this layer stores on disk for one entry (for du-like accounting).
   virtual uint64_t StoredLength(uint64_t entry) const = 0;
   // Hints that entries [first, first + count) will be read soon, so that

@@ -1,6 +1,7 @@
 #include "chain/layer/view.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace chainfs {
@@ -38,27 +39,20 @@ Result<std::shared_ptr<const View>> View::Create(std::vector<LayerRef> layers, s
   v->label_ = std::move(label);
   v->reader_ = reader ? reader : DirectBlockReader::Get();
   std::vector<const Layer*> raw;
-  std::vector<uint64_t> clip_blocks;
+  std::vector<uint64_t> clip_bytes;
   uint64_t clip = UINT64_MAX;
   for (const LayerRef& ref : layers) {
-    if (ref.layer->block_size() != v->block_size_)
+    if (!std::has_single_bit(ref.layer->block_size()))
       return Status::Corruption(v->label_ + ": layer " + ref.layer->location() +
                                 " has block size " + std::to_string(ref.layer->block_size()) +
-                                ", the view " + std::to_string(v->block_size_));
+                                ", not a power of two");
     clip = std::min(clip, ref.layer->virtual_size());
-    v->clip_bytes_.push_back(clip);
-    clip_blocks.push_back((clip + v->block_size_ - 1) / v->block_size_);
+    clip_bytes.push_back(clip);
     raw.push_back(ref.layer.get());
   }
   v->layers_ = std::move(layers);
-  v->map_ = ExtentMap::Build(raw, clip_blocks);
+  v->map_ = ExtentMap::Build(raw, clip_bytes);
   return std::shared_ptr<const View>(std::move(v));
-}
-
-uint64_t View::VisibleBytes(uint32_t li, uint64_t block) const {
-  uint64_t start = block * block_size_;
-  uint64_t clip = clip_bytes_[li];
-  return clip <= start ? 0 : std::min<uint64_t>(block_size_, clip - start);
 }
 
 template <typename Zero, typename Data>
@@ -66,32 +60,29 @@ Status View::Walk(uint64_t offset, size_t n, Zero zero, Data data) const {
   const uint64_t end = offset + n;
   const uint64_t data_end = std::min(end, size_);
   uint64_t pos = offset;
+  // One lookup per request; then the runs are walked in order.
+  const MapRun* run = pos < data_end ? map_.FindAtOrAfter(pos) : nullptr;
+  const MapRun* const runs_end = run ? map_.runs_end() : nullptr;
   while (pos < data_end) {
-    const uint64_t block = pos / block_size_;
-    const MapRun* run = map_.FindAtOrAfter(block);
-    if (run == nullptr || run->first_block > block || run->is_zero()) {
+    while (run != runs_end && run->end <= pos) ++run;
+    if (run == runs_end || run->start > pos || run->is_zero()) {
       // Hole or zero run: no I/O.
-      uint64_t stop = run == nullptr ? data_end
-                      : run->is_zero() && run->first_block <= block
-                          ? std::min(data_end, run->end() * block_size_)
-                          : std::min(data_end, run->first_block * block_size_);
+      const uint64_t stop = run == runs_end ? data_end
+                            : run->start > pos ? std::min(data_end, run->start)
+                                               : std::min(data_end, run->end);
       zero(stop - pos);
       pos = stop;
       continue;
     }
-    const uint32_t in_block = static_cast<uint32_t>(pos % block_size_);
-    const uint64_t chunk = std::min<uint64_t>(block_size_ - in_block, data_end - pos);
-    const uint64_t visible = VisibleBytes(run->layer, block);
-    const uint64_t copy = in_block < visible ? std::min<uint64_t>(chunk, visible - in_block) : 0;
-    if (copy > 0) {
-      const uint64_t entry = run->first_entry + (block - run->first_block);
-      Status st = data(run->layer, entry, in_block, static_cast<uint32_t>(copy));
-      if (!st.ok())
-        return st.Context("view " + label_ + " offset " + std::to_string(pos) +
-                          " (stored by checkpoint " + layers_[run->layer].checkpoint + ")");
-    }
-    if (copy < chunk) zero(chunk - copy);
-    pos += chunk;
+    // Up to the end of the entry, the run or the request.
+    const EntryPos at = run->EntryAt(pos);
+    const uint64_t len =
+        std::min({run->end, data_end, pos + (run->entry_size() - at.offset)}) - pos;
+    Status st = data(run->layer, at.entry, at.offset, static_cast<uint32_t>(len));
+    if (!st.ok())
+      return st.Context("view " + label_ + " offset " + std::to_string(pos) +
+                        " (stored by checkpoint " + layers_[run->layer].checkpoint + ")");
+    pos += len;
   }
   if (end > data_end) zero(end - std::max(offset, data_end));
   return Status::Ok();
@@ -132,8 +123,7 @@ Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out) 
 
 void View::WillNeed(uint64_t offset, uint64_t n) const {
   if (n == 0 || offset >= size_) return;
-  const uint64_t first = offset / block_size_;
-  const uint64_t last = (std::min(size_, offset + n) + block_size_ - 1) / block_size_;
+  const uint64_t stop = std::min(size_, offset + n);
   // One hint per stretch of consecutive entries of a layer (a run, or runs
   // whose entries continue each other's). Entries shadowed by newer layers
   // are never asked for: in a deep chain most of an old layer's entries in a
@@ -145,19 +135,16 @@ void View::WillNeed(uint64_t offset, uint64_t n) const {
     if (lo < hi) layers_[li].layer->WillNeed(lo, hi - lo);
     lo = hi = 0;
   };
-  const MapRun* end = map_.runs().data() + map_.runs().size();
-  for (const MapRun* r = map_.FindAtOrAfter(first); r != nullptr && r != end; ++r) {
-    if (r->first_block >= last) break;
+  for (const MapRun* r = map_.FindAtOrAfter(offset); r != nullptr && r != map_.runs_end(); ++r) {
+    if (r->start >= stop) break;
     if (r->is_zero()) continue;
-    const uint64_t b = std::max(first, r->first_block);
-    const uint64_t lo = r->first_entry + (b - r->first_block);
-    const uint64_t hi = r->first_entry + (std::min(last, r->end()) - r->first_block);
+    const auto [lo, last] = r->EntriesOf(std::max(offset, r->start), std::min(stop, r->end));
     auto& p = pending[r->layer];
-    if (p.first < p.second && p.second == lo) {
-      p.second = hi;
+    if (p.first < p.second && p.first <= lo && lo <= p.second) {
+      p.second = std::max(p.second, last + 1);  // continues (or shares an entry)
     } else {
       flush(r->layer);
-      p = {lo, hi};
+      p = {lo, last + 1};
     }
   }
   for (size_t li = 0; li < pending.size(); ++li) flush(li);
@@ -165,12 +152,9 @@ void View::WillNeed(uint64_t offset, uint64_t n) const {
 
 uint64_t View::SeekData(uint64_t offset) const {
   if (offset >= size_) return size_;
-  uint64_t block = offset / block_size_;
-  for (const MapRun* r = map_.FindAtOrAfter(block); r != nullptr; ++r) {
-    if (r == map_.runs().data() + map_.runs().size()) break;
+  for (const MapRun* r = map_.FindAtOrAfter(offset); r != nullptr && r != map_.runs_end(); ++r) {
     if (r->is_zero()) continue;
-    uint64_t start = std::max(offset, r->first_block * block_size_);
-    return std::min(start, size_);
+    return std::min(std::max(offset, r->start), size_);
   }
   return size_;
 }
@@ -178,35 +162,67 @@ uint64_t View::SeekData(uint64_t offset) const {
 uint64_t View::SeekHole(uint64_t offset, uint64_t limit) const {
   if (offset >= size_) return size_;
   uint64_t pos = offset;
-  const MapRun* end = map_.runs().data() + map_.runs().size();
-  for (const MapRun* r = map_.FindAtOrAfter(pos / block_size_); r != nullptr && r != end; ++r) {
-    uint64_t rs = r->first_block * block_size_;
-    if (rs > pos || r->is_zero()) return std::min(pos, size_);  // a gap or a zero run
-    pos = r->end() * block_size_;  // data run: continue after it
+  for (const MapRun* r = map_.FindAtOrAfter(pos); r != nullptr && r != map_.runs_end(); ++r) {
+    if (r->start > pos || r->is_zero()) return std::min(pos, size_);  // a gap or a zero run
+    pos = r->end;  // data run: continue after it
     if (pos >= size_) return size_;
     if (pos >= limit) return pos;
   }
   return std::min(pos, size_);
 }
 
-std::optional<ContentHash> View::KnownBlockHash(uint64_t block) const {
-  const MapRun* r = map_.Find(block);
-  if (r == nullptr || r->is_zero()) return ZeroBlockHash(block_size_);
+bool View::ReadsZeros(const MapRun* r, uint64_t from, uint64_t to) const {
+  for (; r != nullptr && r != map_.runs_end() && r->start < to; ++r)
+    if (!r->is_zero() && r->end > from) return false;
+  return true;
+}
+
+std::optional<View::WholeEntry> View::WholeEntryAt(const MapRun* r, uint64_t start) const {
+  if (r == nullptr || r->start > start || r->is_zero() || r->entry_size() != block_size_)
+    return std::nullopt;
+  const EntryPos at = r->EntryAt(start);
+  if (at.offset != 0) return std::nullopt;
+  // The view reads the entry up to r->end. That is all of it, or all that
+  // its extent holds when r->end is the layer's virtual size (no extent
+  // reaches past it; the entry reads zeros past its extent's end).
+  const uint64_t block_end = start + block_size_;
+  if (r->end < block_end && r->end != layers_[r->layer].layer->virtual_size())
+    return std::nullopt;
+  // The rest of the block (before the view's end) must read zeros.
+  if (r->end < std::min(block_end, size_) &&
+      !ReadsZeros(r + 1, r->end, std::min(block_end, size_)))
+    return std::nullopt;
+  return WholeEntry{r->layer, at.entry};
+}
+
+std::optional<View::WholeEntry> View::WholeEntryOf(uint64_t block) const {
   const uint64_t start = block * block_size_;
-  const Layer& layer = *layers_[r->layer].layer;
-  // Stored blocks are zero past their layer's own virtual size, so the
-  // stored hash holds if the clip cuts nothing but that zero padding.
-  const uint64_t clip = clip_bytes_[r->layer];
-  if (clip < std::min(start + block_size_, layer.virtual_size())) return std::nullopt;
-  return layer.BlockHash(r->first_entry + (block - r->first_block));
+  if (start >= size_) return std::nullopt;
+  return WholeEntryAt(map_.FindAtOrAfter(start), start);
+}
+
+std::optional<ContentHash> View::KnownBlockHash(uint64_t block) const {
+  const uint64_t start = block * block_size_;
+  if (start >= size_) return ZeroBlockHash(block_size_);
+  const MapRun* r = map_.FindAtOrAfter(start);
+  if (ReadsZeros(r, start, std::min(start + block_size_, size_)))
+    return ZeroBlockHash(block_size_);
+  const std::optional<WholeEntry> w = WholeEntryAt(r, start);
+  if (!w) return std::nullopt;
+  return layers_[w->layer].layer->BlockHash(w->entry);
 }
 
 uint64_t View::StoredBytes() const {
   uint64_t total = 0;
+  // Runs of one layer split by a newer layer may share an entry: count once.
+  std::vector<uint64_t> last(layers_.size(), UINT64_MAX);
   for (const MapRun& r : map_.runs()) {
     if (r.is_zero()) continue;
     const Layer& layer = *layers_[r.layer].layer;
-    for (uint64_t i = 0; i < r.block_count; ++i) total += layer.StoredLength(r.first_entry + i);
+    auto [first, last_entry] = r.EntriesOf(r.start, r.end);
+    if (last[r.layer] == first) ++first;
+    for (uint64_t e = first; e <= last_entry; ++e) total += layer.StoredLength(e);
+    last[r.layer] = last_entry;
   }
   return total;
 }

@@ -4,10 +4,12 @@
 //                        truncated or zero-extended to c3's virtual size
 //
 // A View owns (shares) its layers and an ExtentMap built once; Read() splits
-// a request into blocks (unaligned head, whole blocks, unaligned tail), serves
-// holes and zero runs with memset, and fetches data blocks through a
+// a request at run boundaries and at entry boundaries of whichever layer
+// serves each byte range (layers may have different block sizes), serves
+// holes and zero runs with memset, and fetches data entries through a
 // BlockReader: direct layer reads by default, the shared block cache in a
-// mount. Immutable after Create; all methods are thread-safe.
+// mount. The view's block_size() is its newest layer's: the unit backup
+// compares and stores in. Immutable after Create; all methods are thread-safe.
 //
 //   auto view = repo->OpenView("vm1", "c3", "vda");
 //   std::vector<char> buf(4096);
@@ -67,7 +69,8 @@ class View {
     std::string checkpoint;  // which checkpoint stored it, for messages
   };
 
-  // REQUIRES: layers newest first, all of one block size, non-empty.
+  // REQUIRES: layers newest first, non-empty. A layer whose block size is not
+  // a power of two is refused (kCorruption).
   // label names the view in messages ("vm1/c3/vda").
   static Result<std::shared_ptr<const View>> Create(std::vector<LayerRef> layers,
                                                     std::string label,
@@ -100,24 +103,39 @@ class View {
   // and returns it (a caller that only cares up to limit pays no more).
   uint64_t SeekHole(uint64_t offset, uint64_t limit = UINT64_MAX) const;
 
+  // One stored entry that gives view block `block` (block_size() bytes,
+  // zero-padded past size()) exactly, as is.
+  struct WholeEntry {
+    uint32_t layer = 0;  // index into layers()
+    uint64_t entry = 0;
+  };
+  // The entry when one serves the whole block: of the view's block size,
+  // starting at the block's start, the view reading the entry's bytes up to
+  // its layer's extent end (or all of them) and zeros in the rest of the
+  // block. nullopt otherwise (mixed layers, clipped, other granularity).
+  std::optional<WholeEntry> WholeEntryOf(uint64_t block) const;
   // The content hash of block `block` as this view reads it (zero-padded to a
-  // whole block), when the map tells it without reading; nullopt when the
-  // block is partly clipped and only reading could tell.
+  // whole block), when the map tells it without reading: the block reads all
+  // zeros (holes, zero runs), or WholeEntryOf gives an entry whose layer
+  // knows its hash. nullopt means "only reading can tell", never "same".
   std::optional<ContentHash> KnownBlockHash(uint64_t block) const;
-  // Bytes stored on disk for the data blocks this view reads.
+  // Bytes stored on disk for the data entries this view reads.
   uint64_t StoredBytes() const;
-  // Bytes [start, end) of block `block` visible from layer li (rest reads 0).
-  uint64_t VisibleBytes(uint32_t li, uint64_t block) const;
 
  private:
   View() = default;
   // Splits [offset, offset + n) into zero ranges, zero(length), and data
-  // ranges, data(layer index, entry, offset in block, length);
+  // ranges within one entry, data(layer index, entry, offset in entry,
+  // length);
   // returns the first error of data() with the view and position added.
   template <typename Zero, typename Data>
   Status Walk(uint64_t offset, size_t n, Zero zero, Data data) const;
   std::vector<LayerRef> layers_;
-  std::vector<uint64_t> clip_bytes_;  // per layer: min virtual size of layers 0..i
+  // True when view bytes [from, to) are all holes or zero runs; r is the
+  // first run that ends after from (or nullptr).
+  bool ReadsZeros(const MapRun* r, uint64_t from, uint64_t to) const;
+  // WholeEntryOf for the block starting at byte start; r as for ReadsZeros.
+  std::optional<WholeEntry> WholeEntryAt(const MapRun* r, uint64_t start) const;
   ExtentMap map_;
   std::string label_;
   BlockReader* reader_ = nullptr;

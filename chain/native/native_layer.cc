@@ -1,5 +1,6 @@
 #include "chain/native/native_layer.h"
 
+#include <algorithm>
 #include <atomic>
 
 namespace chainfs {
@@ -20,13 +21,21 @@ Result<std::shared_ptr<NativeLayer>> NativeLayer::Open(const std::string& path) 
 void NativeLayer::ForEachExtent(const std::function<void(const LayerExtent&)>& fn) const {
   // Merge the (sorted) data entries into runs of consecutive blocks, and
   // interleave the (sorted) zero runs, so that extents come in block order.
+  // Extents are in bytes, block-aligned, the last one ending at the virtual
+  // size (DeltaReader::Load keeps every block below it).
   const auto& entries = reader_->entries();
   const auto& zeros = reader_->zero_runs();
+  const uint64_t bs = block_size(), size = virtual_size();
+  auto extent = [&](uint64_t first_block, uint64_t blocks, LayerExtent::Kind kind,
+                    uint64_t first_entry) {
+    const uint64_t offset = first_block * bs;
+    fn({offset, std::min(blocks * bs, size - offset), kind, first_entry});
+  };
   size_t zi = 0;
   size_t i = 0;
   while (i < entries.size() || zi < zeros.size()) {
     if (zi < zeros.size() && (i == entries.size() || zeros[zi].first_block < entries[i].block)) {
-      fn({zeros[zi].first_block, zeros[zi].block_count, LayerExtent::Kind::kZero, 0});
+      extent(zeros[zi].first_block, zeros[zi].block_count, LayerExtent::Kind::kZero, 0);
       ++zi;
       continue;
     }
@@ -34,7 +43,7 @@ void NativeLayer::ForEachExtent(const std::function<void(const LayerExtent&)>& f
     while (j < entries.size() && entries[j].block == entries[j - 1].block + 1 &&
            (zi == zeros.size() || zeros[zi].first_block > entries[j].block))
       ++j;
-    fn({entries[i].block, j - i, LayerExtent::Kind::kData, i});
+    extent(entries[i].block, j - i, LayerExtent::Kind::kData, i);
     i = j;
   }
 }

@@ -27,7 +27,7 @@ class NativeLayer : public Layer {
   Status ReadBlock(uint64_t entry, char* out) const override {
     return reader_->ReadBlock(entry, out);
   }
-  ContentHash BlockHash(uint64_t entry) const override {
+  std::optional<ContentHash> BlockHash(uint64_t entry) const override {
     return reader_->entries()[entry].content;
   }
   uint64_t StoredLength(uint64_t entry) const override {

@@ -56,18 +56,29 @@ class OpBuilder {
     zero_end_ = has_base ? std::min(base_size, merged.size()) : 0;
   }
 
+  // Classifies the view's blocks in order, a stretch at a time where no run
+  // or one zero run covers them, else block by block.
   std::vector<OpRun> Build() {
-    uint64_t pos = 0;
-    for (const MapRun& r : v_.map().runs()) {
-      Gap(pos, r.first_block);
-      if (r.is_zero()) {
-        if (has_base_) Push({OpRun::Kind::kZero, r.first_block, r.block_count});
+    const uint64_t nblocks = CeilDiv(v_.size(), bs_);
+    const MapRun* r = v_.map().runs().data();
+    const MapRun* const runs_end = v_.map().runs_end();
+    for (uint64_t b = 0; b < nblocks;) {
+      const uint64_t start = b * bs_, stop = std::min(start + bs_, v_.size());
+      while (r != runs_end && r->end <= start) ++r;
+      if (r == runs_end || r->start >= stop) {
+        // No merged layer touches blocks [b, next).
+        const uint64_t next = r == runs_end ? nblocks : r->start / bs_;
+        Gap(b, next);
+        b = next;
+      } else if (r->is_zero() && r->start <= start && r->end >= stop) {
+        // Whole blocks of one zero run.
+        const uint64_t next = r->end >= v_.size() ? nblocks : r->end / bs_;
+        if (has_base_) Push({OpRun::Kind::kZero, b, next - b});
+        b = next;
       } else {
-        Data(r);
+        Data(b++);
       }
-      pos = r.end();
     }
-    Gap(pos, CeilDiv(v_.size(), bs_));
     return std::move(ops_);
   }
 
@@ -102,18 +113,14 @@ class OpBuilder {
     if (zs < ze) Push({OpRun::Kind::kZero, zs, ze - zs});
   }
 
-  // A stored block may be copied if the old view sees all of it, or all but
-  // the zero padding past its own layer's virtual size.
-  void Data(const MapRun& r) {
-    const uint64_t layer_size = v_.layers()[r.layer].layer->virtual_size();
-    for (uint64_t i = 0; i < r.block_count; ++i) {
-      const uint64_t b = r.first_block + i;
-      const uint64_t visible_end = b * bs_ + v_.VisibleBytes(r.layer, b);
-      if (visible_end >= std::min((b + 1) * bs_, layer_size))
-        Push({OpRun::Kind::kCopy, b, 1, r.layer, r.first_entry + i});
-      else
-        Push({OpRun::Kind::kReencode, b, 1});
-    }
+  // A stored block may be copied if it gives the old view's block as is
+  // (View::WholeEntryOf); a block of mixed or clipped sources is re-encoded
+  // from the old view.
+  void Data(uint64_t b) {
+    if (const std::optional<View::WholeEntry> w = v_.WholeEntryOf(b))
+      Push({OpRun::Kind::kCopy, b, 1, w->layer, w->entry});
+    else
+      Push({OpRun::Kind::kReencode, b, 1});
   }
 
   const View& v_;

@@ -108,8 +108,8 @@ class SparseLayer : public FakeLayer {
 TEST(ReadaheadTest, DiskHintsSkipShadowedEntries) {
   auto older = std::make_shared<FakeLayer>(64);
   auto newer = std::make_shared<SparseLayer>(
-      64, std::vector<LayerExtent>{{10, 10, LayerExtent::Kind::kData, 0},
-                                   {30, 2, LayerExtent::Kind::kData, 10}});
+      64, std::vector<LayerExtent>{{10 * kBs, 10 * kBs, LayerExtent::Kind::kData, 0},
+                                   {30 * kBs, 2 * kBs, LayerExtent::Kind::kData, 10}});
   auto v = View::Create({{newer, "c2"}, {older, "c1"}}, "vm/c2/vda");
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   v.value()->WillNeed(0, 64 * kBs);
