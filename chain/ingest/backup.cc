@@ -1,7 +1,6 @@
 #include "chain/ingest/backup.h"
 
 #include <unistd.h>
-#include <zstd.h>
 
 #include <boost/filesystem.hpp>
 #include <chrono>
@@ -33,13 +32,14 @@ struct DiskPlan {
   std::shared_ptr<const View> base;  // null: full
   std::vector<BlockRange> ranges;    // blocks to read
   DiskReport report;
+  std::string format;                // of the delta written
 };
 
 struct BlockOutcome {
   enum class What : uint8_t { kUnchanged, kZero, kData };
   What what = What::kUnchanged;
-  IndexEntry entry;
-  std::string stored;
+  StoredBlock stored;  // kData; its bytes are in bytes
+  std::string bytes;
 };
 
 // A run of blocks on its way: read (SourceReader) ─► classified and
@@ -54,14 +54,8 @@ struct Batch {
   std::promise<void> done;
 };
 
-// Classifies and compresses the blocks of a batch (runs on a worker).
-void ProcessBatch(Batch* b, const View* base, uint32_t bs, int level, bool compress) {
-  struct CCtx {
-    ZSTD_CCtx* p = ZSTD_createCCtx();
-    ~CCtx() { ZSTD_freeCCtx(p); }
-  };
-  thread_local CCtx cctx;
-  thread_local std::string scratch;
+// Classifies and encodes the blocks of a batch (runs on a worker).
+void ProcessBatch(Batch* b, const View* base, uint32_t bs, const LayerWriter& writer) {
   const ContentHash zero_hash = ZeroBlockHash(bs);
   b->out.resize(b->count);
   for (uint32_t i = 0; i < b->count; ++i) {
@@ -80,22 +74,7 @@ void ProcessBatch(Batch* b, const View* base, uint32_t bs, int level, bool compr
     ContentHash h = HashContent(p, bs);
     if (known && *known == h) continue;  // unchanged
     o.what = BlockOutcome::What::kData;
-    o.entry.block = block;
-    o.entry.content = h;
-    size_t n = 0;
-    if (compress) {
-      scratch.resize(ZSTD_compressBound(bs));
-      n = ZSTD_compressCCtx(cctx.p, scratch.data(), scratch.size(), p, bs, level);
-    }
-    if (compress && !ZSTD_isError(n) && n < bs) {
-      o.entry.codec = Codec::kZstd;
-      o.stored.assign(scratch.data(), n);
-    } else {
-      o.entry.codec = Codec::kRaw;
-      o.stored.assign(p, bs);
-    }
-    o.entry.stored_len = static_cast<uint32_t>(o.stored.size());
-    o.entry.checksum = Checksum64(o.stored.data(), o.stored.size());
+    o.stored = writer.Encode(block, p, h, &o.bytes);
   }
 }
 
@@ -209,13 +188,10 @@ Status BackupRun::Plan(const GroupState& g) {
 Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, WorkerPool& pool) {
   const uint32_t bs = repo_.config().block_size;
   const uint64_t size = plan.report.virtual_size;
-  const bool compress = repo_.config().compression == "zstd";
-  const int level = repo_.config().compression_level;
-  std::string path = repo_.DeltaPath(opts_.group, file_name);
-  auto w = DeltaWriter::Create(path, bs, size);
+  auto w = repo_.CreateDelta(opts_.group, file_name, size);
   if (!w.ok()) return w.status();
-  written_.push_back(path);
-  DeltaWriter& writer = *w.value();
+  written_.push_back(w.value()->path());
+  LayerWriter& writer = *w.value();
 
   uint64_t total = 0;
   for (const auto& r : plan.ranges) total += r.block_count;
@@ -237,7 +213,8 @@ Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, Worker
     plan.report.blocks_read += batch->count;
     for (BlockOutcome& o : batch->out) {
       if (o.what == BlockOutcome::What::kData) {
-        CHAINFS_RETURN_IF_ERROR(writer.AddBlock(o.entry, o.stored.data()));
+        o.stored.data = o.bytes.data();  // bytes may have moved since Encode
+        CHAINFS_RETURN_IF_ERROR(writer.AddStored(o.stored));
         ++plan.report.blocks_stored;
       } else if (o.what == BlockOutcome::What::kZero) {
         writer.AddZeroRun(batch->first_block + (&o - batch->out.data()), 1);
@@ -266,14 +243,14 @@ Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, Worker
       Batch* raw = batch.get();
       const View* base = plan.base.get();
       window.emplace_back(std::move(batch), raw->done.get_future());
-      reader.Read(off, n, raw->data.data(), [raw, base, bs, level, compress, &pool](Status rs) {
+      reader.Read(off, n, raw->data.data(), [raw, base, bs, &writer, &pool](Status rs) {
         if (!rs.ok()) {
           raw->read_status = std::move(rs);
           raw->done.set_value();
           return;
         }
-        pool.Submit([raw, base, bs, level, compress] {
-          ProcessBatch(raw, base, bs, level, compress);
+        pool.Submit([raw, base, bs, &writer] {
+          ProcessBatch(raw, base, bs, writer);
           raw->done.set_value();
         });
       });
@@ -290,6 +267,7 @@ Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, Worker
   CHAINFS_RETURN_IF_ERROR(writer.Finish());
   progress.Finish();
   plan.report.stored_bytes = writer.stored_bytes();
+  plan.format = writer.format();
   return Status::Ok();
 }
 
@@ -367,7 +345,7 @@ Result<BackupReport> BackupRun::Run() {
     st = WriteDisk(plan, file, pool);
     if (!st.ok()) break;
     cp_.disks.push_back({plan.spec.disk, file, plan.report.kind, plan.report.base,
-                         plan.report.virtual_size, plan.report.stored_bytes});
+                         plan.report.virtual_size, plan.report.stored_bytes, plan.format});
   }
   if (st.ok()) st = Commit(g);
   if (!st.ok()) {

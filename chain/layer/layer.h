@@ -19,6 +19,7 @@
 
 #include "chain/base/hash.h"
 #include "chain/base/status.h"
+#include "chain/layer/stored_block.h"
 
 namespace chainfs {
 
@@ -77,6 +78,21 @@ class Layer {
   virtual void WillNeed(uint64_t first, uint64_t count) const {
     (void)first;
     (void)count;
+  }
+  // The stored blocks of entries [first, first + count), as is (not decoded),
+  // each checksum verified, passed to fn in entry order: consolidation copies
+  // them into a new file of the same format. Reads in bulk (one read for
+  // stored bytes that lie together), with *scratch as the buffer. count 0
+  // only asks whether the layer can. A format that cannot give its stored
+  // bytes returns kNotSupported (the default).
+  virtual Status ReadStored(uint64_t first, uint64_t count, std::string* scratch,
+                            const StoredBlockFn& fn) const {
+    (void)first;
+    (void)count;
+    (void)scratch;
+    (void)fn;
+    return Status::NotSupported(location() +
+                                ": this layer's format cannot give its stored blocks as is");
   }
 };
 

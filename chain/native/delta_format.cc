@@ -260,33 +260,28 @@ Status DeltaReader::ReadStored(size_t i, std::string* stored) const {
   const IndexEntry& e = entries_.at(i);
   stored->resize(e.stored_len);
   CHAINFS_RETURN_IF_ERROR(file_->ReadAt(e.offset, e.stored_len, stored->data()));
-  if (Checksum64(stored->data(), e.stored_len) != e.checksum)
-    return Status::Corruption(path() + ": block " + std::to_string(e.block) +
-                              " (offset " + std::to_string(e.offset) +
-                              "): checksum mismatch of stored bytes");
-  return Status::Ok();
+  return VerifyStoredBlock(e.Stored(stored->data()), path(), e.offset);
 }
 
-Status DecodeStoredBlock(const IndexEntry& e, const char* stored, uint32_t block_size,
-                         char* out, const std::string& where) {
-  if (e.codec == Codec::kRaw) {
-    std::memcpy(out, stored, block_size);
-  } else {
-    struct DCtx {
-      ZSTD_DCtx* p = ZSTD_createDCtx();
-      ~DCtx() { ZSTD_freeDCtx(p); }
-    };
-    thread_local DCtx dctx;
-    size_t n = ZSTD_decompressDCtx(dctx.p, out, block_size, stored, e.stored_len);
-    if (ZSTD_isError(n) || n != block_size)
-      return Status::Corruption(where + ": block " + std::to_string(e.block) +
-                                ": zstd decompression failed" +
-                                (ZSTD_isError(n) ? std::string(": ") + ZSTD_getErrorName(n)
-                                                 : std::string(": short output")));
+Status DeltaReader::ReadStoredRange(size_t first, size_t count, std::string* scratch,
+                                    const StoredBlockFn& fn) const {
+  const std::vector<IndexEntry>& es = entries_;
+  for (size_t i = first, end = first + count; i < end;) {
+    // Stored bytes of consecutive entries usually lie back to back: one read.
+    size_t j = i + 1;
+    uint64_t len = es[i].stored_len;
+    while (j < end && es[j].offset == es[j - 1].offset + es[j - 1].stored_len &&
+           len + es[j].stored_len <= kReadStoredChunk)
+      len += es[j++].stored_len;
+    scratch->resize(len);
+    CHAINFS_RETURN_IF_ERROR(file_->ReadAt(es[i].offset, len, scratch->data()));
+    for (size_t k = i, pos = 0; k < j; pos += es[k++].stored_len) {
+      const StoredBlock s = es[k].Stored(scratch->data() + pos);
+      CHAINFS_RETURN_IF_ERROR(VerifyStoredBlock(s, path(), es[k].offset));
+      CHAINFS_RETURN_IF_ERROR(fn(s));
+    }
+    i = j;
   }
-  if (HashContent(out, block_size) != e.content)
-    return Status::Corruption(where + ": block " + std::to_string(e.block) +
-                              ": content hash mismatch after decoding");
   return Status::Ok();
 }
 
@@ -295,18 +290,13 @@ Status DeltaReader::ReadBlock(size_t i, char* out) const {
   if (e.codec == Codec::kRaw) {
     // Read straight into out; the checksum covers the stored (= raw) bytes.
     CHAINFS_RETURN_IF_ERROR(file_->ReadAt(e.offset, e.stored_len, out));
-    if (Checksum64(out, e.stored_len) != e.checksum)
-      return Status::Corruption(path() + ": block " + std::to_string(e.block) +
-                                " (offset " + std::to_string(e.offset) +
-                                "): checksum mismatch of stored bytes");
-    if (HashContent(out, e.stored_len) != e.content)
-      return Status::Corruption(path() + ": block " + std::to_string(e.block) +
-                                ": content hash mismatch");
-    return Status::Ok();
+    const StoredBlock s = e.Stored(out);
+    CHAINFS_RETURN_IF_ERROR(VerifyStoredBlock(s, path(), e.offset));
+    return DecodeBlock(s, header_.block_size, out, path());
   }
   thread_local std::string stored;
   CHAINFS_RETURN_IF_ERROR(ReadStored(i, &stored));
-  return DecodeStoredBlock(e, stored.data(), header_.block_size, out, path());
+  return DecodeBlock(e.Stored(stored.data()), header_.block_size, out, path());
 }
 
 void DeltaReader::WillNeed(size_t first, size_t count) const {

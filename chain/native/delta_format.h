@@ -27,6 +27,7 @@
 #include "chain/base/file.h"
 #include "chain/base/hash.h"
 #include "chain/base/status.h"
+#include "chain/native/block_codec.h"
 
 namespace chainfs {
 
@@ -40,8 +41,6 @@ inline constexpr size_t kIndexEntrySize = 48;
 inline constexpr size_t kZeroRunSize = 16;
 inline constexpr uint32_t kMinBlockSize = 4096;
 inline constexpr uint32_t kMaxBlockSize = 4u << 20;
-
-enum class Codec : uint8_t { kRaw = 0, kZstd = 1 };
 
 bool IsValidBlockSize(uint64_t block_size);
 
@@ -64,6 +63,14 @@ struct IndexEntry {
 
   void EncodeTo(std::string* dst) const;
   static IndexEntry DecodeFrom(const char* p);
+  // The entry as a StoredBlock whose bytes are at data.
+  StoredBlock Stored(const char* data) const {
+    return {block, static_cast<uint8_t>(codec), checksum, content, data, stored_len};
+  }
+  // The entry of a stored block (offset filled in by DeltaWriter::AddBlock).
+  static IndexEntry Of(const StoredBlock& s) {
+    return {s.block, 0, s.size, static_cast<Codec>(s.codec), s.checksum, s.content};
+  }
 };
 
 struct ZeroRun {
@@ -130,6 +137,13 @@ class DeltaReader {
 
   // Reads entry i's stored bytes and checks their checksum.
   Status ReadStored(size_t i, std::string* stored) const;
+  // Reads the stored bytes of entries [first, first + count) as is, in bulk
+  // (entries whose bytes lie back to back are read together, up to
+  // kReadStoredChunk at a time, into *scratch), checks each block's checksum
+  // and calls fn for it in order. REQUIRES: first + count <= entries().size().
+  Status ReadStoredRange(size_t first, size_t count, std::string* scratch,
+                         const StoredBlockFn& fn) const;
+  static constexpr uint64_t kReadStoredChunk = 8 << 20;
   // Reads, checks and decompresses entry i into out (block_size bytes), then
   // checks the content hash.
   Status ReadBlock(size_t i, char* out) const;
@@ -147,10 +161,5 @@ class DeltaReader {
   std::vector<IndexEntry> entries_;
   std::vector<ZeroRun> zero_runs_;
 };
-
-// Decompresses (or copies) stored bytes into out (block_size bytes) and checks
-// the content hash; `where` names the block in error messages.
-Status DecodeStoredBlock(const IndexEntry& e, const char* stored, uint32_t block_size,
-                         char* out, const std::string& where);
 
 }  // namespace chainfs

@@ -18,6 +18,14 @@ Result<std::shared_ptr<NativeLayer>> NativeLayer::Open(const std::string& path) 
   return std::make_shared<NativeLayer>(std::move(reader).value());
 }
 
+Status NativeLayer::ReadStored(uint64_t first, uint64_t count, std::string* scratch,
+                               const StoredBlockFn& fn) const {
+  if (first > reader_->entries().size() || count > reader_->entries().size() - first)
+    return Status::InvalidArgument(location() + ": entries " + std::to_string(first) + "+" +
+                                   std::to_string(count) + " out of range");
+  return reader_->ReadStoredRange(first, count, scratch, fn);
+}
+
 void NativeLayer::ForEachExtent(const std::function<void(const LayerExtent&)>& fn) const {
   // Merge the (sorted) data entries into runs of consecutive blocks, and
   // interleave the (sorted) zero runs, so that extents come in block order.

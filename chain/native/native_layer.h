@@ -36,6 +36,8 @@ class NativeLayer : public Layer {
   void WillNeed(uint64_t first, uint64_t count) const override {
     reader_->WillNeed(first, count);
   }
+  Status ReadStored(uint64_t first, uint64_t count, std::string* scratch,
+                    const StoredBlockFn& fn) const override;
   const DeltaReader& reader() const { return *reader_; }
 
  private:

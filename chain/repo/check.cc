@@ -12,7 +12,29 @@ namespace {
 
 struct DeltaRef {
   std::string checkpoint, disk;
+  const DiskEntry* entry;  // the disk entry that names the delta
 };
+
+// A run of consecutive stored entries of a layer, for verification.
+struct EntryRun {
+  uint64_t offset = 0;  // disk offset of first_entry's bytes
+  uint64_t first_entry = 0;
+  uint64_t count = 0;
+};
+
+// Every stored entry of layer, in runs of at most step entries (a long
+// extent is split so that the work spreads over threads).
+std::vector<EntryRun> DataRuns(const Layer& layer, uint64_t step) {
+  std::vector<EntryRun> out;
+  const uint64_t bs = layer.block_size();
+  layer.ForEachExtent([&](const LayerExtent& e) {
+    if (e.kind != LayerExtent::Kind::kData) return;
+    const uint64_t entries = (e.length + bs - 1) / bs;
+    for (uint64_t s = 0; s < entries; s += step)
+      out.push_back({e.offset + s * bs, e.first_entry + s, std::min(step, entries - s)});
+  });
+  return out;
+}
 
 void CheckGroup(const Repository& repo, const std::string& group, const std::string& only,
                 bool deep, CheckReport* r) {
@@ -41,7 +63,7 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
         continue;
       }
       for (const ChainLink& l : chain.value())
-        deltas.emplace(l.disk->delta_file, DeltaRef{l.checkpoint->name, d.name});
+        deltas.emplace(l.disk->delta_file, DeltaRef{l.checkpoint->name, d.name, l.disk});
       auto view = repo.OpenView(g, cp, d.name);
       if (!view.ok())
         r->problems.push_back({group, cp.name, d.name, "", -1, view.status().message()});
@@ -51,30 +73,39 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
   if (!deep) return;
   WorkerPool pool;
   for (const auto& [file, ref] : deltas) {
-    auto layer_or = NativeLayer::Open(repo.DeltaPath(group, file));
+    auto layer_or = repo.OpenLayer(group, *ref.entry);
     if (!layer_or.ok()) continue;  // already reported through OpenView
-    const NativeLayer& layer = *layer_or.value();
-    const uint64_t n = layer.reader().entries().size();
+    const Layer& layer = *layer_or.value();
+    constexpr uint64_t kStep = 256;  // entries a task verifies
+    const std::vector<EntryRun> extents = DataRuns(layer, kStep);
+    uint64_t n = 0;
+    for (const EntryRun& e : extents) n += e.count;
     const uint32_t bs = layer.block_size();
     Progress progress("check " + ref.checkpoint + "/" + ref.disk, n * bs);
     std::mutex mu;
     std::vector<std::future<void>> futs;
-    constexpr uint64_t kStep = 256;
-    for (uint64_t s = 0; s < n; s += kStep) {
-      futs.push_back(pool.Submit([&, s] {
-        std::vector<char> buf(bs);
-        for (uint64_t i = s; i < std::min(n, s + kStep); ++i) {
-          Status st = layer.ReadBlock(i, buf.data());
+    // A task verifies runs [x, y): about kStep entries.
+    auto verify = [&](size_t x, size_t y) {
+      std::vector<char> buf(bs);
+      for (size_t k = x; k < y; ++k) {
+        const EntryRun& e = extents[k];
+        for (uint64_t i = 0; i < e.count; ++i) {
+          Status st = layer.ReadBlock(e.first_entry + i, buf.data());
           std::lock_guard<std::mutex> lock(mu);
           ++r->blocks_verified;
           if (!st.ok()) {
-            int64_t off = static_cast<int64_t>(layer.reader().entries()[i].block * bs);
+            int64_t off = static_cast<int64_t>(e.offset + i * bs);
             r->problems.push_back({group, ref.checkpoint, ref.disk, layer.location(), off,
                                    st.message()});
           }
         }
-        progress.Add(std::min(n, s + kStep) * bs - s * bs);
-      }));
+        progress.Add(e.count * bs);
+      }
+    };
+    for (size_t x = 0, y = 0; x < extents.size(); x = y) {
+      uint64_t blocks = 0;
+      while (y < extents.size() && blocks < kStep) blocks += extents[y++].count;
+      futs.push_back(pool.Submit([&verify, x, y] { verify(x, y); }));
     }
     for (auto& f : futs) f.get();
   }

@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
-#include <zstd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -39,8 +38,6 @@ struct RewritePlan {
   std::vector<OpRun> ops;
   uint64_t bytes_needed = 0;
 };
-
-constexpr uint64_t kCopyChunk = 8 << 20;  // largest single read when copying
 
 uint64_t CeilDiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
 
@@ -146,12 +143,16 @@ class Consolidation {
                   DiskEntry* out);
   Status CheckSpace();
   Status WriteAll();
+  // Refuses a plan that copies from a layer that cannot give its stored
+  // blocks as is in the write format.
+  Status CheckCopyable(const RewritePlan& p,
+                       const std::vector<ChainLink>& chain) const;
   Status WriteDelta(RewritePlan& p, Progress& progress);
-  // Copies the stored bytes of entries [first, first + count) of r into w,
-  // each block's checksum verified first.
-  Status CopyStored(const DeltaReader& r, uint64_t first, uint64_t count,
-                    DeltaWriter& w, Progress& progress);
-  Status EncodeFromView(RewritePlan& p, uint64_t block, DeltaWriter& w);
+  // Copies the stored blocks of entries [first, first + count) of layer into
+  // w as they are, each block's checksum verified first.
+  Status CopyStored(const Layer& layer, uint64_t first, uint64_t count,
+                    LayerWriter& w, Progress& progress);
+  Status EncodeFromView(RewritePlan& p, uint64_t block, LayerWriter& w);
   Txn BuildTxn(const GroupState& g);
   void RemoveWritten();
 
@@ -163,8 +164,8 @@ class Consolidation {
   std::vector<Checkpoint> survivors_;  // new manifests, oldest first
   std::set<std::string> changed_;      // survivors whose manifest changes
   std::vector<std::string> written_;   // paths of new deltas
-  std::map<std::string, std::unique_ptr<RandomAccessFile>> sources_;
-  std::string copy_buf_;
+  std::string copy_buf_;    // CopyStored's read buffer
+  std::string encode_buf_;  // EncodeFromView's stored bytes
 };
 
 Status Consolidation::ValidateOptions() const {
@@ -263,7 +264,7 @@ Status Consolidation::PlanDisk(const GroupState& g, const Checkpoint& cp,
   RewritePlan p;
   for (const ChainLink& link : chain) {
     CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
-                             repo_.OpenLayer(g.name, link.disk->delta_file));
+                             repo_.OpenLayer(g.name, *link.disk));
     if (layer->virtual_size() != link.disk->virtual_size)
       return Status::Corruption(layer->location() +
                                 ": virtual size differs from the manifest of " +
@@ -287,6 +288,8 @@ Status Consolidation::PlanDisk(const GroupState& g, const Checkpoint& cp,
   p.ops = OpBuilder(*p.merged, has_base,
                     has_base ? chain[depth].disk->virtual_size : 0)
               .Build();
+  CHAINFS_RETURN_IF_ERROR(CheckCopyable(p, chain));
+  const LayerFormat& format = repo_.write_format();
   const uint32_t bs = p.merged->block_size();
   uint64_t entries = 0, runs = 0;
   for (const OpRun& op : p.ops) {
@@ -295,7 +298,7 @@ Status Consolidation::PlanDisk(const GroupState& g, const Checkpoint& cp,
       ++runs;
     } else if (op.kind == OpRun::Kind::kReencode) {
       ++p.info.blocks_reencoded;
-      p.bytes_needed += ZSTD_compressBound(bs);
+      p.bytes_needed += format.max_stored_bytes(bs);
       ++entries;
     } else {
       const Layer& layer = *p.merged->layers()[op.layer].layer;
@@ -305,13 +308,37 @@ Status Consolidation::PlanDisk(const GroupState& g, const Checkpoint& cp,
       entries += op.block_count;
     }
   }
-  p.bytes_needed += kDeltaHeaderSize + kDeltaFooterSize +
-                    entries * kIndexEntrySize + runs * kZeroRunSize;
+  p.bytes_needed += format.overhead_bytes(entries, runs);
   report_.bytes_needed += p.bytes_needed;
   out->delta_file = p.info.new_file;
   out->base = p.info.base;
   out->kind = p.info.kind;
+  out->format = format.name;
   plans_.push_back(std::move(p));
+  return Status::Ok();
+}
+
+Status Consolidation::CheckCopyable(const RewritePlan& p,
+                                    const std::vector<ChainLink>& chain) const {
+  const std::string write_format = repo_.write_format().name;
+  std::set<uint32_t> asked;
+  for (const OpRun& op : p.ops) {
+    if (op.kind != OpRun::Kind::kCopy || !asked.insert(op.layer).second)
+      continue;
+    const Layer& layer = *p.chain[op.layer].layer;
+    const std::string& format = chain[op.layer].disk->format;
+    Status st =
+        format == write_format
+            ? layer.ReadStored(op.first_entry, 0, nullptr, nullptr)
+            : Status::NotSupported(layer.location() + " is a '" + format +
+                                   "' delta");
+    if (!st.ok())
+      return Status::NotSupported(
+          "consolidating " + p.merged->label() + " needs the stored blocks of " +
+          layer.location() + " as is, to copy them into a new '" +
+          write_format + "' delta, and cannot have them (" + st.message() +
+          "); nothing was changed");
+  }
   return Status::Ok();
 }
 
@@ -338,7 +365,7 @@ Status Consolidation::CheckSpace() {
 }
 
 Status Consolidation::EncodeFromView(RewritePlan& p, uint64_t block,
-                                     DeltaWriter& w) {
+                                     LayerWriter& w) {
   const uint32_t bs = p.merged->block_size();
   // The whole old chain: what the checkpoint reads there now.
   if (!p.old) {
@@ -350,55 +377,21 @@ Status Consolidation::EncodeFromView(RewritePlan& p, uint64_t block,
     if (!p.info.base.empty()) w.AddZeroRun(block, 1);
     return Status::Ok();
   }
-  IndexEntry e;
-  e.block = block;
-  e.content = HashContent(data.data(), bs);
-  std::string stored(ZSTD_compressBound(bs), '\0');
-  size_t n = repo_.config().compression == "zstd"
-                 ? ZSTD_compress(stored.data(), stored.size(), data.data(), bs,
-                                 repo_.config().compression_level)
-                 : bs;
-  if (!ZSTD_isError(n) && n < bs) {
-    e.codec = Codec::kZstd;
-    stored.resize(n);
-  } else {
-    e.codec = Codec::kRaw;
-    stored = data;
-  }
-  e.stored_len = static_cast<uint32_t>(stored.size());
-  e.checksum = Checksum64(stored.data(), stored.size());
-  return w.AddBlock(e, stored.data());
+  return w.AddStored(w.Encode(block, data.data(), HashContent(data.data(), bs),
+                              &encode_buf_));
 }
 
-Status Consolidation::CopyStored(const DeltaReader& r, uint64_t first,
-                                 uint64_t count, DeltaWriter& w,
+Status Consolidation::CopyStored(const Layer& layer, uint64_t first,
+                                 uint64_t count, LayerWriter& w,
                                  Progress& progress) {
-  auto& file = sources_[r.path()];
-  if (!file) {
-    CHAINFS_ASSIGN_OR_RETURN(file, OpenRandomAccessFile(r.path()));
-  }
-  const std::vector<IndexEntry>& es = r.entries();
-  for (uint64_t i = first, end = first + count; i < end;) {
-    // Stored bytes of consecutive entries usually lie back to back: one read.
-    uint64_t j = i + 1, len = es[i].stored_len;
-    while (j < end && es[j].offset == es[j - 1].offset + es[j - 1].stored_len &&
-           len + es[j].stored_len <= kCopyChunk)
-      len += es[j++].stored_len;
-    copy_buf_.resize(len);
-    CHAINFS_RETURN_IF_ERROR(file->ReadAt(es[i].offset, len, copy_buf_.data()));
-    for (uint64_t k = i, pos = 0; k < j; pos += es[k++].stored_len) {
-      if (Checksum64(copy_buf_.data() + pos, es[k].stored_len) !=
-          es[k].checksum)
-        return Status::Corruption(
-            r.path() + ": block " + std::to_string(es[k].block) + " (offset " +
-            std::to_string(es[k].offset) +
-            "): checksum mismatch of stored bytes; not copied");
-      CHAINFS_RETURN_IF_ERROR(w.AddBlock(es[k], copy_buf_.data() + pos));
-    }
-    progress.Add(len);
-    i = j;
-  }
-  return Status::Ok();
+  Status st = layer.ReadStored(
+      first, count, &copy_buf_, [&](const StoredBlock& s) {
+        progress.Add(s.size);
+        return w.AddStored(s);
+      });
+  if (st.code() == Status::Code::kCorruption)
+    return Status::Corruption(st.message() + "; not copied");
+  return st;
 }
 
 Status Consolidation::WriteDelta(RewritePlan& p, Progress& progress) {
@@ -407,21 +400,18 @@ Status Consolidation::WriteDelta(RewritePlan& p, Progress& progress) {
   written_.push_back(
       path);  // a random name: removing it on failure hurts no one
   CHAINFS_ASSIGN_OR_RETURN(
-      std::unique_ptr<DeltaWriter> w,
-      DeltaWriter::Create(path, p.merged->block_size(), p.info.virtual_size,
-                          WriteMode::kDirect));
+      std::unique_ptr<LayerWriter> w,
+      repo_.CreateDelta(opts_.group, p.info.new_file, p.info.virtual_size,
+                        WriteMode::kDirect));
   for (const OpRun& op : p.ops) {
     if (op.kind == OpRun::Kind::kZero) {
       w->AddZeroRun(op.first_block, op.block_count);
     } else if (op.kind == OpRun::Kind::kReencode) {
       CHAINFS_RETURN_IF_ERROR(EncodeFromView(p, op.first_block, *w));
     } else {
-      const auto* native = dynamic_cast<const NativeLayer*>(
-          p.merged->layers()[op.layer].layer.get());
-      if (!native)
-        return Status::NotSupported("consolidation copies native deltas only");
-      CHAINFS_RETURN_IF_ERROR(CopyStored(native->reader(), op.first_entry,
-                                         op.block_count, *w, progress));
+      CHAINFS_RETURN_IF_ERROR(CopyStored(*p.merged->layers()[op.layer].layer,
+                                         op.first_entry, op.block_count, *w,
+                                         progress));
     }
   }
   CHAINFS_RETURN_IF_ERROR(w->Finish());

@@ -5,6 +5,7 @@
 
 #include "chain/native/delta_format.h"
 #include "chain/base/names.h"
+#include "chain/layer/registry.h"
 
 namespace chainfs {
 
@@ -104,7 +105,8 @@ std::string Checkpoint::Encode() const {
                           {"kind", DeltaKindName(d.kind)},
                           {"base", d.base.empty() ? json(nullptr) : json(d.base)},
                           {"virtual_size", d.virtual_size},
-                          {"stored_bytes", d.stored_bytes}});
+                          {"stored_bytes", d.stored_bytes},
+                          {"format", d.format}});
   }
   json j = {{"format", "chainfs-checkpoint"},
             {"version", kManifestVersion},
@@ -150,6 +152,11 @@ Result<Checkpoint> Checkpoint::Decode(const std::string& text, const std::string
     CHAINFS_RETURN_IF_ERROR(Field(dj, "stored_bytes", &d.stored_bytes, w));
     if (dj.contains("base") && !dj["base"].is_null())
       CHAINFS_RETURN_IF_ERROR(Field(dj, "base", &d.base, w));
+    if (dj.contains("format")) CHAINFS_RETURN_IF_ERROR(Field(dj, "format", &d.format, w));
+    if (FindLayerFormat(d.format) == nullptr)
+      return Status::NotSupported(w + " (disk '" + d.name + "'): unknown delta format '" +
+                                  d.format + "'; this chainfs reads " + LayerFormatNames() +
+                                  "; upgrade chainfs");
     if (kind == "full") d.kind = DeltaKind::kFull;
     else if (kind == "incremental") d.kind = DeltaKind::kIncremental;
     else if (kind == "differential") d.kind = DeltaKind::kDifferential;

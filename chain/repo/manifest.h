@@ -27,6 +27,9 @@ struct RepoConfig {
   static Result<RepoConfig> Decode(const std::string& json, const std::string& where);
 };
 
+// The format of a disk entry without a "format" field.
+inline constexpr char kLegacyDiskFormat[] = "native";
+
 enum class DeltaKind { kFull, kIncremental, kDifferential };
 const char* DeltaKindName(DeltaKind k);
 
@@ -37,6 +40,10 @@ struct DiskEntry {
   std::string base;        // base checkpoint; empty for full
   uint64_t virtual_size = 0;
   uint64_t stored_bytes = 0;
+  // The layer format of delta_file, a name in the format registry
+  // (chain/layer/registry.h). A manifest written before formats were
+  // recorded has no such field: its deltas are kLegacyDiskFormat.
+  std::string format = kLegacyDiskFormat;
 };
 
 struct Checkpoint {

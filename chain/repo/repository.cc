@@ -13,6 +13,7 @@
 
 #include "chain/base/file.h"
 #include "chain/base/names.h"
+#include "chain/layer/registry.h"
 
 namespace chainfs {
 
@@ -176,35 +177,53 @@ Result<std::vector<ChainLink>> Repository::ResolveChain(const GroupState& g,
 }
 
 Result<std::shared_ptr<const Layer>> Repository::OpenLayer(const std::string& group,
-                                                           const std::string& file) const {
-  std::string path = DeltaPath(group, file);
+                                                           const DiskEntry& disk) const {
+  std::string path = DeltaPath(group, disk.delta_file);
   {
     std::lock_guard<std::mutex> lock(layers_mu_);
     auto it = layers_.find(path);
     if (it != layers_.end())
       if (auto sp = it->second.layer.lock()) return sp;
   }
-  auto rfile = OpenRandomAccessFile(path);
-  if (!rfile.ok()) return rfile.status();
-  auto reader = DeltaReader::Open(std::move(rfile).value());
-  if (!reader.ok()) return reader.status();
-  if (reader.value()->header().block_size != config_.block_size)
-    return Status::Corruption(path + ": block size " +
-                              std::to_string(reader.value()->header().block_size) +
+  const LayerFormat* format = FindLayerFormat(disk.format);
+  if (format == nullptr)
+    return Status::NotSupported(path + ": unknown delta format '" + disk.format +
+                                "'; this chainfs reads " + LayerFormatNames());
+  auto id_for = [&](uint64_t fingerprint) {
+    std::lock_guard<std::mutex> lock(layers_mu_);
+    LayerSlot& slot = layers_[path];
+    if (slot.id == 0 || slot.fingerprint != fingerprint) {
+      slot.id = NextLayerId();
+      slot.fingerprint = fingerprint;
+    }
+    return slot.id;
+  };
+  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
+                           OpenLayerFile(path, format, id_for));
+  if (layer->block_size() != config_.block_size)
+    return Status::Corruption(path + ": block size " + std::to_string(layer->block_size()) +
                               " differs from the repository's " +
                               std::to_string(config_.block_size));
-  const uint64_t index_checksum = reader.value()->footer().index_checksum;
   std::lock_guard<std::mutex> lock(layers_mu_);
   LayerSlot& slot = layers_[path];
   if (auto existing = slot.layer.lock()) return existing;  // another thread won
-  if (slot.id == 0 || slot.index_checksum != index_checksum) {
-    slot.id = NextLayerId();
-    slot.index_checksum = index_checksum;
-  }
-  std::shared_ptr<const Layer> sp =
-      std::make_shared<NativeLayer>(std::move(reader).value(), slot.id);
-  slot.layer = sp;
-  return sp;
+  slot.layer = layer;
+  return layer;
+}
+
+const LayerFormat& Repository::write_format() const { return WriteLayerFormat(); }
+
+Result<std::unique_ptr<LayerWriter>> Repository::CreateDelta(const std::string& group,
+                                                             const std::string& file,
+                                                             uint64_t virtual_size,
+                                                             WriteMode mode) const {
+  LayerWriterOptions opts;
+  opts.block_size = config_.block_size;
+  opts.virtual_size = virtual_size;
+  opts.compress = config_.compression == "zstd";
+  opts.compression_level = config_.compression_level;
+  opts.mode = mode;
+  return write_format().create_writer(DeltaPath(group, file), opts);
 }
 
 Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
@@ -215,7 +234,7 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
   std::vector<View::LayerRef> refs;
   for (const ChainLink& link : chain) {
     CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
-                             OpenLayer(g.name, link.disk->delta_file));
+                             OpenLayer(g.name, *link.disk));
     if (layer->virtual_size() != link.disk->virtual_size)
       return Status::Corruption(layer->location() + ": virtual size " +
                                 std::to_string(layer->virtual_size()) + " but manifest of " +

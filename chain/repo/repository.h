@@ -18,9 +18,9 @@
 #include <string>
 #include <vector>
 
-#include "chain/repo/manifest.h"
-#include "chain/native/native_layer.h"
+#include "chain/layer/format.h"
 #include "chain/layer/view.h"
+#include "chain/repo/manifest.h"
 
 namespace chainfs {
 
@@ -92,8 +92,20 @@ class Repository {
                                                const std::string& checkpoint,
                                                const std::string& disk,
                                                BlockReader* reader = nullptr) const;
+  // Opens a disk entry's delta through the format registry, in the format
+  // the entry records; shared like OpenView's layers. Its block size must be
+  // the repository's.
   Result<std::shared_ptr<const Layer>> OpenLayer(const std::string& group,
-                                                 const std::string& delta_file) const;
+                                                 const DiskEntry& disk) const;
+
+  // The format new deltas are written in (the registry's write format).
+  const LayerFormat& write_format() const;
+  // Creates group's new delta file `file` (O_EXCL) in the write format, with
+  // this repository's block size and compression.
+  Result<std::unique_ptr<LayerWriter>> CreateDelta(const std::string& group,
+                                                   const std::string& file,
+                                                   uint64_t virtual_size,
+                                                   WriteMode mode = WriteMode::kBuffered) const;
 
   // Takes the exclusive writer lock, or fails with kBusy naming the holder.
   Result<std::unique_ptr<RepoLock>> Lock(const std::string& purpose) const;
@@ -108,12 +120,13 @@ class Repository {
   std::string path_;
   RepoConfig config_;
   // Every delta file opened so far, by path. The id is kept after the layer
-  // is closed: reopening a file with the same index (footer checksum) gives it
-  // the same id, so blocks cached from it stay valid for the next open.
+  // is closed: reopening a file with the same fingerprint (LayerIdFn; native:
+  // the index checksum) gives it the same id, so blocks cached from it stay
+  // valid for the next open.
   struct LayerSlot {
     std::weak_ptr<const Layer> layer;
     uint64_t id = 0;
-    uint64_t index_checksum = 0;
+    uint64_t fingerprint = 0;
   };
   mutable std::mutex layers_mu_;
   mutable std::map<std::string, LayerSlot> layers_;

@@ -10,7 +10,7 @@
 #include "chain/base/failpoint.h"
 #include "chain/base/file.h"
 #include "chain/base/names.h"
-#include "chain/native/native_layer.h"
+#include "chain/layer/registry.h"
 
 namespace chainfs {
 
@@ -42,10 +42,11 @@ std::string ManifestPath(const Repository& repo, const std::string& group,
   return repo.CheckpointDir(group) + "/" + checkpoint + ".json";
 }
 
-// Every new delta must be complete before any manifest may name it.
+// Every new delta must be complete before any manifest may name it. The
+// journal does not record formats: each file's content tells (probe).
 Status CheckNewDeltas(const Repository& repo, const Txn& txn) {
   for (const std::string& f : txn.new_deltas) {
-    auto layer = NativeLayer::Open(repo.DeltaPath(txn.group, f));
+    auto layer = OpenLayerFile(repo.DeltaPath(txn.group, f), nullptr);
     if (!layer.ok())
       return layer.status().Context(
           "journal " + TxnPath(repo, txn.group) +

@@ -24,6 +24,7 @@
 #include "chain/repo/check.h"
 #include "chain/base/file.h"
 #include "chain/repo/txn.h"
+#include "chain/native/native_layer.h"
 
 namespace chainfs {
 namespace {

@@ -1,0 +1,72 @@
+#include "chain/native/block_codec.h"
+
+#include <zstd.h>
+
+#include <cstring>
+
+namespace chainfs {
+
+StoredBlock EncodeBlock(uint64_t block, const char* raw, uint32_t block_size,
+                        const ContentHash& content, const BlockEncoding& enc, std::string* buf) {
+  struct CCtx {
+    ZSTD_CCtx* p = ZSTD_createCCtx();
+    ~CCtx() { ZSTD_freeCCtx(p); }
+  };
+  thread_local CCtx cctx;
+  StoredBlock s;
+  s.block = block;
+  s.content = content;
+  size_t n = 0;
+  if (enc.compress) {
+    buf->resize(ZSTD_compressBound(block_size));
+    n = ZSTD_compressCCtx(cctx.p, buf->data(), buf->size(), raw, block_size, enc.level);
+  }
+  if (enc.compress && !ZSTD_isError(n) && n < block_size) {
+    s.codec = static_cast<uint8_t>(Codec::kZstd);
+    buf->resize(n);
+  } else {
+    s.codec = static_cast<uint8_t>(Codec::kRaw);
+    buf->assign(raw, block_size);
+  }
+  s.data = buf->data();
+  s.size = static_cast<uint32_t>(buf->size());
+  s.checksum = Checksum64(s.data, s.size);
+  return s;
+}
+
+Status VerifyStoredBlock(const StoredBlock& s, const std::string& where, uint64_t offset) {
+  if (Checksum64(s.data, s.size) == s.checksum) return Status::Ok();
+  return Status::Corruption(where + ": block " + std::to_string(s.block) + " (offset " +
+                            std::to_string(offset) + "): checksum mismatch of stored bytes");
+}
+
+Status DecodeBlock(const StoredBlock& s, uint32_t block_size, char* out,
+                   const std::string& where) {
+  if (s.codec == static_cast<uint8_t>(Codec::kRaw)) {
+    if (s.size != block_size)
+      return Status::Corruption(where + ": block " + std::to_string(s.block) +
+                                ": raw block of " + std::to_string(s.size) + " bytes");
+    if (s.data != out) std::memcpy(out, s.data, block_size);
+  } else if (s.codec == static_cast<uint8_t>(Codec::kZstd)) {
+    struct DCtx {
+      ZSTD_DCtx* p = ZSTD_createDCtx();
+      ~DCtx() { ZSTD_freeDCtx(p); }
+    };
+    thread_local DCtx dctx;
+    size_t n = ZSTD_decompressDCtx(dctx.p, out, block_size, s.data, s.size);
+    if (ZSTD_isError(n) || n != block_size)
+      return Status::Corruption(where + ": block " + std::to_string(s.block) +
+                                ": zstd decompression failed" +
+                                (ZSTD_isError(n) ? std::string(": ") + ZSTD_getErrorName(n)
+                                                 : std::string(": short output")));
+  } else {
+    return Status::Corruption(where + ": block " + std::to_string(s.block) + ": unknown codec " +
+                              std::to_string(s.codec));
+  }
+  if (HashContent(out, block_size) != s.content)
+    return Status::Corruption(where + ": block " + std::to_string(s.block) +
+                              ": content hash mismatch after decoding");
+  return Status::Ok();
+}
+
+}  // namespace chainfs

@@ -1,0 +1,64 @@
+#include "chain/repo/manifest.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace chainfs {
+namespace {
+
+// A manifest as chainfs wrote it before disk entries recorded their format.
+constexpr char kOldManifest[] = R"({
+  "format": "chainfs-checkpoint", "version": 1,
+  "group": "vm1", "name": "c2", "sequence": 2,
+  "created": "2026-11-22T02:12:21Z", "created_unix_ns": 1795313541000000000,
+  "parent": "c1",
+  "disks": [
+    { "name": "vda", "delta": "c2.vda.6686e060fe96460b.delta",
+      "kind": "incremental", "base": "c1",
+      "virtual_size": 10737418240, "stored_bytes": 12328 } ] })";
+
+TEST(Manifest, DiskEntryWithoutFormatIsNative) {
+  auto cp = Checkpoint::Decode(kOldManifest, "/r/groups/vm1/checkpoints/c2.json");
+  ASSERT_TRUE(cp.ok()) << cp.status().ToString();
+  ASSERT_EQ(cp->disks.size(), 1u);
+  EXPECT_EQ(cp->disks[0].format, "native");
+  EXPECT_EQ(cp->disks[0].delta_file, "c2.vda.6686e060fe96460b.delta");
+}
+
+TEST(Manifest, FormatIsWrittenAndReadBack) {
+  auto cp = Checkpoint::Decode(kOldManifest, "m");
+  ASSERT_TRUE(cp.ok());
+  const std::string text = cp->Encode();
+  auto j = nlohmann::json::parse(text);
+  EXPECT_EQ(j["disks"][0]["format"], "native");
+  auto again = Checkpoint::Decode(text, "m");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->disks[0].format, "native");
+  EXPECT_EQ(again->Encode(), text);
+}
+
+TEST(Manifest, UnknownFormatNamesManifestDiskAndFormat) {
+  auto j = nlohmann::json::parse(kOldManifest);
+  j["disks"][0]["format"] = "qcow9";
+  auto cp = Checkpoint::Decode(j.dump(), "/r/groups/vm1/checkpoints/c2.json");
+  ASSERT_FALSE(cp.ok());
+  EXPECT_EQ(cp.status().code(), Status::Code::kNotSupported);
+  const std::string& m = cp.status().message();
+  EXPECT_NE(m.find("/r/groups/vm1/checkpoints/c2.json"), std::string::npos) << m;
+  EXPECT_NE(m.find("disk 'vda'"), std::string::npos) << m;
+  EXPECT_NE(m.find("'qcow9'"), std::string::npos) << m;
+  EXPECT_NE(m.find("native"), std::string::npos) << "lists what is known: " << m;
+}
+
+TEST(Manifest, FormatOfTheWrongTypeIsCorruption) {
+  auto j = nlohmann::json::parse(kOldManifest);
+  j["disks"][0]["format"] = 7;
+  auto cp = Checkpoint::Decode(j.dump(), "m");
+  ASSERT_FALSE(cp.ok());
+  EXPECT_EQ(cp.status().code(), Status::Code::kCorruption);
+  EXPECT_NE(cp.status().message().find("'format'"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace chainfs
