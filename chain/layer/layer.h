@@ -83,8 +83,10 @@ class Layer {
   // each checksum verified, passed to fn in entry order: consolidation copies
   // them into a new file of the same format. Reads in bulk (one read for
   // stored bytes that lie together), with *scratch as the buffer. count 0
-  // only asks whether the layer can. A format that cannot give its stored
-  // bytes returns kNotSupported (the default).
+  // only asks whether the layer can (scratch and fn may then be null). A
+  // damaged block is kCorruption naming location and block, before fn sees
+  // it. A format that cannot give its stored bytes returns kNotSupported
+  // naming the location (the default).
   virtual Status ReadStored(uint64_t first, uint64_t count, std::string* scratch,
                             const StoredBlockFn& fn) const {
     (void)first;
