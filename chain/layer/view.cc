@@ -177,8 +177,10 @@ bool View::ReadsZeros(const MapRun* r, uint64_t from, uint64_t to) const {
   return true;
 }
 
-std::optional<View::WholeEntry> View::WholeEntryAt(const MapRun* r, uint64_t start) const {
-  if (r == nullptr || r->start > start || r->is_zero() || r->entry_size() != block_size_)
+std::optional<View::WholeEntry> View::WholeEntryOf(uint64_t block, const MapRun* r) const {
+  const uint64_t start = block * block_size_;
+  if (r == nullptr || start >= size_ || r->start > start || r->is_zero() ||
+      r->entry_size() != block_size_)
     return std::nullopt;
   const EntryPos at = r->EntryAt(start);
   if (at.offset != 0) return std::nullopt;
@@ -196,9 +198,7 @@ std::optional<View::WholeEntry> View::WholeEntryAt(const MapRun* r, uint64_t sta
 }
 
 std::optional<View::WholeEntry> View::WholeEntryOf(uint64_t block) const {
-  const uint64_t start = block * block_size_;
-  if (start >= size_) return std::nullopt;
-  return WholeEntryAt(map_.FindAtOrAfter(start), start);
+  return WholeEntryOf(block, map_.FindAtOrAfter(block * block_size_));
 }
 
 std::optional<ContentHash> View::KnownBlockHash(uint64_t block) const {
@@ -207,7 +207,7 @@ std::optional<ContentHash> View::KnownBlockHash(uint64_t block) const {
   const MapRun* r = map_.FindAtOrAfter(start);
   if (ReadsZeros(r, start, std::min(start + block_size_, size_)))
     return ZeroBlockHash(block_size_);
-  const std::optional<WholeEntry> w = WholeEntryAt(r, start);
+  const std::optional<WholeEntry> w = WholeEntryOf(block, r);
   if (!w) return std::nullopt;
   return layers_[w->layer].layer->BlockHash(w->entry);
 }

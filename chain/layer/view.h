@@ -114,6 +114,9 @@ class View {
   // its layer's extent end (or all of them) and zeros in the rest of the
   // block. nullopt otherwise (mixed layers, clipped, other granularity).
   std::optional<WholeEntry> WholeEntryOf(uint64_t block) const;
+  // The same for a caller walking the runs in order: at is
+  // map().FindAtOrAfter(block * block_size()) (saves the lookup).
+  std::optional<WholeEntry> WholeEntryOf(uint64_t block, const MapRun* at) const;
   // The content hash of block `block` as this view reads it (zero-padded to a
   // whole block), when the map tells it without reading: the block reads all
   // zeros (holes, zero runs), or WholeEntryOf gives an entry whose layer
@@ -134,8 +137,6 @@ class View {
   // True when view bytes [from, to) are all holes or zero runs; r is the
   // first run that ends after from (or nullptr).
   bool ReadsZeros(const MapRun* r, uint64_t from, uint64_t to) const;
-  // WholeEntryOf for the block starting at byte start; r as for ReadsZeros.
-  std::optional<WholeEntry> WholeEntryAt(const MapRun* r, uint64_t start) const;
   ExtentMap map_;
   std::string label_;
   BlockReader* reader_ = nullptr;

@@ -73,7 +73,7 @@ class OpBuilder {
         if (has_base_) Push({OpRun::Kind::kZero, b, next - b});
         b = next;
       } else {
-        Data(b++);
+        Data(b++, r);
       }
     }
     return std::move(ops_);
@@ -113,8 +113,8 @@ class OpBuilder {
   // A stored block may be copied if it gives the old view's block as is
   // (View::WholeEntryOf); a block of mixed or clipped sources is re-encoded
   // from the old view.
-  void Data(uint64_t b) {
-    if (const std::optional<View::WholeEntry> w = v_.WholeEntryOf(b))
+  void Data(uint64_t b, const MapRun* at) {
+    if (const std::optional<View::WholeEntry> w = v_.WholeEntryOf(b, at))
       Push({OpRun::Kind::kCopy, b, 1, w->layer, w->entry});
     else
       Push({OpRun::Kind::kReencode, b, 1});

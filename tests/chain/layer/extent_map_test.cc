@@ -32,8 +32,10 @@ class FakeLayer : public Layer {
       const uint64_t off = i * unit_, end = std::min(j * unit_, size_);
       if (off < end && units_[i] != '.') {
         const bool data = units_[i] == 'D';
-        extents_.push_back({off, end - off, data ? LayerExtent::Kind::kData : LayerExtent::Kind::kZero,
-                            data ? entry : 0});
+        extents_.push_back(
+            {off, end - off,
+             data ? LayerExtent::Kind::kData : LayerExtent::Kind::kZero,
+             data ? entry : 0});
         if (data) entry += (end - off + block_size_ - 1) / block_size_ + 1;
       }
       i = j;
@@ -161,8 +163,11 @@ TEST(ExtentMap, RandomMixedGranularityAgainstBruteForce) {
       const uint64_t n = 1 + rng() % (unit == 65536 ? 6 : 40);
       std::string s(n, '.');
       for (auto& c : s) c = "DDZ..."[rng() % 6];
-      const uint64_t size = rng() % 3 == 0 ? n * unit - kSector * (rng() % 3) - rng() % 2 : n * unit;
-      Keep().push_back(std::make_unique<FakeLayer>(s, unit, block_sizes[rng() % 4], size));
+      const uint64_t size = rng() % 3 == 0
+                                ? n * unit - kSector * (rng() % 3) - rng() % 2
+                                : n * unit;
+      Keep().push_back(
+          std::make_unique<FakeLayer>(s, unit, block_sizes[rng() % 4], size));
       layers.push_back(Keep().back().get());
       clip = std::min(clip, layers.back()->virtual_size());
       clips.push_back(clip);
@@ -181,7 +186,8 @@ TEST(ExtentMap, RandomMixedGranularityAgainstBruteForce) {
               want_layer = static_cast<uint32_t>(l);
             }
         const MapRun* r = m.Find(pos);
-        const std::string where = "iteration " + std::to_string(iter) + " byte " + std::to_string(pos);
+        const std::string where = "iteration " + std::to_string(iter) +
+                                  " byte " + std::to_string(pos);
         if (!want) {
           EXPECT_EQ(r, nullptr) << where;
           continue;

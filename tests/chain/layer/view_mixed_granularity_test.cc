@@ -220,7 +220,8 @@ void RunStories(BlockReader* reader, int stories) {
     const int steps = story.Uniform(1, 5);
     for (int s = 0; s < steps; ++s) story.Step();
     for (size_t k = 0; k < story.checkpoints().size(); ++k) {
-      const std::string where = "story " + std::to_string(seed) + " checkpoint " + std::to_string(k);
+      const std::string where =
+          "story " + std::to_string(seed) + " checkpoint " + std::to_string(k);
       auto v = story.ViewOf(k, reader);
       ASSERT_NE(v, nullptr);
       const Checkpoint& cp = story.checkpoints()[k];
