@@ -51,7 +51,7 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
   if (!deep) return;
   WorkerPool pool;
   for (const auto& [file, ref] : deltas) {
-    auto layer_or = NativeLayer::Open(repo.DeltaPath(group, file));
+    auto layer_or = NativeLayer::Open(repo.env(), repo.DeltaPath(group, file));
     if (!layer_or.ok()) continue;  // already reported through OpenView
     const NativeLayer& layer = *layer_or.value();
     const uint64_t n = layer.reader().entries().size();

@@ -1,9 +1,6 @@
 #include "chain/repo/consolidate.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 #include <zstd.h>
 
 #include <algorithm>
@@ -309,11 +306,9 @@ Status Consolidation::PlanDisk(const GroupState& g, const Checkpoint& cp,
 }
 
 Status Consolidation::CheckSpace() {
-  struct statvfs vfs;
   const std::string dir = repo_.DeltaDir(opts_.group);
-  if (::statvfs(dir.c_str(), &vfs) != 0)
-    return Status::FromErrno(errno, "statvfs " + dir);
-  report_.bytes_free = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  CHAINFS_ASSIGN_OR_RETURN(FsInfo fs, repo_.env()->StatFs(dir));
+  report_.bytes_free = fs.free_bytes;
   const uint64_t margin = 1 << 20;  // journal, manifests, temporaries
   if (report_.bytes_free < report_.bytes_needed + margin) {
     auto mib = [](uint64_t b) {
@@ -368,7 +363,7 @@ Status Consolidation::CopyStored(const DeltaReader& r, uint64_t first,
                                  Progress& progress) {
   auto& file = sources_[r.path()];
   if (!file) {
-    CHAINFS_ASSIGN_OR_RETURN(file, OpenRandomAccessFile(r.path()));
+    CHAINFS_ASSIGN_OR_RETURN(file, repo_.env()->NewRandomAccessFile(r.path()));
   }
   const std::vector<IndexEntry>& es = r.entries();
   for (uint64_t i = first, end = first + count; i < end;) {
@@ -401,7 +396,7 @@ Status Consolidation::WriteDelta(RewritePlan& p, Progress& progress) {
       path);  // a random name: removing it on failure hurts no one
   CHAINFS_ASSIGN_OR_RETURN(
       std::unique_ptr<DeltaWriter> w,
-      DeltaWriter::Create(path, p.merged->block_size(), p.info.virtual_size,
+      DeltaWriter::Create(repo_.env(), path, p.merged->block_size(), p.info.virtual_size,
                           WriteMode::kDirect));
   for (const OpRun& op : p.ops) {
     if (op.kind == OpRun::Kind::kZero) {
@@ -428,7 +423,7 @@ Status Consolidation::WriteAll() {
   for (RewritePlan& p : plans_)
     CHAINFS_RETURN_IF_ERROR(WriteDelta(p, progress));
   Failpoint("consolidate.before-sync-dir");
-  CHAINFS_RETURN_IF_ERROR(SyncDir(repo_.DeltaDir(opts_.group)));
+  CHAINFS_RETURN_IF_ERROR(repo_.env()->SyncDir(repo_.DeltaDir(opts_.group)));
   Failpoint("consolidate.after-sync-dir");
   progress.Finish();
   for (RewritePlan& p : plans_) {
@@ -463,16 +458,14 @@ Txn Consolidation::BuildTxn(const GroupState& g) {
     for (const DiskEntry& d : cp.disks)
       if (!still_named.count(d.delta_file)) {
         t.delete_deltas.push_back(d.delta_file);
-        struct stat st;
-        if (::stat(repo_.DeltaPath(opts_.group, d.delta_file).c_str(), &st) ==
-            0)
-          report_.bytes_released += static_cast<uint64_t>(st.st_size);
+        auto info = repo_.env()->Stat(repo_.DeltaPath(opts_.group, d.delta_file));
+        if (info.ok()) report_.bytes_released += info.value().size;
       }
   return t;
 }
 
 void Consolidation::RemoveWritten() {
-  for (const auto& p : written_) ::unlink(p.c_str());
+  for (const auto& p : written_) (void)repo_.env()->RemoveFile(p);
   written_.clear();
 }
 
@@ -523,7 +516,7 @@ Result<ConsolidateReport> Consolidation::Run() {
   st = CommitTxn(repo_, txn);
   report_.switch_seconds = since(t0);
   if (!st.ok()) {
-    if (::access(TxnPath(repo_, opts_.group).c_str(), F_OK) != 0)
+    if (!repo_.env()->FileExists(TxnPath(repo_, opts_.group)))
       RemoveWritten();
     return st;
   }
