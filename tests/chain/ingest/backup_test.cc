@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "tests/chain/test_util.h"
+#include "tests/chain/repo_util.h"
 
 namespace chainfs {
 namespace {
@@ -22,12 +22,8 @@ constexpr uint32_t kBs = 4096;
 class BackupFaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    RepoConfig cfg;
-    cfg.block_size = kBs;
-    ASSERT_TRUE(Repository::Init(dir_ / "repo", cfg, &env_).ok());
-    auto repo = Repository::Open(dir_ / "repo", &env_);
-    ASSERT_TRUE(repo.ok()) << repo.status().ToString();
-    repo_ = std::move(repo).value();
+    repo_ = testing::NewRepository(dir_, &env_, kBs);
+    ASSERT_TRUE(repo_);
     WriteDisk(1);
     ASSERT_TRUE(Backup("c1").ok());
     WriteDisk(2);
@@ -41,12 +37,7 @@ class BackupFaultTest : public ::testing::Test {
     testing::WriteFile(dir_ / "disk.raw", disk_);
   }
   Status Backup(const std::string& checkpoint) {
-    BackupOptions o;
-    o.group = "vm1";
-    o.checkpoint = checkpoint;
-    o.threads = 2;
-    o.disks.push_back({"vda", dir_ / "disk.raw", ""});
-    return chainfs::Backup(*repo_, o).status();
+    return testing::BackupVda(*repo_, checkpoint, dir_ / "disk.raw");
   }
   std::vector<std::string> Checkpoints() {
     std::vector<std::string> names;

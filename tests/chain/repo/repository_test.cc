@@ -5,8 +5,7 @@
 
 #include <string>
 
-#include "chain/ingest/backup.h"
-#include "tests/chain/test_util.h"
+#include "tests/chain/repo_util.h"
 
 namespace chainfs {
 namespace {
@@ -17,20 +16,11 @@ using testing::TempDir;
 class RepositoryTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    RepoConfig cfg;
-    cfg.block_size = 4096;
-    ASSERT_TRUE(Repository::Init(dir_ / "repo", cfg, &env_).ok());
-    auto repo = Repository::Open(dir_ / "repo", &env_);
-    ASSERT_TRUE(repo.ok()) << repo.status().ToString();
-    repo_ = std::move(repo).value();
+    repo_ = testing::NewRepository(dir_, &env_);
+    ASSERT_TRUE(repo_);
     testing::WriteFile(dir_ / "disk.raw", std::string(16384, 'x'));
-    BackupOptions o;
-    o.group = "vm1";
-    o.checkpoint = "c1";
-    o.threads = 1;
-    o.disks.push_back({"vda", dir_ / "disk.raw", ""});
-    auto r = Backup(*repo_, o);
-    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    Status st = testing::BackupVda(*repo_, "c1", dir_ / "disk.raw");
+    ASSERT_TRUE(st.ok()) << st.ToString();
   }
 
   TempDir dir_;
