@@ -104,7 +104,9 @@ class Repository {
   Result<std::unique_ptr<RepoLock>> Lock(const std::string& purpose) const;
 
   // REQUIRES: the lock. Removes what failed writers left behind in a group:
-  // delta files no manifest names and temporary manifests. Returns how many.
+  // delta files no manifest names and temporary manifests. Returns how many;
+  // a file that cannot be removed (or a directory that cannot be listed) is
+  // an error naming it, after what was removed before it is made durable.
   Result<int> CollectLeftovers(const std::string& group) const;
 
  private:
