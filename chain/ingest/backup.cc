@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <boost/filesystem.hpp>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -21,6 +20,9 @@
 
 namespace chainfs {
 namespace {
+
+// The last component of a path ("vm1.xml" of "/etc/libvirt/vm1.xml").
+std::string FileName(const std::string& path) { return path.substr(path.find_last_of('/') + 1); }
 
 constexpr uint64_t kBatchBytes = 4 << 20;  // unit of parallel work
 constexpr size_t kMaxBatchesInFlight = 6;  // bounds memory: ~6 x 2 x 4 MiB
@@ -188,9 +190,10 @@ Status BackupRun::Plan(const GroupState& g) {
 Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, WorkerPool& pool) {
   const uint32_t bs = repo_.config().block_size;
   const uint64_t size = plan.report.virtual_size;
+  // Recorded before creating: a failed create may leave the file behind.
+  written_.push_back(repo_.DeltaPath(opts_.group, file_name));
   auto w = repo_.CreateDelta(opts_.group, file_name, size);
   if (!w.ok()) return w.status();
-  written_.push_back(w.value()->path());
   LayerWriter& writer = *w.value();
 
   uint64_t total = 0;
@@ -282,22 +285,22 @@ Status BackupRun::Commit(const GroupState& g) {
   if (!opts_.config_path.empty()) {
     auto text = ReadWholeFile(opts_.config_path, 16 << 20);
     if (!text.ok()) return text.status().Context("--config");
-    cp_.config_name = boost::filesystem::path(opts_.config_path).filename().string();
+    cp_.config_name = FileName(opts_.config_path);
     cp_.config_content = std::move(text).value();
   }
   // Deltas are durable (Finish fsyncs each); make their names durable too.
-  CHAINFS_RETURN_IF_ERROR(SyncDir(repo_.DeltaDir(opts_.group)));
+  CHAINFS_RETURN_IF_ERROR(repo_.env()->SyncDir(repo_.DeltaDir(opts_.group)));
   Failpoint("backup.before-commit");
   std::string manifest = repo_.CheckpointDir(opts_.group) + "/" + opts_.checkpoint + ".json";
-  if (::access(manifest.c_str(), F_OK) == 0)
+  if (repo_.env()->FileExists(manifest))
     return Status::AlreadyExists("checkpoint '" + opts_.checkpoint + "' appeared meanwhile");
-  CHAINFS_RETURN_IF_ERROR(WriteFileAtomic(manifest, cp_.Encode()));
+  CHAINFS_RETURN_IF_ERROR(repo_.env()->WriteFileAtomic(manifest, cp_.Encode()));
   Failpoint("backup.after-commit");
   return Status::Ok();
 }
 
 void BackupRun::RemoveWritten() {
-  for (const auto& p : written_) ::unlink(p.c_str());
+  for (const auto& p : written_) (void)repo_.env()->RemoveFile(p);
   written_.clear();
 }
 
@@ -305,7 +308,7 @@ Result<BackupReport> BackupRun::Run() {
   auto start = std::chrono::steady_clock::now();
   CHAINFS_RETURN_IF_ERROR(ValidateOptions());
   if (!opts_.config_path.empty()) {
-    std::string base = boost::filesystem::path(opts_.config_path).filename().string();
+    std::string base = FileName(opts_.config_path);
     Status st = ValidateName("config file", base);
     if (!st.ok()) return st.Context("--config");
   }
@@ -323,15 +326,10 @@ Result<BackupReport> BackupRun::Run() {
   else if (loaded.status().code() != Status::Code::kNotFound)
     return loaded.status();
   CHAINFS_RETURN_IF_ERROR(Plan(g));
-  boost::system::error_code ec;
-  for (const auto& dir : {repo_.CheckpointDir(opts_.group), repo_.DeltaDir(opts_.group)}) {
-    if (!boost::filesystem::exists(dir, ec)) {
-      boost::filesystem::create_directories(dir, ec);
-      if (ec) return Status::FromErrno(ec.value(), "creating " + dir);
-    }
-  }
-  CHAINFS_RETURN_IF_ERROR(SyncDir(repo_.GroupDir(opts_.group)));
-  CHAINFS_RETURN_IF_ERROR(SyncDir(repo_.path() + "/groups"));
+  for (const auto& dir : {repo_.CheckpointDir(opts_.group), repo_.DeltaDir(opts_.group)})
+    CHAINFS_RETURN_IF_ERROR(repo_.env()->CreateDirs(dir));
+  CHAINFS_RETURN_IF_ERROR(repo_.env()->SyncDir(repo_.GroupDir(opts_.group)));
+  CHAINFS_RETURN_IF_ERROR(repo_.env()->SyncDir(repo_.path() + "/groups"));
   BackupReport report;
   CHAINFS_ASSIGN_OR_RETURN(report.leftovers_removed, repo_.CollectLeftovers(opts_.group));
   if (report.leftovers_removed > 0)

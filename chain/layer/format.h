@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 
+#include "chain/base/env.h"
 #include "chain/base/file.h"
 #include "chain/base/status.h"
 #include "chain/layer/layer.h"
@@ -43,7 +44,7 @@ struct LayerFormat {
                                                const LayerIdFn& id_for);
   // Creates a new file at path (O_EXCL) for writing; null for a format that
   // chainfs only reads.
-  Result<std::unique_ptr<LayerWriter>> (*create_writer)(const std::string& path,
+  Result<std::unique_ptr<LayerWriter>> (*create_writer)(Env* env, const std::string& path,
                                                         const LayerWriterOptions& opts);
   // Space a new file needs beside its stored blocks (header, index, footer),
   // and at most for one encoded block: for the free-space check before

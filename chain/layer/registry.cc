@@ -39,10 +39,10 @@ Result<const LayerFormat*> ProbeLayerFormat(const RandomAccessFile& file) {
                             LayerFormatNames() + ")");
 }
 
-Result<std::shared_ptr<const Layer>> OpenLayerFile(const std::string& path,
+Result<std::shared_ptr<const Layer>> OpenLayerFile(Env* env, const std::string& path,
                                                    const LayerFormat* format,
                                                    const LayerIdFn& id_for) {
-  CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, OpenRandomAccessFile(path));
+  CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, env->NewRandomAccessFile(path));
   if (format == nullptr) {
     CHAINFS_ASSIGN_OR_RETURN(format, ProbeLayerFormat(*file));
   }

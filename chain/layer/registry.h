@@ -6,7 +6,7 @@
 // content (each format's probe of the first bytes), never by file name.
 //
 //   const LayerFormat* f = FindLayerFormat(disk.format);     // from a manifest
-//   auto layer = OpenLayerFile(path, f);                     // f null: probe
+//   auto layer = OpenLayerFile(env, path, f);                    // f null: probe
 //
 // Thread-safety: the table is constant; everything here is thread-safe.
 #pragma once
@@ -33,7 +33,7 @@ const LayerFormat& WriteLayerFormat();
 Result<const LayerFormat*> ProbeLayerFormat(const RandomAccessFile& file);
 // Opens path as a layer of format (null: probe its content). With id_for,
 // see LayerIdFn.
-Result<std::shared_ptr<const Layer>> OpenLayerFile(const std::string& path,
+Result<std::shared_ptr<const Layer>> OpenLayerFile(Env* env, const std::string& path,
                                                    const LayerFormat* format,
                                                    const LayerIdFn& id_for = {});
 

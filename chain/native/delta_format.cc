@@ -115,11 +115,11 @@ Result<DeltaFooter> DeltaFooter::DecodeFrom(const char* p, size_t n) {
 
 // ---- writer ----
 
-Result<std::unique_ptr<DeltaWriter>> DeltaWriter::Create(const std::string& path,
+Result<std::unique_ptr<DeltaWriter>> DeltaWriter::Create(Env* env, const std::string& path,
                                                          uint32_t block_size,
                                                          uint64_t virtual_size,
                                                          WriteMode mode) {
-  auto f = AppendFile::Create(path, mode);
+  auto f = env->NewAppendFile(path, mode);
   if (!f.ok()) return f.status();
   std::unique_ptr<DeltaWriter> w(new DeltaWriter(std::move(f).value()));
   w->block_size_ = block_size;

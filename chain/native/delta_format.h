@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "chain/base/env.h"
 #include "chain/base/file.h"
 #include "chain/base/hash.h"
 #include "chain/base/status.h"
@@ -93,13 +94,13 @@ struct DeltaFooter {
 };
 
 // Writes a delta file front to back. Not thread-safe: one writer per file.
-//   auto w = DeltaWriter::Create(path, 65536, size);
+//   auto w = DeltaWriter::Create(repo.env(), path, 65536, size);
 //   w->AddBlock(entry_without_offset, stored_bytes); w->AddZeroRun(9, 3);
 //   w->Finish();   // index, footer, fsync
 class DeltaWriter {
  public:
-  // mode: how the file reaches the disk (chain/file.h).
-  static Result<std::unique_ptr<DeltaWriter>> Create(const std::string& path,
+  // Creates path through env; mode: how the file reaches the disk (chain/base/file.h).
+  static Result<std::unique_ptr<DeltaWriter>> Create(Env* env, const std::string& path,
                                                      uint32_t block_size,
                                                      uint64_t virtual_size,
                                                      WriteMode mode = WriteMode::kBuffered);

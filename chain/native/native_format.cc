@@ -52,11 +52,11 @@ Result<std::shared_ptr<const Layer>> Open(std::unique_ptr<RandomAccessFile> file
   return std::shared_ptr<const Layer>(std::make_shared<NativeLayer>(std::move(reader), id));
 }
 
-Result<std::unique_ptr<LayerWriter>> CreateWriter(const std::string& path,
+Result<std::unique_ptr<LayerWriter>> CreateWriter(Env* env, const std::string& path,
                                                   const LayerWriterOptions& opts) {
   CHAINFS_ASSIGN_OR_RETURN(
       std::unique_ptr<DeltaWriter> w,
-      DeltaWriter::Create(path, opts.block_size, opts.virtual_size, opts.mode));
+      DeltaWriter::Create(env, path, opts.block_size, opts.virtual_size, opts.mode));
   return std::unique_ptr<LayerWriter>(new NativeLayerWriter(std::move(w), opts));
 }
 

@@ -10,8 +10,8 @@ uint64_t NextLayerId() {
   return next.fetch_add(1, std::memory_order_relaxed);
 }
 
-Result<std::shared_ptr<NativeLayer>> NativeLayer::Open(const std::string& path) {
-  auto file = OpenRandomAccessFile(path);
+Result<std::shared_ptr<NativeLayer>> NativeLayer::Open(Env* env, const std::string& path) {
+  auto file = env->NewRandomAccessFile(path);
   if (!file.ok()) return file.status();
   auto reader = DeltaReader::Open(std::move(file).value());
   if (!reader.ok()) return reader.status();

@@ -10,8 +10,8 @@ namespace chainfs {
 
 class NativeLayer : public Layer {
  public:
-  // Opens and validates the delta file at path (no block data is read).
-  static Result<std::shared_ptr<NativeLayer>> Open(const std::string& path);
+  // Opens and validates the delta file at path through env (no block data is read).
+  static Result<std::shared_ptr<NativeLayer>> Open(Env* env, const std::string& path);
   explicit NativeLayer(std::unique_ptr<DeltaReader> reader)
       : id_(NextLayerId()), reader_(std::move(reader)) {}
   // With a given id: a file reopened with the same index keeps its cache key

@@ -1,9 +1,6 @@
 #include "chain/repo/consolidate.h"
 
 #include <spdlog/spdlog.h>
-#include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -343,11 +340,9 @@ Status Consolidation::CheckCopyable(const RewritePlan& p,
 }
 
 Status Consolidation::CheckSpace() {
-  struct statvfs vfs;
   const std::string dir = repo_.DeltaDir(opts_.group);
-  if (::statvfs(dir.c_str(), &vfs) != 0)
-    return Status::FromErrno(errno, "statvfs " + dir);
-  report_.bytes_free = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  CHAINFS_ASSIGN_OR_RETURN(FsInfo fs, repo_.env()->StatFs(dir));
+  report_.bytes_free = fs.free_bytes;
   const uint64_t margin = 1 << 20;  // journal, manifests, temporaries
   if (report_.bytes_free < report_.bytes_needed + margin) {
     auto mib = [](uint64_t b) {
@@ -425,7 +420,7 @@ Status Consolidation::WriteAll() {
   for (RewritePlan& p : plans_)
     CHAINFS_RETURN_IF_ERROR(WriteDelta(p, progress));
   Failpoint("consolidate.before-sync-dir");
-  CHAINFS_RETURN_IF_ERROR(SyncDir(repo_.DeltaDir(opts_.group)));
+  CHAINFS_RETURN_IF_ERROR(repo_.env()->SyncDir(repo_.DeltaDir(opts_.group)));
   Failpoint("consolidate.after-sync-dir");
   progress.Finish();
   for (RewritePlan& p : plans_) {
@@ -460,16 +455,14 @@ Txn Consolidation::BuildTxn(const GroupState& g) {
     for (const DiskEntry& d : cp.disks)
       if (!still_named.count(d.delta_file)) {
         t.delete_deltas.push_back(d.delta_file);
-        struct stat st;
-        if (::stat(repo_.DeltaPath(opts_.group, d.delta_file).c_str(), &st) ==
-            0)
-          report_.bytes_released += static_cast<uint64_t>(st.st_size);
+        auto info = repo_.env()->Stat(repo_.DeltaPath(opts_.group, d.delta_file));
+        if (info.ok()) report_.bytes_released += info.value().size;
       }
   return t;
 }
 
 void Consolidation::RemoveWritten() {
-  for (const auto& p : written_) ::unlink(p.c_str());
+  for (const auto& p : written_) (void)repo_.env()->RemoveFile(p);
   written_.clear();
 }
 
@@ -520,7 +513,7 @@ Result<ConsolidateReport> Consolidation::Run() {
   st = CommitTxn(repo_, txn);
   report_.switch_seconds = since(t0);
   if (!st.ok()) {
-    if (::access(TxnPath(repo_, opts_.group).c_str(), F_OK) != 0)
+    if (!repo_.env()->FileExists(TxnPath(repo_, opts_.group)))
       RemoveWritten();
     return st;
   }

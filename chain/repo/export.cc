@@ -1,7 +1,5 @@
 #include "chain/repo/export.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -46,43 +44,45 @@ void LoadChunk(const View& view, Chunk* c) {
   }
 }
 
-Status WriteAll(int fd, const char* p, uint64_t n, uint64_t off, bool seekable,
-                const std::string& what) {
+// Writes [p, p + n) at off of out, or to stdout if out is null.
+Status WriteAll(WritableFile* out, const char* p, uint64_t n, uint64_t off) {
+  if (out) return out->WriteAt(off, p, n);
   while (n > 0) {
-    ssize_t w = seekable ? ::pwrite(fd, p, n, static_cast<off_t>(off)) : ::write(fd, p, n);
+    ssize_t w = ::write(1, p, n);
     if (w < 0) {
       if (errno == EINTR) continue;
-      return Status::FromErrno(errno, "writing " + what);
+      return Status::FromErrno(errno, "writing -");
     }
     p += w;
     n -= static_cast<uint64_t>(w);
-    off += static_cast<uint64_t>(w);
   }
   return Status::Ok();
 }
 
 }  // namespace
 
-Result<ExportReport> ExportView(const View& view, const std::string& output, unsigned threads) {
+Result<ExportReport> ExportView(Env* env, const View& view, const std::string& output,
+                                unsigned threads) {
   auto start = std::chrono::steady_clock::now();
   ExportReport report;
   report.bytes = view.size();
   const bool to_stdout = output == "-";
-  struct stat st_out;
-  const bool to_device =
-      !to_stdout && ::stat(output.c_str(), &st_out) == 0 && S_ISBLK(st_out.st_mode);
+  auto out_info = to_stdout ? Result<FileInfo>(FileInfo()) : env->Stat(output);
+  const bool to_device = !to_stdout && out_info.ok() && out_info.value().is_block_device;
   const bool sparse = !to_stdout && !to_device;
   std::string tmp = sparse ? output + ".chainfs-partial." + std::to_string(::getpid()) : "";
-  int fd = to_stdout  ? 1
-           : sparse   ? ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)
-                      : ::open(output.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "opening " + (sparse ? tmp : output));
+  std::unique_ptr<WritableFile> out;  // null: stdout
+  if (!to_stdout) {
+    CHAINFS_ASSIGN_OR_RETURN(out, env->NewWritableFile(sparse ? tmp : output,
+                                                       sparse ? Env::OpenMode::kCreate
+                                                              : Env::OpenMode::kExisting));
+  }
   auto fail = [&](Status s) -> Result<ExportReport> {
-    if (!to_stdout) ::close(fd);
-    if (sparse) ::unlink(tmp.c_str());
+    out.reset();
+    if (sparse) (void)env->RemoveFile(tmp);
     return s;
   };
-  if (to_device && static_cast<uint64_t>(::lseek(fd, 0, SEEK_END)) < view.size())
+  if (to_device && out->Size() < view.size())
     return fail(Status::InvalidArgument(output + " is smaller than the view (" +
                                         std::to_string(view.size()) + " bytes)"));
 
@@ -108,12 +108,12 @@ Result<ExportReport> ExportView(const View& view, const std::string& output, uns
     st = c->status;
     if (st.ok() && sparse) {
       for (const Segment& s : c->segments) {
-        st = WriteAll(fd, c->data.data() + (s.offset - c->offset), s.length, s.offset, true, tmp);
+        st = WriteAll(out.get(), c->data.data() + (s.offset - c->offset), s.length, s.offset);
         if (!st.ok()) break;
         report.data_bytes += s.length;
       }
     } else if (st.ok()) {
-      st = WriteAll(fd, c->data.data(), c->length, c->offset, to_device, output);
+      st = WriteAll(out.get(), c->data.data(), c->length, c->offset);
       report.data_bytes += c->length;
     }
     Failpoint("export.chunk-written");
@@ -121,21 +121,13 @@ Result<ExportReport> ExportView(const View& view, const std::string& output, uns
   }
   if (!st.ok()) return fail(st);
   if (sparse) {
-    if (::ftruncate(fd, static_cast<off_t>(view.size())) != 0)
-      return fail(Status::FromErrno(errno, "setting the size of " + tmp));
-    if (::fsync(fd) != 0) return fail(Status::FromErrno(errno, "fsync " + tmp));
-    if (::close(fd) != 0) {
-      ::unlink(tmp.c_str());
-      return Status::FromErrno(errno, "closing " + tmp);
-    }
-    if (::rename(tmp.c_str(), output.c_str()) != 0) {
-      int e = errno;
-      ::unlink(tmp.c_str());
-      return Status::FromErrno(e, "renaming " + tmp + " to " + output);
-    }
+    if (st = out->Truncate(view.size()); !st.ok()) return fail(st);
+    if (st = out->Sync(); !st.ok()) return fail(st);
+    if (st = out->Close(); !st.ok()) return fail(st);
+    if (st = env->RenameFile(tmp, output); !st.ok()) return fail(st);
   } else if (to_device) {
-    if (::fsync(fd) != 0) return fail(Status::FromErrno(errno, "fsync " + output));
-    ::close(fd);
+    if (st = out->Sync(); !st.ok()) return fail(st);
+    (void)out->Close();
   }
   progress.Finish();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

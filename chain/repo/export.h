@@ -9,6 +9,7 @@
 
 #include <string>
 
+#include "chain/base/env.h"
 #include "chain/layer/view.h"
 
 namespace chainfs {
@@ -19,7 +20,8 @@ struct ExportReport {
   double seconds = 0;
 };
 
-Result<ExportReport> ExportView(const View& view, const std::string& output,
+// Every file of OUTPUT is written through env.
+Result<ExportReport> ExportView(Env* env, const View& view, const std::string& output,
                                 unsigned threads = 0);
 
 }  // namespace chainfs

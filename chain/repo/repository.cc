@@ -1,23 +1,17 @@
 #include "chain/repo/repository.h"
 
-#include <fcntl.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <boost/filesystem.hpp>
 #include <chrono>
 #include <cstdio>
 #include <random>
 #include <set>
 
-#include "chain/base/file.h"
 #include "chain/base/names.h"
 #include "chain/layer/registry.h"
 
 namespace chainfs {
-
-namespace fs = boost::filesystem;
 
 std::string NewDeltaFileName(const std::string& checkpoint, const std::string& disk) {
   std::random_device rd;
@@ -46,28 +40,19 @@ bool GroupState::IsAncestor(const std::string& ancestor, const std::string& cp) 
   return false;
 }
 
-RepoLock::~RepoLock() {
-  if (fd_ >= 0) {
-    ::flock(fd_, LOCK_UN);
-    ::close(fd_);
-  }
-}
-
-Status Repository::Init(const std::string& path, const RepoConfig& config) {
-  boost::system::error_code ec;
-  if (fs::exists(path / fs::path("chainfs.json"), ec))
+Status Repository::Init(const std::string& path, const RepoConfig& config, Env* env) {
+  if (env->FileExists(path + "/chainfs.json"))
     return Status::AlreadyExists(path + " is already a chainfs repository");
-  if (fs::exists(path, ec) && !fs::is_empty(path, ec))
+  if (auto names = env->ListDir(path); names.ok() && !names.value().empty())
     return Status::InvalidArgument(path + " exists and is not empty");
-  fs::create_directories(fs::path(path) / "groups", ec);
-  if (ec) return Status::FromErrno(ec.value(), "creating " + path);
-  CHAINFS_RETURN_IF_ERROR(WriteFileAtomic(path + "/chainfs.json", config.Encode()));
-  return SyncDir(path);
+  CHAINFS_RETURN_IF_ERROR(env->CreateDirs(path + "/groups"));
+  CHAINFS_RETURN_IF_ERROR(env->WriteFileAtomic(path + "/chainfs.json", config.Encode()));
+  return env->SyncDir(path);
 }
 
-Result<std::unique_ptr<Repository>> Repository::Open(const std::string& path) {
+Result<std::unique_ptr<Repository>> Repository::Open(const std::string& path, Env* env) {
   std::string cfg_path = path + "/chainfs.json";
-  auto text = ReadWholeFile(cfg_path, 1 << 20);
+  auto text = env->ReadWholeFile(cfg_path, 1 << 20);
   if (!text.ok()) {
     if (text.status().code() == Status::Code::kNotFound)
       return Status::NotFound(path + " is not a chainfs repository (no chainfs.json; "
@@ -76,7 +61,7 @@ Result<std::unique_ptr<Repository>> Repository::Open(const std::string& path) {
   }
   auto cfg = RepoConfig::Decode(text.value(), cfg_path);
   if (!cfg.ok()) return cfg.status();
-  return std::unique_ptr<Repository>(new Repository(path, cfg.value()));
+  return std::unique_ptr<Repository>(new Repository(path, cfg.value(), env));
 }
 
 std::string Repository::GroupDir(const std::string& g) const { return path_ + "/groups/" + g; }
@@ -91,10 +76,10 @@ std::string Repository::DeltaPath(const std::string& g, const std::string& f) co
 namespace {
 // A group directory is a group once a checkpoint is committed in it: the
 // directories a first backup creates before it fails or is killed are not.
-bool HasManifest(const std::string& dir) {
-  boost::system::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string f = it->path().filename().string();
+bool HasManifest(Env* env, const std::string& dir) {
+  auto names = env->ListDir(dir);
+  if (!names.ok()) return false;
+  for (const std::string& f : names.value()) {
     if (f.size() > 5 && f.compare(f.size() - 5, 5, ".json") == 0 &&
         ValidateName("checkpoint", f.substr(0, f.size() - 5)).ok())
       return true;
@@ -105,14 +90,11 @@ bool HasManifest(const std::string& dir) {
 
 Result<std::vector<std::string>> Repository::ListGroups() const {
   std::vector<std::string> out;
-  boost::system::error_code ec;
-  for (fs::directory_iterator it(path_ + "/groups", ec), end; !ec && it != end;
-       it.increment(ec)) {
-    std::string n = it->path().filename().string();
-    if (ValidateName("group", n).ok() && HasManifest(it->path().string() + "/checkpoints"))
+  CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(path_ + "/groups"));
+  for (const std::string& n : names) {
+    if (ValidateName("group", n).ok() && HasManifest(env_, GroupDir(n) + "/checkpoints"))
       out.push_back(n);
   }
-  if (ec) return Status::FromErrno(ec.value(), "listing " + path_ + "/groups");
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -121,17 +103,16 @@ Result<GroupState> Repository::LoadGroup(const std::string& group) const {
   CHAINFS_RETURN_IF_ERROR(ValidateName("group", group));
   GroupState g;
   g.name = group;
-  boost::system::error_code ec;
   std::string dir = CheckpointDir(group);
-  if (!fs::is_directory(dir, ec))
+  if (auto info = env_->Stat(dir); !info.ok() || !info.value().is_dir)
     return Status::NotFound("group '" + group + "' not found in " + path_);
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    std::string file = it->path().filename().string();
+  CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> files, env_->ListDir(dir));
+  for (const std::string& file : files) {
     if (file.size() <= 5 || file.compare(file.size() - 5, 5, ".json") != 0) continue;
     std::string name = file.substr(0, file.size() - 5);
     if (!ValidateName("checkpoint", name).ok()) continue;  // temporaries, foreign files
-    std::string where = it->path().string();
-    auto text = ReadWholeFile(where);
+    std::string where = dir + "/" + file;
+    auto text = env_->ReadWholeFile(where);
     if (!text.ok()) {
       if (text.status().code() == Status::Code::kNotFound) continue;  // removed meanwhile
       return text.status();
@@ -142,7 +123,6 @@ Result<GroupState> Repository::LoadGroup(const std::string& group) const {
       return Status::Corruption(where + ": names checkpoint " + cp->group + "/" + cp->name);
     g.checkpoints.push_back(std::move(cp).value());
   }
-  if (ec) return Status::FromErrno(ec.value(), "listing " + dir);
   std::sort(g.checkpoints.begin(), g.checkpoints.end(),
             [](const Checkpoint& a, const Checkpoint& b) { return a.sequence < b.sequence; });
   return g;
@@ -199,7 +179,7 @@ Result<std::shared_ptr<const Layer>> Repository::OpenLayer(const std::string& gr
     return slot.id;
   };
   CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
-                           OpenLayerFile(path, format, id_for));
+                           OpenLayerFile(env_, path, format, id_for));
   if (layer->block_size() != config_.block_size)
     return Status::Corruption(path + ": block size " + std::to_string(layer->block_size()) +
                               " differs from the repository's " +
@@ -223,7 +203,7 @@ Result<std::unique_ptr<LayerWriter>> Repository::CreateDelta(const std::string& 
   opts.compress = config_.compression == "zstd";
   opts.compression_level = config_.compression_level;
   opts.mode = mode;
-  return write_format().create_writer(DeltaPath(group, file), opts);
+  return write_format().create_writer(env_, DeltaPath(group, file), opts);
 }
 
 Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
@@ -259,38 +239,26 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const std::string& grou
 }
 
 Result<std::unique_ptr<RepoLock>> Repository::Lock(const std::string& purpose) const {
-  std::string path = path_ + "/lock";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::FromErrno(errno, "opening lock " + path);
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int e = errno;
-    char buf[512] = {0};
-    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-    ::close(fd);
-    if (e != EWOULDBLOCK) return Status::FromErrno(e, "locking " + path);
-    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
-    while (!holder.empty() && holder.back() == '\n') holder.pop_back();
-    return Status::Busy("repository " + path_ + " is locked by another writer (" + holder +
-                        "); wait for it to finish");
-  }
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
   auto now = std::chrono::system_clock::now().time_since_epoch();
   std::string info = "pid " + std::to_string(::getpid()) + " on host " + host + " since " +
                      FormatTime(std::chrono::duration_cast<std::chrono::nanoseconds>(now).count()) +
                      ": " + purpose + "\n";
-  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, info.data(), info.size(), 0) < 0) {
-    int e = errno;
-    ::close(fd);
-    return Status::FromErrno(e, "writing lock " + path);
+  std::string holder;
+  auto lock = env_->LockFile(path_ + "/lock", info, &holder);
+  if (!lock.ok()) {
+    if (lock.status().code() != Status::Code::kBusy) return lock.status();
+    return Status::Busy("repository " + path_ + " is locked by another writer (" + holder +
+                        "); wait for it to finish");
   }
-  return std::make_unique<RepoLock>(fd);
+  return std::make_unique<RepoLock>(std::move(lock).value());
 }
 
 Result<int> Repository::CollectLeftovers(const std::string& group) const {
   // A committed consolidation journal names new deltas that no manifest names
   // yet: they are not leftovers. It must be rolled forward first (chain/txn.h).
-  if (::access((GroupDir(group) + "/txn.json").c_str(), F_OK) == 0)
+  if (env_->FileExists(GroupDir(group) + "/txn.json"))
     return Status::Busy("group " + group + " has an unfinished consolidation journal " +
                         GroupDir(group) + "/txn.json; run 'chainfs consolidate' or "
                         "'chainfs prune' on the group (or any backup) to finish it first");
@@ -299,23 +267,27 @@ Result<int> Repository::CollectLeftovers(const std::string& group) const {
   for (const auto& cp : g.checkpoints)
     for (const auto& d : cp.disks) referenced.insert(d.delta_file);
   int removed = 0;
-  boost::system::error_code ec;
+  Status failed;  // the first failure; what was removed before it is still synced
   for (const std::string& dir : {DeltaDir(group), CheckpointDir(group)}) {
-    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      std::string f = it->path().filename().string();
+    auto names = env_->ListDir(dir);
+    if (!names.ok() && names.status().code() != Status::Code::kNotFound) failed = names.status();
+    if (!names.ok() || !failed.ok()) continue;
+    for (const std::string& f : names.value()) {
       bool is_tmp = f.find(".tmp.") != std::string::npos;
       bool stray_delta = dir == DeltaDir(group) && !referenced.count(f);
-      if (is_tmp || stray_delta) {
-        fs::remove(it->path(), ec);
-        ++removed;
-      }
+      if (!is_tmp && !stray_delta) continue;
+      Status st = env_->RemoveFile(dir + "/" + f);
+      if (st.ok()) ++removed;
+      else if (st.code() != Status::Code::kNotFound) failed = st;  // kNotFound: gone meanwhile
+      if (!failed.ok()) break;
     }
-    ec.clear();
   }
   if (removed > 0) {
-    CHAINFS_RETURN_IF_ERROR(SyncDir(DeltaDir(group)));
-    CHAINFS_RETURN_IF_ERROR(SyncDir(CheckpointDir(group)));
+    CHAINFS_RETURN_IF_ERROR(env_->SyncDir(DeltaDir(group)));
+    CHAINFS_RETURN_IF_ERROR(env_->SyncDir(CheckpointDir(group)));
   }
+  if (!failed.ok())
+    return failed.Context("removing leftovers of failed writers in group " + group);
   return removed;
 }
 

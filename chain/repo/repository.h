@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "chain/base/env.h"
 #include "chain/layer/format.h"
 #include "chain/layer/view.h"
 #include "chain/repo/manifest.h"
@@ -44,13 +45,12 @@ struct ChainLink {
 // Holds the repository's writer lock until destroyed.
 class RepoLock {
  public:
-  explicit RepoLock(int fd) : fd_(fd) {}
+  explicit RepoLock(std::unique_ptr<FileLock> lock) : lock_(std::move(lock)) {}
   RepoLock(const RepoLock&) = delete;
   RepoLock& operator=(const RepoLock&) = delete;
-  ~RepoLock();
 
  private:
-  int fd_;
+  std::unique_ptr<FileLock> lock_;
 };
 
 // A fresh, unique delta file name: CHECKPOINT.DISK.<16 hex>.delta. Unique so
@@ -60,11 +60,16 @@ std::string NewDeltaFileName(const std::string& checkpoint, const std::string& d
 class Repository {
  public:
   // Creates REPO (or uses an empty existing directory) with a config.
-  static Status Init(const std::string& path, const RepoConfig& config);
-  // Opens and validates REPO/chainfs.json; reads no block data.
-  static Result<std::unique_ptr<Repository>> Open(const std::string& path);
+  static Status Init(const std::string& path, const RepoConfig& config,
+                     Env* env = Env::Default());
+  // Opens and validates REPO/chainfs.json; reads no block data. Every
+  // storage call of the repository and of what works on it goes through env,
+  // which must outlive the Repository.
+  static Result<std::unique_ptr<Repository>> Open(const std::string& path,
+                                                  Env* env = Env::Default());
 
   const std::string& path() const { return path_; }
+  Env* env() const { return env_; }
   const RepoConfig& config() const { return config_; }
   std::string GroupDir(const std::string& group) const;
   std::string CheckpointDir(const std::string& group) const;
@@ -111,14 +116,17 @@ class Repository {
   Result<std::unique_ptr<RepoLock>> Lock(const std::string& purpose) const;
 
   // REQUIRES: the lock. Removes what failed writers left behind in a group:
-  // delta files no manifest names and temporary manifests. Returns how many.
+  // delta files no manifest names and temporary manifests. Returns how many;
+  // a file that cannot be removed (or a directory that cannot be listed) is
+  // an error naming it, after what was removed before it is made durable.
   Result<int> CollectLeftovers(const std::string& group) const;
 
  private:
-  Repository(std::string path, RepoConfig config)
-      : path_(std::move(path)), config_(std::move(config)) {}
+  Repository(std::string path, RepoConfig config, Env* env)
+      : path_(std::move(path)), config_(std::move(config)), env_(env) {}
   std::string path_;
   RepoConfig config_;
+  Env* env_;
   // Every delta file opened so far, by path. The id is kept after the layer
   // is closed: reopening a file with the same fingerprint (LayerIdFn; native:
   // the index checksum) gives it the same id, so blocks cached from it stay

@@ -1,14 +1,10 @@
 #include "chain/repo/txn.h"
 
 #include <spdlog/spdlog.h>
-#include <unistd.h>
-
-#include <boost/filesystem.hpp>
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
 #include "chain/base/failpoint.h"
-#include "chain/base/file.h"
 #include "chain/base/names.h"
 #include "chain/layer/registry.h"
 
@@ -31,10 +27,10 @@ Status StringList(const json& j, const char* key, std::vector<std::string>* out,
 }
 
 // unlink that treats "already gone" as done (roll-forward is idempotent).
-Status RemoveIfExists(const std::string& path) {
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT)
-    return Status::FromErrno(errno, "removing " + path);
-  return Status::Ok();
+Status RemoveIfExists(Env* env, const std::string& path) {
+  Status st = env->RemoveFile(path);
+  if (st.code() == Status::Code::kNotFound) return Status::Ok();
+  return st;
 }
 
 std::string ManifestPath(const Repository& repo, const std::string& group,
@@ -46,7 +42,7 @@ std::string ManifestPath(const Repository& repo, const std::string& group,
 // journal does not record formats: each file's content tells (probe).
 Status CheckNewDeltas(const Repository& repo, const Txn& txn) {
   for (const std::string& f : txn.new_deltas) {
-    auto layer = OpenLayerFile(repo.DeltaPath(txn.group, f), nullptr);
+    auto layer = OpenLayerFile(repo.env(), repo.DeltaPath(txn.group, f), nullptr);
     if (!layer.ok())
       return layer.status().Context(
           "journal " + TxnPath(repo, txn.group) +
@@ -156,7 +152,7 @@ std::string TxnPath(const Repository& repo, const std::string& group) {
 Status CommitTxn(const Repository& repo, const Txn& txn) {
   Failpoint("txn.before-commit");
   CHAINFS_RETURN_IF_ERROR(
-      WriteFileAtomic(TxnPath(repo, txn.group), txn.Encode()));
+      repo.env()->WriteFileAtomic(TxnPath(repo, txn.group), txn.Encode()));
   Failpoint("txn.after-commit");
   Status st = ApplyTxn(repo, txn);
   if (!st.ok())
@@ -173,40 +169,37 @@ Status ApplyTxn(const Repository& repo, const Txn& txn) {
     const std::string path = ManifestPath(repo, g, st.checkpoint);
     if (st.write) {
       Failpoint("txn.before-write-manifest");
-      CHAINFS_RETURN_IF_ERROR(WriteFileAtomic(path, st.write->Encode()));
+      CHAINFS_RETURN_IF_ERROR(repo.env()->WriteFileAtomic(path, st.write->Encode()));
       Failpoint("txn.after-write-manifest");
     } else {
       Failpoint("txn.before-delete-manifest");
-      CHAINFS_RETURN_IF_ERROR(RemoveIfExists(path));
-      CHAINFS_RETURN_IF_ERROR(SyncDir(repo.CheckpointDir(g)));
+      CHAINFS_RETURN_IF_ERROR(RemoveIfExists(repo.env(), path));
+      CHAINFS_RETURN_IF_ERROR(repo.env()->SyncDir(repo.CheckpointDir(g)));
       Failpoint("txn.after-delete-manifest");
     }
   }
   for (const std::string& f : txn.delete_deltas) {
     Failpoint("txn.before-delete-delta");
-    CHAINFS_RETURN_IF_ERROR(RemoveIfExists(repo.DeltaPath(g, f)));
+    CHAINFS_RETURN_IF_ERROR(RemoveIfExists(repo.env(), repo.DeltaPath(g, f)));
     Failpoint("txn.after-delete-delta");
   }
-  CHAINFS_RETURN_IF_ERROR(SyncDir(repo.DeltaDir(g)));
+  CHAINFS_RETURN_IF_ERROR(repo.env()->SyncDir(repo.DeltaDir(g)));
   Failpoint("txn.before-remove-journal");
-  CHAINFS_RETURN_IF_ERROR(RemoveIfExists(TxnPath(repo, g)));
-  CHAINFS_RETURN_IF_ERROR(SyncDir(repo.GroupDir(g)));
+  CHAINFS_RETURN_IF_ERROR(RemoveIfExists(repo.env(), TxnPath(repo, g)));
+  CHAINFS_RETURN_IF_ERROR(repo.env()->SyncDir(repo.GroupDir(g)));
   Failpoint("txn.after-remove-journal");
   return Status::Ok();
 }
 
 Result<std::optional<Txn>> RollForward(const Repository& repo,
                                        const std::string& group) {
-  namespace fs = boost::filesystem;
-  boost::system::error_code ec;
   // A journal temporary is a crash before the commit point: not committed.
-  for (fs::directory_iterator it(repo.GroupDir(group), ec), end;
-       !ec && it != end; it.increment(ec)) {
-    if (it->path().filename().string().rfind("txn.json.tmp.", 0) == 0)
-      fs::remove(it->path(), ec);
-  }
+  if (auto names = repo.env()->ListDir(repo.GroupDir(group)); names.ok())
+    for (const std::string& f : names.value())
+      if (f.rfind("txn.json.tmp.", 0) == 0)
+        (void)repo.env()->RemoveFile(repo.GroupDir(group) + "/" + f);
   const std::string path = TxnPath(repo, group);
-  auto text = ReadWholeFile(path);
+  auto text = repo.env()->ReadWholeFile(path);
   if (!text.ok()) {
     if (text.status().code() == Status::Code::kNotFound)
       return std::optional<Txn>();

@@ -277,7 +277,7 @@ Action AddExportCommand(CLI::App& app) {
     if (!repo.ok()) return Fail("export", repo.status());
     auto view = repo.value()->OpenView(o->group, o->checkpoint, o->disk);
     if (!view.ok()) return Fail("export", view.status());
-    auto r = ExportView(*view.value(), o->output);
+    auto r = ExportView(repo.value()->env(), *view.value(), o->output);
     if (!r.ok()) return Fail("export", r.status());
     if (o->json)
       std::cout << json({{"bytes", r->bytes}, {"data_bytes", r->data_bytes},

@@ -1,6 +1,5 @@
 #include "fusefs/driver/live_groups.h"
 
-#include <sys/vfs.h>
 #include <time.h>
 
 #include <spdlog/spdlog.h>
@@ -11,18 +10,13 @@ namespace chainfs {
 
 namespace {
 
-bool SameTime(const struct timespec& a, const struct timespec& b) {
-  return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
-}
-
-// True if t is at least `by` before the realtime clock now.
-bool OlderThan(const struct timespec& t, std::chrono::milliseconds by) {
+// True if t_ns (since the epoch) is at least `by` before the realtime clock now.
+bool OlderThan(int64_t t_ns, std::chrono::milliseconds by) {
   struct timespec now;
   ::clock_gettime(CLOCK_REALTIME, &now);
-  const auto ns = [](const struct timespec& x) {
-    return std::chrono::seconds(x.tv_sec) + std::chrono::nanoseconds(x.tv_nsec);
-  };
-  return ns(now) - ns(t) >= by;
+  return std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec) -
+             std::chrono::nanoseconds(t_ns) >=
+         by;
 }
 
 }  // namespace
@@ -42,17 +36,17 @@ bool LiveGroups::LocalFilesystem(long f_type) {
   }
 }
 
-std::chrono::milliseconds LiveGroups::SettleFor(const std::string& repo_path) {
-  struct statfs st;
-  if (::statfs(repo_path.c_str(), &st) != 0 || !LocalFilesystem(st.f_type))
+std::chrono::milliseconds LiveGroups::SettleFor(Env* env, const std::string& repo_path) {
+  auto fs = env->StatFs(repo_path);
+  if (!fs.ok() || !LocalFilesystem(static_cast<long>(fs.value().type)))
     return std::chrono::milliseconds(0);
   return kSettle;
 }
 
-bool LiveGroups::Fresh(const Entry& e, const struct stat& st,
+bool LiveGroups::Fresh(const Entry& e, const FileInfo& st,
                        std::chrono::steady_clock::time_point now) const {
   return e.snapshot != nullptr && (e.settled || now - e.scanned < max_age_) &&
-         SameTime(e.mtime, st.st_mtim) && SameTime(e.ctime, st.st_ctim);
+         e.mtime_ns == st.mtime_ns && e.ctime_ns == st.ctime_ns;
 }
 
 LiveGroups::LiveGroups(const Repository& repo, std::chrono::milliseconds max_age,
@@ -76,22 +70,23 @@ Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& gro
   const std::shared_ptr<Entry> entry = EntryOf(group);
   Entry& e = *entry;
   std::lock_guard<std::mutex> lock(e.mu);
-  struct stat st;
-  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
+  auto info = repo_.env()->Stat(dir);
+  if (!info.ok() || !info.value().is_dir) {
     e.snapshot = nullptr;  // for a thread that still holds the entry
     std::lock_guard<std::mutex> map_lock(mu_);
     auto it = entries_.find(group);
     if (it != entries_.end() && it->second == entry) entries_.erase(it);
     return Status::NotFound("group '" + group + "' not found in " + repo_.path());
   }
+  const FileInfo& st = info.value();
   const auto now = std::chrono::steady_clock::now();
   if (Fresh(e, st, now)) return e.snapshot;
-  const bool settled = settle_.count() > 0 && OlderThan(st.st_mtim, settle_) &&
-                       OlderThan(st.st_ctim, settle_);
+  const bool settled = settle_.count() > 0 && OlderThan(st.mtime_ns, settle_) &&
+                       OlderThan(st.ctime_ns, settle_);
   auto loaded = loader_(group);
   e.scanned = now;  // a failed rescan is retried after max_age
-  e.mtime = st.st_mtim;
-  e.ctime = st.st_ctim;
+  e.mtime_ns = st.mtime_ns;
+  e.ctime_ns = st.ctime_ns;
   e.settled = settled && loaded.ok();
   if (!loaded.ok()) {
     if (!e.failure_logged)

@@ -52,7 +52,7 @@ class LiveGroups {
   // tmpfs, f2fs, zfs, overlayfs), zero elsewhere: a network filesystem's
   // client caches directory attributes for seconds (NFS: acdirmax, up to
   // 60 s), so its times can hide a checkpoint another host committed.
-  static std::chrono::milliseconds SettleFor(const std::string& repo_path);
+  static std::chrono::milliseconds SettleFor(Env* env, const std::string& repo_path);
   static bool LocalFilesystem(long f_type);
 
   // How a group is read: Repository::LoadGroup, or a test's stand-in.
@@ -76,11 +76,11 @@ class LiveGroups {
     std::mutex mu;  // guards the fields below; held while the group is read
     std::shared_ptr<const GroupState> snapshot;
     std::chrono::steady_clock::time_point scanned;
-    struct timespec mtime = {}, ctime = {};
+    int64_t mtime_ns = 0, ctime_ns = 0;  // of the checkpoints directory at the scan
     bool settled = false;  // the times were kSettle older than the scan
     bool failure_logged = false;
   };
-  bool Fresh(const Entry& e, const struct stat& st,
+  bool Fresh(const Entry& e, const FileInfo& st,
              std::chrono::steady_clock::time_point now) const;
 
   // The group's entry, created if new.

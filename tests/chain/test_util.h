@@ -1,5 +1,5 @@
-// Helpers for chainfs unit tests: temporary directories, files, and a
-// RandomAccessFile wrapper that injects faults.
+// Helpers for chainfs unit tests: temporary directories, files, a
+// RandomAccessFile wrapper and an Env wrapper that inject faults.
 #pragma once
 
 #include <gtest/gtest.h>
@@ -9,8 +9,10 @@
 #include <boost/filesystem.hpp>
 #include <fstream>
 #include <random>
+#include <mutex>
 #include <string>
 
+#include "chain/base/env.h"
 #include "chain/base/file.h"
 
 namespace chainfs::testing {
@@ -49,7 +51,7 @@ inline std::string RandomBytes(size_t n, unsigned seed) {
 }
 
 inline std::string ReadFile(const std::string& path) {
-  auto r = ReadWholeFile(path, 1u << 30);
+  auto r = Env::Default()->ReadWholeFile(path, 1u << 30);
   EXPECT_TRUE(r.ok()) << r.status().ToString();
   return r.ok() ? r.value() : std::string();
 }
@@ -75,6 +77,124 @@ class FaultyFile : public RandomAccessFile {
 
  private:
   std::unique_ptr<RandomAccessFile> base_;
+};
+
+// Wraps an Env; fails the nth call of an operation with an errno, as the
+// file system would (ENOSPC on append, EIO on rename, EACCES on unlink).
+// The error names the path, with "(injected)". Thread-safe.
+//   FaultyEnv env;
+//   auto repo = Repository::Open(path, &env);
+//   env.FailNth(FaultyEnv::Op::kRename, 1, EIO, ".json");  // the next manifest rename
+class FaultyEnv : public Env {
+ public:
+  enum class Op {
+    kOpenRead, kCreateAppend, kAppend, kSync, kOpenWrite, kSyncDir, kRename,
+    kRemove, kCreateDirs, kList, kLock, kStat, kStatFs, kCount
+  };
+  explicit FaultyEnv(Env* base = Env::Default()) : base_(base) {}
+
+  // The nth call of op from now on (1: the next) whose path contains
+  // path_part fails with err; earlier and later calls pass. One rule per op.
+  void FailNth(Op op, int n, int err, const std::string& path_part = "") {
+    std::lock_guard<std::mutex> lock(mu_);
+    rules_[static_cast<int>(op)] = {n, err, path_part};
+  }
+  // Calls of op so far (failed ones included).
+  int calls(Op op) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_[static_cast<int>(op)];
+  }
+  // The injected error if this call of op on path is the chosen one.
+  Status Check(Op op, const std::string& path, const std::string& what) {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++calls_[static_cast<int>(op)];
+    Rule& r = rules_[static_cast<int>(op)];
+    if (r.countdown <= 0 || path.find(r.path_part) == std::string::npos) return Status::Ok();
+    if (--r.countdown > 0) return Status::Ok();
+    return Status::FromErrno(r.err, what + " (injected)");
+  }
+
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(
+      const std::string& path) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kOpenRead, path, "opening " + path));
+    return base_->NewRandomAccessFile(path);
+  }
+  Result<std::unique_ptr<AppendFile>> NewAppendFile(const std::string& path,
+                                                    WriteMode mode) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kCreateAppend, path, "creating " + path));
+    CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<AppendFile> f, base_->NewAppendFile(path, mode));
+    return std::unique_ptr<AppendFile>(new File(std::move(f), this));
+  }
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
+                                                        OpenMode mode) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kOpenWrite, path, "opening " + path));
+    return base_->NewWritableFile(path, mode);
+  }
+  Status SyncDir(const std::string& dir) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kSyncDir, dir, "fsync directory " + dir));
+    return base_->SyncDir(dir);
+  }
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kRename, to, "renaming " + from + " to " + to));
+    return base_->RenameFile(from, to);
+  }
+  Status RemoveFile(const std::string& path) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kRemove, path, "removing " + path));
+    return base_->RemoveFile(path);
+  }
+  Status CreateDirs(const std::string& dir) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kCreateDirs, dir, "creating directory " + dir));
+    return base_->CreateDirs(dir);
+  }
+  Result<std::vector<std::string>> ListDir(const std::string& dir) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kList, dir, "listing " + dir));
+    return base_->ListDir(dir);
+  }
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path, const std::string& holder,
+                                             std::string* held_by) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kLock, path, "locking " + path));
+    return base_->LockFile(path, holder, held_by);
+  }
+  Result<FileInfo> Stat(const std::string& path) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kStat, path, "stat " + path));
+    return base_->Stat(path);
+  }
+  Result<FsInfo> StatFs(const std::string& path) override {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kStatFs, path, "statfs " + path));
+    return base_->StatFs(path);
+  }
+
+ private:
+  // An AppendFile whose Append and Sync consult the env's rules.
+  class File : public AppendFile {
+   public:
+    File(std::unique_ptr<AppendFile> base, FaultyEnv* env) : base_(std::move(base)), env_(env) {}
+    Status Append(const void* data, size_t n) override {
+      CHAINFS_RETURN_IF_ERROR(env_->Check(Op::kAppend, Path(), "writing " + Path()));
+      return base_->Append(data, n);
+    }
+    Status Sync() override {
+      CHAINFS_RETURN_IF_ERROR(env_->Check(Op::kSync, Path(), "fsync " + Path()));
+      return base_->Sync();
+    }
+    Status Close() override { return base_->Close(); }
+    uint64_t Offset() const override { return base_->Offset(); }
+    const std::string& Path() const override { return base_->Path(); }
+    WriteMode mode() const override { return base_->mode(); }
+
+   private:
+    std::unique_ptr<AppendFile> base_;
+    FaultyEnv* env_;
+  };
+  struct Rule {
+    int countdown = 0;  // 0: no fault pending
+    int err = 0;
+    std::string path_part;
+  };
+  Env* base_;
+  mutable std::mutex mu_;
+  Rule rules_[static_cast<int>(Op::kCount)];
+  int calls_[static_cast<int>(Op::kCount)] = {};
 };
 
 }  // namespace chainfs::testing

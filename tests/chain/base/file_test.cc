@@ -1,3 +1,4 @@
+#include "chain/base/env.h"
 #include "chain/base/file.h"
 
 #include <gtest/gtest.h>
@@ -31,7 +32,7 @@ std::string Random(size_t n, unsigned seed) {
 TEST(AppendFile, DirectWritesExactBytesAcrossBufferBoundaries) {
   TempDir dir;
   const std::string path = dir / "direct.bin";
-  auto f = AppendFile::Create(path, WriteMode::kDirect);
+  auto f = Env::Default()->NewAppendFile(path, WriteMode::kDirect);
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_EQ(f.value()->mode(), WriteMode::kDirect) << "the test directory refuses O_DIRECT";
   std::string want;
@@ -54,7 +55,7 @@ TEST(AppendFile, DirectWritesExactBytesAcrossBufferBoundaries) {
 TEST(AppendFile, DirectAppendAfterSyncRewritesThePaddedTail) {
   TempDir dir;
   const std::string path = dir / "tail.bin";
-  auto f = AppendFile::Create(path, WriteMode::kDirect);
+  auto f = Env::Default()->NewAppendFile(path, WriteMode::kDirect);
   ASSERT_TRUE(f.ok());
   const std::string a = Random(5000, 7), b = Random(3000, 8);
   ASSERT_TRUE(f.value()->Append(a.data(), a.size()).ok());
@@ -69,9 +70,9 @@ TEST(AppendFile, DirectAppendAfterSyncRewritesThePaddedTail) {
 TEST(AppendFile, CreateRefusesAnExistingFileInBothModes) {
   TempDir dir;
   const std::string path = dir / "x.bin";
-  ASSERT_TRUE(AppendFile::Create(path).ok());
+  ASSERT_TRUE(Env::Default()->NewAppendFile(path).ok());
   for (WriteMode m : {WriteMode::kBuffered, WriteMode::kDirect}) {
-    auto again = AppendFile::Create(path, m);
+    auto again = Env::Default()->NewAppendFile(path, m);
     ASSERT_FALSE(again.ok());
     EXPECT_NE(again.status().message().find(path), std::string::npos);
   }

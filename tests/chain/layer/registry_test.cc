@@ -34,7 +34,7 @@ std::string WriteThroughRegistry(const TempDir& dir, const std::string& name) {
   opts.block_size = kBs;
   opts.virtual_size = 8 * kBs;
   std::string path = dir / name;
-  auto w = WriteLayerFormat().create_writer(path, opts);
+  auto w = WriteLayerFormat().create_writer(Env::Default(), path, opts);
   EXPECT_TRUE(w.ok()) << w.status().ToString();
   std::string buf;
   const std::string blocks[] = {Block('a'), RandomBlock(1), Block('b')};
@@ -85,7 +85,7 @@ TEST(Registry, OpensWhatItWroteAndKeepsIdsByFingerprint) {
   TempDir dir;
   std::string path = WriteThroughRegistry(dir, "a.delta");
   uint64_t seen = 0;
-  auto layer = OpenLayerFile(path, nullptr, [&](uint64_t fp) {
+  auto layer = OpenLayerFile(Env::Default(), path, nullptr, [&](uint64_t fp) {
     seen = fp;
     return uint64_t{777};
   });
@@ -99,26 +99,26 @@ TEST(Registry, OpensWhatItWroteAndKeepsIdsByFingerprint) {
   EXPECT_EQ(out, RandomBlock(1));
   // The same content gives the same fingerprint; a fresh id without id_for.
   uint64_t again = 0;
-  auto reopened = OpenLayerFile(path, FindLayerFormat("native"), [&](uint64_t fp) {
+  auto reopened = OpenLayerFile(Env::Default(), path, FindLayerFormat("native"), [&](uint64_t fp) {
     again = fp;
     return uint64_t{778};
   });
   ASSERT_TRUE(reopened.ok());
   EXPECT_EQ(again, seen);
-  auto fresh = OpenLayerFile(path, nullptr);
+  auto fresh = OpenLayerFile(Env::Default(), path, nullptr);
   ASSERT_TRUE(fresh.ok());
   EXPECT_NE((*fresh)->id(), 777u);
 }
 
 TEST(Registry, StoredBlocksCopyAsIsIntoANewFile) {
   TempDir dir;
-  auto src = OpenLayerFile(WriteThroughRegistry(dir, "src.delta"), nullptr);
+  auto src = OpenLayerFile(Env::Default(), WriteThroughRegistry(dir, "src.delta"), nullptr);
   ASSERT_TRUE(src.ok());
   LayerWriterOptions opts;
   opts.block_size = kBs;
   opts.virtual_size = 8 * kBs;
   opts.mode = WriteMode::kDirect;
-  auto w = WriteLayerFormat().create_writer(dir / "copy.delta", opts);
+  auto w = WriteLayerFormat().create_writer(Env::Default(), dir / "copy.delta", opts);
   ASSERT_TRUE(w.ok());
   std::string scratch;
   std::vector<StoredBlock> seen;
@@ -138,7 +138,7 @@ TEST(Registry, StoredBlocksCopyAsIsIntoANewFile) {
   for (const auto& s : seen) sum += s.size;
   EXPECT_EQ((*w)->stored_bytes(), sum);
   ASSERT_TRUE((*w)->Finish().ok());
-  auto copy = OpenLayerFile(dir / "copy.delta", nullptr);
+  auto copy = OpenLayerFile(Env::Default(), dir / "copy.delta", nullptr);
   ASSERT_TRUE(copy.ok()) << copy.status().ToString();
   std::vector<std::string> copied;
   ASSERT_TRUE((*copy)->ReadStored(0, 3, &scratch, [&](const StoredBlock& s) {

@@ -96,7 +96,7 @@ TEST(ZeroRun, ExactBytes) {
 std::string WriteSample(const TempDir& dir, std::string* b0, std::string* b2,
                         WriteMode mode = WriteMode::kBuffered) {
   std::string path = dir / (mode == WriteMode::kDirect ? "direct.delta" : "sample.delta");
-  auto w = DeltaWriter::Create(path, kBs, kBs * 6 + kBs / 2, mode);
+  auto w = DeltaWriter::Create(Env::Default(), path, kBs, kBs * 6 + kBs / 2, mode);
   EXPECT_TRUE(w.ok());
   b0->assign(kBs, 'a');
   b2->resize(kBs);
@@ -301,7 +301,7 @@ TEST(DeltaFile, ContentHashMismatchDetectedAfterDecode) {
   // (e.g. a writer bug) must not be served.
   TempDir dir;
   std::string path = dir / "liar.delta";
-  auto w = DeltaWriter::Create(path, kBs, kBs);
+  auto w = DeltaWriter::Create(Env::Default(), path, kBs, kBs);
   ASSERT_TRUE(w.ok());
   std::string block(kBs, 'x');
   IndexEntry e{0, 0, kBs, Codec::kRaw, Checksum64(block.data(), kBs), ContentHash{1, 2}};

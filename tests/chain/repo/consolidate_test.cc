@@ -135,7 +135,7 @@ class Fixture {
   std::map<uint64_t, std::string> StoredBlocks() {
     std::map<uint64_t, std::string> out;
     for (const auto& f : fs::directory_iterator(repo_->DeltaDir("g"))) {
-      auto layer = NativeLayer::Open(f.path().string());
+      auto layer = NativeLayer::Open(Env::Default(), f.path().string());
       EXPECT_TRUE(layer.ok()) << layer.status().ToString();
       const DeltaReader& r = layer.value()->reader();
       for (size_t i = 0; i < r.entries().size(); ++i) {
@@ -316,7 +316,7 @@ void HandMade(Fixture& f, const std::string& name, const std::string& base,
   cp.created_unix_ns = g->Newest()->created_unix_ns + 1;
   cp.parent = g->Newest()->name;
   std::string file = name + ".vda.handmade.delta";
-  auto w = DeltaWriter::Create(f.repo_->DeltaPath("g", file), kBs, size);
+  auto w = DeltaWriter::Create(f.repo_->env(), f.repo_->DeltaPath("g", file), kBs, size);
   ASSERT_TRUE(w.ok());
   for (const auto& [b, c] : blocks) {
     std::string data(kBs, c);
@@ -331,7 +331,7 @@ void HandMade(Fixture& f, const std::string& name, const std::string& base,
   cp.disks.push_back({"vda", file, DeltaKind::kIncremental, base, size,
                       w.value()->stored_bytes()});
   ASSERT_TRUE(
-      WriteFileAtomic(f.repo_->CheckpointDir("g") + "/" + name + ".json",
+      f.repo_->env()->WriteFileAtomic(f.repo_->CheckpointDir("g") + "/" + name + ".json",
                       cp.Encode())
           .ok());
   DiskBytes d;
@@ -459,7 +459,7 @@ TEST(Consolidate, JournalRollForwardIsIdempotent) {
   t.group = "g";
   t.steps.push_back({"c3", *g->Find("c3")});
   t.steps.push_back({"c2", std::nullopt});
-  ASSERT_TRUE(WriteFileAtomic(TxnPath(*f.repo_, "g"), t.Encode()).ok());
+  ASSERT_TRUE(f.repo_->env()->WriteFileAtomic(TxnPath(*f.repo_, "g"), t.Encode()).ok());
   auto r1 = RollForward(*f.repo_, "g");
   ASSERT_TRUE(r1.ok()) << r1.status().ToString();
   EXPECT_TRUE(r1->has_value());
@@ -474,7 +474,7 @@ TEST(Consolidate, CollectLeftoversWaitsForAJournal) {
   f.BuildChain(2, true);
   Txn t;
   t.group = "g";
-  ASSERT_TRUE(WriteFileAtomic(TxnPath(*f.repo_, "g"), t.Encode()).ok());
+  ASSERT_TRUE(f.repo_->env()->WriteFileAtomic(TxnPath(*f.repo_, "g"), t.Encode()).ok());
   EXPECT_EQ(f.repo_->CollectLeftovers("g").status().code(),
             Status::Code::kBusy);
   auto rec = RecoverGroup(*f.repo_, "g", nullptr);
@@ -493,7 +493,7 @@ TEST(Consolidate, PruneByDailyPolicy) {
     cp.created_unix_ns =
         1700000000LL * 1000000000LL + (i / 2) * day + (i % 2) * 3600000000000LL;
     ASSERT_TRUE(
-        WriteFileAtomic(f.repo_->CheckpointDir("g") + "/" + cp.name + ".json",
+        f.repo_->env()->WriteFileAtomic(f.repo_->CheckpointDir("g") + "/" + cp.name + ".json",
                         cp.Encode())
             .ok());
   }

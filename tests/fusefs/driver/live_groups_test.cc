@@ -118,8 +118,8 @@ TEST(LiveGroupsSettle, OnlyLocalFilesystemsSettle) {
   EXPECT_FALSE(LiveGroups::LocalFilesystem(0x6969));      // nfs
   EXPECT_FALSE(LiveGroups::LocalFilesystem(0x00C36400));  // ceph
   EXPECT_FALSE(LiveGroups::LocalFilesystem(0x65735546));  // fuse
-  EXPECT_EQ(LiveGroups::SettleFor("/proc"), milliseconds(0)) << "procfs is not local storage";
-  EXPECT_EQ(LiveGroups::SettleFor("/nonexistent/path"), milliseconds(0));
+  EXPECT_EQ(LiveGroups::SettleFor(Env::Default(), "/proc"), milliseconds(0)) << "procfs is not local storage";
+  EXPECT_EQ(LiveGroups::SettleFor(Env::Default(), "/nonexistent/path"), milliseconds(0));
 }
 
 TEST_F(LiveGroupsTest, InvalidateForcesARead) {

@@ -1,0 +1,45 @@
+#include "chain/base/env.h"
+
+#include <unistd.h>
+
+namespace chainfs {
+
+Status Env::WriteFileAtomic(const std::string& path, const std::string& contents) {
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  (void)RemoveFile(tmp);  // a leftover of a dead process with this pid
+  auto f = NewAppendFile(tmp);
+  if (!f.ok()) return f.status();
+  Status st = f.value()->Append(contents.data(), contents.size());
+  if (st.ok()) st = f.value()->Sync();
+  if (st.ok()) st = f.value()->Close();
+  if (st.ok()) st = RenameFile(tmp, path);
+  if (!st.ok()) (void)RemoveFile(tmp);
+  return st;
+}
+
+Result<std::string> Env::ReadWholeFile(const std::string& path, size_t max_bytes) {
+  auto f = NewRandomAccessFile(path);
+  if (!f.ok()) return f.status();
+  uint64_t size = f.value()->Size();
+  if (size > max_bytes)
+    return Status::Corruption(path + ": " + std::to_string(size) + " bytes, more than the " +
+                              std::to_string(max_bytes) + " allowed");
+  std::string s(size, '\0');
+  CHAINFS_RETURN_IF_ERROR(f.value()->ReadAt(0, size, s.data()));
+  return s;
+}
+
+bool Env::FileExists(const std::string& path) {
+  auto info = Stat(path);
+  return info.ok() || info.status().code() != Status::Code::kNotFound;
+}
+
+Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccessFile(const std::string& path) {
+  return Env::Default()->NewRandomAccessFile(path);
+}
+
+Result<std::string> ReadWholeFile(const std::string& path, size_t max_bytes) {
+  return Env::Default()->ReadWholeFile(path, max_bytes);
+}
+
+}  // namespace chainfs

@@ -1,0 +1,103 @@
+// Env: every storage call the repository makes (after leveldb's Env).
+//
+// Repository code never calls the file system itself: it asks repo.env().
+// Env::Default() is the local POSIX file system (also NFS, CephFS mounts);
+// tests wrap an Env to inject faults (tests/chain/test_util.h FaultyEnv), and
+// a later object-store backend implements this one interface.
+//
+//   Env* env = repo.env();
+//   CHAINFS_ASSIGN_OR_RETURN(auto f, env->NewAppendFile(dir + "/x.delta"));
+//   CHAINFS_RETURN_IF_ERROR(f->Append(data, n));
+//   CHAINFS_RETURN_IF_ERROR(f->Sync());
+//   CHAINFS_RETURN_IF_ERROR(env->SyncDir(dir));
+//   CHAINFS_RETURN_IF_ERROR(env->WriteFileAtomic(dir + "/m.json", text));
+//
+// Errors: every failure is a Status whose message names the path (both paths
+// for a rename). A missing path is kNotFound, an existing one where a new one
+// is required kAlreadyExists, a full file system kNoSpace, the rest kIoError.
+// Thread-safety: every method may be called from any thread concurrently.
+// The files returned follow their own contracts (chain/base/file.h).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chain/base/file.h"
+#include "chain/base/status.h"
+
+namespace chainfs {
+
+// What Env::Stat reports of a path (symlinks followed).
+struct FileInfo {
+  bool is_dir = false;
+  bool is_block_device = false;
+  uint64_t size = 0;      // bytes (0 for a block device: open it to learn its size)
+  int64_t mtime_ns = 0;   // last modification, ns since the epoch
+  int64_t ctime_ns = 0;   // last status change, ns since the epoch
+};
+
+// What Env::StatFs reports of the file system holding a path.
+struct FsInfo {
+  uint64_t free_bytes = 0;  // available to an unprivileged writer
+  uint64_t type = 0;        // statfs(2) f_type magic (0xEF53 ext4, 0x6969 nfs, ...)
+};
+
+// A held writer lock; destroying it releases the lock.
+class FileLock {
+ public:
+  virtual ~FileLock() = default;
+};
+
+class Env {
+ public:
+  virtual ~Env() = default;
+
+  // The local POSIX file system. Never destroyed.
+  static Env* Default();
+
+  // Opens path read-only; its size is taken at open time.
+  virtual Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(
+      const std::string& path) = 0;
+  // Creates path exclusively (kAlreadyExists if it exists) for appending.
+  virtual Result<std::unique_ptr<AppendFile>> NewAppendFile(
+      const std::string& path, WriteMode mode = WriteMode::kBuffered) = 0;
+  // Opens path for positioned writes: kCreate creates or truncates a regular
+  // file, kExisting opens what exists (a block device) without truncating.
+  enum class OpenMode { kCreate, kExisting };
+  virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
+                                                                OpenMode mode) = 0;
+
+  // fsyncs a directory so that renames and creations in it are durable.
+  virtual Status SyncDir(const std::string& dir) = 0;
+  // Durable rename: rename(2) over any existing `to`, then SyncDir of its directory.
+  virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
+  // Removes a file; kNotFound if it does not exist.
+  virtual Status RemoveFile(const std::string& path) = 0;
+  // mkdir -p: creates dir and its missing parents; an existing dir is fine.
+  virtual Status CreateDirs(const std::string& dir) = 0;
+  // Names in dir (no "." or ".."), in no particular order.
+  virtual Result<std::vector<std::string>> ListDir(const std::string& dir) = 0;
+  // Takes an exclusive, non-blocking writer lock on path (created if missing;
+  // flock semantics: released when the holder exits or dies) and records
+  // `holder` in it. If another holds it: kBusy, and *held_by (if given) gets
+  // the text that holder recorded ("unknown" if none).
+  virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path,
+                                                     const std::string& holder,
+                                                     std::string* held_by) = 0;
+  virtual Result<FileInfo> Stat(const std::string& path) = 0;
+  virtual Result<FsInfo> StatFs(const std::string& path) = 0;
+
+  // Built on the calls above (so a wrapping Env sees their parts):
+  // Writes a small file durably: PATH.tmp.PID appended and synced, renamed
+  // over path (RenameFile); the temporary is removed on failure.
+  Status WriteFileAtomic(const std::string& path, const std::string& contents);
+  // A whole small file; kCorruption if it is larger than max_bytes.
+  Result<std::string> ReadWholeFile(const std::string& path, size_t max_bytes = 64 << 20);
+  // False only if Stat says path does not exist: any other failure counts
+  // as present, so callers that refuse or keep things on "exists" stay careful.
+  bool FileExists(const std::string& path);
+};
+
+}  // namespace chainfs
