@@ -33,9 +33,6 @@ void Add(std::atomic<uint64_t>& c, uint64_t n = 1) { c.fetch_add(n, std::memory_
 void Sub(std::atomic<uint64_t>& c, uint64_t n) { c.fetch_sub(n, std::memory_order_relaxed); }
 uint64_t Load(const std::atomic<uint64_t>& c) { return c.load(std::memory_order_relaxed); }
 
-// Set by ScanScope: this thread's reads belong to a sequential scan.
-thread_local bool t_scan = false;
-
 // What a shard keeps per resident block besides the policy's fields.
 struct Resident {
   std::shared_ptr<const BlockCache::Block> block;
@@ -45,8 +42,8 @@ struct Resident {
 
 // A read of a sequential scan that reaches the end of the block: the scan is
 // done with it (S3Fifo holds such blocks to the small FIFO's share).
-bool ConsumedByScan(uint32_t offset, uint32_t n, uint32_t block_size) {
-  return t_scan && n > 0 && offset + n == block_size;
+bool ConsumedByScan(bool scan, uint32_t offset, uint32_t n, uint32_t block_size) {
+  return scan && n > 0 && offset + n == block_size;
 }
 
 unsigned AutoShards(uint64_t capacity) {
@@ -67,15 +64,16 @@ struct BlockCache::Shard {
 
   // A read (not a prefetch) of [offset, offset + n) of resident entry e.
   // REQUIRES: mu held.
-  void RecordRead(S3Fifo<Resident>::Entry* e, uint32_t offset, uint32_t n, Counters& c) {
+  void RecordRead(S3Fifo<Resident>::Entry* e, uint32_t offset, uint32_t n, bool scan,
+                  Counters& c) {
     Resident& r = e->value;
     if (r.prefetched_unused) {
       r.prefetched_unused = false;  // the prefetch's use, not a re-use
       Add(c.readahead_used);
-    } else if (!t_scan && (offset == 0 || offset != r.next_offset)) {
+    } else if (!scan && (offset == 0 || offset != r.next_offset)) {
       policy.Use(e);  // not a scan, nor the continuation of a read of the block
     }
-    if (ConsumedByScan(offset, n, r.block->size())) policy.MarkScan(e);
+    if (ConsumedByScan(scan, offset, n, r.block->size())) policy.MarkScan(e);
     r.next_offset = offset + n;
   }
 };
@@ -84,9 +82,6 @@ BlockCache::Block::Block(uint32_t size, std::shared_ptr<BufferPool> pool)
     : data_(pool->Take(size)), size_(size), pool_(std::move(pool)) {}
 
 BlockCache::Block::~Block() { pool_->Give(data_, size_); }
-
-BlockCache::ScanScope::ScanScope(bool scan) : previous_(t_scan) { t_scan = scan; }
-BlockCache::ScanScope::~ScanScope() { t_scan = previous_; }
 
 BlockCache::BlockCache(const BlockCacheOptions& options)
     : capacity_(options.capacity_bytes),
@@ -105,18 +100,19 @@ BlockCache::Shard& BlockCache::ShardFor(const CacheKey& key) const {
 }
 
 Status BlockCache::ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n,
-                                  char* out) {
+                                  char* out, const ReadOptions& options) {
   bool skipped = false;
-  Result<Handle> h = Lookup(layer, entry, offset, n, Origin::kRead, &skipped);
+  Result<Handle> h = Lookup(layer, entry, offset, n, Origin::kRead, options.scan, &skipped);
   if (!h.ok()) return h.status();
   std::memcpy(out, h.value()->data() + offset, n);
   return Status::Ok();
 }
 
 Result<std::shared_ptr<const char>> BlockCache::PinBlock(const Layer& layer, uint64_t entry,
-                                                         uint32_t offset, uint32_t n) {
+                                                         uint32_t offset, uint32_t n,
+                                                         const ReadOptions& options) {
   bool skipped = false;
-  Result<Handle> h = Lookup(layer, entry, offset, n, Origin::kRead, &skipped);
+  Result<Handle> h = Lookup(layer, entry, offset, n, Origin::kRead, options.scan, &skipped);
   if (!h.ok()) return h.status();
   const char* data = h.value()->data();
   return std::shared_ptr<const char>(std::move(h).value(), data);
@@ -124,12 +120,12 @@ Result<std::shared_ptr<const char>> BlockCache::PinBlock(const Layer& layer, uin
 
 Result<BlockCache::Handle> BlockCache::Get(const Layer& layer, uint64_t entry) {
   bool skipped = false;
-  return Lookup(layer, entry, 0, layer.block_size(), Origin::kRead, &skipped);
+  return Lookup(layer, entry, 0, layer.block_size(), Origin::kRead, /*scan=*/false, &skipped);
 }
 
 bool BlockCache::Prefetch(const Layer& layer, uint64_t entry) {
   bool skipped = false;
-  Lookup(layer, entry, 0, 0, Origin::kPrefetch, &skipped);
+  Lookup(layer, entry, 0, 0, Origin::kPrefetch, /*scan=*/false, &skipped);
   return !skipped;
 }
 
@@ -141,7 +137,8 @@ bool BlockCache::Contains(uint64_t layer_id, uint64_t entry) const {
 }
 
 Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry, uint32_t offset,
-                                              uint32_t n, Origin origin, bool* skipped) {
+                                              uint32_t n, Origin origin, bool scan,
+                                              bool* skipped) {
   const CacheKey key{layer.id(), entry};
   Shard& shard = ShardFor(key);
   Counters& c = *counters_;
@@ -152,7 +149,7 @@ Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry
       Add(c.readahead_skipped);
       return Handle();
     }
-    shard.RecordRead(e, offset, n, c);
+    shard.RecordRead(e, offset, n, scan, c);
     Add(c.hits);
     return e->value.block;
   }
@@ -168,7 +165,7 @@ Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry
     Result<Handle> r = pending.get();
     if (r.ok()) {  // it may have been a prefetch: this read is its use
       lock.lock();
-      if (auto* e = shard.policy.Find(key)) shard.RecordRead(e, offset, n, c);
+      if (auto* e = shard.policy.Find(key)) shard.RecordRead(e, offset, n, scan, c);
     }
     return r;
   }
@@ -193,7 +190,8 @@ Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry
     // always a sum of shard states, each within its shard's capacity.
     uint64_t freed = 0, dropped = 0;
     Resident res{r.value(), origin == Origin::kPrefetch, offset + n};
-    const bool scan = origin == Origin::kRead && ConsumedByScan(offset, n, layer.block_size());
+    const bool consumed =
+        origin == Origin::kRead && ConsumedByScan(scan, offset, n, layer.block_size());
     shard.policy.Insert(
         key, std::move(res), charge,
         [&](S3Fifo<Resident>::Entry&& gone) {
@@ -201,7 +199,7 @@ Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry
           ++dropped;
           if (gone.value.prefetched_unused) Add(c.readahead_wasted);
         },
-        scan);
+        consumed);
     Add(c.evictions, dropped);
     if (charge >= freed)
       Add(c.bytes_held, charge - freed);

@@ -159,23 +159,6 @@ class BlockCache : public BlockReader {
   };
   using Handle = std::shared_ptr<const Block>;
 
-  // While one is alive on a thread, that thread's reads are part of a
-  // sequential scan: a hit does not count as a re-use for the eviction policy
-  // (as the kernel does not activate pages a sequential reader touches), so a
-  // one-pass read that revisits blocks in pieces out of order still leaves
-  // through the small FIFO. The mount sets it for reads of a stream that
-  // readahead sees as sequential.
-  class ScanScope {
-   public:
-    explicit ScanScope(bool scan);
-    ~ScanScope();
-    ScanScope(const ScanScope&) = delete;
-    ScanScope& operator=(const ScanScope&) = delete;
-
-   private:
-    bool previous_;
-  };
-
   explicit BlockCache(const BlockCacheOptions& options);
   ~BlockCache() override;
   BlockCache(const BlockCache&) = delete;
@@ -185,14 +168,19 @@ class BlockCache : public BlockReader {
   // on a miss. A failed load is returned to this reader and every reader that
   // waited for it, and is not cached: the next read tries again.
   // REQUIRES: offset + n <= layer.block_size().
+  // options.scan: the read belongs to a sequential scan (the mount sets it
+  // for reads of a stream readahead sees as sequential): a hit does not count
+  // as a re-use for the eviction policy (as the kernel does not activate
+  // pages a sequential reader touches), so a one-pass read that revisits
+  // blocks in pieces out of order still leaves through the small FIFO.
   Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n,
-                        char* out) override;
+                        char* out, const ReadOptions& options) override;
 
   // BlockReader: the block's bytes, held for the caller (a reply to the
   // kernel is written straight from the cache). Accounted as a read of
   // [offset, offset + n).
   Result<std::shared_ptr<const char>> PinBlock(const Layer& layer, uint64_t entry, uint32_t offset,
-                                               uint32_t n) override;
+                                               uint32_t n, const ReadOptions& options) override;
 
   // The decoded block, loading it on a miss. Same accounting as a read of the
   // whole block from offset 0.
@@ -218,7 +206,7 @@ class BlockCache : public BlockReader {
   // The block, from the shard or loaded; *skipped (prefetch only) when it was
   // resident or in flight and nothing was done.
   Result<Handle> Lookup(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n,
-                        Origin origin, bool* skipped);
+                        Origin origin, bool scan, bool* skipped);
   // Loads the block (this thread owns the shard's in-flight slot for it).
   Result<Handle> LoadBlock(const Layer& layer, uint64_t entry);
   Shard& ShardFor(const CacheKey& key) const;

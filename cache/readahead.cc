@@ -52,7 +52,7 @@ bool Readahead::Stream::Adjacent(uint64_t offset, uint64_t end) const {
   return false;
 }
 
-bool Readahead::OnRead(Stream& s, uint64_t offset, uint64_t n) {
+bool Readahead::Sequential(Stream& s, uint64_t offset, uint64_t n) {
   if (workers_.empty() || n == 0) return false;
   std::lock_guard<std::mutex> lock(s.mu_);
   const uint64_t end = offset + n;

@@ -42,8 +42,8 @@
 //
 //   Readahead ra(&cache, {});
 //   auto stream = ra.Open(view);          // at open()
-//   ra.OnRead(*stream, off, n);           // in read(), before view->Read
-//   view->Read(off, n, buf);
+//   ReadOptions ro = ra.OnRead(*stream, off, n);   // in read(), before view->Read
+//   view->Read(off, n, buf, ro);
 //   stream.reset();                       // at release(): queued work dropped
 #pragma once
 
@@ -97,9 +97,11 @@ class Readahead {
   // queued prefetches.
   std::shared_ptr<Stream> Open(std::shared_ptr<const View> view);
   // Records a read of [offset, offset + n) and queues prefetches if due.
-  // Returns true if the stream is in a sequential run with a window open
-  // (the read is part of a scan: BlockCache::ScanScope).
-  bool OnRead(Stream& stream, uint64_t offset, uint64_t n);
+  // Returns how to serve the read: scan is set if the stream is in a
+  // sequential run with a window open (ReadOptions::scan).
+  ReadOptions OnRead(Stream& stream, uint64_t offset, uint64_t n) {
+    return ReadOptions{.scan = Sequential(stream, offset, n)};
+  }
   // Waits until no prefetch is queued or running (tests and benchmarks).
   void Drain();
 
@@ -107,6 +109,8 @@ class Readahead {
   const ReadaheadOptions& options() const { return options_; }
 
  private:
+  // OnRead: true if the read is part of a sequential run with a window open.
+  bool Sequential(Stream& stream, uint64_t offset, uint64_t n);
   struct Task {
     std::weak_ptr<Stream> stream;
     uint64_t generation;

@@ -12,7 +12,7 @@ DirectBlockReader* DirectBlockReader::Get() {
 }
 
 Status DirectBlockReader::ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset,
-                                         uint32_t n, char* out) {
+                                         uint32_t n, char* out, const ReadOptions&) {
   if (offset == 0 && n == layer.block_size()) return layer.ReadBlock(entry, out);
   thread_local std::vector<char> scratch;
   scratch.resize(layer.block_size());
@@ -23,7 +23,7 @@ Status DirectBlockReader::ReadBlockRange(const Layer& layer, uint64_t entry, uin
 
 Result<std::shared_ptr<const char>> DirectBlockReader::PinBlock(const Layer& layer,
                                                                 uint64_t entry, uint32_t,
-                                                                uint32_t) {
+                                                                uint32_t, const ReadOptions&) {
   std::shared_ptr<char[]> block(new char[layer.block_size()]);
   char* data = block.get();
   CHAINFS_RETURN_IF_ERROR(layer.ReadBlock(entry, data));
@@ -88,7 +88,7 @@ Status View::Walk(uint64_t offset, size_t n, Zero zero, Data data) const {
   return Status::Ok();
 }
 
-Status View::Read(uint64_t offset, size_t n, char* out) const {
+Status View::Read(uint64_t offset, size_t n, char* out, const ReadOptions& options) const {
   char* p = out;
   return Walk(
       offset, n,
@@ -97,13 +97,14 @@ Status View::Read(uint64_t offset, size_t n, char* out) const {
         p += len;
       },
       [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len) {
-        Status st = reader_->ReadBlockRange(*layers_[li].layer, entry, in_block, len, p);
+        Status st = reader_->ReadBlockRange(*layers_[li].layer, entry, in_block, len, p, options);
         p += len;
         return st;
       });
 }
 
-Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out) const {
+Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out,
+                        const ReadOptions& options) const {
   return Walk(
       offset, n,
       [&](uint64_t len) {
@@ -113,7 +114,7 @@ Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out) 
           out->push_back(ReadPiece{nullptr, len, nullptr});
       },
       [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len) -> Status {
-        auto pinned = reader_->PinBlock(*layers_[li].layer, entry, in_block, len);
+        auto pinned = reader_->PinBlock(*layers_[li].layer, entry, in_block, len, options);
         if (!pinned.ok()) return pinned.status();
         const char* data = pinned.value().get() + in_block;
         out->push_back(ReadPiece{data, len, std::move(pinned).value()});

@@ -27,6 +27,15 @@
 
 namespace chainfs {
 
+// How a read is to be served: the caller's policy, passed explicitly down to
+// the BlockReader (leveldb's ReadOptions).
+struct ReadOptions {
+  // The read belongs to a sequential scan (a `cat`, `dd` or rsync pass, as
+  // readahead sees it): a cache does not count it as a re-use of the blocks
+  // it touches, so a one-pass read leaves them to be evicted first.
+  bool scan = false;
+};
+
 // How a view obtains decoded block bytes. Implementations must be thread-safe.
 class BlockReader {
  public:
@@ -34,14 +43,15 @@ class BlockReader {
   // Copies bytes [offset, offset + n) of decoded block `entry` of layer into
   // out. REQUIRES: offset + n <= layer.block_size().
   virtual Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset,
-                                uint32_t n, char* out) = 0;
+                                uint32_t n, char* out, const ReadOptions& options) = 0;
   // The decoded block `entry` of layer, kept alive (and unchanged) for as
   // long as the returned pointer is held: a reader can hand its bytes to the
   // kernel without copying them first. The caller reads [offset, offset + n)
   // of it (for the cache's accounting; the whole block is there).
   // REQUIRES: offset + n <= layer.block_size().
   virtual Result<std::shared_ptr<const char>> PinBlock(const Layer& layer, uint64_t entry,
-                                                       uint32_t offset, uint32_t n) = 0;
+                                                       uint32_t offset, uint32_t n,
+                                                       const ReadOptions& options) = 0;
 };
 
 // Reads from the layer every time (no cache).
@@ -49,9 +59,10 @@ class DirectBlockReader : public BlockReader {
  public:
   static DirectBlockReader* Get();
   Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n,
-                        char* out) override;
+                        char* out, const ReadOptions& options) override;
   Result<std::shared_ptr<const char>> PinBlock(const Layer& layer, uint64_t entry,
-                                               uint32_t offset, uint32_t n) override;
+                                               uint32_t offset, uint32_t n,
+                                               const ReadOptions& options) override;
 };
 
 // One piece of a View::ReadPieces result: `size` bytes at `data`, or `size`
@@ -85,11 +96,12 @@ class View {
   // Reads [offset, offset + n) into out; the part past size() is zero-filled.
   // A damaged block fails the whole read with kCorruption naming view,
   // checkpoint, layer file and offset.
-  Status Read(uint64_t offset, size_t n, char* out) const;
+  Status Read(uint64_t offset, size_t n, char* out, const ReadOptions& options = {}) const;
   // The same bytes as Read, as pieces appended to *out (in order, summing to
   // n): zeros, or ranges of decoded blocks pinned through the BlockReader,
   // so that nothing is copied. Adjacent zero pieces are merged.
-  Status ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out) const;
+  Status ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out,
+                    const ReadOptions& options = {}) const;
 
   // Hints that [offset, offset + n) will be read soon: asks each layer to
   // fetch the stored bytes of the data blocks there in the background.

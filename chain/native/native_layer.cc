@@ -5,11 +5,6 @@
 
 namespace chainfs {
 
-uint64_t NextLayerId() {
-  static std::atomic<uint64_t> next{1};
-  return next.fetch_add(1, std::memory_order_relaxed);
-}
-
 Result<std::shared_ptr<NativeLayer>> NativeLayer::Open(Env* env, const std::string& path) {
   auto file = env->NewRandomAccessFile(path);
   if (!file.ok()) return file.status();

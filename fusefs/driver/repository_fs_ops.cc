@@ -157,15 +157,15 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
     return 0;
   }
   n = static_cast<size_t>(std::min<uint64_t>(n, size - off));
-  const bool scan = f.stream && readahead_->OnRead(*f.stream, static_cast<uint64_t>(off), n);
-  BlockCache::ScanScope scope(scan);
+  const ReadOptions options =
+      f.stream ? readahead_->OnRead(*f.stream, static_cast<uint64_t>(off), n) : ReadOptions{};
   // The reply is gathered from the decoded blocks themselves (pinned in the
   // cache until it is written) and a shared zero page: no copy in between.
   thread_local std::vector<ReadPiece> pieces;
   thread_local std::vector<iovec> iov;
   pieces.clear();
   iov.clear();
-  Status st = view.ReadPieces(static_cast<uint64_t>(off), n, &pieces);
+  Status st = view.ReadPieces(static_cast<uint64_t>(off), n, &pieces, options);
   if (!st.ok()) {
     pieces.clear();
     spdlog::error("read failed in repository {}: {}", repo_->path(), st.message());

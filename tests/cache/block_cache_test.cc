@@ -25,9 +25,10 @@ BlockCacheOptions Options(uint64_t blocks, unsigned shards = 1) {
 }
 
 // Reads block `entry` in full and checks its bytes.
-void ExpectBlock(BlockCache& cache, const FakeLayer& layer, uint64_t entry) {
+void ExpectBlock(BlockCache& cache, const FakeLayer& layer, uint64_t entry,
+                 const ReadOptions& options = {}) {
   std::vector<char> got(kBs), want(kBs);
-  ASSERT_TRUE(cache.ReadBlockRange(layer, entry, 0, kBs, got.data()).ok());
+  ASSERT_TRUE(cache.ReadBlockRange(layer, entry, 0, kBs, got.data(), options).ok());
   layer.Fill(entry, want.data());
   ASSERT_EQ(got, want) << "block " << entry;
 }
@@ -46,7 +47,7 @@ TEST(BlockCacheTest, SecondReadIsAHit) {
   BlockCache cache(Options(4));
   ExpectBlock(cache, layer, 2);
   std::vector<char> part(100), want(kBs);
-  ASSERT_TRUE(cache.ReadBlockRange(layer, 2, 1000, 100, part.data()).ok());
+  ASSERT_TRUE(cache.ReadBlockRange(layer, 2, 1000, 100, part.data(), {}).ok());
   layer.Fill(2, want.data());
   EXPECT_EQ(0, std::memcmp(part.data(), want.data() + 1000, 100));
   BlockCacheStats s = cache.Stats();
@@ -90,7 +91,7 @@ TEST(BlockCacheTest, CapacityNeverExceededBeyondOneEntryInFlight) {
       std::vector<char> buf(4096);
       for (int i = 0; i < 2000; ++i) {
         uint64_t entry = rng() % 200 < 150 ? rng() % 12 : rng() % 200;  // hot set + scan
-        ASSERT_TRUE(cache.ReadBlockRange(layer, entry, 4096 * (rng() % 16), 4096, buf.data()).ok());
+        ASSERT_TRUE(cache.ReadBlockRange(layer, entry, 4096 * (rng() % 16), 4096, buf.data(), {}).ok());
         observe();
       }
     });
@@ -115,7 +116,7 @@ TEST(BlockCacheTest, ScanDoesNotEvictReusedWorkingSet) {
   std::vector<char> buf(4096);
   for (uint64_t e = 100; e < 1100; ++e)
     for (uint32_t off = 0; off < kBs; off += 4096)
-      ASSERT_TRUE(cache.ReadBlockRange(layer, e, off, 4096, buf.data()).ok());
+      ASSERT_TRUE(cache.ReadBlockRange(layer, e, off, 4096, buf.data(), {}).ok());
   for (uint64_t e = 0; e < 16; ++e) {
     ExpectBlock(cache, layer, e);
     EXPECT_EQ(1u, layer.reads(e)) << "working-set block " << e << " was evicted by the scan";
@@ -125,11 +126,9 @@ TEST(BlockCacheTest, ScanDoesNotEvictReusedWorkingSet) {
 TEST(BlockCacheTest, ReadsOfASequentialScanAreNotReuse) {
   FakeLayer layer(2000);
   BlockCache cache(Options(64));
-  {
-    BlockCache::ScanScope scan(true);
-    for (int round = 0; round < 3; ++round)
-      for (uint64_t e = 0; e < 16; ++e) ExpectBlock(cache, layer, e);
-  }
+  const ReadOptions scan{.scan = true};
+  for (int round = 0; round < 3; ++round)
+    for (uint64_t e = 0; e < 16; ++e) ExpectBlock(cache, layer, e, scan);
   for (uint64_t e = 100; e < 1100; ++e) ExpectBlock(cache, layer, e);
   for (uint64_t e = 0; e < 16; ++e) {
     ExpectBlock(cache, layer, e);
@@ -140,14 +139,12 @@ TEST(BlockCacheTest, ReadsOfASequentialScanAreNotReuse) {
 TEST(BlockCacheTest, SequentialScanRecyclesTheSmallShareInsteadOfFillingTheCache) {
   FakeLayer layer(2000);
   BlockCache cache(Options(100));  // small FIFO: 10 blocks
-  {
-    BlockCache::ScanScope scan(true);
-    std::vector<char> buf(16384);
-    for (uint64_t e = 0; e < 500; ++e) {
-      if (e + 4 < 500) cache.Prefetch(layer, e + 4);  // readahead ahead of the reader
-      for (uint32_t off = 0; off < kBs; off += buf.size())
-        ASSERT_TRUE(cache.ReadBlockRange(layer, e, off, buf.size(), buf.data()).ok());
-    }
+  const ReadOptions scan{.scan = true};
+  std::vector<char> buf(16384);
+  for (uint64_t e = 0; e < 500; ++e) {
+    if (e + 4 < 500) cache.Prefetch(layer, e + 4);  // readahead ahead of the reader
+    for (uint32_t off = 0; off < kBs; off += buf.size())
+      ASSERT_TRUE(cache.ReadBlockRange(layer, e, off, buf.size(), buf.data(), scan).ok());
   }
   BlockCacheStats s = cache.Stats();
   EXPECT_LE(s.blocks_held, 10u + 1u) << "a one-pass scan filled the cache";
@@ -189,7 +186,7 @@ TEST(BlockCacheTest, FailedLoadReachesEveryWaiterAndIsNotCached) {
   for (int t = 0; t < kThreads; ++t) {
     threads.emplace_back([&] {
       std::vector<char> buf(kBs);
-      Status st = cache.ReadBlockRange(layer, 1, 0, kBs, buf.data());
+      Status st = cache.ReadBlockRange(layer, 1, 0, kBs, buf.data(), {});
       if (st.code() == Status::Code::kCorruption) ++failed;
     });
   }
@@ -198,7 +195,7 @@ TEST(BlockCacheTest, FailedLoadReachesEveryWaiterAndIsNotCached) {
   EXPECT_EQ(1u, layer.reads(1));
   layer.on_read = nullptr;
   std::vector<char> buf(kBs);
-  EXPECT_EQ(Status::Code::kCorruption, cache.ReadBlockRange(layer, 1, 0, kBs, buf.data()).code());
+  EXPECT_EQ(Status::Code::kCorruption, cache.ReadBlockRange(layer, 1, 0, kBs, buf.data(), {}).code());
   EXPECT_EQ(2u, layer.reads(1)) << "a failed load must not be cached";
   BlockCacheStats s = cache.Stats();
   EXPECT_EQ(2u, s.checksum_failures);
@@ -269,7 +266,7 @@ TEST(BlockCacheTest, EvictedBuffersAreRecycledWithTheRightBytes) {
   EXPECT_LE(s.block_memory_bytes, 4u * kBs);
   EXPECT_LE(s.pool_free_bytes, BlockCache::kPoolBytes);
   // Pinned blocks stay intact while their buffers could be recycled.
-  auto pinned = cache.PinBlock(layer, 7, 0, kBs);
+  auto pinned = cache.PinBlock(layer, 7, 0, kBs, {});
   ASSERT_TRUE(pinned.ok());
   for (uint64_t e = 100; e < 150; ++e) ExpectBlock(cache, layer, e);
   std::vector<char> want(kBs);
