@@ -30,7 +30,7 @@
 // What counts as a re-use: a read of the block that does not continue where
 // the previous read of the same block ended (a sequential reader copying a
 // 64 KiB block in 4 KiB pieces uses it once), is not part of a sequential
-// scan (ScanScope), and is not the first read of a block that readahead
+// scan (ReadOptions::scan), and is not the first read of a block that readahead
 // loaded (that read is the prefetch's "use").
 //
 // A block a sequential scan has read to its end is a scan entry: it leaves
