@@ -13,17 +13,21 @@ StoredBlock EncodeBlock(uint64_t block, const char* raw, uint32_t block_size,
     ~CCtx() { ZSTD_freeCCtx(p); }
   };
   thread_local CCtx cctx;
+  // Compressed into a per-thread buffer sized once, then copied: resizing
+  // *buf to the bound for every block would zero-fill it first (a memset of
+  // the whole bound per block, +5% of a full backup's instructions).
+  thread_local std::string scratch;
   StoredBlock s;
   s.block = block;
   s.content = content;
   size_t n = 0;
   if (enc.compress) {
-    buf->resize(ZSTD_compressBound(block_size));
-    n = ZSTD_compressCCtx(cctx.p, buf->data(), buf->size(), raw, block_size, enc.level);
+    scratch.resize(ZSTD_compressBound(block_size));
+    n = ZSTD_compressCCtx(cctx.p, scratch.data(), scratch.size(), raw, block_size, enc.level);
   }
   if (enc.compress && !ZSTD_isError(n) && n < block_size) {
     s.codec = static_cast<uint8_t>(Codec::kZstd);
-    buf->resize(n);
+    buf->assign(scratch.data(), n);
   } else {
     s.codec = static_cast<uint8_t>(Codec::kRaw);
     buf->assign(raw, block_size);
