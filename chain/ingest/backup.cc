@@ -1,11 +1,7 @@
 #include "chain/ingest/backup.h"
 
-#include <unistd.h>
-
 #include <chrono>
-#include <cstring>
 #include <deque>
-#include <random>
 #include <set>
 #include <spdlog/spdlog.h>
 
@@ -96,7 +92,6 @@ class BackupRun {
   const BackupOptions& opts_;
   std::vector<DiskPlan> plans_;
   std::vector<std::string> written_;  // delta paths created by this run
-  std::string base_name_;
   Checkpoint cp_;
 };
 
@@ -135,7 +130,6 @@ Status BackupRun::Plan(const GroupState& g) {
       base = g.Newest();
     }
   }
-  if (base) base_name_ = base->name;
   const uint32_t bs = repo_.config().block_size;
   for (const DiskSource& src : opts_.disks) {
     DiskPlan p;
