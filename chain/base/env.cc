@@ -34,6 +34,13 @@ bool Env::FileExists(const std::string& path) {
   return info.ok() || info.status().code() != Status::Code::kNotFound;
 }
 
+Result<bool> Env::Exists(const std::string& path) {
+  auto info = Stat(path);
+  if (info.ok()) return true;
+  if (info.status().code() == Status::Code::kNotFound) return false;
+  return info.status();
+}
+
 Result<std::unique_ptr<RandomAccessFile>> OpenRandomAccessFile(const std::string& path) {
   return Env::Default()->NewRandomAccessFile(path);
 }

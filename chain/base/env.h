@@ -98,6 +98,9 @@ class Env {
   // False only if Stat says path does not exist: any other failure counts
   // as present, so callers that refuse or keep things on "exists" stay careful.
   bool FileExists(const std::string& path);
+  // Whether path exists; a failure other than "does not exist" is an error
+  // (for callers whose next step or message depends on the answer).
+  Result<bool> Exists(const std::string& path);
 };
 
 }  // namespace chainfs

@@ -87,6 +87,9 @@ class BackupRun {
   Status WriteDisk(DiskPlan& plan, const std::string& file_name, WorkerPool& pool);
   Status Commit(const GroupState& g);
   void RemoveWritten();
+  std::string ManifestPath() const {
+    return repo_.CheckpointDir(opts_.group) + "/" + opts_.checkpoint + ".json";
+  }
 
   const Repository& repo_;
   const BackupOptions& opts_;
@@ -285,8 +288,9 @@ Status BackupRun::Commit(const GroupState& g) {
   // Deltas are durable (Finish fsyncs each); make their names durable too.
   CHAINFS_RETURN_IF_ERROR(repo_.env()->SyncDir(repo_.DeltaDir(opts_.group)));
   Failpoint("backup.before-commit");
-  std::string manifest = repo_.CheckpointDir(opts_.group) + "/" + opts_.checkpoint + ".json";
-  if (repo_.env()->FileExists(manifest))
+  const std::string manifest = ManifestPath();
+  CHAINFS_ASSIGN_OR_RETURN(bool exists, repo_.env()->Exists(manifest));
+  if (exists)
     return Status::AlreadyExists("checkpoint '" + opts_.checkpoint + "' appeared meanwhile");
   CHAINFS_RETURN_IF_ERROR(repo_.env()->WriteFileAtomic(manifest, cp_.Encode()));
   Failpoint("backup.after-commit");
@@ -341,7 +345,10 @@ Result<BackupReport> BackupRun::Run() {
   }
   if (st.ok()) st = Commit(g);
   if (!st.ok()) {
-    RemoveWritten();
+    // A manifest that may have landed (renamed, then its directory fsync
+    // failed) names these deltas: keep them; if it did not, the next writer
+    // collects them as leftovers.
+    if (!repo_.env()->FileExists(ManifestPath())) RemoveWritten();
     return st;
   }
   for (auto& p : plans_) report.disks.push_back(p.report);

@@ -510,10 +510,15 @@ Result<ConsolidateReport> Consolidation::Run() {
   report_.write_seconds = since(t0);
   t0 = std::chrono::steady_clock::now();
   Txn txn = BuildTxn(g);
-  st = CommitTxn(repo_, txn);
+  bool committed = false;
+  st = CommitTxn(repo_, txn, &committed);
   report_.switch_seconds = since(t0);
   if (!st.ok()) {
-    if (!repo_.env()->FileExists(TxnPath(repo_, opts_.group)))
+    // Before the commit point the new deltas are ours to remove, unless the
+    // journal may have landed anyway (renamed, then its fsync failed). After
+    // it they belong to the journal, applied or not: removing them then
+    // would take the data of committed manifests.
+    if (!committed && !repo_.env()->FileExists(TxnPath(repo_, opts_.group)))
       RemoveWritten();
     return st;
   }

@@ -104,7 +104,9 @@ Result<GroupState> Repository::LoadGroup(const std::string& group) const {
   GroupState g;
   g.name = group;
   std::string dir = CheckpointDir(group);
-  if (auto info = env_->Stat(dir); !info.ok() || !info.value().is_dir)
+  auto info = env_->Stat(dir);
+  if (!info.ok() && info.status().code() != Status::Code::kNotFound) return info.status();
+  if (!info.ok() || !info.value().is_dir)
     return Status::NotFound("group '" + group + "' not found in " + path_);
   CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> files, env_->ListDir(dir));
   for (const std::string& file : files) {
@@ -258,7 +260,8 @@ Result<std::unique_ptr<RepoLock>> Repository::Lock(const std::string& purpose) c
 Result<int> Repository::CollectLeftovers(const std::string& group) const {
   // A committed consolidation journal names new deltas that no manifest names
   // yet: they are not leftovers. It must be rolled forward first (chain/txn.h).
-  if (env_->FileExists(GroupDir(group) + "/txn.json"))
+  CHAINFS_ASSIGN_OR_RETURN(bool journal, env_->Exists(GroupDir(group) + "/txn.json"));
+  if (journal)
     return Status::Busy("group " + group + " has an unfinished consolidation journal " +
                         GroupDir(group) + "/txn.json; run 'chainfs consolidate' or "
                         "'chainfs prune' on the group (or any backup) to finish it first");

@@ -149,10 +149,11 @@ std::string TxnPath(const Repository& repo, const std::string& group) {
   return repo.GroupDir(group) + "/txn.json";
 }
 
-Status CommitTxn(const Repository& repo, const Txn& txn) {
+Status CommitTxn(const Repository& repo, const Txn& txn, bool* committed) {
   Failpoint("txn.before-commit");
   CHAINFS_RETURN_IF_ERROR(
       repo.env()->WriteFileAtomic(TxnPath(repo, txn.group), txn.Encode()));
+  if (committed) *committed = true;
   Failpoint("txn.after-commit");
   Status st = ApplyTxn(repo, txn);
   if (!st.ok())

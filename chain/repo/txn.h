@@ -67,8 +67,10 @@ std::string TxnPath(const Repository& repo, const std::string& group);
 
 // Writes the journal (the commit point), then applies it. A failure before the
 // journal's rename returns an error with nothing visible changed; a failure
-// after it returns an error saying the next writer run finishes the job.
-Status CommitTxn(const Repository& repo, const Txn& txn);
+// after it returns an error saying the next writer run finishes the job, and
+// sets *committed (if given): from then on the journal owns the new deltas,
+// even once it is applied and removed, so the caller must not remove them.
+Status CommitTxn(const Repository& repo, const Txn& txn, bool* committed = nullptr);
 
 // Steps 3..5 above. Idempotent.
 Status ApplyTxn(const Repository& repo, const Txn& txn);

@@ -11,6 +11,7 @@
 #include <random>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "chain/base/env.h"
 #include "chain/base/file.h"
@@ -89,8 +90,21 @@ class FaultyEnv : public Env {
  public:
   enum class Op {
     kOpenRead, kCreateAppend, kAppend, kSync, kOpenWrite, kSyncDir, kRename,
-    kRemove, kCreateDirs, kList, kLock, kStat, kStatFs, kCount
+    kRemove, kCreateDirs, kList, kLock, kStat, kStatFs,
+    kRead, kWriteAt, kTruncate, kClose, kCount
   };
+  static const char* OpName(Op op) {
+    static const char* const kNames[] = {
+        "open-read", "create",  "append", "fsync",   "open-write", "fsync-dir",
+        "rename",    "remove",  "mkdir",  "list",    "lock",       "stat",
+        "statfs",    "read",    "write-at", "truncate", "close"};
+    return kNames[static_cast<int>(op)];
+  }
+  // How the swept call fails: with errno err; kShortWrite (appends and
+  // positioned writes only) first writes half the bytes, then fails;
+  // kAfterEffect (renames, removals, mkdir) does the call, then fails, as a
+  // rename whose directory fsync fails does.
+  enum class Fault { kError, kShortWrite, kAfterEffect };
   explicit FaultyEnv(Env* base = Env::Default()) : base_(base) {}
 
   // The nth call of op from now on (1: the next) whose path contains
@@ -104,10 +118,44 @@ class FaultyEnv : public Env {
     std::lock_guard<std::mutex> lock(mu_);
     return calls_[static_cast<int>(op)];
   }
+  // Sweep mode: the nth storage call from now on, of any op (file reads and
+  // writes included), fails once with err (and fault).
+  void FailCall(int n, int err, Fault fault = Fault::kError) {
+    std::lock_guard<std::mutex> lock(mu_);
+    sweep_ = {n, err, ""};
+    sweep_fault_ = fault;
+    swept_ = false;
+    total_ = 0;
+    ops_.clear();
+  }
+  // Storage calls since the last FailCall (or construction), and their ops in order.
+  int total_calls() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return total_;
+  }
+  std::vector<Op> ops() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return ops_;
+  }
+  // Whether the swept call has been made (and failed).
+  bool swept() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return swept_;
+  }
   // The injected error if this call of op on path is the chosen one.
-  Status Check(Op op, const std::string& path, const std::string& what) {
+  Status Check(Op op, const std::string& path, const std::string& what,
+               bool* short_write = nullptr, bool* after_effect = nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     ++calls_[static_cast<int>(op)];
+    ++total_;
+    ops_.push_back(op);
+    if (sweep_.countdown > 0 && --sweep_.countdown == 0) {
+      swept_ = true;
+      if (short_write) *short_write = sweep_fault_ == Fault::kShortWrite;
+      if (after_effect) *after_effect = sweep_fault_ == Fault::kAfterEffect;
+      return Status::FromErrno(sweep_.err, what + " (injected: call " + std::to_string(total_) +
+                                               ", " + OpName(op) + ")");
+    }
     Rule& r = rules_[static_cast<int>(op)];
     if (r.countdown <= 0 || path.find(r.path_part) == std::string::npos) return Status::Ok();
     if (--r.countdown > 0) return Status::Ok();
@@ -117,7 +165,8 @@ class FaultyEnv : public Env {
   Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(
       const std::string& path) override {
     CHAINFS_RETURN_IF_ERROR(Check(Op::kOpenRead, path, "opening " + path));
-    return base_->NewRandomAccessFile(path);
+    CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> f, base_->NewRandomAccessFile(path));
+    return std::unique_ptr<RandomAccessFile>(new FaultyReadFile(std::move(f), this));
   }
   Result<std::unique_ptr<AppendFile>> NewAppendFile(const std::string& path,
                                                     WriteMode mode) override {
@@ -128,22 +177,32 @@ class FaultyEnv : public Env {
   Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
                                                         OpenMode mode) override {
     CHAINFS_RETURN_IF_ERROR(Check(Op::kOpenWrite, path, "opening " + path));
-    return base_->NewWritableFile(path, mode);
+    CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> f, base_->NewWritableFile(path, mode));
+    return std::unique_ptr<WritableFile>(new FaultyWritableFile(std::move(f), this));
   }
   Status SyncDir(const std::string& dir) override {
     CHAINFS_RETURN_IF_ERROR(Check(Op::kSyncDir, dir, "fsync directory " + dir));
     return base_->SyncDir(dir);
   }
   Status RenameFile(const std::string& from, const std::string& to) override {
-    CHAINFS_RETURN_IF_ERROR(Check(Op::kRename, to, "renaming " + from + " to " + to));
+    bool after = false;
+    Status st = Check(Op::kRename, to, "renaming " + from + " to " + to, nullptr, &after);
+    if (after) (void)base_->RenameFile(from, to);
+    CHAINFS_RETURN_IF_ERROR(st);
     return base_->RenameFile(from, to);
   }
   Status RemoveFile(const std::string& path) override {
-    CHAINFS_RETURN_IF_ERROR(Check(Op::kRemove, path, "removing " + path));
+    bool after = false;
+    Status st = Check(Op::kRemove, path, "removing " + path, nullptr, &after);
+    if (after) (void)base_->RemoveFile(path);
+    CHAINFS_RETURN_IF_ERROR(st);
     return base_->RemoveFile(path);
   }
   Status CreateDirs(const std::string& dir) override {
-    CHAINFS_RETURN_IF_ERROR(Check(Op::kCreateDirs, dir, "creating directory " + dir));
+    bool after = false;
+    Status st = Check(Op::kCreateDirs, dir, "creating directory " + dir, nullptr, &after);
+    if (after) (void)base_->CreateDirs(dir);
+    CHAINFS_RETURN_IF_ERROR(st);
     return base_->CreateDirs(dir);
   }
   Result<std::vector<std::string>> ListDir(const std::string& dir) override {
@@ -165,25 +224,79 @@ class FaultyEnv : public Env {
   }
 
  private:
+  // Sync and Close of a wrapped writable file, after consulting the rules.
+  template <typename F>
+  Status SyncChecked(F& f) {
+    CHAINFS_RETURN_IF_ERROR(Check(Op::kSync, f.Path(), "fsync " + f.Path()));
+    return f.Sync();
+  }
+  template <typename F>
+  Status CloseChecked(F& f) {
+    Status st = Check(Op::kClose, f.Path(), "closing " + f.Path());
+    Status closed = f.Close();  // closed even when the call "fails"
+    return st.ok() ? closed : st;
+  }
   // An AppendFile whose Append and Sync consult the env's rules.
   class File : public AppendFile {
    public:
     File(std::unique_ptr<AppendFile> base, FaultyEnv* env) : base_(std::move(base)), env_(env) {}
     Status Append(const void* data, size_t n) override {
-      CHAINFS_RETURN_IF_ERROR(env_->Check(Op::kAppend, Path(), "writing " + Path()));
+      bool short_write = false;
+      Status st = env_->Check(Op::kAppend, Path(), "writing " + Path(), &short_write);
+      if (short_write) (void)base_->Append(data, n / 2);
+      CHAINFS_RETURN_IF_ERROR(st);
       return base_->Append(data, n);
     }
-    Status Sync() override {
-      CHAINFS_RETURN_IF_ERROR(env_->Check(Op::kSync, Path(), "fsync " + Path()));
-      return base_->Sync();
-    }
-    Status Close() override { return base_->Close(); }
+    Status Sync() override { return env_->SyncChecked(*base_); }
+    Status Close() override { return env_->CloseChecked(*base_); }
     uint64_t Offset() const override { return base_->Offset(); }
     const std::string& Path() const override { return base_->Path(); }
     WriteMode mode() const override { return base_->mode(); }
 
    private:
     std::unique_ptr<AppendFile> base_;
+    FaultyEnv* env_;
+  };
+  // A RandomAccessFile whose reads consult the env's rules.
+  class FaultyReadFile : public RandomAccessFile {
+   public:
+    FaultyReadFile(std::unique_ptr<RandomAccessFile> base, FaultyEnv* env)
+        : base_(std::move(base)), env_(env) {}
+    Status ReadAt(uint64_t off, size_t n, void* buf) const override {
+      CHAINFS_RETURN_IF_ERROR(
+          env_->Check(Op::kRead, Path(), Path() + ": read at offset " + std::to_string(off)));
+      return base_->ReadAt(off, n, buf);
+    }
+    uint64_t Size() const override { return base_->Size(); }
+    const std::string& Path() const override { return base_->Path(); }
+
+   private:
+    std::unique_ptr<RandomAccessFile> base_;
+    FaultyEnv* env_;
+  };
+  // A WritableFile whose calls consult the env's rules.
+  class FaultyWritableFile : public WritableFile {
+   public:
+    FaultyWritableFile(std::unique_ptr<WritableFile> base, FaultyEnv* env)
+        : base_(std::move(base)), env_(env) {}
+    Status WriteAt(uint64_t offset, const void* data, size_t n) override {
+      bool short_write = false;
+      Status st = env_->Check(Op::kWriteAt, Path(), "writing " + Path(), &short_write);
+      if (short_write) (void)base_->WriteAt(offset, data, n / 2);
+      CHAINFS_RETURN_IF_ERROR(st);
+      return base_->WriteAt(offset, data, n);
+    }
+    Status Truncate(uint64_t size) override {
+      CHAINFS_RETURN_IF_ERROR(env_->Check(Op::kTruncate, Path(), "setting the size of " + Path()));
+      return base_->Truncate(size);
+    }
+    Status Sync() override { return env_->SyncChecked(*base_); }
+    Status Close() override { return env_->CloseChecked(*base_); }
+    uint64_t Size() const override { return base_->Size(); }
+    const std::string& Path() const override { return base_->Path(); }
+
+   private:
+    std::unique_ptr<WritableFile> base_;
     FaultyEnv* env_;
   };
   struct Rule {
@@ -195,6 +308,11 @@ class FaultyEnv : public Env {
   mutable std::mutex mu_;
   Rule rules_[static_cast<int>(Op::kCount)];
   int calls_[static_cast<int>(Op::kCount)] = {};
+  Rule sweep_;
+  Fault sweep_fault_ = Fault::kError;
+  bool swept_ = false;  // reset by FailCall
+  int total_ = 0;
+  std::vector<Op> ops_;
 };
 
 }  // namespace chainfs::testing

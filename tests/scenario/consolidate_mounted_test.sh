@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# labels: tsan
 # Consolidation while mounted: readers loop over every surviving view through
 # the mount, comparing bytes, while `consolidate --drop` runs; the
 # consolidation pauses at each of its intermediate states (journal committed,

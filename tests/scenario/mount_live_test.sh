@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# labels: tsan
 # A live view: a checkpoint committed while mounted appears without
 # remounting (listing, lookup, `latest`); a checkpoint removed (its manifest
 # and delta gone, as consolidation or prune leave it) disappears, while a file
