@@ -73,7 +73,7 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
   if (!deep) return;
   WorkerPool pool;
   for (const auto& [file, ref] : deltas) {
-    auto layer_or = repo.OpenLayer(group, *ref.entry);
+    auto layer_or = repo.OpenLayer(group, ref.checkpoint, *ref.entry);
     if (!layer_or.ok()) continue;  // already reported through OpenView
     const Layer& layer = *layer_or.value();
     constexpr uint64_t kStep = 256;  // entries a task verifies

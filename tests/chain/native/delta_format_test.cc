@@ -193,9 +193,9 @@ TEST(DeltaFile, RejectsBadMagic) {
 }
 
 TEST(DeltaFile, RejectsNewerVersion) {
-  Status st = OpenDamaged([](std::string& b) { b[8] = 2; });
+  Status st = OpenDamaged([](std::string& b) { b[8] = 3; });
   EXPECT_EQ(st.code(), Status::Code::kNotSupported) << st.ToString();
-  EXPECT_NE(st.message().find("version 2 is newer"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find("version 3 is newer"), std::string::npos) << st.ToString();
 }
 
 TEST(DeltaFile, RejectsHeaderChecksum) {
