@@ -44,7 +44,7 @@ Result<Binding> VerifyBinding(const Layer& layer, const std::string& manifest_pa
         "this manifest was written with");
   std::vector<std::string> diffs = Differences(*file, group, checkpoint, entry);
   if (diffs.empty()) return Binding::kBound;
-  std::string msg = names + ", but that file belongs to another place (its header says ";
+  std::string msg = names + ", but that file is another delta (its header says ";
   for (size_t i = 0; i < diffs.size(); ++i) msg += (i ? "; " : "") + diffs[i];
   return Status::Corruption(msg + "): refusing to read it as " + group + "/" + checkpoint + "/" +
                             entry.name);
