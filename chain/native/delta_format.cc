@@ -335,9 +335,14 @@ Status DeltaReader::Load() {
   uint64_t prev_end = 0;
   for (uint64_t i = 0; i < footer_.zero_run_count; ++i) {
     ZeroRun z = ZeroRun::DecodeFrom(zr + i * kZeroRunSize);
-    if (z.block_count == 0 || z.first_block < prev_end || z.first_block >= nblocks ||
-        z.block_count > nblocks - z.first_block)
-      return Status::Corruption("zero run " + std::to_string(i) + " out of range or order");
+    const std::string where = "zero run " + std::to_string(i) + " (blocks " +
+                              std::to_string(z.first_block) + "+" +
+                              std::to_string(z.block_count) + ")";
+    if (z.first_block >= nblocks || z.block_count > nblocks - z.first_block)
+      return Status::Corruption(where + ": beyond the virtual size " +
+                                std::to_string(header_.virtual_size));
+    if (z.block_count == 0 || z.first_block < prev_end)
+      return Status::Corruption(where + ": empty, or out of order");
     prev_end = z.first_block + z.block_count;
     zero_runs_.push_back(z);
   }

@@ -34,6 +34,11 @@ Result<Binding> VerifyBinding(const Layer& layer, const std::string& manifest_pa
                               const std::string& group, const std::string& checkpoint,
                               const DiskEntry& entry) {
   const LayerIdentity* file = layer.identity();
+  if (file != nullptr && entry.delta_id == file->id && entry.index_digest == file->index_digest &&
+      file->group == group && file->checkpoint == checkpoint && file->disk == entry.name &&
+      file->base == entry.base &&
+      (file->kind == DeltaKind::kFull) == (entry.kind == DeltaKind::kFull))
+    return Binding::kBound;  // the common case, without building a message
   const std::string names = manifest_path + " names disk " + entry.name + "'s delta " +
                             layer.location();
   if (file == nullptr && !entry.delta_id && !entry.index_digest) return Binding::kUnbound;

@@ -244,6 +244,20 @@ TEST(DeltaFile, RejectsBlockBeyondSize) {
                    "beyond the virtual size");
 }
 
+// Issue 13 item 7: zero runs claiming blocks past the virtual size (6.5
+// blocks: blocks 0..6), even with a count that would overflow a sum.
+TEST(DeltaFile, Issue13RejectsZeroRunBeyondTheVirtualSize) {
+  for (uint64_t count : {uint64_t{4}, ~uint64_t{0}}) {  // blocks 4..5 are the run
+    const std::string needle = "zero run 0 (blocks 4+" + std::to_string(count) +
+                               "): beyond the virtual size 26624";
+    ExpectCorruption(OpenDamaged([count](std::string& b) {
+                       EncodeFixed64(b.data() + IndexStart(b) + 2 * kIndexEntrySize + 8, count);
+                       Reseal(b);
+                     }),
+                     needle);
+  }
+}
+
 TEST(DeltaFile, RejectsUnorderedBlocks) {
   ExpectCorruption(OpenDamaged([](std::string& b) {
                      EncodeFixed64(b.data() + IndexStart(b) + kIndexEntrySize, 0);
