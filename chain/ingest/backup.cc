@@ -9,6 +9,7 @@
 #include "chain/base/file.h"
 #include "chain/base/names.h"
 #include "chain/base/progress.h"
+#include "chain/repo/delta_binding.h"
 #include "chain/repo/txn.h"
 #include "chain/base/worker_pool.h"
 #include "chain/ingest/source.h"
@@ -31,6 +32,7 @@ struct DiskPlan {
   std::vector<BlockRange> ranges;    // blocks to read
   DiskReport report;
   std::string format;                // of the delta written
+  std::optional<LayerIdentity> identity;  // the delta written records (for its manifest entry)
 };
 
 struct BlockOutcome {
@@ -145,6 +147,11 @@ Status BackupRun::Plan(const GroupState& g) {
     }
     p.report.disk = src.disk;
     p.report.virtual_size = p.source->Size();
+    if (p.report.virtual_size > kMaxVirtualSize)
+      return Status::InvalidArgument(
+          "source " + p.source->Name() + " of disk " + src.disk + " claims " +
+          std::to_string(p.report.virtual_size) +
+          " bytes, above the largest disk chainfs accepts (2^56 bytes, 64 PiB)");
     const uint64_t nblocks = BlockCount(p.report.virtual_size, bs);
     bool has_history = base && base->FindDisk(src.disk);
     if (has_history) {
@@ -189,7 +196,10 @@ Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, Worker
   const uint64_t size = plan.report.virtual_size;
   // Recorded before creating: a failed create may leave the file behind.
   written_.push_back(repo_.DeltaPath(opts_.group, file_name));
-  auto w = repo_.CreateDelta(opts_.group, file_name, size);
+  auto w = repo_.CreateDelta(file_name,
+                             {opts_.group, opts_.checkpoint, plan.spec.disk, plan.report.kind,
+                              plan.report.base},
+                             size);
   if (!w.ok()) return w.status();
   LayerWriter& writer = *w.value();
 
@@ -268,6 +278,7 @@ Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, Worker
   progress.Finish();
   plan.report.stored_bytes = writer.stored_bytes();
   plan.format = writer.format();
+  if (writer.identity()) plan.identity = *writer.identity();
   return Status::Ok();
 }
 
@@ -342,6 +353,7 @@ Result<BackupReport> BackupRun::Run() {
     if (!st.ok()) break;
     cp_.disks.push_back({plan.spec.disk, file, plan.report.kind, plan.report.base,
                          plan.report.virtual_size, plan.report.stored_bytes, plan.format});
+    if (plan.identity) BindEntry(*plan.identity, &cp_.disks.back());
   }
   if (st.ok()) st = Commit(g);
   if (!st.ok()) {

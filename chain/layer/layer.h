@@ -19,9 +19,16 @@
 
 #include "chain/base/hash.h"
 #include "chain/base/status.h"
+#include "chain/layer/layer_identity.h"
 #include "chain/layer/stored_block.h"
 
 namespace chainfs {
+
+// The largest virtual size of a disk chainfs accepts: 2^56 bytes (64 PiB),
+// far above any real disk, and small enough that block counts, byte offsets
+// and their sums never overflow 64 bits. A delta claiming more is refused at
+// open, a source claiming more at backup.
+inline constexpr uint64_t kMaxVirtualSize = uint64_t{1} << 56;
 
 // One extent of a layer, in bytes of the layer's disk: [offset, offset +
 // length). offset and length are multiples of 512, except that the extent may
@@ -58,6 +65,10 @@ class Layer {
   virtual uint64_t virtual_size() const = 0;
   // Where it lives, for messages ("/repo/groups/vm1/deltas/c3.vda.x.delta").
   virtual const std::string& location() const = 0;
+  // What the file says it is (group, checkpoint, disk, kind, base, id, index
+  // digest), decoded and verified at open; null when it says nothing (a
+  // native delta of version 1, a format that records no identity).
+  virtual const LayerIdentity* identity() const { return nullptr; }
   // Calls fn for every extent, in increasing offset order, extents disjoint.
   virtual void ForEachExtent(const std::function<void(const LayerExtent&)>& fn) const = 0;
   // Reads, verifies and decodes one stored entry into out (block_size bytes;

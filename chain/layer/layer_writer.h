@@ -4,22 +4,25 @@
 // format; the registry (chain/layer/registry.h) gives the writer of the
 // repository's write format. A file is written front to back:
 //
-//   auto w = repo.CreateDelta(group, file, virtual_size);
+//   auto w = repo.CreateDelta(file, identity, virtual_size);
 //   StoredBlock s = (*w)->Encode(block, raw, HashContent(raw, bs), &buf);  // any thread
 //   (*w)->AddStored(s);          // blocks increasing
 //   (*w)->AddZeroRun(9, 3);
 //   (*w)->Finish();              // index, footer, fsync: durable
+//   BindEntry(*(*w)->identity(), &disk_entry);  // id and index digest to the manifest
 //
 // Thread-safety: Encode is const and may run on many threads at once (backup
 // encodes on its workers); everything else is one caller at a time.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "chain/base/file.h"
 #include "chain/base/hash.h"
 #include "chain/base/status.h"
+#include "chain/layer/layer_identity.h"
 #include "chain/layer/stored_block.h"
 
 namespace chainfs {
@@ -30,6 +33,10 @@ struct LayerWriterOptions {
   bool compress = true;       // the repository's compression is not "none"
   int compression_level = 3;
   WriteMode mode = WriteMode::kBuffered;  // how the file reaches the disk
+  // What the file is, recorded in it (index_digest ignored). Every delta a
+  // repository writes has one (Repository::CreateDelta); without, a format
+  // writes its oldest, unbound version (tests of compatibility).
+  std::optional<LayerIdentity> identity;
 };
 
 class LayerWriter {
@@ -53,6 +60,9 @@ class LayerWriter {
   virtual Status Finish() = 0;
   // Sum of the stored blocks' sizes so far.
   virtual uint64_t stored_bytes() const = 0;
+  // The identity the file records, with index_digest valid after Finish
+  // (what the manifest entry records); null when it records none.
+  virtual const LayerIdentity* identity() const = 0;
 };
 
 }  // namespace chainfs

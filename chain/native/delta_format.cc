@@ -1,12 +1,14 @@
 #include "chain/native/delta_format.h"
 
 #include <algorithm>
+#include <array>
 
 #include <zstd.h>
 
 #include <cstring>
 
 #include "chain/base/coding.h"
+#include "chain/base/names.h"
 
 namespace chainfs {
 
@@ -14,16 +16,88 @@ bool IsValidBlockSize(uint64_t bs) {
   return bs >= kMinBlockSize && bs <= kMaxBlockSize && (bs & (bs - 1)) == 0;
 }
 
+namespace {
+
+// The identity record's names, in their on-disk order.
+template <typename Identity>  // LayerIdentity, const or not
+auto IdentityNames(Identity& id) {
+  return std::array{&id.group, &id.checkpoint, &id.disk, &id.base};
+}
+
+// Bytes of a header with this identity record: fixed part, record fields,
+// names, padding to a multiple of 8, record checksum.
+size_t HeaderSize(const LayerIdentity& id) {
+  size_t names = 0;
+  for (const std::string* n : IdentityNames(id)) names += n->size();
+  return kDeltaHeaderSize + kIdentityFixedSize + (names + 7) / 8 * 8 + 8;
+}
+
+// The names are valid names (chain/base/names.h); base empty exactly when
+// full. kInvalidArgument naming the field.
+Status ValidateIdentity(const LayerIdentity& id) {
+  const char* fields[] = {"group", "checkpoint", "disk", "base"};
+  auto names = IdentityNames(id);
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (i == 3 && id.kind == DeltaKind::kFull && names[i]->empty()) continue;
+    CHAINFS_RETURN_IF_ERROR(ValidateName(fields[i], *names[i]));
+  }
+  if (id.kind == DeltaKind::kFull && !id.base.empty())
+    return Status::InvalidArgument("a full delta with base " + id.base);
+  return Status::Ok();
+}
+
+void EncodeIdentity(const LayerIdentity& id, std::string* dst) {
+  const size_t start = dst->size();
+  PutBytes(dst, id.id.bytes.data(), id.id.bytes.size());
+  PutFixed8(dst, static_cast<uint8_t>(id.kind));
+  for (const std::string* n : IdentityNames(id)) PutFixed8(dst, static_cast<uint8_t>(n->size()));
+  dst->append(3, '\0');  // reserved
+  for (const std::string* n : IdentityNames(id)) dst->append(*n);
+  dst->append((8 - (dst->size() - start) % 8) % 8, '\0');
+  PutFixed64(dst, Checksum64(dst->data() + start, dst->size() - start));
+}
+
+// Decodes the identity record rec (n bytes: header_size - 64).
+Result<LayerIdentity> DecodeIdentity(const char* rec, size_t n) {
+  auto bad = [](const std::string& why) { return Status::Corruption("identity record: " + why); };
+  if (n < kIdentityFixedSize + 8 || n % 8 != 0) return bad("size " + std::to_string(n) + " invalid");
+  if (DecodeFixed64(rec + n - 8) != Checksum64(rec, n - 8)) return bad("checksum mismatch");
+  LayerIdentity id;
+  std::memcpy(id.id.bytes.data(), rec, 16);
+  const uint8_t kind = static_cast<uint8_t>(rec[16]);
+  if (kind > static_cast<uint8_t>(DeltaKind::kDifferential))
+    return bad("unknown kind " + std::to_string(kind));
+  id.kind = static_cast<DeltaKind>(kind);
+  size_t pos = kIdentityFixedSize;
+  const char* fields[] = {"group", "checkpoint", "disk", "base"};
+  auto names = IdentityNames(id);
+  for (size_t i = 0; i < names.size(); ++i) {
+    const size_t len = static_cast<uint8_t>(rec[17 + i]);
+    if (len > n - 8 - pos) return bad(std::string(fields[i]) + " name runs past the record");
+    names[i]->assign(rec + pos, len);
+    pos += len;
+  }
+  if (Status st = ValidateIdentity(id); !st.ok()) return bad(st.message());
+  if (rec[21] != 0 || rec[22] != 0 || rec[23] != 0) return bad("reserved bytes not zero");
+  if ((pos + 7) / 8 * 8 + 8 != n) return bad("size does not match its names");
+  for (; pos < n - 8; ++pos)
+    if (rec[pos] != 0) return bad("padding not zero");
+  return id;
+}
+
+}  // namespace
+
 void DeltaHeader::EncodeTo(std::string* dst) const {
   size_t start = dst->size();
   PutBytes(dst, kDeltaMagic, 8);
-  PutFixed32(dst, version);
-  PutFixed32(dst, static_cast<uint32_t>(kDeltaHeaderSize));
+  PutFixed32(dst, identity ? kDeltaVersion : kDeltaVersionUnbound);
+  PutFixed32(dst, static_cast<uint32_t>(identity ? HeaderSize(*identity) : kDeltaHeaderSize));
   PutFixed32(dst, block_size);
   PutFixed32(dst, 0);  // flags
   PutFixed64(dst, virtual_size);
   dst->append(24, '\0');  // reserved
   PutFixed64(dst, Checksum64(dst->data() + start, 56));
+  if (identity) EncodeIdentity(*identity, dst);
 }
 
 Result<DeltaHeader> DeltaHeader::DecodeFrom(const char* p, size_t n) {
@@ -33,7 +107,7 @@ Result<DeltaHeader> DeltaHeader::DecodeFrom(const char* p, size_t n) {
   Decoder d(p + 8, kDeltaHeaderSize - 8);
   DeltaHeader h;
   h.version = d.Get32();
-  uint32_t header_size = d.Get32();
+  h.header_size = d.Get32();
   h.block_size = d.Get32();
   uint32_t flags = d.Get32();
   h.virtual_size = d.Get64();
@@ -45,10 +119,23 @@ Result<DeltaHeader> DeltaHeader::DecodeFrom(const char* p, size_t n) {
                                 std::to_string(kDeltaVersion) + "); upgrade chainfs");
   if (h.version == 0) return Status::Corruption("header: format version 0");
   if (checksum != Checksum64(p, 56)) return Status::Corruption("header: checksum mismatch");
-  if (header_size != kDeltaHeaderSize || flags != 0)
-    return Status::Corruption("header: unknown header size or flags");
+  const bool bound = h.version >= kDeltaVersion;
+  if (flags != 0 || (!bound && h.header_size != kDeltaHeaderSize) ||
+      (bound && (h.header_size <= kDeltaHeaderSize || h.header_size > kMaxDeltaHeaderSize)))
+    return Status::Corruption("header: unknown header size " + std::to_string(h.header_size) +
+                              " or flags " + std::to_string(flags));
   if (!IsValidBlockSize(h.block_size))
     return Status::Corruption("header: invalid block size " + std::to_string(h.block_size));
+  if (h.virtual_size > kMaxVirtualSize)
+    return Status::Corruption("header: virtual size " + std::to_string(h.virtual_size) +
+                              " is above the largest chainfs accepts (2^56 bytes, 64 PiB)");
+  if (bound) {
+    if (n < h.header_size)
+      return Status::Corruption("header: file shorter than its header size " +
+                                std::to_string(h.header_size));
+    CHAINFS_ASSIGN_OR_RETURN(h.identity, DecodeIdentity(p + kDeltaHeaderSize,
+                                                        h.header_size - kDeltaHeaderSize));
+  }
   return h;
 }
 
@@ -115,10 +202,16 @@ Result<DeltaFooter> DeltaFooter::DecodeFrom(const char* p, size_t n) {
 
 // ---- writer ----
 
-Result<std::unique_ptr<DeltaWriter>> DeltaWriter::Create(Env* env, const std::string& path,
-                                                         uint32_t block_size,
-                                                         uint64_t virtual_size,
-                                                         WriteMode mode) {
+Result<std::unique_ptr<DeltaWriter>> DeltaWriter::Create(
+    Env* env, const std::string& path, uint32_t block_size, uint64_t virtual_size,
+    WriteMode mode, const std::optional<LayerIdentity>& identity) {
+  if (virtual_size > kMaxVirtualSize)
+    return Status::InvalidArgument(path + ": virtual size " + std::to_string(virtual_size) +
+                                   " is above the largest chainfs accepts (2^56 bytes, 64 PiB)");
+  if (identity) {
+    if (Status st = ValidateIdentity(*identity); !st.ok())
+      return st.Context("identity of new delta " + path);
+  }
   auto f = env->NewAppendFile(path, mode);
   if (!f.ok()) return f.status();
   std::unique_ptr<DeltaWriter> w(new DeltaWriter(std::move(f).value()));
@@ -127,6 +220,7 @@ Result<std::unique_ptr<DeltaWriter>> DeltaWriter::Create(Env* env, const std::st
   DeltaHeader h;
   h.block_size = block_size;
   h.virtual_size = virtual_size;
+  h.identity = identity;
   std::string buf;
   h.EncodeTo(&buf);
   CHAINFS_RETURN_IF_ERROR(w->file_->Append(buf.data(), buf.size()));
@@ -183,16 +277,20 @@ Status DeltaReader::Load() {
   if (size < kDeltaHeaderSize + kDeltaFooterSize)
     return Status::Corruption("truncated: " + std::to_string(size) +
                               " bytes is shorter than header plus footer");
-  char hbuf[kDeltaHeaderSize], fbuf[kDeltaFooterSize];
-  CHAINFS_RETURN_IF_ERROR(file_->ReadAt(0, sizeof hbuf, hbuf));
-  CHAINFS_ASSIGN_OR_RETURN(header_, DeltaHeader::DecodeFrom(hbuf, sizeof hbuf));
+  // One read covers any header (the identity record is small) and the
+  // file's first bytes otherwise.
+  char hbuf[kMaxDeltaHeaderSize], fbuf[kDeltaFooterSize];
+  const size_t hlen = std::min<uint64_t>(sizeof hbuf, size - kDeltaFooterSize);
+  CHAINFS_RETURN_IF_ERROR(file_->ReadAt(0, hlen, hbuf));
+  CHAINFS_ASSIGN_OR_RETURN(header_, DeltaHeader::DecodeFrom(hbuf, hlen));
   CHAINFS_RETURN_IF_ERROR(file_->ReadAt(size - kDeltaFooterSize, sizeof fbuf, fbuf));
   CHAINFS_ASSIGN_OR_RETURN(footer_, DeltaFooter::DecodeFrom(fbuf, sizeof fbuf));
   if (footer_.virtual_size != header_.virtual_size)
     return Status::Corruption("footer: virtual size disagrees with header");
   const uint64_t index_end = size - kDeltaFooterSize;
   // Bound counts before multiplying so that nothing overflows.
-  if (footer_.index_offset < kDeltaHeaderSize || footer_.index_offset > index_end ||
+  if (header_.identity) header_.identity->index_digest = footer_.index_checksum;
+  if (footer_.index_offset < header_.header_size || footer_.index_offset > index_end ||
       footer_.entry_count > (index_end - footer_.index_offset) / kIndexEntrySize ||
       footer_.zero_run_count > (index_end - footer_.index_offset) / kZeroRunSize ||
       footer_.index_offset + footer_.entry_count * kIndexEntrySize +
@@ -224,7 +322,7 @@ Status DeltaReader::Load() {
         (e.codec == Codec::kZstd && (e.stored_len == 0 || e.stored_len > max_stored)))
       return Status::Corruption(where + ": stored length " + std::to_string(e.stored_len) +
                                 " out of range");
-    if (e.offset < kDeltaHeaderSize || e.offset > footer_.index_offset ||
+    if (e.offset < header_.header_size || e.offset > footer_.index_offset ||
         e.stored_len > footer_.index_offset - e.offset)
       return Status::Corruption(where + ": offset " + std::to_string(e.offset) +
                                 " out of the data region");
@@ -237,9 +335,14 @@ Status DeltaReader::Load() {
   uint64_t prev_end = 0;
   for (uint64_t i = 0; i < footer_.zero_run_count; ++i) {
     ZeroRun z = ZeroRun::DecodeFrom(zr + i * kZeroRunSize);
-    if (z.block_count == 0 || z.first_block < prev_end || z.first_block >= nblocks ||
-        z.block_count > nblocks - z.first_block)
-      return Status::Corruption("zero run " + std::to_string(i) + " out of range or order");
+    const std::string where = "zero run " + std::to_string(i) + " (blocks " +
+                              std::to_string(z.first_block) + "+" +
+                              std::to_string(z.block_count) + ")";
+    if (z.first_block >= nblocks || z.block_count > nblocks - z.first_block)
+      return Status::Corruption(where + ": beyond the virtual size " +
+                                std::to_string(header_.virtual_size));
+    if (z.block_count == 0 || z.first_block < prev_end)
+      return Status::Corruption(where + ": empty, or out of order");
     prev_end = z.first_block + z.block_count;
     zero_runs_.push_back(z);
   }

@@ -2,7 +2,8 @@
 //
 //   +-----------------+ offset 0
 //   | DeltaHeader 64B | magic, version, block size, virtual size
-//   +-----------------+ 64
+//   | identity record | version 2: group, checkpoint, disk, kind, base, id
+//   +-----------------+ header_size (64 in version 1)
 //   | stored block    | zstd frame, or the raw block when zstd does not shrink it
 //   | stored block    |
 //   | ...             |
@@ -21,6 +22,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +30,8 @@
 #include "chain/base/file.h"
 #include "chain/base/hash.h"
 #include "chain/base/status.h"
+#include "chain/layer/layer.h"
+#include "chain/layer/layer_identity.h"
 #include "chain/native/block_codec.h"
 
 namespace chainfs {
@@ -35,8 +39,18 @@ namespace chainfs {
 // "chainfsD" / "chainfsF": ASCII so that `head -c8` tells what a file is.
 inline constexpr char kDeltaMagic[8] = {'c', 'h', 'a', 'i', 'n', 'f', 's', 'D'};
 inline constexpr char kFooterMagic[8] = {'c', 'h', 'a', 'i', 'n', 'f', 's', 'F'};
-inline constexpr uint32_t kDeltaVersion = 1;
+// Version 1: the 64-byte header only. Version 2 (written since): the header
+// is followed by an identity record (what the delta is; LayerIdentity).
+// Both are read.
+inline constexpr uint32_t kDeltaVersion = 2;
+inline constexpr uint32_t kDeltaVersionUnbound = 1;
+// The fixed part of every header (all of a version 1 header).
 inline constexpr size_t kDeltaHeaderSize = 64;
+// The identity record: 24 bytes of fixed fields, the names, zero padding to
+// a multiple of 8, an 8-byte checksum. With names of at most 128 bytes the
+// whole header is at most 64 + 24 + 4 * 128 + 8 = 608 bytes.
+inline constexpr size_t kIdentityFixedSize = 24;
+inline constexpr size_t kMaxDeltaHeaderSize = 608;
 inline constexpr size_t kDeltaFooterSize = 64;
 inline constexpr size_t kIndexEntrySize = 48;
 inline constexpr size_t kZeroRunSize = 16;
@@ -46,11 +60,21 @@ inline constexpr uint32_t kMaxBlockSize = 4u << 20;
 bool IsValidBlockSize(uint64_t block_size);
 
 struct DeltaHeader {
-  uint32_t version = kDeltaVersion;
+  uint32_t version = kDeltaVersion;  // set by DecodeFrom; EncodeTo writes 2 with an identity, else 1
+  uint32_t header_size = kDeltaHeaderSize;  // where the stored blocks begin
   uint32_t block_size = 0;
   uint64_t virtual_size = 0;
+  // Version 2: what the delta is (its index_digest is not in the header: 0
+  // here, filled in from the footer by DeltaReader). Version 1: none.
+  std::optional<LayerIdentity> identity;
 
+  // Appends the header: version 2 with the identity record when identity is
+  // set, else version 1. REQUIRES: identity names of 1..128 bytes (base:
+  // empty exactly for a full delta).
   void EncodeTo(std::string* dst) const;
+  // p: the file's first n bytes (n >= header_size, or the whole file when
+  // shorter). Checks magic, version, checksums, block size, virtual size
+  // (<= kMaxVirtualSize) and every identity field.
   static Result<DeltaHeader> DecodeFrom(const char* p, size_t n);
 };
 
@@ -94,16 +118,20 @@ struct DeltaFooter {
 };
 
 // Writes a delta file front to back. Not thread-safe: one writer per file.
-//   auto w = DeltaWriter::Create(repo.env(), path, 65536, size);
+//   auto w = DeltaWriter::Create(repo.env(), path, 65536, size, mode, identity);
 //   w->AddBlock(entry_without_offset, stored_bytes); w->AddZeroRun(9, 3);
 //   w->Finish();   // index, footer, fsync
 class DeltaWriter {
  public:
-  // Creates path through env; mode: how the file reaches the disk (chain/base/file.h).
-  static Result<std::unique_ptr<DeltaWriter>> Create(Env* env, const std::string& path,
-                                                     uint32_t block_size,
-                                                     uint64_t virtual_size,
-                                                     WriteMode mode = WriteMode::kBuffered);
+  // Creates path through env; mode: how the file reaches the disk
+  // (chain/base/file.h). With an identity the file is version 2 and records
+  // it; without, version 1 (as chainfs wrote before identities: for tests of
+  // compatibility). A virtual size above kMaxVirtualSize or an identity name
+  // that is not a valid name is kInvalidArgument, before anything is created.
+  static Result<std::unique_ptr<DeltaWriter>> Create(
+      Env* env, const std::string& path, uint32_t block_size, uint64_t virtual_size,
+      WriteMode mode = WriteMode::kBuffered,
+      const std::optional<LayerIdentity>& identity = std::nullopt);
   // REQUIRES: blocks strictly increasing across AddBlock calls. entry.offset
   // is filled in here; stored holds entry.stored_len bytes.
   Status AddBlock(IndexEntry entry, const void* stored);
@@ -111,6 +139,8 @@ class DeltaWriter {
   void AddZeroRun(uint64_t first_block, uint64_t block_count);
   Status Finish();
   uint64_t stored_bytes() const { return footer_.stored_bytes; }
+  // The index checksum Finish wrote (the digest a manifest records).
+  uint64_t index_checksum() const { return footer_.index_checksum; }
   const std::string& path() const { return file_->Path(); }
 
  private:
@@ -126,8 +156,10 @@ class DeltaWriter {
 // Thread-safe after Open (all methods const).
 class DeltaReader {
  public:
-  // Checks header, footer, index checksum and every entry's bounds; any
-  // failure is kCorruption (kNotSupported for a newer version) naming the file.
+  // Checks header (and identity record), footer, index checksum and every
+  // entry's bounds; any failure is kCorruption (kNotSupported for a newer
+  // version) naming the file and the field. The header's identity gets the
+  // footer's index checksum as its index_digest.
   static Result<std::unique_ptr<DeltaReader>> Open(std::unique_ptr<RandomAccessFile> file);
 
   const DeltaHeader& header() const { return header_; }

@@ -17,7 +17,8 @@ class NativeLayerWriter : public LayerWriter {
   NativeLayerWriter(std::unique_ptr<DeltaWriter> w, const LayerWriterOptions& opts)
       : w_(std::move(w)),
         block_size_(opts.block_size),
-        enc_{opts.compress, opts.compression_level} {}
+        enc_{opts.compress, opts.compression_level},
+        identity_(opts.identity) {}
 
   const char* format() const override { return kNativeLayerFormat.name; }
   const std::string& path() const override { return w_->path(); }
@@ -31,15 +32,23 @@ class NativeLayerWriter : public LayerWriter {
   void AddZeroRun(uint64_t first_block, uint64_t block_count) override {
     w_->AddZeroRun(first_block, block_count);
   }
-  Status Finish() override { return w_->Finish(); }
+  Status Finish() override {
+    CHAINFS_RETURN_IF_ERROR(w_->Finish());
+    if (identity_) identity_->index_digest = w_->index_checksum();
+    return Status::Ok();
+  }
   uint64_t stored_bytes() const override { return w_->stored_bytes(); }
+  const LayerIdentity* identity() const override { return identity_ ? &*identity_ : nullptr; }
 
  private:
   std::unique_ptr<DeltaWriter> w_;
   const uint32_t block_size_;
   const BlockEncoding enc_;
+  std::optional<LayerIdentity> identity_;
 };
 
+// Every version (1: unbound, 2: with identity) starts with the magic; the
+// version itself is checked by DeltaReader, which refuses a newer one.
 bool Probe(const char* head, size_t n) {
   return n >= sizeof kDeltaMagic && std::memcmp(head, kDeltaMagic, sizeof kDeltaMagic) == 0;
 }
@@ -56,12 +65,13 @@ Result<std::unique_ptr<LayerWriter>> CreateWriter(Env* env, const std::string& p
                                                   const LayerWriterOptions& opts) {
   CHAINFS_ASSIGN_OR_RETURN(
       std::unique_ptr<DeltaWriter> w,
-      DeltaWriter::Create(env, path, opts.block_size, opts.virtual_size, opts.mode));
+      DeltaWriter::Create(env, path, opts.block_size, opts.virtual_size, opts.mode,
+                          opts.identity));
   return std::unique_ptr<LayerWriter>(new NativeLayerWriter(std::move(w), opts));
 }
 
 uint64_t OverheadBytes(uint64_t entries, uint64_t zero_runs) {
-  return kDeltaHeaderSize + kDeltaFooterSize + entries * kIndexEntrySize +
+  return kMaxDeltaHeaderSize + kDeltaFooterSize + entries * kIndexEntrySize +
          zero_runs * kZeroRunSize;
 }
 

@@ -23,6 +23,10 @@ class NativeLayer : public Layer {
   uint32_t block_size() const override { return reader_->header().block_size; }
   uint64_t virtual_size() const override { return reader_->header().virtual_size; }
   const std::string& location() const override { return reader_->path(); }
+  const LayerIdentity* identity() const override {
+    const auto& id = reader_->header().identity;
+    return id ? &*id : nullptr;
+  }
   void ForEachExtent(const std::function<void(const LayerExtent&)>& fn) const override;
   Status ReadBlock(uint64_t entry, char* out) const override {
     return reader_->ReadBlock(entry, out);

@@ -50,6 +50,7 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
     return;
   }
   std::map<std::string, DeltaRef> deltas;  // file -> who stores it
+  std::set<std::string> unbound;           // files of views that opened, without identity
   for (const Checkpoint& cp : g.checkpoints) {
     if (!only.empty() && cp.name != only) continue;
     ++r->checkpoints;
@@ -65,15 +66,29 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
       for (const ChainLink& l : chain.value())
         deltas.emplace(l.disk->delta_file, DeltaRef{l.checkpoint->name, d.name, l.disk});
       auto view = repo.OpenView(g, cp, d.name);
-      if (!view.ok())
+      if (!view.ok()) {
         r->problems.push_back({group, cp.name, d.name, "", -1, view.status().message()});
+        continue;
+      }
+      // Opened, so each entry without an id names a file without identity.
+      for (const ChainLink& l : chain.value())
+        if (!l.disk->delta_id) unbound.insert(l.disk->delta_file);
     }
   }
   r->deltas += deltas.size();
+  for (const std::string& file : unbound) {
+    const DeltaRef& ref = deltas.at(file);
+    r->notices.push_back({group, ref.checkpoint, ref.disk, repo.DeltaPath(group, file), -1,
+                          "unbound delta " + repo.DeltaPath(group, file) +
+                              " (written by an older chainfs): neither it nor " +
+                              repo.ManifestPath(group, ref.checkpoint) +
+                              " records an identity, so a mix-up of this file would not be "
+                              "detected; a consolidation that rewrites it binds it"});
+  }
   if (!deep) return;
   WorkerPool pool;
   for (const auto& [file, ref] : deltas) {
-    auto layer_or = repo.OpenLayer(group, *ref.entry);
+    auto layer_or = repo.OpenLayer(group, ref.checkpoint, *ref.entry);
     if (!layer_or.ok()) continue;  // already reported through OpenView
     const Layer& layer = *layer_or.value();
     constexpr uint64_t kStep = 256;  // entries a task verifies

@@ -12,6 +12,7 @@
 #include "chain/base/file.h"
 #include "chain/base/names.h"
 #include "chain/base/progress.h"
+#include "chain/repo/delta_binding.h"
 #include "chain/repo/txn.h"
 
 namespace chainfs {
@@ -34,6 +35,7 @@ struct RewritePlan {
   std::shared_ptr<const View> old;     // the whole old view, made when needed
   std::vector<OpRun> ops;
   uint64_t bytes_needed = 0;
+  std::optional<LayerIdentity> identity;  // what the new delta records, once written
 };
 
 uint64_t CeilDiv(uint64_t a, uint64_t b) { return (a + b - 1) / b; }
@@ -247,6 +249,7 @@ Status Consolidation::Plan(const GroupState& g) {
       if (!nd.base.empty())
         nd.kind = nd.base == next.parent ? DeltaKind::kIncremental
                                          : DeltaKind::kDifferential;
+      if (depth > 1) plans_.back().info.kind = nd.kind;  // recorded in the new delta
     }
     if (next.Encode() != cp.Encode()) changed_.insert(cp.name);
     survivors_.push_back(std::move(next));
@@ -261,7 +264,7 @@ Status Consolidation::PlanDisk(const GroupState& g, const Checkpoint& cp,
   RewritePlan p;
   for (const ChainLink& link : chain) {
     CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
-                             repo_.OpenLayer(g.name, *link.disk));
+                             repo_.OpenLayer(g.name, link.checkpoint->name, *link.disk));
     if (layer->virtual_size() != link.disk->virtual_size)
       return Status::Corruption(layer->location() +
                                 ": virtual size differs from the manifest of " +
@@ -311,6 +314,8 @@ Status Consolidation::PlanDisk(const GroupState& g, const Checkpoint& cp,
   out->base = p.info.base;
   out->kind = p.info.kind;
   out->format = format.name;
+  out->delta_id.reset();  // bound to the new delta once it is written (WriteAll)
+  out->index_digest.reset();
   plans_.push_back(std::move(p));
   return Status::Ok();
 }
@@ -396,8 +401,10 @@ Status Consolidation::WriteDelta(RewritePlan& p, Progress& progress) {
       path);  // a random name: removing it on failure hurts no one
   CHAINFS_ASSIGN_OR_RETURN(
       std::unique_ptr<LayerWriter> w,
-      repo_.CreateDelta(opts_.group, p.info.new_file, p.info.virtual_size,
-                        WriteMode::kDirect));
+      repo_.CreateDelta(p.info.new_file,
+                        {opts_.group, p.info.checkpoint, p.info.disk, p.info.kind,
+                         p.info.base},
+                        p.info.virtual_size, WriteMode::kDirect));
   for (const OpRun& op : p.ops) {
     if (op.kind == OpRun::Kind::kZero) {
       w->AddZeroRun(op.first_block, op.block_count);
@@ -411,6 +418,7 @@ Status Consolidation::WriteDelta(RewritePlan& p, Progress& progress) {
   }
   CHAINFS_RETURN_IF_ERROR(w->Finish());
   p.info.stored_bytes = w->stored_bytes();
+  if (w->identity()) p.identity = *w->identity();
   Failpoint("consolidate.after-write-delta");
   return Status::Ok();
 }
@@ -427,7 +435,10 @@ Status Consolidation::WriteAll() {
     for (Checkpoint& cp : survivors_)
       if (cp.name == p.info.checkpoint)
         for (DiskEntry& d : cp.disks)
-          if (d.name == p.info.disk) d.stored_bytes = p.info.stored_bytes;
+          if (d.name == p.info.disk) {
+            d.stored_bytes = p.info.stored_bytes;
+            if (p.identity) BindEntry(*p.identity, &d);
+          }
     report_.rewrites.push_back(p.info);
   }
   return Status::Ok();

@@ -49,6 +49,23 @@ Result<json> Parse(const std::string& text, const std::string& where) {
   return j;
 }
 
+// The optional "id" (32 hex digits) and "index_digest" (16 hex digits).
+Status DecodeIdentityFields(const json& dj, const std::string& w, DiskEntry* d) {
+  std::string hex;
+  if (dj.contains("id")) {
+    CHAINFS_RETURN_IF_ERROR(Field(dj, "id", &hex, w));
+    d->delta_id = DeltaId::FromHex(hex);
+    if (!d->delta_id) return Status::Corruption(w + ": field 'id' is not 32 hex digits");
+  }
+  if (dj.contains("index_digest")) {
+    CHAINFS_RETURN_IF_ERROR(Field(dj, "index_digest", &hex, w));
+    d->index_digest = FromHex64(hex);
+    if (!d->index_digest)
+      return Status::Corruption(w + ": field 'index_digest' is not 16 hex digits");
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 std::string RepoConfig::Encode() const {
@@ -71,15 +88,6 @@ Result<RepoConfig> RepoConfig::Decode(const std::string& text, const std::string
   if (c.compression != "zstd" && c.compression != "none")
     return Status::Corruption(where + ": unknown compression '" + c.compression + "'");
   return c;
-}
-
-const char* DeltaKindName(DeltaKind k) {
-  switch (k) {
-    case DeltaKind::kFull: return "full";
-    case DeltaKind::kIncremental: return "incremental";
-    case DeltaKind::kDifferential: return "differential";
-  }
-  return "?";
 }
 
 const DiskEntry* Checkpoint::FindDisk(const std::string& disk) const {
@@ -107,6 +115,8 @@ std::string Checkpoint::Encode() const {
                           {"virtual_size", d.virtual_size},
                           {"stored_bytes", d.stored_bytes},
                           {"format", d.format}});
+    if (d.delta_id) disks_json.back()["id"] = d.delta_id->Hex();
+    if (d.index_digest) disks_json.back()["index_digest"] = Hex64(*d.index_digest);
   }
   json j = {{"format", "chainfs-checkpoint"},
             {"version", kManifestVersion},
@@ -153,6 +163,7 @@ Result<Checkpoint> Checkpoint::Decode(const std::string& text, const std::string
     if (dj.contains("base") && !dj["base"].is_null())
       CHAINFS_RETURN_IF_ERROR(Field(dj, "base", &d.base, w));
     if (dj.contains("format")) CHAINFS_RETURN_IF_ERROR(Field(dj, "format", &d.format, w));
+    CHAINFS_RETURN_IF_ERROR(DecodeIdentityFields(dj, w, &d));
     if (FindLayerFormat(d.format) == nullptr)
       return Status::NotSupported(w + " (disk '" + d.name + "'): unknown delta format '" +
                                   d.format + "'; this chainfs reads " + LayerFormatNames() +

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "chain/base/status.h"
+#include "chain/layer/layer_identity.h"
 
 namespace chainfs {
 
@@ -30,9 +31,6 @@ struct RepoConfig {
 // The format of a disk entry without a "format" field.
 inline constexpr char kLegacyDiskFormat[] = "native";
 
-enum class DeltaKind { kFull, kIncremental, kDifferential };
-const char* DeltaKindName(DeltaKind k);
-
 struct DiskEntry {
   std::string name;
   std::string delta_file;  // file name inside the group's deltas/ directory
@@ -44,6 +42,11 @@ struct DiskEntry {
   // (chain/layer/registry.h). A manifest written before formats were
   // recorded has no such field: its deltas are kLegacyDiskFormat.
   std::string format = kLegacyDiskFormat;
+  // The delta's identity, as its file records it (chain/repo/delta_binding.h):
+  // its random id ("id") and the digest of its index ("index_digest"). Both
+  // absent in entries written before chainfs bound deltas to manifests.
+  std::optional<DeltaId> delta_id;
+  std::optional<uint64_t> index_digest;
 };
 
 struct Checkpoint {

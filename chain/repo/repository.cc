@@ -10,6 +10,7 @@
 
 #include "chain/base/names.h"
 #include "chain/layer/registry.h"
+#include "chain/repo/delta_binding.h"
 
 namespace chainfs {
 
@@ -158,15 +159,32 @@ Result<std::vector<ChainLink>> Repository::ResolveChain(const GroupState& g,
   }
 }
 
+std::string Repository::ManifestPath(const std::string& group,
+                                     const std::string& checkpoint) const {
+  return CheckpointDir(group) + "/" + checkpoint + ".json";
+}
+
 Result<std::shared_ptr<const Layer>> Repository::OpenLayer(const std::string& group,
+                                                           const std::string& checkpoint,
                                                            const DiskEntry& disk) const {
   std::string path = DeltaPath(group, disk.delta_file);
+  std::shared_ptr<const Layer> layer;
   {
     std::lock_guard<std::mutex> lock(layers_mu_);
     auto it = layers_.find(path);
-    if (it != layers_.end())
-      if (auto sp = it->second.layer.lock()) return sp;
+    if (it != layers_.end()) layer = it->second.layer.lock();
   }
+  if (layer == nullptr) {
+    CHAINFS_ASSIGN_OR_RETURN(layer, OpenAndShare(path, disk));
+  }
+  // Once per open, cached or not: another manifest entry may name the file.
+  CHAINFS_RETURN_IF_ERROR(
+      VerifyBinding(*layer, ManifestPath(group, checkpoint), group, checkpoint, disk).status());
+  return layer;
+}
+
+Result<std::shared_ptr<const Layer>> Repository::OpenAndShare(const std::string& path,
+                                                              const DiskEntry& disk) const {
   const LayerFormat* format = FindLayerFormat(disk.format);
   if (format == nullptr)
     return Status::NotSupported(path + ": unknown delta format '" + disk.format +
@@ -186,6 +204,9 @@ Result<std::shared_ptr<const Layer>> Repository::OpenLayer(const std::string& gr
     return Status::Corruption(path + ": block size " + std::to_string(layer->block_size()) +
                               " differs from the repository's " +
                               std::to_string(config_.block_size));
+  if (layer->virtual_size() > kMaxVirtualSize)  // the format's own check may be laxer
+    return Status::Corruption(path + ": virtual size " + std::to_string(layer->virtual_size()) +
+                              " is above the largest chainfs accepts (2^56 bytes, 64 PiB)");
   std::lock_guard<std::mutex> lock(layers_mu_);
   LayerSlot& slot = layers_[path];
   if (auto existing = slot.layer.lock()) return existing;  // another thread won
@@ -195,17 +216,20 @@ Result<std::shared_ptr<const Layer>> Repository::OpenLayer(const std::string& gr
 
 const LayerFormat& Repository::write_format() const { return WriteLayerFormat(); }
 
-Result<std::unique_ptr<LayerWriter>> Repository::CreateDelta(const std::string& group,
-                                                             const std::string& file,
+Result<std::unique_ptr<LayerWriter>> Repository::CreateDelta(const std::string& file,
+                                                             LayerIdentity identity,
                                                              uint64_t virtual_size,
                                                              WriteMode mode) const {
+  const std::string path = DeltaPath(identity.group, file);
+  identity.id = DeltaId::Random();
   LayerWriterOptions opts;
   opts.block_size = config_.block_size;
   opts.virtual_size = virtual_size;
   opts.compress = config_.compression == "zstd";
   opts.compression_level = config_.compression_level;
   opts.mode = mode;
-  return write_format().create_writer(env_, DeltaPath(group, file), opts);
+  opts.identity = std::move(identity);
+  return write_format().create_writer(env_, path, opts);
 }
 
 Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
@@ -216,7 +240,7 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
   std::vector<View::LayerRef> refs;
   for (const ChainLink& link : chain) {
     CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
-                             OpenLayer(g.name, *link.disk));
+                             OpenLayer(g.name, link.checkpoint->name, *link.disk));
     if (layer->virtual_size() != link.disk->virtual_size)
       return Status::Corruption(layer->location() + ": virtual size " +
                                 std::to_string(layer->virtual_size()) + " but manifest of " +

@@ -97,18 +97,26 @@ class Repository {
                                                const std::string& checkpoint,
                                                const std::string& disk,
                                                BlockReader* reader = nullptr) const;
-  // Opens a disk entry's delta through the format registry, in the format
-  // the entry records; shared like OpenView's layers. Its block size must be
-  // the repository's.
+  // Opens the delta of disk entry `disk` of checkpoint `checkpoint` through
+  // the format registry, in the format the entry records; shared like
+  // OpenView's layers. Its block size must be the repository's, and the file
+  // must be the one the entry names (chain/repo/delta_binding.h: identity,
+  // id and index digest, checked on every call, cached layer or not): a
+  // mismatch is kCorruption naming the manifest, the file and the fields.
   Result<std::shared_ptr<const Layer>> OpenLayer(const std::string& group,
+                                                 const std::string& checkpoint,
                                                  const DiskEntry& disk) const;
+  // The manifest file of checkpoint in group.
+  std::string ManifestPath(const std::string& group, const std::string& checkpoint) const;
 
   // The format new deltas are written in (the registry's write format).
   const LayerFormat& write_format() const;
-  // Creates group's new delta file `file` (O_EXCL) in the write format, with
-  // this repository's block size and compression.
-  Result<std::unique_ptr<LayerWriter>> CreateDelta(const std::string& group,
-                                                   const std::string& file,
+  // Creates the new delta file `file` of identity.group (O_EXCL) in the write
+  // format, with this repository's block size and compression, recording
+  // identity with a fresh random id (LayerWriter::identity() gives it back,
+  // with the index digest after Finish, for BindEntry).
+  Result<std::unique_ptr<LayerWriter>> CreateDelta(const std::string& file,
+                                                   LayerIdentity identity,
                                                    uint64_t virtual_size,
                                                    WriteMode mode = WriteMode::kBuffered) const;
 
@@ -124,6 +132,10 @@ class Repository {
  private:
   Repository(std::string path, RepoConfig config, Env* env)
       : path_(std::move(path)), config_(std::move(config)), env_(env) {}
+  // OpenLayer without the binding check: the layer at path, opened in disk's
+  // format and kept in layers_ (or the one another thread kept first).
+  Result<std::shared_ptr<const Layer>> OpenAndShare(const std::string& path,
+                                                    const DiskEntry& disk) const;
   std::string path_;
   RepoConfig config_;
   Env* env_;

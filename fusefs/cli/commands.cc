@@ -314,28 +314,35 @@ Action AddCheckCommand(CLI::App& app) {
     if (o->json) {
       json j = {{"ok", rep.problems.empty()},      {"groups", rep.groups},
                 {"checkpoints", rep.checkpoints},  {"deltas", rep.deltas},
-                {"blocks_verified", rep.blocks_verified}, {"problems", json::array()}};
-      for (const auto& p : rep.problems)
-        j["problems"].push_back({{"group", p.group},
-                                 {"checkpoint", p.checkpoint},
-                                 {"disk", p.disk},
-                                 {"file", p.file},
-                                 {"offset", p.offset},
-                                 {"message", p.message}});
+                {"blocks_verified", rep.blocks_verified}, {"problems", json::array()},
+                {"notices", json::array()}};
+      for (const auto& [key, list] : {std::pair{"problems", &rep.problems},
+                                      std::pair{"notices", &rep.notices}})
+        for (const auto& p : *list)
+          j[key].push_back({{"group", p.group},
+                            {"checkpoint", p.checkpoint},
+                            {"disk", p.disk},
+                            {"file", p.file},
+                            {"offset", p.offset},
+                            {"message", p.message}});
       std::cout << j.dump(2) << "\n";
     } else {
-      for (const auto& p : rep.problems) {
-        std::cout << "PROBLEM " << p.group;
-        if (!p.checkpoint.empty()) std::cout << "/" << p.checkpoint;
-        if (!p.disk.empty()) std::cout << "/" << p.disk;
-        if (p.offset >= 0) std::cout << " offset " << p.offset;
-        std::cout << ": " << p.message << "\n";
-      }
+      for (const auto& [tag, list] : {std::pair{"NOTICE ", &rep.notices},
+                                      std::pair{"PROBLEM ", &rep.problems}})
+        for (const auto& p : *list) {
+          std::cout << tag << p.group;
+          if (!p.checkpoint.empty()) std::cout << "/" << p.checkpoint;
+          if (!p.disk.empty()) std::cout << "/" << p.disk;
+          if (p.offset >= 0) std::cout << " offset " << p.offset;
+          std::cout << ": " << p.message << "\n";
+        }
       std::cout << (rep.problems.empty() ? "OK" : "FAILED") << ": " << rep.groups
                 << " group(s), " << rep.checkpoints << " checkpoint(s), " << rep.deltas
                 << " delta file(s)";
       if (o->deep) std::cout << ", " << rep.blocks_verified << " block(s) verified";
-      std::cout << ", " << rep.problems.size() << " problem(s)\n";
+      std::cout << ", " << rep.problems.size() << " problem(s)";
+      if (!rep.notices.empty()) std::cout << ", " << rep.notices.size() << " unbound delta(s)";
+      std::cout << "\n";
     }
     return rep.problems.empty() ? 0 : 1;
   };

@@ -133,9 +133,9 @@ expect_rc 1 "c2.json.*version 7.*newer" "$CHAINFS" check "$D"
 step "a newer delta format version (header version patched, nothing else)"
 D=$(damaged_copy newer-delta)
 f=$(delta_of "$D" c1 vda)
-printf '\x02\x00\x00\x00' | dd of="$D/groups/vm1/deltas/$f" bs=1 seek=8 conv=notrunc status=none
-expect_rc 1 "$f.*version 2.*newer" "$CHAINFS" check "$D"
-expect_rc 1 "$f.*version 2.*newer" "$CHAINFS" export "$D" vm1 c2 vda "$T/out.raw"
+printf '\x03\x00\x00\x00' | dd of="$D/groups/vm1/deltas/$f" bs=1 seek=8 conv=notrunc status=none
+expect_rc 1 "$f.*version 3.*newer" "$CHAINFS" check "$D"
+expect_rc 1 "$f.*version 3.*newer" "$CHAINFS" export "$D" vm1 c2 vda "$T/out.raw"
 [ ! -e "$T/out.raw" ] || fail "export through a newer delta left an output file"
 
 step "a truncated delta file"

@@ -35,9 +35,9 @@ ok "$CHAINFS" backup "$R" vm1 c2 --disk vda="$A"
 random_file 3 $((1 << 20)) "$B"
 ok "$CHAINFS" backup "$R" vm2 c1 --disk vdb="$B"
 delta=$R/groups/vm2/deltas/$(jq -r '.disks[0].delta' "$R/groups/vm2/checkpoints/c1.json")
-# Uncompressed: stored block i follows the 64-byte header at 64 + i * BS.
+# Uncompressed: stored block i follows the header at header_size + i * BS.
 perl -e 'open(F, "+<", $ARGV[0]) or die; seek(F, $ARGV[1], 0); read(F, $b, 1);
-         seek(F, $ARGV[1], 0); print F chr(ord($b) ^ 0xff); close(F) or die' "$delta" $((64 + 3 * BS + 7))
+         seek(F, $ARGV[1], 0); print F chr(ord($b) ^ 0xff); close(F) or die' "$delta" $(($(delta_header_size "$delta") + 3 * BS + 7))
 mount_fg "$R" "$M" -o log="$T/daemon.log",cache_size=64M
 
 step "the statistics file is hidden and chainfs stats prints it"

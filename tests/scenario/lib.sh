@@ -72,6 +72,13 @@ ok() {
   fi
 }
 
+# delta_header_size DELTA: where a delta file's stored blocks begin (the
+# header_size field at offset 12, docs/FORMAT.md: 64 in version 1, more with
+# the identity record of version 2).
+delta_header_size() {
+  od -An -tu4 -j12 -N4 "$1" | tr -d ' '
+}
+
 # repo_files REPO: every file under REPO except the lock, with its sha256,
 # plus every directory (so a new empty group shows up too).
 repo_files() {

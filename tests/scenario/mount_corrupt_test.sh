@@ -21,9 +21,9 @@ ok "$CHAINFS" backup "$R" vm1 c1 --disk vda="$A"
 cp "$A" "$T/exp.c1"
 ok "$CHAINFS" backup "$R" vm1 c2 --disk vda="$A" --full
 delta=$R/groups/vm1/deltas/$(jq -r '.disks[0].delta' "$R/groups/vm1/checkpoints/c1.json")
-# Stored blocks follow the 64-byte header; raw blocks are BS bytes each.
+# Stored blocks follow the header; raw blocks are BS bytes each.
 perl -e 'open(F, "+<", $ARGV[0]) or die; seek(F, $ARGV[1], 0); read(F, $b, 1);
-         seek(F, $ARGV[1], 0); print F chr(ord($b) ^ 0xff); close(F) or die' "$delta" $((64 + BS + 1000))
+         seek(F, $ARGV[1], 0); print F chr(ord($b) ^ 0xff); close(F) or die' "$delta" $(($(delta_header_size "$delta") + BS + 1000))
 mount_fg "$R" "$M" -o log="$T/daemon.log"
 
 step "the damaged block fails with EIO, its neighbours read"

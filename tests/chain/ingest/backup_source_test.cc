@@ -189,5 +189,26 @@ TEST(BackupSource, ChangedRangesWithoutABaseAreRefused) {
       << rep.status().ToString();
 }
 
+// Issue 13 item 7: a source claiming more than 2^56 bytes is refused before
+// anything is written, naming the source, the disk and the bound.
+TEST(BackupSource, Issue13SourceAboveTheVirtualSizeBoundIsRefused) {
+  class Huge : public FakeSource {
+   public:
+    using FakeSource::FakeSource;
+    uint64_t Size() const override { return uint64_t{1} << 63; }
+  };
+  Repo r;
+  auto src = std::make_shared<Huge>(std::string(kBs, 'a'), ReadHints{});
+  auto rep = r.Backup("c1", {"vda", "", "", src});
+  ASSERT_FALSE(rep.ok());
+  EXPECT_EQ(rep.status().code(), Status::Code::kInvalidArgument);
+  const std::string msg = rep.status().message();
+  EXPECT_NE(msg.find("fake://disk"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("disk vda"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("2^56"), std::string::npos) << msg;
+  EXPECT_TRUE(src->reads().empty());
+  EXPECT_FALSE(r.repo->LoadGroup("vm1").ok()) << "no group created";
+}
+
 }  // namespace
 }  // namespace chainfs

@@ -6,6 +6,7 @@
 
 #include <random>
 
+#include "chain/repo/delta_binding.h"
 #include "chain/repo/repository.h"
 #include "tests/chain/test_util.h"
 
@@ -205,7 +206,7 @@ TEST(Registry, RepositoryWritesAndOpensThroughTheRegistry) {
   auto repo = Repository::Open(dir / "repo");
   ASSERT_TRUE(repo.ok());
   ASSERT_TRUE(boost::filesystem::create_directories((*repo)->DeltaDir("g")));
-  auto w = (*repo)->CreateDelta("g", "c1.vda.x.delta", kBs);
+  auto w = (*repo)->CreateDelta("c1.vda.x.delta", {"g", "c1", "vda"}, kBs);
   ASSERT_TRUE(w.ok()) << w.status().ToString();
   EXPECT_EQ((*w)->path(), (*repo)->DeltaPath("g", "c1.vda.x.delta"));
   EXPECT_STREQ((*w)->format(), (*repo)->write_format().name);
@@ -215,16 +216,18 @@ TEST(Registry, RepositoryWritesAndOpensThroughTheRegistry) {
   DiskEntry d;
   d.name = "vda";
   d.delta_file = "c1.vda.x.delta";
-  auto a = (*repo)->OpenLayer("g", d);
+  ASSERT_NE((*w)->identity(), nullptr);
+  BindEntry(*(*w)->identity(), &d);
+  auto a = (*repo)->OpenLayer("g", "c1", d);
   ASSERT_TRUE(a.ok()) << a.status().ToString();
   const uint64_t id = (*a)->id();
   a->reset();
-  auto b = (*repo)->OpenLayer("g", d);
+  auto b = (*repo)->OpenLayer("g", "c1", d);
   ASSERT_TRUE(b.ok());
   EXPECT_EQ((*b)->id(), id) << "an unchanged file keeps its cache id";
   d.format = "qcow9";
   d.delta_file = "c2.vda.y.delta";
-  auto unknown = (*repo)->OpenLayer("g", d);
+  auto unknown = (*repo)->OpenLayer("g", "c2", d);
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("'qcow9'"), std::string::npos);
 }

@@ -60,5 +60,35 @@ TEST(Manifest, FormatOfTheWrongTypeIsCorruption) {
   EXPECT_NE(cp.status().message().find("'format'"), std::string::npos);
 }
 
+// Issue 13: a disk entry's delta id and index digest round-trip as hex; an
+// entry without them (older chainfs) still reads; malformed ones are refused.
+TEST(Manifest, Issue13DeltaIdAndIndexDigestRoundTrip) {
+  auto cp = Checkpoint::Decode(kOldManifest, "m");
+  ASSERT_TRUE(cp.ok());
+  EXPECT_FALSE(cp->disks[0].delta_id.has_value());
+  EXPECT_FALSE(cp->disks[0].index_digest.has_value());
+  EXPECT_EQ(nlohmann::json::parse(cp->Encode())["disks"][0].count("id"), 0u);
+  cp->disks[0].delta_id = DeltaId::FromHex("00112233445566778899aabbccddeeff");
+  cp->disks[0].index_digest = 0x0123456789abcdefull;
+  const std::string text = cp->Encode();
+  auto j = nlohmann::json::parse(text);
+  EXPECT_EQ(j["disks"][0]["id"], "00112233445566778899aabbccddeeff");
+  EXPECT_EQ(j["disks"][0]["index_digest"], "0123456789abcdef");
+  auto again = Checkpoint::Decode(text, "m");
+  ASSERT_TRUE(again.ok()) << again.status().ToString();
+  EXPECT_EQ(again->disks[0].delta_id, cp->disks[0].delta_id);
+  EXPECT_EQ(again->disks[0].index_digest, cp->disks[0].index_digest);
+  for (const auto& [field, value] : {std::pair{"id", "0011"}, std::pair{"index_digest", "xyz"},
+                                     std::pair{"id", "00112233445566778899aabbccddeefg"}}) {
+    auto bad = j;
+    bad["disks"][0][field] = value;
+    auto r = Checkpoint::Decode(bad.dump(), "/r/c2.json");
+    ASSERT_FALSE(r.ok()) << field << "=" << value;
+    EXPECT_EQ(r.status().code(), Status::Code::kCorruption);
+    EXPECT_NE(r.status().message().find(std::string("'") + field + "'"), std::string::npos)
+        << r.status().ToString();
+  }
+}
+
 }  // namespace
 }  // namespace chainfs
