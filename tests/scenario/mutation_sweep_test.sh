@@ -23,8 +23,10 @@
 # CHAINFS_MUTATIONS=N   run N mutations (default 400: every structural one
 #                       plus an even sample of the byte flips); "all" for all
 # CHAINFS_SWEEP_SECONDS stop starting new mutations after this (default 170;
-#                       the list is shuffled, reproducibly, so a cut still
-#                       samples every kind)
+#                       file mix-ups run first, the rest is shuffled
+#                       reproducibly, so a cut still samples every kind)
+# CHAINFS_SWEEP_JOBS=N  mutations judged at once (default 3; each on its own
+#                       hard-linked copy, the mutated files copied first)
 # CHAINFS_SWEEP_ONLY=RE only the mutations whose line matches RE ("^swap")
 set -euo pipefail
 source "${SRC:-$(dirname "$0")/../..}/tests/scenario/lib.sh"
@@ -200,32 +202,47 @@ else
   awk -v n="$n_flips" -v k="$k" 'BEGIN { srand(13) } { if (int((NR - 1) * k / n) != int(NR * k / n)) print }' \
     "$FLIPS" >>"$LIST"
 fi
-shuf --random-source=<(yes 13) "$LIST" >"$LIST.shuf" && mv "$LIST.shuf" "$LIST"
+# Mix-ups of whole files (swaps, copies, manifests naming other deltas or
+# bases, sequence digits) first, as they are what a byte-level check cannot
+# catch; then the rest, shuffled reproducibly, so a time cut samples every kind.
+grep -E '^(swap|copy|seqdigit) |^jq .*(delta|base|sequence|parent)' "$LIST" >"$LIST.first" || true
+grep -v -x -F -f "$LIST.first" "$LIST" | shuf --random-source=<(yes 13) >"$LIST.rest" || true
+cat "$LIST.first" "$LIST.rest" >"$LIST"
 if [ -n "${CHAINFS_SWEEP_ONLY:-}" ]; then
   grep -E -- "$CHAINFS_SWEEP_ONLY" "$LIST" >"$LIST.only" || true
   mv "$LIST.only" "$LIST"
 fi
-step "$(wc -l <"$LIST") mutations of $total ($n_always structural, $n_flips byte flips; CHAINFS_MUTATIONS=all for every one)"
+JOBS=${CHAINFS_SWEEP_JOBS:-$(($(nproc) > 1 ? 3 : 1))}
+step "$(wc -l <"$LIST") mutations of $total ($n_always structural, $n_flips byte flips; CHAINFS_MUTATIONS=all for every one), $JOBS at a time"
+repo_files "$R" >"$T/repo.before"
 
-# --- applying and judging ------------------------------------------------
+# --- applying and judging (each worker: its own copy $W and scratch $S) -------
 flip() {
   perl -e 'open(F, "+<", $ARGV[0]) or die "$ARGV[0]: $!"; seek(F, $ARGV[1], 0);
            read(F, $b, 1) == 1 or die "short"; seek(F, $ARGV[1], 0);
            print F chr(ord($b) ^ $ARGV[2]); close(F) or die' "$1" "$2" "$3"
 }
 
+# own FILE: the copy's FILE is its own (the copy is hard links to $R).
+own() { [ ! -e "$1" ] || { cp "$1" "$1.own" && mv "$1.own" "$1"; }; }
+
 apply() {
   local kind=$1 f=$W/$2
+  case "$kind" in
+    remove | swap) ;;
+    copy) own "$W/$3" ;;
+    *) own "$f" ;;
+  esac
   case "$kind" in
     flip) flip "$f" "$3" "$4" ;;
     truncate) truncate -s "$3" "$f" ;;
     zero) dd if=/dev/zero of="$f" bs=1 seek="$3" count="$4" conv=notrunc status=none ;;
-    append) random_file "$3" "$3" "$T/garbage" && cat "$T/garbage" >>"$f" ;;
-    append-footer) tail -c 64 "$f" >"$T/garbage" && cat "$T/garbage" >>"$f" ;;
+    append) random_file "$3" "$3" "$S.garbage" && cat "$S.garbage" >>"$f" ;;
+    append-footer) tail -c 64 "$f" >"$S.garbage" && cat "$S.garbage" >>"$f" ;;
     remove) rm -f "$f" ;;
-    swap) mv "$f" "$T/swap" && mv "$W/$3" "$f" && mv "$T/swap" "$W/$3" ;;
-    copy) cp "$f" "$W/$3" ;;
-    jq) shift 2; jq -c "$*" "$f" >"$T/edited" && cat "$T/edited" >"$f" ;;
+    swap) mv "$f" "$S.swap" && mv "$W/$3" "$f" && mv "$S.swap" "$W/$3" ;;
+    copy) cat "$f" >"$W/$3" ;;
+    jq) shift 2; jq -c "$*" "$f" >"$S.edited" && cat "$S.edited" >"$f" ;;
     seqdigit) perl -0pi -e 's/("sequence": *)(\d)/$1 . (($2 + 5) % 10)/e' "$f" ;;
     garbage) random_file "$2" 300 "$f" ;;
     write) printf '%s' "$3" >"$f" ;;
@@ -238,27 +255,27 @@ apply() {
 run_cmd() {
   local label=$1 rc=0
   shift
-  timeout -k 5 "$TIMEOUT" "$@" >"$T/cmd.out" 2>"$T/cmd.err" || rc=$?
+  timeout -k 5 "$TIMEOUT" "$@" >"$S.out" 2>"$S.err" || rc=$?
   RC=$rc
   if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then
     worse hang "$label: timed out after ${TIMEOUT}s"
   elif [ $rc -ge 128 ]; then
-    worse crash "$label: killed by signal $((rc - 128)) ($(tail -c 300 "$T/cmd.err" | tr '\n' ' '))"
+    worse crash "$label: killed by signal $((rc - 128)) ($(tail -c 300 "$S.err" | tr '\n' ' '))"
   elif [ $rc -ne 0 ]; then
     worse error ""
-    [ -s "$T/cmd.err" ] || [ -s "$T/cmd.out" ] || SILENT=$((SILENT + 1))
+    [ -s "$S.err" ] || [ -s "$S.out" ] || SILENT=$((SILENT + 1))
   fi
 }
 
 declare -A RANK=([clean]=0 [error]=1 [wrong]=2 [hang]=3 [crash]=4)
 worse() {
-  [ -z "$2" ] || NOTES+="      $2"$'\n'
+  [ -z "$2" ] || NOTES+="${NOTES:+; }$2"
   [ "${RANK[$1]}" -gt "${RANK[$OUTCOME]}" ] && OUTCOME=$1
   return 0
 }
 
 judge() {
-  OUTCOME=clean NOTES=""
+  OUTCOME=clean NOTES="" SILENT=0 CHECK_MISSED=0
   local check_ok=0 c d sha wrong_views=
   run_cmd "check --deep" "$CHAINFS" check "$W" --deep
   [ "$RC" -eq 0 ] && check_ok=1
@@ -267,7 +284,7 @@ judge() {
     for d in "${DISKS[@]}"; do
       run_cmd "export $c $d" "$CHAINFS" export "$W" $G "$c" "$d" -
       [ "$RC" -eq 0 ] || { [ $check_ok = 0 ] || CHECK_MISSED=$((CHECK_MISSED + 1)); continue; }
-      sha=$(sha256sum <"$T/cmd.out" | cut -d' ' -f1)
+      sha=$(sha256sum <"$S.out" | cut -d' ' -f1)
       [ "$sha" = "${SHA[$c.$d]}" ] || wrong_views+=" $c/$d"
     done
   done
@@ -275,47 +292,57 @@ judge() {
     [ $check_ok = 1 ] && echo '; check --deep passed')"
 }
 
-declare -A COUNT=([clean]=0 [error]=0 [wrong]=0 [hang]=0 [crash]=0)
-declare -A BYKIND
-SILENT=0 CHECK_MISSED=0 done_n=0 start=$SECONDS
-BAD=$T/bad.txt
-: >"$BAD"
-while read -r line; do
-  if [ $((SECONDS - start)) -ge "$BUDGET" ]; then
-    echo "time budget of ${BUDGET}s reached: $done_n of $(wc -l <"$LIST") mutations run"
-    break
-  fi
-  rm -rf "$W"
-  cp -a "$R" "$W"
-  set -f  # a jq filter's [0] is no glob
-  # shellcheck disable=SC2086
-  apply $line
-  set +f
-  judge
-  COUNT[$OUTCOME]=$((COUNT[$OUTCOME] + 1))
-  kind=${line%% *}
-  BYKIND[$kind.$OUTCOME]=$((${BYKIND[$kind.$OUTCOME]:-0} + 1))
-  if [ "${RANK[$OUTCOME]}" -ge 2 ]; then
-    echo "$(echo "$OUTCOME" | tr a-z A-Z): $line" >>"$BAD"
-    printf '%s' "$NOTES" >>"$BAD"
-  fi
-  done_n=$((done_n + 1))
-done <"$LIST"
+# worker ID: mutations ID, ID+JOBS, ... until the time budget; one result
+# line each in $T/results.ID: OUTCOME <tab> SILENT <tab> CHECK_MISSED <tab> MUTATION <tab> NOTES
+worker() {
+  local id=$1 line
+  W=$T/work.$id S=$T/scratch.$id
+  awk -v j="$JOBS" -v i="$id" 'NR % j == i' "$LIST" | while read -r line; do
+    [ $((SECONDS - start)) -lt "$BUDGET" ] || break
+    rm -rf "$W"
+    cp -al "$R" "$W"
+    set -f  # a jq filter's [0] is no glob
+    # shellcheck disable=SC2086
+    apply $line
+    set +f
+    judge
+    printf '%s\t%s\t%s\t%s\t%s\n' "$OUTCOME" "$SILENT" "$CHECK_MISSED" "$line" "$NOTES"
+  done >"$T/results.$id"
+}
 
-step "results of $done_n mutations in $((SECONDS - start))s"
-printf '  %-14s %6s %6s %6s %6s %6s\n' kind clean error WRONG CRASH HANG
-for kind in $(cut -d' ' -f1 "$LIST" | sort -u); do
-  printf '  %-14s %6d %6d %6d %6d %6d\n' "$kind" "${BYKIND[$kind.clean]:-0}" \
-    "${BYKIND[$kind.error]:-0}" "${BYKIND[$kind.wrong]:-0}" "${BYKIND[$kind.crash]:-0}" \
-    "${BYKIND[$kind.hang]:-0}"
+start=$SECONDS
+pids=()
+for ((i = 0; i < JOBS; i++)); do
+  worker "$i" &
+  pids+=($!)
 done
-printf '  %-14s %6d %6d %6d %6d %6d\n' TOTAL "${COUNT[clean]}" "${COUNT[error]}" \
-  "${COUNT[wrong]}" "${COUNT[crash]}" "${COUNT[hang]}"
-echo "  (errors without any message: $SILENT; exports that failed although check --deep passed: $CHECK_MISSED)"
-if [ -s "$BAD" ]; then
+for p in "${pids[@]}"; do wait "$p" || fail "a sweep worker failed"; done
+cat "$T"/results.* >"$T/results"
+repo_files "$R" >"$T/repo.after"
+same_state "the sweep's master copy (mutations work on hard-linked copies)" "$T/repo.before" "$T/repo.after"
+
+done_n=$(wc -l <"$T/results")
+[ "$done_n" -eq "$(wc -l <"$LIST")" ] ||
+  echo "time budget of ${BUDGET}s reached: $done_n of $(wc -l <"$LIST") mutations run"
+step "results of $done_n mutations in $((SECONDS - start))s"
+kinds=$(cut -f4 "$T/results" | cut -d' ' -f1 | sort -u | tr '\n' ' ')
+awk -F'\t' -v kinds="$kinds TOTAL" '
+  { split($4, w, " "); n[w[1], $1]++; n["TOTAL", $1]++; silent += $2; missed += $3 }
+  END {
+    printf "  %-14s %6s %6s %6s %6s %6s\n", "kind", "clean", "error", "WRONG", "CRASH", "HANG"
+    m = split(kinds, order, " ")
+    for (i = 1; i <= m; i++) {
+      k = order[i]
+      printf "  %-14s %6d %6d %6d %6d %6d\n", k, n[k, "clean"], n[k, "error"], n[k, "wrong"], n[k, "crash"], n[k, "hang"]
+    }
+    printf "  (errors without any message: %d; exports that failed although check --deep passed: %d)\n", silent, missed
+  }' "$T/results"
+bad=$(awk -F'\t' '$1 == "wrong" || $1 == "crash" || $1 == "hang"' "$T/results" | wc -l)
+if [ "$bad" -gt 0 ]; then
   echo "== mutations with WRONG bytes, crashes or hangs:"
-  cat "$BAD"
+  awk -F'\t' '$1 == "wrong" || $1 == "crash" || $1 == "hang" { printf "%s: %s\n      %s\n", toupper($1), $4, $5 }' \
+    "$T/results"
 fi
-[ "${COUNT[wrong]}" -eq 0 ] && [ "${COUNT[crash]}" -eq 0 ] && [ "${COUNT[hang]}" -eq 0 ] ||
-  fail "${COUNT[wrong]} wrong-bytes, ${COUNT[crash]} crash and ${COUNT[hang]} hang outcomes"
+counts=$(awk -F'\t' '{ n[$1]++ } END { printf "%d wrong-bytes, %d crash and %d hang", n["wrong"], n["crash"], n["hang"] }' "$T/results")
+[ "$bad" -eq 0 ] || fail "$counts outcomes"
 echo "PASS: no wrong bytes, crashes or hangs in $done_n mutations"
