@@ -9,14 +9,17 @@ namespace chainfs {
 Result<std::vector<ByteRange>> LoadDirtyMap(const std::string& path) {
   auto text = ReadWholeFile(path, 256 << 20);
   if (!text.ok()) return text.status().Context("dirty map");
-  auto j = nlohmann::json::parse(text.value(), nullptr, false);
+  return ParseDirtyMap(text.value(), "dirty map " + path);
+}
+
+Result<std::vector<ByteRange>> ParseDirtyMap(const std::string& text, const std::string& map) {
+  auto j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_array())
-    return Status::InvalidArgument("dirty map " + path +
-                                   ": not a JSON array as printed by nbdinfo --json --map");
+    return Status::InvalidArgument(map + ": not a JSON array as printed by nbdinfo --json --map");
   std::vector<ByteRange> ranges;
   for (size_t i = 0; i < j.size(); ++i) {
     const auto& e = j[i];
-    std::string where = "dirty map " + path + ": entry " + std::to_string(i);
+    std::string where = map + ": entry " + std::to_string(i);
     if (!e.is_object() || !e.contains("offset") || !e.contains("length") ||
         !e.contains("type") || !e["offset"].is_number_unsigned() ||
         !e["length"].is_number_unsigned() || !e["type"].is_number_integer())

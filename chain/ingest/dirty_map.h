@@ -18,5 +18,7 @@ namespace chainfs {
 // file order, at the bitmap's granularity; BlocksTouched makes blocks of
 // them). A malformed map fails naming the file and the entry.
 Result<std::vector<ByteRange>> LoadDirtyMap(const std::string& path);
+// The same for a map's text; map names it in messages ("dirty map PATH").
+Result<std::vector<ByteRange>> ParseDirtyMap(const std::string& text, const std::string& map);
 
 }  // namespace chainfs

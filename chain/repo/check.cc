@@ -87,7 +87,8 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
   }
   if (!deep) return;
   WorkerPool pool;
-  for (const auto& [file, ref] : deltas) {
+  for (const auto& delta : deltas) {
+    const auto& ref = delta.second;  // not a structured binding: clang 14 cannot capture one
     auto layer_or = repo.OpenLayer(group, ref.checkpoint, *ref.entry);
     if (!layer_or.ok()) continue;  // already reported through OpenView
     const Layer& layer = *layer_or.value();

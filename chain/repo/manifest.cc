@@ -1,6 +1,8 @@
 #include "chain/repo/manifest.h"
 
 #include <ctime>
+#include <type_traits>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include "chain/native/delta_format.h"
@@ -18,6 +20,16 @@ template <typename T>
 Status Field(const json& j, const char* key, T* out, const std::string& where) {
   auto it = j.find(key);
   if (it == j.end()) return Status::Corruption(where + ": missing field '" + key + "'");
+  // An integer field takes only an integer that fits: get<T>() of a float
+  // (any number past 2^64 parses as one) is an undefined conversion, and of a
+  // negative or too large integer a silent wrap (tests/fuzz/manifest_fuzz.cc).
+  if constexpr (std::is_integral_v<T>) {
+    const bool fits = it->is_number_unsigned()
+                          ? std::in_range<T>(it->template get<uint64_t>())
+                          : it->is_number_integer() && std::in_range<T>(it->template get<int64_t>());
+    if (!fits)
+      return Status::Corruption(where + ": field '" + key + "' is not an integer in range");
+  }
   try {
     *out = it->template get<T>();
   } catch (const json::exception&) {

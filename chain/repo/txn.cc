@@ -102,7 +102,7 @@ Status DecodeSteps(const json& j, const std::string& where, Txn* t) {
         return Status::Corruption(w + ": holds the manifest of " + cp.group +
                                   "/" + cp.name);
       st.write = std::move(cp);
-    } else if (!e.value("remove", false)) {
+    } else if (!e.contains("remove") || e["remove"] != true) {
       return Status::Corruption(w + ": neither 'write' nor 'remove'");
     }
     t->steps.push_back(std::move(st));
@@ -116,7 +116,9 @@ Result<Txn> Txn::Decode(const std::string& text, const std::string& where) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return Status::Corruption(where + ": not a valid JSON object");
-  if (j.value("format", "") != "chainfs-txn")
+  // Fields are type-checked before they are read: json::value() throws on a
+  // wrong type (found by tests/fuzz/txn_fuzz.cc).
+  if (!j.contains("format") || j["format"] != "chainfs-txn")
     return Status::Corruption(where + ": not a chainfs journal");
   if (!j.contains("version") || !j["version"].is_number_unsigned())
     return Status::Corruption(where + ": missing version");
@@ -129,7 +131,10 @@ Result<Txn> Txn::Decode(const std::string& text, const std::string& where) {
   if (!j.contains("group") || !j["group"].is_string())
     return Status::Corruption(where + ": missing group");
   t.group = j["group"].get<std::string>();
-  t.purpose = j.value("purpose", "");
+  if (j.contains("purpose")) {
+    if (!j["purpose"].is_string()) return Status::Corruption(where + ": 'purpose' is not a string");
+    t.purpose = j["purpose"].get<std::string>();
+  }
   // Names come from disk: they must not escape the group.
   Status valid = ValidateName("group", t.group);
   if (!valid.ok()) return Status::Corruption(where + ": " + valid.message());

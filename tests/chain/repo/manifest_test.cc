@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
+#include <utility>
+#include <vector>
 
 namespace chainfs {
 namespace {
@@ -88,6 +90,31 @@ TEST(Manifest, Issue13DeltaIdAndIndexDigestRoundTrip) {
     EXPECT_NE(r.status().message().find(std::string("'") + field + "'"), std::string::npos)
         << r.status().ToString();
   }
+}
+
+// Issue 13 (found by tests/fuzz/manifest_fuzz.cc): an integer field given a
+// float (1e30: an undefined float-to-integer conversion before), a negative
+// number for an unsigned field or a value past the field's width (a silent
+// wrap before) is corruption naming the field.
+TEST(Manifest, Issue13IntegerFieldsTakeOnlyIntegersInRange) {
+  const std::vector<std::pair<const char*, nlohmann::json>> bad = {
+      {"sequence", 1e30}, {"sequence", -1}, {"sequence", 2.5},
+      {"created_unix_ns", 1e300}, {"virtual_size", -1}, {"stored_bytes", 1e30}};
+  for (const auto& [field, value] : bad) {
+    auto j = nlohmann::json::parse(kOldManifest);
+    nlohmann::json& where = j.contains(field) ? j : j["disks"][0];
+    where[field] = value;
+    auto cp = Checkpoint::Decode(j.dump(), "m");
+    ASSERT_FALSE(cp.ok()) << field << " = " << value.dump();
+    EXPECT_EQ(cp.status().code(), Status::Code::kCorruption);
+    EXPECT_NE(cp.status().message().find(std::string("'") + field + "'"), std::string::npos)
+        << cp.status().message();
+  }
+  auto config = nlohmann::json::parse(RepoConfig().Encode());
+  config["block_size"] = 4294967296 + 65536;  // wrapped to 65536 before
+  EXPECT_FALSE(RepoConfig::Decode(config.dump(), "c").ok());
+  config["block_size"] = 1e30;
+  EXPECT_FALSE(RepoConfig::Decode(config.dump(), "c").ok());
 }
 
 }  // namespace
