@@ -36,8 +36,7 @@ namespace chainfs {
 
 enum class FileType { kRegular, kDirectory, kBlockDevice, kCharDevice, kFifo, kSymlink, kOther };
 
-// What Env::Stat reports of a path (symlinks followed, except by a rooted Env,
-// which refuses them).
+// What Env::Stat reports of a path.
 struct FileInfo {
   FileType type = FileType::kRegular;  // kSymlink only for a dangling link
   bool is_symlink = false;             // path itself is a symbolic link
@@ -104,6 +103,8 @@ class Env {
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path,
                                                      const std::string& holder,
                                                      std::string* held_by) = 0;
+  // What is at path, symlinks followed (is_symlink tells; a dangling link is
+  // type kSymlink, not kNotFound). A rooted Env refuses a link instead.
   virtual Result<FileInfo> Stat(const std::string& path) = 0;
   virtual Result<FsInfo> StatFs(const std::string& path) = 0;
 
