@@ -1,12 +1,20 @@
 #include "chain/base/env.h"
 
-#include <unistd.h>
+#include <cstdio>
+#include <random>
 
 namespace chainfs {
 
+std::string UnpredictableSuffix() {
+  std::random_device rd;
+  const uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(v));
+  return hex;
+}
+
 Status Env::WriteFileAtomic(const std::string& path, const std::string& contents) {
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  (void)RemoveFile(tmp);  // a leftover of a dead process with this pid
+  const std::string tmp = path + ".tmp." + UnpredictableSuffix();
   auto f = NewAppendFile(tmp);
   if (!f.ok()) return f.status();
   Status st = f.value()->Append(contents.data(), contents.size());

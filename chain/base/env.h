@@ -12,6 +12,11 @@
 //   CHAINFS_RETURN_IF_ERROR(env->SyncDir(dir));
 //   CHAINFS_RETURN_IF_ERROR(env->WriteFileAtomic(dir + "/m.json", text));
 //
+// A repository's Env is rooted (NewRootedPosixEnv): every path under its root
+// is resolved beneath the root's descriptor without following any symbolic
+// link, so a link planted in a shared repository cannot make a writer running
+// as root read, write or delete anything outside it.
+//
 // Errors: every failure is a Status whose message names the path (both paths
 // for a rename). A missing path is kNotFound, an existing one where a new one
 // is required kAlreadyExists, a full file system kNoSpace, the rest kIoError.
@@ -29,8 +34,12 @@
 
 namespace chainfs {
 
-// What Env::Stat reports of a path (symlinks followed).
+enum class FileType { kRegular, kDirectory, kBlockDevice, kCharDevice, kFifo, kSymlink, kOther };
+
+// What Env::Stat reports of a path.
 struct FileInfo {
+  FileType type = FileType::kRegular;  // kSymlink only for a dangling link
+  bool is_symlink = false;             // path itself is a symbolic link
   bool is_dir = false;
   bool is_block_device = false;
   uint64_t size = 0;      // bytes (0 for a block device: open it to learn its size)
@@ -60,14 +69,22 @@ class Env {
   // Opens path read-only; its size is taken at open time.
   virtual Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(
       const std::string& path) = 0;
-  // Creates path exclusively (kAlreadyExists if it exists) for appending.
+  // Creates path exclusively (kAlreadyExists if it exists, a symbolic link
+  // included: never followed), mode 0600, for appending.
   virtual Result<std::unique_ptr<AppendFile>> NewAppendFile(
       const std::string& path, WriteMode mode = WriteMode::kBuffered) = 0;
-  // Opens path for positioned writes: kCreate creates or truncates a regular
-  // file, kExisting opens what exists (a block device) without truncating.
-  enum class OpenMode { kCreate, kExisting };
+  // Opens path for positioned writes:
+  //   kCreate    creates a new regular file exclusively (as NewAppendFile: a
+  //              symbolic link is never followed) with exactly `permissions`;
+  //   kExisting  opens what exists without truncating;
+  //   kDevice    opens an existing block or character device or FIFO (a
+  //              symbolic link to one is followed) and refuses anything else,
+  //              checked on the opened descriptor. A character device or FIFO
+  //              is a stream: WriteAt must go in order, without gaps.
+  enum class OpenMode { kCreate, kExisting, kDevice };
   virtual Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
-                                                                OpenMode mode) = 0;
+                                                                OpenMode mode,
+                                                                uint32_t permissions = 0600) = 0;
 
   // fsyncs a directory so that renames and creations in it are durable.
   virtual Status SyncDir(const std::string& dir) = 0;
@@ -79,19 +96,22 @@ class Env {
   virtual Status CreateDirs(const std::string& dir) = 0;
   // Names in dir (no "." or ".."), in no particular order.
   virtual Result<std::vector<std::string>> ListDir(const std::string& dir) = 0;
-  // Takes an exclusive, non-blocking writer lock on path (created if missing;
-  // flock semantics: released when the holder exits or dies) and records
+  // Takes an exclusive, non-blocking writer lock on path (created mode 0600 if
+  // missing; never through a symbolic link; it must be a regular file; flock semantics: released when the holder exits or dies) and records
   // `holder` in it. If another holds it: kBusy, and *held_by (if given) gets
   // the text that holder recorded ("unknown" if none).
   virtual Result<std::unique_ptr<FileLock>> LockFile(const std::string& path,
                                                      const std::string& holder,
                                                      std::string* held_by) = 0;
+  // What is at path, symlinks followed (is_symlink tells; a dangling link is
+  // type kSymlink, not kNotFound). A rooted Env refuses a link instead.
   virtual Result<FileInfo> Stat(const std::string& path) = 0;
   virtual Result<FsInfo> StatFs(const std::string& path) = 0;
 
   // Built on the calls above (so a wrapping Env sees their parts):
-  // Writes a small file durably: PATH.tmp.PID appended and synced, renamed
-  // over path (RenameFile); the temporary is removed on failure.
+  // Writes a small file durably: PATH.tmp.<random> (UnpredictableSuffix)
+  // created exclusively, appended and synced, renamed over path
+  // (RenameFile); the temporary is removed on failure.
   Status WriteFileAtomic(const std::string& path, const std::string& contents);
   // A whole small file; kCorruption if it is larger than max_bytes.
   Result<std::string> ReadWholeFile(const std::string& path, size_t max_bytes = 64 << 20);
@@ -102,5 +122,21 @@ class Env {
   // (for callers whose next step or message depends on the answer).
   Result<bool> Exists(const std::string& path);
 };
+
+// An Env for the repository at root: paths under root (root + "/...") are
+// resolved beneath root's descriptor, opened once here (root itself may be a
+// symbolic link: the user's choice), and no component of them may be a
+// symbolic link (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS, or a walk of
+// openat(O_NOFOLLOW) where the kernel lacks openat2): such a path fails with
+// kCorruption "ROOT/groups/vm1/deltas is a symbolic link; the repository layout
+// has none: refusing". Under root, files opened for reading and the lock must
+// be regular files, RemoveFile removes only regular files, and ".." is
+// refused. Other paths (export outputs, backup sources) are Env::Default()'s.
+// use_openat2 false forces the openat walk (tests).
+Result<std::unique_ptr<Env>> NewRootedPosixEnv(const std::string& root, bool use_openat2 = true);
+
+// 16 hex digits from the OS's random source: names of temporary files that
+// another user cannot guess and plant beforehand.
+std::string UnpredictableSuffix();
 
 }  // namespace chainfs

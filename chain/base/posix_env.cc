@@ -1,18 +1,30 @@
-// Env::Default(): the local POSIX file system.
+// Env::Default(): the local POSIX file system; NewRootedPosixEnv: the same,
+// confined beneath a repository's directory.
+//
+// Every call resolves its path to a Place (a directory descriptor and a name
+// in it) and acts with an *at() call. The plain Env's Place is (AT_FDCWD,
+// path); a rooted Env's, for a path under its root, is the parent directory
+// opened beneath the root without following links, and the name is then used
+// with O_NOFOLLOW / AT_SYMLINK_NOFOLLOW.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/file.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <future>
 #include <new>
+#include <utility>
+#include <vector>
 
 #include "chain/base/env.h"
 #include "chain/base/failpoint.h"
@@ -41,6 +53,49 @@ Status PwriteAll(int fd, const char* p, size_t len, uint64_t at, const std::stri
   return Status::Ok();
 }
 
+// Owns a descriptor (or none: -1); closes it when destroyed.
+class UniqueFd {
+ public:
+  explicit UniqueFd(int fd = -1) : fd_(fd) {}
+  UniqueFd(UniqueFd&& o) noexcept : fd_(o.release()) {}
+  UniqueFd& operator=(UniqueFd&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    return *this;
+  }
+  ~UniqueFd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+// Where a path's last component is: `name` in directory `dir` (AT_FDCWD: the
+// whole path, outside any root). `confined`: beneath a root, where no
+// symbolic link is followed.
+struct Place {
+  int dir = AT_FDCWD;
+  std::string name;
+  bool confined = false;
+  UniqueFd owned;  // dir, when this Place opened it
+};
+
+Status SymlinkRefused(const std::string& path) {
+  return Status::Corruption(path + " is a symbolic link; the repository layout has none: refusing");
+}
+
+FileType TypeOf(mode_t m) {
+  return S_ISREG(m)   ? FileType::kRegular
+         : S_ISDIR(m) ? FileType::kDirectory
+         : S_ISBLK(m) ? FileType::kBlockDevice
+         : S_ISCHR(m) ? FileType::kCharDevice
+         : S_ISFIFO(m) ? FileType::kFifo
+         : S_ISLNK(m)  ? FileType::kSymlink
+                       : FileType::kOther;
+}
+
 // An open descriptor with its path and its size at open time; closed when destroyed.
 struct OpenFd {
   OpenFd(int fd, std::string path, uint64_t size) : fd(fd), path(std::move(path)), size(size) {}
@@ -52,20 +107,45 @@ struct OpenFd {
   uint64_t size;
 };
 
-// Opens path with flags and wraps the descriptor and its size (the end: a
-// block device's capacity too) in a T(fd, path, size).
+// Wraps fd and its size (the end: a block device's capacity too; 0 for a
+// stream that cannot seek, a FIFO) in a T(fd, path, size).
 template <typename T, typename Base>
-Result<std::unique_ptr<Base>> OpenSized(const std::string& path, int flags) {
-  int fd = ::open(path.c_str(), flags | O_CLOEXEC, 0644);
-  if (fd < 0) return Status::FromErrno(errno, "opening " + path);
-  off_t end = ::lseek(fd, 0, SEEK_END);
-  if (end < 0) {
-    int e = errno;
-    ::close(fd);
-    return Status::FromErrno(e, "size of " + path);
-  }
-  return std::unique_ptr<Base>(new T(fd, path, static_cast<uint64_t>(end)));
+Result<std::unique_ptr<Base>> WrapSized(UniqueFd fd, const std::string& path,
+                                        bool stream = false) {
+  off_t end = ::lseek(fd.get(), 0, SEEK_END);
+  if (end < 0 && !(stream && errno == ESPIPE))
+    return Status::FromErrno(errno, "size of " + path);
+  return std::unique_ptr<Base>(new T(fd.release(), path, end < 0 ? 0 : static_cast<uint64_t>(end)));
 }
+
+// The plain POSIX Env; RootedPosixEnv overrides Resolve and CreateDirs.
+class PosixEnv : public Env {
+ public:
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override;
+  Result<std::unique_ptr<AppendFile>> NewAppendFile(const std::string& path,
+                                                    WriteMode mode) override;
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, OpenMode mode,
+                                                        uint32_t permissions) override;
+  Status SyncDir(const std::string& dir) override;
+  Status RenameFile(const std::string& from, const std::string& to) override;
+  Status RemoveFile(const std::string& path) override;
+  Status CreateDirs(const std::string& dir) override;
+  Result<std::vector<std::string>> ListDir(const std::string& dir) override;
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path, const std::string& holder,
+                                             std::string* held_by) override;
+  Result<FileInfo> Stat(const std::string& path) override;
+  Result<FsInfo> StatFs(const std::string& path) override;
+
+  // Opens path with flags (+O_CLOEXEC; +O_NOFOLLOW where confined). `what`
+  // begins the error message ("opening"). regular_if_confined: beneath a
+  // root, anything but a regular file is refused.
+  Result<UniqueFd> OpenAt(const std::string& path, int flags, mode_t mode, const char* what,
+                          bool regular_if_confined = false);
+
+ protected:
+  // Resolves path for an *at() call; `what` begins an error message.
+  virtual Result<Place> Resolve(const std::string& path, const char* what);
+};
 
 class PosixRandomAccessFile : public RandomAccessFile {
  public:
@@ -104,8 +184,9 @@ class PosixAppendFile : public AppendFile {
  public:
   PosixAppendFile(int fd, std::string path) : fd_(fd), path_(std::move(path)) {}
   ~PosixAppendFile() override;
-  // O_EXCL create; mode kDirect falls back to kBuffered where refused.
-  static Result<std::unique_ptr<AppendFile>> Create(const std::string& path, WriteMode mode);
+  // O_EXCL create through env; mode kDirect falls back to kBuffered where refused.
+  static Result<std::unique_ptr<AppendFile>> Create(PosixEnv* env, const std::string& path,
+                                                    WriteMode mode);
   Status Append(const void* data, size_t n) override;
   Status Sync() override;
   Status Close() override;
@@ -136,26 +217,6 @@ class PosixAppendFile : public AppendFile {
   size_t buf_len_ = 0;
   uint64_t flushed_ = 0;  // kDirect: file offset of buf_[0], a multiple of kDirectAlign
 };
-
-Result<std::unique_ptr<AppendFile>> PosixAppendFile::Create(const std::string& path,
-                                                         WriteMode mode) {
-  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
-  int fd = -1;
-  bool direct = false;
-  if (mode == WriteMode::kDirect) {
-    fd = ::open(path.c_str(), flags | O_DIRECT, 0600);
-    direct = fd >= 0;
-    if (fd < 0 && errno != EINVAL) return Status::FromErrno(errno, "creating " + path);
-  }
-  if (fd < 0) fd = ::open(path.c_str(), flags, 0600);
-  if (fd < 0) return Status::FromErrno(errno, "creating " + path);
-  auto f = std::make_unique<PosixAppendFile>(fd, path);
-  if (direct) {
-    f->buf_.reset(AlignedBuffer(kDirectBuffer));
-    f->direct_ = true;
-  }
-  return std::unique_ptr<AppendFile>(std::move(f));
-}
 
 PosixAppendFile::~PosixAppendFile() {
   if (inflight_.valid()) inflight_.wait();
@@ -270,8 +331,23 @@ Status PosixAppendFile::Close() {
 class PosixWritableFile : public WritableFile {
  public:
   PosixWritableFile(int fd, std::string path, uint64_t size) : f_(fd, std::move(path), size) {}
+  // A character device or FIFO: written in order with write(2).
+  void SetStream() { stream_ = true; }
   Status WriteAt(uint64_t offset, const void* data, size_t n) override {
-    return PwriteAll(f_.fd, static_cast<const char*>(data), n, offset, f_.path);
+    const auto* p = static_cast<const char*>(data);
+    if (!stream_) return PwriteAll(f_.fd, p, n, offset, f_.path);
+    if (offset != written_)
+      return Status::InvalidArgument(f_.path + ": a stream is written in order: write at " +
+                                     std::to_string(offset) + " after " +
+                                     std::to_string(written_) + " bytes");
+    for (size_t done = 0; done < n;) {
+      ssize_t w = ::write(f_.fd, p + done, n - done);
+      if (w < 0 && errno == EINTR) continue;
+      if (w < 0) return Status::FromErrno(errno, "writing " + f_.path);
+      done += static_cast<size_t>(w);
+    }
+    written_ += n;
+    return Status::Ok();
   }
   Status Truncate(uint64_t size) override {
     if (::ftruncate(f_.fd, static_cast<off_t>(size)) != 0)
@@ -279,7 +355,9 @@ class PosixWritableFile : public WritableFile {
     return Status::Ok();
   }
   Status Sync() override {
-    if (::fsync(f_.fd) != 0) return Status::FromErrno(errno, "fsync " + f_.path);
+    // A pipe or a character device may have nothing to sync (EINVAL).
+    if (::fsync(f_.fd) != 0 && !(stream_ && (errno == EINVAL || errno == EROFS)))
+      return Status::FromErrno(errno, "fsync " + f_.path);
     return Status::Ok();
   }
   Status Close() override {
@@ -293,6 +371,8 @@ class PosixWritableFile : public WritableFile {
 
  private:
   OpenFd f_;
+  bool stream_ = false;
+  uint64_t written_ = 0;  // a stream's bytes so far
 };
 
 class PosixFileLock : public FileLock {
@@ -307,6 +387,27 @@ class PosixFileLock : public FileLock {
   int fd_;
 };
 
+
+Result<std::unique_ptr<AppendFile>> PosixAppendFile::Create(PosixEnv* env, const std::string& path,
+                                                            WriteMode mode) {
+  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW;
+  Result<UniqueFd> fd = Status::FromErrno(EINVAL, "creating " + path);
+  bool direct = false;
+  if (mode == WriteMode::kDirect) {
+    fd = env->OpenAt(path, flags | O_DIRECT, 0600, "creating");
+    direct = fd.ok();
+    if (!fd.ok() && fd.status().sys_errno() != EINVAL) return fd.status();
+  }
+  if (!fd.ok()) fd = env->OpenAt(path, flags, 0600, "creating");
+  if (!fd.ok()) return fd.status();
+  auto f = std::make_unique<PosixAppendFile>(fd.value().release(), path);
+  if (direct) {
+    f->buf_.reset(AlignedBuffer(kDirectBuffer));
+    f->direct_ = true;
+  }
+  return std::unique_ptr<AppendFile>(std::move(f));
+}
+
 std::string DirName(const std::string& path) {
   auto pos = path.find_last_of('/');
   if (pos == std::string::npos) return ".";
@@ -318,117 +419,348 @@ int64_t Nanos(const struct timespec& t) {
   return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
 }
 
-class PosixEnv : public Env {
- public:
-  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(
-      const std::string& path) override {
-    return OpenSized<PosixRandomAccessFile, RandomAccessFile>(path, O_RDONLY);
+FileInfo InfoOf(const struct stat& st) {
+  FileInfo info;
+  info.type = TypeOf(st.st_mode);
+  info.is_dir = S_ISDIR(st.st_mode);
+  info.is_block_device = S_ISBLK(st.st_mode);
+  info.size = static_cast<uint64_t>(st.st_size);
+  info.mtime_ns = Nanos(st.st_mtim);
+  info.ctime_ns = Nanos(st.st_ctim);
+  return info;
+}
+
+Result<Place> PosixEnv::Resolve(const std::string& path, const char*) {
+  Place p;
+  p.name = path;
+  return p;
+}
+
+Result<UniqueFd> PosixEnv::OpenAt(const std::string& path, int flags, mode_t mode,
+                                  const char* what, bool regular_if_confined) {
+  CHAINFS_ASSIGN_OR_RETURN(Place p, Resolve(path, what));
+  if (p.confined) flags |= O_NOFOLLOW;
+  UniqueFd fd(::openat(p.dir, p.name.c_str(), flags | O_CLOEXEC, mode));
+  struct stat st;
+  if (fd.get() < 0) {
+    const int err = errno;  // a link: ELOOP, or ENOTDIR with O_DIRECTORY
+    if (p.confined && (err == ELOOP || err == ENOTDIR) &&
+        ::fstatat(p.dir, p.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+      return SymlinkRefused(path);
+    return Status::FromErrno(err, std::string(what) + " " + path);
   }
-  Result<std::unique_ptr<AppendFile>> NewAppendFile(const std::string& path,
-                                                    WriteMode mode) override {
-    return PosixAppendFile::Create(path, mode);
+  if (regular_if_confined && p.confined &&
+      (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)))
+    return Status::Corruption(path + " is not a regular file; the repository layout has only "
+                              "regular files there: refusing");
+  return fd;
+}
+
+Result<std::unique_ptr<RandomAccessFile>> PosixEnv::NewRandomAccessFile(const std::string& path) {
+  // O_NONBLOCK: a FIFO planted in a repository must not hang the open; it
+  // changes nothing for regular files and block devices.
+  CHAINFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenAt(path, O_RDONLY | O_NONBLOCK, 0, "opening",
+                                               /*regular_if_confined=*/true));
+  if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0)
+    return Status::FromErrno(errno, "opening " + path);
+  return WrapSized<PosixRandomAccessFile, RandomAccessFile>(std::move(fd), path);
+}
+
+Result<std::unique_ptr<AppendFile>> PosixEnv::NewAppendFile(const std::string& path,
+                                                            WriteMode mode) {
+  return PosixAppendFile::Create(this, path, mode);
+}
+
+Result<std::unique_ptr<WritableFile>> PosixEnv::NewWritableFile(const std::string& path,
+                                                                OpenMode mode,
+                                                                uint32_t permissions) {
+  const mode_t perms = static_cast<mode_t>(permissions & 07777);
+  if (mode == OpenMode::kCreate) {
+    CHAINFS_ASSIGN_OR_RETURN(
+        UniqueFd fd, OpenAt(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, perms, "creating"));
+    if (::fchmod(fd.get(), perms) != 0)  // exactly these bits, whatever the umask
+      return Status::FromErrno(errno, "setting the mode of " + path);
+    return WrapSized<PosixWritableFile, WritableFile>(std::move(fd), path);
   }
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
-                                                        OpenMode mode) override {
-    return OpenSized<PosixWritableFile, WritableFile>(
-        path, mode == OpenMode::kCreate ? O_WRONLY | O_CREAT | O_TRUNC : O_WRONLY);
+  CHAINFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenAt(path, O_WRONLY, 0, "opening"));
+  if (mode == OpenMode::kExisting)
+    return WrapSized<PosixWritableFile, WritableFile>(std::move(fd), path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
+  if (!S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISFIFO(st.st_mode))
+    return Status::InvalidArgument(path + " is no longer a device or FIFO: refusing to write "
+                                   "into it in place");
+  const bool stream = !S_ISBLK(st.st_mode);
+  CHAINFS_ASSIGN_OR_RETURN(auto f, (WrapSized<PosixWritableFile, WritableFile>(std::move(fd),
+                                                                               path, stream)));
+  if (stream) static_cast<PosixWritableFile*>(f.get())->SetStream();
+  return f;
+}
+
+Status PosixEnv::SyncDir(const std::string& dir) {
+  CHAINFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenAt(dir, O_RDONLY | O_DIRECTORY, 0,
+                                               "opening directory"));
+  if (::fsync(fd.get()) != 0) return Status::FromErrno(errno, "fsync directory " + dir);
+  return Status::Ok();
+}
+
+Status PosixEnv::RenameFile(const std::string& from, const std::string& to) {
+  const std::string what = "renaming " + from + " to " + to;
+  CHAINFS_ASSIGN_OR_RETURN(Place f, Resolve(from, "renaming"));
+  CHAINFS_ASSIGN_OR_RETURN(Place t, Resolve(to, what.c_str()));
+  if (::renameat(f.dir, f.name.c_str(), t.dir, t.name.c_str()) != 0)
+    return Status::FromErrno(errno, what);
+  return SyncDir(DirName(to));
+}
+
+Status PosixEnv::RemoveFile(const std::string& path) {
+  CHAINFS_ASSIGN_OR_RETURN(Place p, Resolve(path, "removing"));
+  struct stat st;
+  if (p.confined) {  // only regular files; a link is refused, not followed
+    if (::fstatat(p.dir, p.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+      return Status::FromErrno(errno, "removing " + path);
+    if (S_ISLNK(st.st_mode)) return SymlinkRefused(path);
+    if (!S_ISREG(st.st_mode))
+      return Status::Corruption(path + " is not a regular file: refusing to remove it");
   }
-  Status SyncDir(const std::string& dir) override {
-    int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) return Status::FromErrno(errno, "opening directory " + dir);
-    int rc = ::fsync(fd);
+  if (::unlinkat(p.dir, p.name.c_str(), 0) != 0)
+    return Status::FromErrno(errno, "removing " + path);
+  return Status::Ok();
+}
+
+Status PosixEnv::CreateDirs(const std::string& dir) {
+  // Each prefix ending before a '/', then dir itself; EEXIST of a directory is fine.
+  for (size_t pos = dir.find('/', 1);; pos = dir.find('/', pos + 1)) {
+    const std::string part = pos == std::string::npos ? dir : dir.substr(0, pos);
+    if (!part.empty() && ::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST)
+      return Status::FromErrno(errno, "creating directory " + part);
+    if (pos == std::string::npos) break;
+  }
+  struct stat st;
+  if (::stat(dir.c_str(), &st) != 0) return Status::FromErrno(errno, "creating directory " + dir);
+  if (!S_ISDIR(st.st_mode)) return Status::FromErrno(ENOTDIR, "creating directory " + dir);
+  return Status::Ok();
+}
+
+Result<std::vector<std::string>> PosixEnv::ListDir(const std::string& dir) {
+  CHAINFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenAt(dir, O_RDONLY | O_DIRECTORY, 0, "listing"));
+  DIR* d = ::fdopendir(fd.get());
+  if (d == nullptr) return Status::FromErrno(errno, "listing " + dir);
+  fd.release();  // closedir closes it
+  std::vector<std::string> names;
+  while (true) {
+    errno = 0;
+    const struct dirent* e = ::readdir(d);
+    if (e == nullptr) break;
+    const std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  const int err = errno;
+  ::closedir(d);
+  if (err != 0) return Status::FromErrno(err, "listing " + dir);
+  return names;
+}
+
+Result<std::unique_ptr<FileLock>> PosixEnv::LockFile(const std::string& path,
+                                                     const std::string& holder,
+                                                     std::string* held_by) {
+  // Never through a link (a dangling one would create its target), and
+  // only a regular file: its text is truncated and rewritten.
+  CHAINFS_ASSIGN_OR_RETURN(UniqueFd owned, OpenAt(path, O_RDWR | O_CREAT | O_NOFOLLOW, 0600,
+                                                  "opening lock"));
+  struct stat st;
+  if (::fstat(owned.get(), &st) != 0) return Status::FromErrno(errno, "opening lock " + path);
+  if (!S_ISREG(st.st_mode))
+    return Status::Corruption("lock " + path + " is not a regular file: refusing");
+  const int fd = owned.get();
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
     int e = errno;
-    ::close(fd);
-    if (rc != 0) return Status::FromErrno(e, "fsync directory " + dir);
-    return Status::Ok();
+    char buf[512] = {0};
+    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    if (e != EWOULDBLOCK) return Status::FromErrno(e, "locking " + path);
+    std::string text = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
+    while (!text.empty() && text.back() == '\n') text.pop_back();
+    if (held_by) *held_by = text;
+    return Status::Busy(path + " is locked by " + text);
   }
-  Status RenameFile(const std::string& from, const std::string& to) override {
-    if (::rename(from.c_str(), to.c_str()) != 0)
-      return Status::FromErrno(errno, "renaming " + from + " to " + to);
-    return SyncDir(DirName(to));
+  auto lock = std::make_unique<PosixFileLock>(owned.release());
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, holder.data(), holder.size(), 0) < 0)
+    return Status::FromErrno(errno, "writing lock " + path);
+  return std::unique_ptr<FileLock>(std::move(lock));
+}
+
+Result<FileInfo> PosixEnv::Stat(const std::string& path) {
+  CHAINFS_ASSIGN_OR_RETURN(Place p, Resolve(path, "stat"));
+  struct stat st;
+  if (::fstatat(p.dir, p.name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0)
+    return Status::FromErrno(errno, "stat " + path);
+  if (!S_ISLNK(st.st_mode)) return InfoOf(st);
+  if (p.confined) return SymlinkRefused(path);
+  struct stat target;
+  if (::fstatat(p.dir, p.name.c_str(), &target, 0) != 0) {
+    if (errno != ENOENT) return Status::FromErrno(errno, "stat " + path);
+    target = st;  // dangling: the link itself
   }
-  Status RemoveFile(const std::string& path) override {
-    if (::unlink(path.c_str()) != 0) return Status::FromErrno(errno, "removing " + path);
-    return Status::Ok();
-  }
-  Status CreateDirs(const std::string& dir) override {
-    // Each prefix ending before a '/', then dir itself; EEXIST of a directory is fine.
-    for (size_t pos = dir.find('/', 1);; pos = dir.find('/', pos + 1)) {
-      const std::string part = pos == std::string::npos ? dir : dir.substr(0, pos);
-      if (!part.empty() && ::mkdir(part.c_str(), 0755) != 0 && errno != EEXIST)
-        return Status::FromErrno(errno, "creating directory " + part);
-      if (pos == std::string::npos) break;
-    }
-    struct stat st;
-    if (::stat(dir.c_str(), &st) != 0) return Status::FromErrno(errno, "creating directory " + dir);
-    if (!S_ISDIR(st.st_mode))
-      return Status::FromErrno(ENOTDIR, "creating directory " + dir);
-    return Status::Ok();
-  }
-  Result<std::vector<std::string>> ListDir(const std::string& dir) override {
-    DIR* d = ::opendir(dir.c_str());
-    if (d == nullptr) return Status::FromErrno(errno, "listing " + dir);
-    std::vector<std::string> names;
-    while (true) {
-      errno = 0;
-      const struct dirent* e = ::readdir(d);
-      if (e == nullptr) break;
-      const std::string n = e->d_name;
-      if (n != "." && n != "..") names.push_back(n);
-    }
-    const int err = errno;
-    ::closedir(d);
-    if (err != 0) return Status::FromErrno(err, "listing " + dir);
-    return names;
-  }
-  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path, const std::string& holder,
-                                             std::string* held_by) override {
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) return Status::FromErrno(errno, "opening lock " + path);
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-      int e = errno;
-      char buf[512] = {0};
-      ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-      ::close(fd);
-      if (e != EWOULDBLOCK) return Status::FromErrno(e, "locking " + path);
-      std::string text = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
-      while (!text.empty() && text.back() == '\n') text.pop_back();
-      if (held_by) *held_by = text;
-      return Status::Busy(path + " is locked by " + text);
-    }
-    auto lock = std::make_unique<PosixFileLock>(fd);
-    if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, holder.data(), holder.size(), 0) < 0)
-      return Status::FromErrno(errno, "writing lock " + path);
-    return std::unique_ptr<FileLock>(std::move(lock));
-  }
-  Result<FileInfo> Stat(const std::string& path) override {
-    struct stat st;
-    if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
-    FileInfo info;
-    info.is_dir = S_ISDIR(st.st_mode);
-    info.is_block_device = S_ISBLK(st.st_mode);
-    info.size = static_cast<uint64_t>(st.st_size);
-    info.mtime_ns = Nanos(st.st_mtim);
-    info.ctime_ns = Nanos(st.st_ctim);
-    return info;
-  }
-  Result<FsInfo> StatFs(const std::string& path) override {
-    struct statvfs vfs;
-    struct statfs fs;
-    if (::statvfs(path.c_str(), &vfs) != 0 || ::statfs(path.c_str(), &fs) != 0)
-      return Status::FromErrno(errno, "statfs " + path);
-    FsInfo info;
-    info.free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
-    info.type = static_cast<uint64_t>(fs.f_type);
-    return info;
-  }
+  FileInfo info = InfoOf(target);
+  info.is_symlink = true;
+  return info;
+}
+
+Result<FsInfo> PosixEnv::StatFs(const std::string& path) {
+  CHAINFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenAt(path, O_PATH, 0, "statfs"));
+  struct statvfs vfs;
+  struct statfs fs;
+  if (::fstatvfs(fd.get(), &vfs) != 0 || ::fstatfs(fd.get(), &fs) != 0)
+    return Status::FromErrno(errno, "statfs " + path);
+  FsInfo info;
+  info.free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  info.type = static_cast<uint64_t>(fs.f_type);
+  return info;
+}
+
+// A PosixEnv confined beneath root for paths under it (env.h).
+class RootedPosixEnv : public PosixEnv {
+ public:
+  RootedPosixEnv(std::string root, UniqueFd root_fd, bool use_openat2)
+      : root_(std::move(root)), root_fd_(std::move(root_fd)), openat2_(use_openat2) {}
+  Status CreateDirs(const std::string& dir) override;
+
+ protected:
+  Result<Place> Resolve(const std::string& path, const char* what) override;
+
+ private:
+  // path's components beneath root_ ("." and empty ones dropped); false if
+  // path is not under root_. ".." is an error.
+  Result<bool> Split(const std::string& path, std::vector<std::string>* parts) const;
+  // root_ + the first n parts, for messages.
+  std::string Join(const std::vector<std::string>& parts, size_t n) const;
+  // Opens the directory of the first n parts beneath root_, following no link.
+  Result<UniqueFd> OpenDir(const std::vector<std::string>& parts, size_t n,
+                           const std::string& path, const char* what);
+  // openat(O_NOFOLLOW) of each part in turn.
+  Result<UniqueFd> WalkDir(const std::vector<std::string>& parts, size_t n,
+                           const std::string& path, const char* what);
+  // The error for a failed resolution (err): the first link on the way, if any.
+  Status ResolveError(const std::vector<std::string>& parts, size_t n, const std::string& path,
+                      const char* what, int err) const;
+
+  const std::string root_;
+  const UniqueFd root_fd_;
+  std::atomic<bool> openat2_;  // false once the kernel said ENOSYS
 };
+
+Result<bool> RootedPosixEnv::Split(const std::string& path, std::vector<std::string>* parts) const {
+  if (path.compare(0, root_.size(), root_) != 0) return false;
+  if (path.size() > root_.size() && path[root_.size()] != '/' && root_.back() != '/') return false;
+  for (size_t pos = root_.size(); pos < path.size();) {
+    size_t end = path.find('/', pos);
+    if (end == std::string::npos) end = path.size();
+    std::string part = path.substr(pos, end - pos);
+    if (part == "..")
+      return Status::InvalidArgument(path + ": '..' would leave the repository " + root_);
+    if (!part.empty() && part != ".") parts->push_back(std::move(part));
+    pos = end + 1;
+  }
+  return true;
+}
+
+std::string RootedPosixEnv::Join(const std::vector<std::string>& parts, size_t n) const {
+  std::string s = root_;
+  for (size_t i = 0; i < n; ++i) s += "/" + parts[i];
+  return s;
+}
+
+Result<Place> RootedPosixEnv::Resolve(const std::string& path, const char* what) {
+  std::vector<std::string> parts;
+  CHAINFS_ASSIGN_OR_RETURN(bool beneath, Split(path, &parts));
+  if (!beneath) return PosixEnv::Resolve(path, what);
+  Place p;
+  p.confined = true;
+  p.dir = root_fd_.get();
+  p.name = parts.empty() ? "." : parts.back();
+  if (parts.size() > 1) {
+    CHAINFS_ASSIGN_OR_RETURN(p.owned, OpenDir(parts, parts.size() - 1, path, what));
+    p.dir = p.owned.get();
+  }
+  return p;
+}
+
+Result<UniqueFd> RootedPosixEnv::OpenDir(const std::vector<std::string>& parts, size_t n,
+                                         const std::string& path, const char* what) {
+  if (!openat2_.load(std::memory_order_relaxed)) return WalkDir(parts, n, path, what);
+  std::string rel = parts[0];
+  for (size_t i = 1; i < n; ++i) rel += "/" + parts[i];
+  struct open_how how = {};
+  how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  for (int attempt = 0;; ++attempt) {
+    const long fd = ::syscall(SYS_openat2, root_fd_.get(), rel.c_str(), &how, sizeof how);
+    if (fd >= 0) return UniqueFd(static_cast<int>(fd));
+    if (errno == EAGAIN && attempt < 8) continue;  // a concurrent rename: retry
+    if (errno != ENOSYS) return ResolveError(parts, n, path, what, errno);
+    openat2_.store(false, std::memory_order_relaxed);
+    return WalkDir(parts, n, path, what);
+  }
+}
+
+Result<UniqueFd> RootedPosixEnv::WalkDir(const std::vector<std::string>& parts, size_t n,
+                                         const std::string& path, const char* what) {
+  UniqueFd cur;
+  for (size_t i = 0; i < n; ++i) {
+    const int at = i == 0 ? root_fd_.get() : cur.get();
+    UniqueFd next(::openat(at, parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (next.get() < 0) return ResolveError(parts, i + 1, path, what, errno);
+    cur = std::move(next);
+  }
+  return cur;
+}
+
+Status RootedPosixEnv::ResolveError(const std::vector<std::string>& parts, size_t n,
+                                    const std::string& path, const char* what, int err) const {
+  if (err == ELOOP || err == ENOTDIR || err == EXDEV) {
+    // Find the component that is a link. Components before it are not
+    // links, so this lstat-walk resolves exactly what the open did.
+    std::string rel;
+    for (size_t i = 0; i < n; ++i) {
+      rel += (i ? "/" : "") + parts[i];
+      struct stat st;
+      if (::fstatat(root_fd_.get(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) break;
+      if (S_ISLNK(st.st_mode)) return SymlinkRefused(Join(parts, i + 1));
+      if (!S_ISDIR(st.st_mode)) break;
+    }
+  }
+  return Status::FromErrno(err, std::string(what) + " " + path);
+}
+
+Status RootedPosixEnv::CreateDirs(const std::string& dir) {
+  std::vector<std::string> parts;
+  CHAINFS_ASSIGN_OR_RETURN(bool beneath, Split(dir, &parts));
+  if (!beneath) return PosixEnv::CreateDirs(dir);
+  UniqueFd cur;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const int at = i == 0 ? root_fd_.get() : cur.get();
+    if (::mkdirat(at, parts[i].c_str(), 0755) != 0 && errno != EEXIST)
+      return Status::FromErrno(errno, "creating directory " + Join(parts, i + 1));
+    UniqueFd next(::openat(at, parts[i].c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (next.get() < 0) return ResolveError(parts, i + 1, Join(parts, i + 1),
+                                            "creating directory", errno);
+    cur = std::move(next);
+  }
+  return Status::Ok();
+}
 
 }  // namespace
 
 Env* Env::Default() {
   static Env* env = new PosixEnv;
   return env;
+}
+
+Result<std::unique_ptr<Env>> NewRootedPosixEnv(const std::string& root, bool use_openat2) {
+  if (root.empty()) return Status::InvalidArgument("a repository path is empty");
+  UniqueFd fd(::open(root.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (fd.get() < 0) return Status::FromErrno(errno, "opening repository directory " + root);
+  return std::unique_ptr<Env>(new RootedPosixEnv(root, std::move(fd), use_openat2));
 }
 
 }  // namespace chainfs

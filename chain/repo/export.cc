@@ -59,40 +59,66 @@ Status WriteAll(WritableFile* out, const char* p, uint64_t n, uint64_t off) {
   return Status::Ok();
 }
 
+// How OUTPUT is written, from what Stat says is there.
+enum class Target { kStdout, kNewFile, kDevice, kStream };
+
+Result<Target> ChooseTarget(Env* env, const std::string& output) {
+  if (output == "-") return Target::kStdout;
+  auto info = env->Stat(output);
+  if (!info.ok())
+    return info.status().code() == Status::Code::kNotFound ? Result<Target>(Target::kNewFile)
+                                                           : info.status();
+  switch (info->type) {
+    case FileType::kBlockDevice: return Target::kDevice;
+    case FileType::kCharDevice:
+    case FileType::kFifo: return Target::kStream;
+    case FileType::kRegular:
+      if (!info->is_symlink) return Target::kNewFile;
+      return Status::InvalidArgument(output + " is a symbolic link to a file; export replaces "
+                                     "files, not links: give the link's target instead");
+    case FileType::kDirectory:
+      return Status::InvalidArgument(output + " is a directory; give a file name in it");
+    default:
+      return Status::InvalidArgument(output + (info->is_symlink ? " is a dangling symbolic link"
+                                                                : " is not a file or device") +
+                                     ": refusing to replace it");
+  }
+}
+
 }  // namespace
 
 Result<ExportReport> ExportView(Env* env, const View& view, const std::string& output,
-                                unsigned threads) {
+                                const ExportOptions& options) {
   auto start = std::chrono::steady_clock::now();
   ExportReport report;
   report.bytes = view.size();
-  const bool to_stdout = output == "-";
-  auto out_info = to_stdout ? Result<FileInfo>(FileInfo()) : env->Stat(output);
-  const bool to_device = !to_stdout && out_info.ok() && out_info.value().is_block_device;
-  const bool sparse = !to_stdout && !to_device;
-  std::string tmp = sparse ? output + ".chainfs-partial." + std::to_string(::getpid()) : "";
+  CHAINFS_ASSIGN_OR_RETURN(Target target, ChooseTarget(env, output));
+  const bool sparse = target == Target::kNewFile;
+  std::string tmp = sparse ? output + ".chainfs-partial." + UnpredictableSuffix() : "";
   std::unique_ptr<WritableFile> out;  // null: stdout
-  if (!to_stdout) {
+  if (target != Target::kStdout) {
     CHAINFS_ASSIGN_OR_RETURN(out, env->NewWritableFile(sparse ? tmp : output,
                                                        sparse ? Env::OpenMode::kCreate
-                                                              : Env::OpenMode::kExisting));
+                                                              : Env::OpenMode::kDevice,
+                                                       options.permissions));
   }
   auto fail = [&](Status s) -> Result<ExportReport> {
     out.reset();
     if (sparse) (void)env->RemoveFile(tmp);
     return s;
   };
-  if (to_device && out->Size() < view.size())
+  if (target == Target::kDevice && out->Size() < view.size())
     return fail(Status::InvalidArgument(output + " is smaller than the view (" +
                                         std::to_string(view.size()) + " bytes)"));
 
-  WorkerPool pool(threads);
+  WorkerPool pool(options.threads);
   Progress progress("export " + view.label(), view.size());
   std::deque<std::pair<std::unique_ptr<Chunk>, std::future<void>>> window;
   uint64_t next = 0;
   Status st;
-  while ((next < view.size() || !window.empty())) {
-    while (next < view.size() && window.size() < 2 * pool.size() + 2) {
+  // After a failure (or a stop) nothing new is read: the window drains.
+  while ((st.ok() && next < view.size()) || !window.empty()) {
+    while (st.ok() && next < view.size() && window.size() < 2 * pool.size() + 2) {
       auto c = std::make_unique<Chunk>();
       c->offset = next;
       c->length = std::min(kChunk, view.size() - next);
@@ -118,6 +144,9 @@ Result<ExportReport> ExportView(Env* env, const View& view, const std::string& o
     }
     Failpoint("export.chunk-written");
     progress.Add(c->length);
+    if (st.ok() && options.stop != nullptr && options.stop->load() != 0)
+      st = Status::FromErrno(EINTR, "export to " + output + " stopped by signal " +
+                                        std::to_string(options.stop->load()));
   }
   if (!st.ok()) return fail(st);
   if (sparse) {
@@ -125,9 +154,9 @@ Result<ExportReport> ExportView(Env* env, const View& view, const std::string& o
     if (st = out->Sync(); !st.ok()) return fail(st);
     if (st = out->Close(); !st.ok()) return fail(st);
     if (st = env->RenameFile(tmp, output); !st.ok()) return fail(st);
-  } else if (to_device) {
+  } else if (out) {
     if (st = out->Sync(); !st.ok()) return fail(st);
-    (void)out->Close();
+    if (st = out->Close(); !st.ok()) return fail(st);
   }
   progress.Finish();
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

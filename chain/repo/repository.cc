@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <random>
 #include <set>
 
 #include "chain/base/names.h"
@@ -15,11 +13,7 @@
 namespace chainfs {
 
 std::string NewDeltaFileName(const std::string& checkpoint, const std::string& disk) {
-  std::random_device rd;
-  uint64_t v = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(v));
-  return checkpoint + "." + disk + "." + hex + ".delta";
+  return checkpoint + "." + disk + "." + UnpredictableSuffix() + ".delta";
 }
 
 const Checkpoint* GroupState::Find(const std::string& cp) const {
@@ -42,6 +36,12 @@ bool GroupState::IsAncestor(const std::string& ancestor, const std::string& cp) 
 }
 
 Status Repository::Init(const std::string& path, const RepoConfig& config, Env* env) {
+  std::unique_ptr<Env> rooted;
+  if (env == nullptr) {
+    CHAINFS_RETURN_IF_ERROR(Env::Default()->CreateDirs(path));
+    CHAINFS_ASSIGN_OR_RETURN(rooted, NewRootedPosixEnv(path));
+    env = rooted.get();
+  }
   if (env->FileExists(path + "/chainfs.json"))
     return Status::AlreadyExists(path + " is already a chainfs repository");
   if (auto names = env->ListDir(path); names.ok() && !names.value().empty())
@@ -52,17 +52,24 @@ Status Repository::Init(const std::string& path, const RepoConfig& config, Env* 
 }
 
 Result<std::unique_ptr<Repository>> Repository::Open(const std::string& path, Env* env) {
+  const Status not_repo = Status::NotFound(path + " is not a chainfs repository (no chainfs.json; "
+                                           "create one with 'chainfs init " + path + "')");
+  std::unique_ptr<Env> rooted;
+  if (env == nullptr) {
+    auto r = NewRootedPosixEnv(path);
+    if (!r.ok()) return r.status().code() == Status::Code::kNotFound ? not_repo : r.status();
+    rooted = std::move(r).value();
+    env = rooted.get();
+  }
   std::string cfg_path = path + "/chainfs.json";
   auto text = env->ReadWholeFile(cfg_path, 1 << 20);
   if (!text.ok()) {
-    if (text.status().code() == Status::Code::kNotFound)
-      return Status::NotFound(path + " is not a chainfs repository (no chainfs.json; "
-                              "create one with 'chainfs init " + path + "')");
+    if (text.status().code() == Status::Code::kNotFound) return not_repo;
     return text.status();
   }
   auto cfg = RepoConfig::Decode(text.value(), cfg_path);
   if (!cfg.ok()) return cfg.status();
-  return std::unique_ptr<Repository>(new Repository(path, cfg.value(), env));
+  return std::unique_ptr<Repository>(new Repository(path, cfg.value(), env, std::move(rooted)));
 }
 
 std::string Repository::GroupDir(const std::string& g) const { return path_ + "/groups/" + g; }
@@ -106,7 +113,8 @@ Result<GroupState> Repository::LoadGroup(const std::string& group) const {
   g.name = group;
   std::string dir = CheckpointDir(group);
   auto info = env_->Stat(dir);
-  if (!info.ok() && info.status().code() != Status::Code::kNotFound) return info.status();
+  if (!info.ok() && info.status().code() != Status::Code::kNotFound)
+    return info.status();  // e.g. a link where the layout has a directory
   if (!info.ok() || !info.value().is_dir)
     return Status::NotFound("group '" + group + "' not found in " + path_);
   CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> files, env_->ListDir(dir));

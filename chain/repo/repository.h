@@ -59,14 +59,16 @@ std::string NewDeltaFileName(const std::string& checkpoint, const std::string& d
 
 class Repository {
  public:
-  // Creates REPO (or uses an empty existing directory) with a config.
-  static Status Init(const std::string& path, const RepoConfig& config,
-                     Env* env = Env::Default());
+  // Creates REPO (or uses an empty existing directory) with a config. env
+  // null: REPO is created by Env::Default() and filled through a rooted Env
+  // (NewRootedPosixEnv) as Open's.
+  static Status Init(const std::string& path, const RepoConfig& config, Env* env = nullptr);
   // Opens and validates REPO/chainfs.json; reads no block data. Every
   // storage call of the repository and of what works on it goes through env,
-  // which must outlive the Repository.
-  static Result<std::unique_ptr<Repository>> Open(const std::string& path,
-                                                  Env* env = Env::Default());
+  // which must outlive the Repository; null (the default): an Env rooted at
+  // REPO that the Repository owns, so that no symbolic link planted in the
+  // repository is ever followed (tests wrap one, tests/chain/test_util.h).
+  static Result<std::unique_ptr<Repository>> Open(const std::string& path, Env* env = nullptr);
 
   const std::string& path() const { return path_; }
   Env* env() const { return env_; }
@@ -130,14 +132,18 @@ class Repository {
   Result<int> CollectLeftovers(const std::string& group) const;
 
  private:
-  Repository(std::string path, RepoConfig config, Env* env)
-      : path_(std::move(path)), config_(std::move(config)), env_(env) {}
+  Repository(std::string path, RepoConfig config, Env* env, std::unique_ptr<Env> owned_env)
+      : path_(std::move(path)),
+        config_(std::move(config)),
+        owned_env_(std::move(owned_env)),
+        env_(env) {}
   // OpenLayer without the binding check: the layer at path, opened in disk's
   // format and kept in layers_ (or the one another thread kept first).
   Result<std::shared_ptr<const Layer>> OpenAndShare(const std::string& path,
                                                     const DiskEntry& disk) const;
   std::string path_;
   RepoConfig config_;
+  std::unique_ptr<Env> owned_env_;  // env_, when Open made it
   Env* env_;
   // Every delta file opened so far, by path. The id is kept after the layer
   // is closed: reopening a file with the same fingerprint (LayerIdFn; native:

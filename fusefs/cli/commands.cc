@@ -13,6 +13,7 @@
 #include "chain/repo/export.h"
 #include "chain/base/progress.h"
 #include "chain/repo/repository.h"
+#include "chain/base/stop_signals.h"
 
 namespace chainfs {
 
@@ -260,7 +261,7 @@ Action AddListCommand(CLI::App& app) {
 Action AddExportCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("export", "Write a checkpoint's disk as a raw image");
   struct Opts {
-    std::string repo, group, checkpoint, disk, output;
+    std::string repo, group, checkpoint, disk, output, mode = "0600";
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
@@ -268,16 +269,37 @@ Action AddExportCommand(CLI::App& app) {
   cmd->add_option("GROUP", o->group, "group")->required();
   cmd->add_option("CHECKPOINT", o->checkpoint, "checkpoint")->required();
   cmd->add_option("DISK", o->disk, "disk")->required();
-  cmd->add_option("OUTPUT", o->output, "output file (sparse), block device, or - for stdout")
+  cmd->add_option("OUTPUT", o->output,
+                  "output file (sparse), block or character device, FIFO, or - for stdout")
       ->required();
+  cmd->add_option("--mode", o->mode, "permissions of a new output file, octal (default 0600)");
   cmd->add_flag("--json", o->json, "print the result as JSON");
   return [o]() -> int {
     if (o->json || o->output == "-") Progress::SetEnabled(false);
+    ExportOptions options;
+    size_t used = 0;
+    unsigned long mode = 0;
+    try {
+      mode = std::stoul(o->mode, &used, 8);
+    } catch (...) {
+      used = 0;
+    }
+    if (used == 0 || used != o->mode.size() || mode > 07777)
+      return Fail("export", Status::InvalidArgument("--mode " + o->mode +
+                                                    ": expected octal permissions like 0640"));
+    options.permissions = static_cast<uint32_t>(mode);
     auto repo = OpenRepo(o->repo);
     if (!repo.ok()) return Fail("export", repo.status());
     auto view = repo.value()->OpenView(o->group, o->checkpoint, o->disk);
     if (!view.ok()) return Fail("export", view.status());
-    auto r = ExportView(repo.value()->env(), *view.value(), o->output);
+    // OUTPUT is outside the repository: the plain Env, not the repository's.
+    StopSignals stop;
+    options.stop = &stop.flag();
+    auto r = ExportView(Env::Default(), *view.value(), o->output, options);
+    if (!r.ok() && stop.received() != 0) {
+      Fail("export", r.status());
+      stop.Reraise();
+    }
     if (!r.ok()) return Fail("export", r.status());
     if (o->json)
       std::cout << json({{"bytes", r->bytes}, {"data_bytes", r->data_bytes},

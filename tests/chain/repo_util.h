@@ -13,12 +13,15 @@
 
 namespace chainfs::testing {
 
-// Creates and opens DIR/repo through env (null on failure, with a test failure).
-inline std::unique_ptr<Repository> NewRepository(const TempDir& dir, Env* env,
+// Creates DIR/repo, confines env to it (as Repository::Open's own Env is) and
+// opens it through env (null on failure, with a test failure).
+inline std::unique_ptr<Repository> NewRepository(const TempDir& dir, FaultyEnv* env,
                                                  uint32_t block_size = 4096) {
   RepoConfig cfg;
   cfg.block_size = block_size;
   Status st = Repository::Init(dir / "repo", cfg, env);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  st = env->ConfineTo(dir / "repo");
   EXPECT_TRUE(st.ok()) << st.ToString();
   auto repo = Repository::Open(dir / "repo", env);
   EXPECT_TRUE(repo.ok()) << repo.status().ToString();

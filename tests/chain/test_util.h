@@ -57,6 +57,12 @@ inline std::string ReadFile(const std::string& path) {
   return r.ok() ? r.value() : std::string();
 }
 
+// Everything a reader of path (a FIFO too) gets until end of file.
+inline std::string ReadFileStream(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
 // Wraps a RandomAccessFile; can fail reads in a byte range with EIO, cut the
 // file short, or flip one bit of what is read.
 class FaultyFile : public RandomAccessFile {
@@ -82,8 +88,10 @@ class FaultyFile : public RandomAccessFile {
 
 // Wraps an Env; fails the nth call of an operation with an errno, as the
 // file system would (ENOSPC on append, EIO on rename, EACCES on unlink).
-// The error names the path, with "(injected)". Thread-safe.
+// The error names the path, with "(injected)". Thread-safe. ConfineTo makes
+// it wrap a rooted Env, as a Repository opened without an Env has.
 //   FaultyEnv env;
+//   ASSERT_TRUE(env.ConfineTo(path).ok());
 //   auto repo = Repository::Open(path, &env);
 //   env.FailNth(FaultyEnv::Op::kRename, 1, EIO, ".json");  // the next manifest rename
 class FaultyEnv : public Env {
@@ -106,6 +114,13 @@ class FaultyEnv : public Env {
   // rename whose directory fsync fails does.
   enum class Fault { kError, kShortWrite, kAfterEffect };
   explicit FaultyEnv(Env* base = Env::Default()) : base_(base) {}
+
+  // From now on wraps NewRootedPosixEnv(root) (which it owns) instead.
+  Status ConfineTo(const std::string& root) {
+    CHAINFS_ASSIGN_OR_RETURN(owned_, NewRootedPosixEnv(root));
+    base_ = owned_.get();
+    return Status::Ok();
+  }
 
   // The nth call of op from now on (1: the next) whose path contains
   // path_part fails with err; earlier and later calls pass. One rule per op.
@@ -174,10 +189,11 @@ class FaultyEnv : public Env {
     CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<AppendFile> f, base_->NewAppendFile(path, mode));
     return std::unique_ptr<AppendFile>(new File(std::move(f), this));
   }
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path,
-                                                        OpenMode mode) override {
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, OpenMode mode,
+                                                        uint32_t permissions) override {
     CHAINFS_RETURN_IF_ERROR(Check(Op::kOpenWrite, path, "opening " + path));
-    CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> f, base_->NewWritableFile(path, mode));
+    CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<WritableFile> f,
+                             base_->NewWritableFile(path, mode, permissions));
     return std::unique_ptr<WritableFile>(new FaultyWritableFile(std::move(f), this));
   }
   Status SyncDir(const std::string& dir) override {
@@ -304,6 +320,7 @@ class FaultyEnv : public Env {
     int err = 0;
     std::string path_part;
   };
+  std::unique_ptr<Env> owned_;  // base_, after ConfineTo
   Env* base_;
   mutable std::mutex mu_;
   Rule rules_[static_cast<int>(Op::kCount)];

@@ -1,10 +1,14 @@
 // The POSIX Env: each call, and errors that name the path.
 #include "chain/base/env.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/chain/test_util.h"
@@ -146,6 +150,221 @@ TEST(PosixEnv, StatAndStatFs) {
   EXPECT_EQ(proc.value().type, 0x9fa0u) << "procfs magic";
   ExpectFailure(env()->StatFs(dir / "none").status(), Status::Code::kNotFound, dir / "none");
 }
+
+// Issue 13: files are created exclusively, never through a link, with
+// exactly the permissions asked (whatever the umask).
+TEST(PosixEnv, Issue13CreateNeverFollowsALinkAndSetsExactPermissions) {
+  TempDir dir;
+  testing::WriteFile(dir / "victim", "precious");
+  ASSERT_EQ(::symlink((dir / "victim").c_str(), (dir / "out").c_str()), 0);
+  ExpectFailure(env()->NewWritableFile(dir / "out", Env::OpenMode::kCreate).status(),
+                Status::Code::kAlreadyExists, dir / "out");
+  ExpectFailure(env()->NewAppendFile(dir / "out").status(), Status::Code::kAlreadyExists,
+                dir / "out");
+  EXPECT_EQ(testing::ReadFile(dir / "victim"), "precious");
+  const mode_t old_umask = ::umask(077);
+  auto w = env()->NewWritableFile(dir / "new", Env::OpenMode::kCreate, 0640);
+  ::umask(old_umask);
+  ASSERT_TRUE(w.ok()) << w.status().ToString();
+  struct stat st;
+  ASSERT_EQ(::stat((dir / "new").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0640u);
+  ASSERT_TRUE(env()->NewWritableFile(dir / "default", Env::OpenMode::kCreate).ok());
+  ASSERT_EQ(::stat((dir / "default").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+// Issue 13: the lock is never taken through a link (a dangling one created
+// its target) and must be a regular file.
+TEST(PosixEnv, Issue13LockFileRefusesLinksAndNonRegularFiles) {
+  TempDir dir;
+  ASSERT_EQ(::symlink((dir / "created").c_str(), (dir / "lock").c_str()), 0);
+  EXPECT_FALSE(env()->LockFile(dir / "lock", "pid 1\n", nullptr).ok());
+  EXPECT_FALSE(env()->FileExists(dir / "created")) << "created through a dangling link";
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0600), 0);
+  ExpectFailure(env()->LockFile(dir / "fifo", "pid 1\n", nullptr).status(),
+                Status::Code::kCorruption, dir / "fifo");
+  ASSERT_TRUE(env()->LockFile(dir / "real", "pid 1\n", nullptr).ok());
+  struct stat st;
+  ASSERT_EQ(::stat((dir / "real").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+// Issue 13: WriteFileAtomic's temporary name is not guessable (PATH.tmp.PID).
+TEST(PosixEnv, Issue13WriteFileAtomicTemporaryIsUnpredictable) {
+  TempDir dir;
+  testing::FaultyEnv faulty;
+  faulty.FailNth(testing::FaultyEnv::Op::kCreateAppend, 1, EEXIST,
+                 "m.json.tmp." + std::to_string(::getpid()));
+  Status st = faulty.WriteFileAtomic(dir / "m.json", "x");
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_NE(UnpredictableSuffix(), UnpredictableSuffix());
+}
+
+// Issue 13: kDevice writes a character device or FIFO in place as a stream
+// and refuses a regular file; Stat tells a link and what it points to.
+TEST(PosixEnv, Issue13DeviceModeStreamsAndStatTellsLinks) {
+  TempDir dir;
+  auto null = env()->NewWritableFile("/dev/null", Env::OpenMode::kDevice);
+  ASSERT_TRUE(null.ok()) << null.status().ToString();
+  EXPECT_TRUE(null.value()->WriteAt(0, "abc", 3).ok());
+  EXPECT_TRUE(null.value()->WriteAt(3, "de", 2).ok());
+  EXPECT_FALSE(null.value()->WriteAt(10, "x", 1).ok()) << "a stream is written in order";
+  EXPECT_TRUE(null.value()->Sync().ok());
+  testing::WriteFile(dir / "file", "keep");
+  ExpectFailure(env()->NewWritableFile(dir / "file", Env::OpenMode::kDevice).status(),
+                Status::Code::kInvalidArgument, dir / "file");
+  EXPECT_EQ(testing::ReadFile(dir / "file"), "keep");
+
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0600), 0);
+  std::string got;
+  std::thread reader([&] { got = testing::ReadFileStream(dir / "fifo"); });
+  auto fifo = env()->NewWritableFile(dir / "fifo", Env::OpenMode::kDevice);
+  ASSERT_TRUE(fifo.ok()) << fifo.status().ToString();
+  EXPECT_TRUE(fifo.value()->WriteAt(0, "hello ", 6).ok());
+  EXPECT_TRUE(fifo.value()->WriteAt(6, "pipe", 4).ok());
+  EXPECT_TRUE(fifo.value()->Close().ok());
+  reader.join();
+  EXPECT_EQ(got, "hello pipe");
+
+  ASSERT_EQ(::symlink("/dev/null", (dir / "to-null").c_str()), 0);
+  ASSERT_EQ(::symlink((dir / "gone").c_str(), (dir / "dangling").c_str()), 0);
+  auto link = env()->Stat(dir / "to-null");
+  ASSERT_TRUE(link.ok()) << link.status().ToString();
+  EXPECT_TRUE(link->is_symlink);
+  EXPECT_EQ(link->type, FileType::kCharDevice);
+  auto dangling = env()->Stat(dir / "dangling");
+  ASSERT_TRUE(dangling.ok()) << dangling.status().ToString();
+  EXPECT_TRUE(dangling->is_symlink);
+  EXPECT_EQ(dangling->type, FileType::kSymlink);
+  EXPECT_EQ(env()->Stat(dir / "file")->type, FileType::kRegular);
+  EXPECT_FALSE(env()->Stat(dir / "file")->is_symlink);
+}
+
+// A rooted Env (issue 13), with openat2 and with the openat walk.
+class RootedEnvTest : public ::testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::mkdir(root_.c_str(), 0700), 0);
+    ASSERT_EQ(::mkdir(outside_.c_str(), 0700), 0);
+    for (const char* f : {"a", "b", "c"}) testing::WriteFile(outside_ + "/" + f, f);
+    auto env = NewRootedPosixEnv(root_, GetParam());
+    ASSERT_TRUE(env.ok()) << env.status().ToString();
+    env_ = std::move(env).value();
+    ASSERT_TRUE(env_->CreateDirs(root_ + "/groups/vm1/checkpoints").ok());
+  }
+  // The outside directory still holds exactly a, b, c with their bytes.
+  void ExpectOutsideIntact() {
+    auto names = Env::Default()->ListDir(outside_);
+    ASSERT_TRUE(names.ok());
+    std::sort(names.value().begin(), names.value().end());
+    EXPECT_EQ(names.value(), (std::vector<std::string>{"a", "b", "c"}));
+    for (const char* f : {"a", "b", "c"}) EXPECT_EQ(testing::ReadFile(outside_ + "/" + f), f);
+  }
+  void Link(const std::string& target, const std::string& at) {
+    ASSERT_EQ(::symlink(target.c_str(), at.c_str()), 0) << at;
+  }
+
+  TempDir dir_;
+  const std::string root_ = dir_ / "repo";
+  const std::string outside_ = dir_ / "outside";
+  std::unique_ptr<Env> env_;
+};
+
+// The refusal names the link and says why.
+void ExpectLinkRefused(const Status& st, const std::string& link) {
+  EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
+  EXPECT_NE(st.message().find(link + " is a symbolic link; the repository layout has none"),
+            std::string::npos)
+      << st.ToString();
+}
+
+TEST_P(RootedEnvTest, WorksBeneathTheRootAndLeavesOtherPathsPlain) {
+  const std::string cps = root_ + "/groups/vm1/checkpoints";
+  ASSERT_TRUE(env_->WriteFileAtomic(cps + "/c1.json", "{}").ok());
+  EXPECT_EQ(env_->ReadWholeFile(cps + "/c1.json").value(), "{}");
+  EXPECT_EQ(env_->ListDir(cps).value(), std::vector<std::string>{"c1.json"});
+  ASSERT_TRUE(env_->RenameFile(cps + "/c1.json", cps + "/c2.json").ok());
+  EXPECT_EQ(env_->Stat(cps + "/c2.json")->size, 2u);
+  EXPECT_TRUE(env_->Stat(root_)->is_dir);
+  EXPECT_TRUE(env_->SyncDir(root_).ok());
+  EXPECT_TRUE(env_->StatFs(cps).ok());
+  ASSERT_TRUE(env_->LockFile(root_ + "/lock", "pid 1\n", nullptr).ok());
+  ASSERT_TRUE(env_->RemoveFile(cps + "/c2.json").ok());
+  ExpectFailure(env_->RemoveFile(cps + "/c2.json"), Status::Code::kNotFound, cps + "/c2.json");
+  ExpectFailure(env_->ListDir(root_ + "/groups/none").status(), Status::Code::kNotFound,
+                root_ + "/groups/none");
+  ExpectFailure(env_->Stat(root_ + "/groups/../../outside/a").status(),
+                Status::Code::kInvalidArgument, "..");
+  // Outside the root: the plain Env (an export's output).
+  ASSERT_TRUE(env_->WriteFileAtomic(dir_ / "out", "x").ok());
+  EXPECT_EQ(testing::ReadFile(dir_ / "out"), "x");
+  // The root itself may be a link: the user's choice.
+  Link(root_, dir_ / "via-link");
+  auto via = NewRootedPosixEnv(dir_ / "via-link", GetParam());
+  ASSERT_TRUE(via.ok()) << via.status().ToString();
+  EXPECT_TRUE(via.value()->Stat(dir_ / "via-link/groups/vm1")->is_dir);
+}
+
+TEST_P(RootedEnvTest, RefusesALinkedDirectoryAndTouchesNothingBehindIt) {
+  const std::string deltas = root_ + "/groups/vm1/deltas";
+  Link(outside_, deltas);
+  ExpectLinkRefused(env_->ListDir(deltas).status(), deltas);
+  ExpectLinkRefused(env_->NewAppendFile(deltas + "/c1.vda.1.delta").status(), deltas);
+  ExpectLinkRefused(env_->WriteFileAtomic(deltas + "/x.json", "x"), deltas);
+  ExpectLinkRefused(env_->NewWritableFile(deltas + "/w", Env::OpenMode::kCreate).status(), deltas);
+  ExpectLinkRefused(env_->RemoveFile(deltas + "/a"), deltas);
+  ExpectLinkRefused(env_->NewRandomAccessFile(deltas + "/a").status(), deltas);
+  ExpectLinkRefused(env_->Stat(deltas + "/a").status(), deltas);
+  ExpectLinkRefused(env_->Stat(deltas).status(), deltas);
+  ExpectLinkRefused(env_->SyncDir(deltas), deltas);
+  ExpectLinkRefused(env_->CreateDirs(deltas), deltas);
+  ExpectLinkRefused(env_->CreateDirs(deltas + "/sub"), deltas);
+  ExpectLinkRefused(env_->LockFile(deltas + "/lock", "x", nullptr).status(), deltas);
+  testing::WriteFile(root_ + "/groups/vm1/checkpoints/c1.json", "{}");
+  ExpectLinkRefused(env_->RenameFile(root_ + "/groups/vm1/checkpoints/c1.json", deltas + "/a"),
+                    deltas);
+  // A link higher up is named as itself.
+  Link(root_ + "/groups/vm1", root_ + "/groups/vm2");
+  ExpectLinkRefused(env_->ListDir(root_ + "/groups/vm2/checkpoints").status(),
+                    root_ + "/groups/vm2");
+  ExpectOutsideIntact();
+}
+
+TEST_P(RootedEnvTest, RefusesALinkAsTheLastComponent) {
+  const std::string f = root_ + "/groups/vm1/checkpoints/c1.json";
+  Link(outside_ + "/a", f);
+  ExpectLinkRefused(env_->NewRandomAccessFile(f).status(), f);
+  ExpectLinkRefused(env_->RemoveFile(f), f);
+  ExpectLinkRefused(env_->Stat(f).status(), f);
+  ExpectLinkRefused(env_->LockFile(f, "pid 1: backup\n", nullptr).status(), f);
+  EXPECT_EQ(env_->NewAppendFile(f).status().code(), Status::Code::kAlreadyExists);
+  EXPECT_TRUE(env_->FileExists(f)) << "a refused path counts as present";
+  struct stat st;
+  EXPECT_EQ(::lstat(f.c_str(), &st), 0) << "the link itself stays";
+  ExpectOutsideIntact();
+}
+
+TEST_P(RootedEnvTest, DanglingLockLinkCreatesNothingOutside) {
+  Link(outside_ + "/new", root_ + "/lock");
+  ExpectLinkRefused(env_->LockFile(root_ + "/lock", "pid 1: prune\n", nullptr).status(),
+                    root_ + "/lock");
+  ExpectOutsideIntact();
+}
+
+TEST_P(RootedEnvTest, ReadsAndRemovesOnlyRegularFiles) {
+  const std::string fifo = root_ + "/groups/vm1/checkpoints/c1.json";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ExpectFailure(env_->NewRandomAccessFile(fifo).status(), Status::Code::kCorruption, fifo);
+  ExpectFailure(env_->RemoveFile(fifo), Status::Code::kCorruption, fifo);
+  ExpectFailure(env_->RemoveFile(root_ + "/groups/vm1"), Status::Code::kCorruption,
+                root_ + "/groups/vm1");
+}
+
+INSTANTIATE_TEST_SUITE_P(Resolution, RootedEnvTest, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& p) {
+                           return p.param ? "Openat2" : "OpenatWalk";
+                         });
 
 TEST(FaultyEnv, FailsTheNthMatchingCallOnly) {
   TempDir dir;

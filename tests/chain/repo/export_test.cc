@@ -3,8 +3,12 @@
 #include "chain/repo/export.h"
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <atomic>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "tests/chain/repo_util.h"
@@ -30,6 +34,16 @@ class ExportTest : public ::testing::Test {
     if (!view.ok()) return view.status();
     return ExportView(repo_->env(), *view.value(), dir_ / "out/vda.raw", 1);
   }
+  Result<ExportReport> ExportTo(const std::string& output, const ExportOptions& options) {
+    auto view = repo_->OpenView("vm1", "c1", "vda");
+    if (!view.ok()) return view.status();
+    return ExportView(&env_, *view.value(), output, options);
+  }
+  uint32_t Mode(const std::string& path) {
+    struct stat st;
+    EXPECT_EQ(::stat(path.c_str(), &st), 0) << path;
+    return st.st_mode & 07777;
+  }
 
   TempDir dir_;
   FaultyEnv env_;
@@ -52,6 +66,75 @@ TEST_F(ExportTest, FailedRenameLeavesNoOutputAndNoTemporary) {
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find(dir_ / "out/vda.raw"), std::string::npos)
       << r.status().ToString();
+  EXPECT_TRUE(env_.ListDir(dir_ / "out").value().empty());
+}
+
+// Issue 13: exported images are 0600 unless asked otherwise.
+TEST_F(ExportTest, Issue13NewImagesAreMode0600UnlessAsked) {
+  ASSERT_TRUE(ExportTo(dir_ / "out/a.raw", ExportOptions()).ok());
+  EXPECT_EQ(Mode(dir_ / "out/a.raw"), 0600u);
+  ExportOptions o;
+  o.permissions = 0644;
+  ASSERT_TRUE(ExportTo(dir_ / "out/b.raw", o).ok());
+  EXPECT_EQ(Mode(dir_ / "out/b.raw"), 0644u);
+  EXPECT_TRUE(testing::ReadFile(dir_ / "out/b.raw") == disk_);
+}
+
+// Issue 13: the temporary's name is unpredictable and created exclusively: a
+// link planted under the old name (OUTPUT.chainfs-partial.PID) is not followed.
+TEST_F(ExportTest, Issue13APlantedPartialLinkIsNotFollowed) {
+  testing::WriteFile(dir_ / "victim", "precious");
+  const std::string out = dir_ / "out/vda.raw";
+  ASSERT_EQ(::symlink((dir_ / "victim").c_str(),
+                      (out + ".chainfs-partial." + std::to_string(::getpid())).c_str()),
+            0);
+  ASSERT_TRUE(ExportTo(out, ExportOptions()).ok());
+  EXPECT_EQ(testing::ReadFile(dir_ / "victim"), "precious");
+  EXPECT_TRUE(testing::ReadFile(out) == disk_);
+}
+
+// Issue 13: a link as OUTPUT is followed only to a device; a link to a file
+// (or a dangling one) is refused, not replaced, and its target kept.
+TEST_F(ExportTest, Issue13ALinkToAFileIsRefused) {
+  testing::WriteFile(dir_ / "victim", "precious");
+  ASSERT_EQ(::symlink((dir_ / "victim").c_str(), (dir_ / "out/link.raw").c_str()), 0);
+  auto r = ExportTo(dir_ / "out/link.raw", ExportOptions());
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("symbolic link"), std::string::npos) << r.status().ToString();
+  EXPECT_EQ(testing::ReadFile(dir_ / "victim"), "precious");
+  ASSERT_EQ(::symlink((dir_ / "gone").c_str(), (dir_ / "out/dangling.raw").c_str()), 0);
+  EXPECT_FALSE(ExportTo(dir_ / "out/dangling.raw", ExportOptions()).ok());
+  EXPECT_FALSE(Env::Default()->FileExists(dir_ / "gone"));
+  EXPECT_EQ(env_.ListDir(dir_ / "out").value().size(), 2u) << "no temporary left";
+}
+
+// Issue 13: a character device or FIFO is written in place, never replaced.
+TEST_F(ExportTest, Issue13DevicesAndFifosAreWrittenInPlace) {
+  ASSERT_TRUE(ExportTo("/dev/null", ExportOptions()).ok());
+  struct stat st;
+  ASSERT_EQ(::stat("/dev/null", &st), 0);
+  EXPECT_TRUE(S_ISCHR(st.st_mode)) << "/dev/null was replaced";
+  const std::string fifo = dir_ / "out/pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::string got;
+  std::thread reader([&] { got = testing::ReadFileStream(fifo); });
+  auto r = ExportTo(fifo, ExportOptions());
+  reader.join();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(got == disk_) << got.size() << " bytes";
+  ASSERT_EQ(::lstat(fifo.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISFIFO(st.st_mode));
+}
+
+// Issue 13: a stop (SIGINT/SIGTERM in the CLI) ends the export, leaving
+// neither OUTPUT nor its temporary.
+TEST_F(ExportTest, Issue13AStopRemovesThePartialFile) {
+  std::atomic<int> stop{15};
+  ExportOptions o;
+  o.stop = &stop;
+  auto r = ExportTo(dir_ / "out/vda.raw", o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("signal 15"), std::string::npos) << r.status().ToString();
   EXPECT_TRUE(env_.ListDir(dir_ / "out").value().empty());
 }
 

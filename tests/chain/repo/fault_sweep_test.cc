@@ -253,6 +253,7 @@ class FaultSweep : public ::testing::Test {
     // The calls of a clean run.
     fresh();
     FaultyEnv counting;
+    ASSERT_TRUE(counting.ConfineTo(work).ok());  // as Repository::Open does
     counting.FailCall(0, 0);
     Status st = c.run(work, &counting, out);
     ASSERT_TRUE(st.ok()) << c.name << " without faults: " << st.ToString();
@@ -270,6 +271,7 @@ class FaultSweep : public ::testing::Test {
                                   FaultyEnv::OpName(ops[k - 1]) + ") fails with " + inj.what;
         fresh();
         FaultyEnv env;
+        ASSERT_TRUE(env.ConfineTo(work).ok());
         env.FailCall(static_cast<int>(k), inj.err, inj.fault);
         Status r = c.run(work, &env, out);
         if (!env.swept()) continue;  // the run took another path (threads): fewer calls
