@@ -10,6 +10,7 @@
 #include "chain/base/names.h"
 #include "chain/base/progress.h"
 #include "chain/repo/txn.h"
+#include "chain/repo/write_intent.h"
 #include "chain/base/worker_pool.h"
 #include "chain/ingest/source.h"
 #include "chain/ingest/source_reader.h"
@@ -31,6 +32,7 @@ struct DiskPlan {
   std::vector<BlockRange> ranges;    // blocks to read
   DiskReport report;
   std::string format;                // of the delta written
+  std::string file;                  // the delta file's name
 };
 
 struct BlockOutcome {
@@ -83,6 +85,9 @@ class BackupRun {
 
  private:
   Status ValidateOptions();
+  // Opens every source (refusing what is not a disk) before the lock is
+  // taken: a source that cannot be read must not hold up other writers.
+  Status OpenSources();
   Status Plan(const GroupState& g);
   Status WriteDisk(DiskPlan& plan, const std::string& file_name, WorkerPool& pool);
   Status Commit(const GroupState& g);
@@ -90,6 +95,7 @@ class BackupRun {
 
   const Repository& repo_;
   const BackupOptions& opts_;
+  std::vector<std::shared_ptr<const Source>> sources_;  // as opts_.disks
   std::vector<DiskPlan> plans_;
   std::vector<std::string> written_;  // delta paths created by this run
   Checkpoint cp_;
@@ -114,7 +120,23 @@ Status BackupRun::ValidateOptions() {
   return Status::Ok();
 }
 
+Status BackupRun::OpenSources() {
+  for (const DiskSource& src : opts_.disks) {
+    std::shared_ptr<const Source> source = src.source;
+    if (!source) {
+      auto opened = OpenSource({src.path, src.dirty_map});
+      if (!opened.ok()) return opened.status().Context("source of disk " + src.disk);
+      source = std::move(opened).value();
+    }
+    sources_.push_back(std::move(source));
+  }
+  return Status::Ok();
+}
+
 Status BackupRun::Plan(const GroupState& g) {
+  // A refused manifest hides a checkpoint whose sequence is unknown: a new
+  // one could take its place in the order, or its name.
+  CHAINFS_RETURN_IF_ERROR(g.RequireAllReadable("backup"));
   if (g.Find(opts_.checkpoint))
     return Status::AlreadyExists("checkpoint '" + opts_.checkpoint + "' already exists in group " +
                                  opts_.group + "; choose a new name");
@@ -131,15 +153,11 @@ Status BackupRun::Plan(const GroupState& g) {
     }
   }
   const uint32_t bs = repo_.config().block_size;
-  for (const DiskSource& src : opts_.disks) {
+  for (size_t i = 0; i < opts_.disks.size(); ++i) {
+    const DiskSource& src = opts_.disks[i];
     DiskPlan p;
     p.spec = src;
-    p.source = src.source;
-    if (!p.source) {
-      auto opened = OpenSource({src.path, src.dirty_map});
-      if (!opened.ok()) return opened.status().Context("source of disk " + src.disk);
-      p.source = std::move(opened).value();
-    }
+    p.source = sources_[i];
     p.report.disk = src.disk;
     p.report.virtual_size = p.source->Size();
     const uint64_t nblocks = BlockCount(p.report.virtual_size, bs);
@@ -277,7 +295,8 @@ Status BackupRun::Commit(const GroupState& g) {
                             .count();
   cp_.parent = g.Newest() ? g.Newest()->name : "";
   if (!opts_.config_path.empty()) {
-    auto text = ReadWholeFile(opts_.config_path, 16 << 20);
+    // At most half a manifest's bound (JSON escapes it, disks come too).
+    auto text = ReadWholeFile(opts_.config_path, kMaxManifestBytes / 2);
     if (!text.ok()) return text.status().Context("--config");
     cp_.config_name = FileName(opts_.config_path);
     cp_.config_content = std::move(text).value();
@@ -288,14 +307,31 @@ Status BackupRun::Commit(const GroupState& g) {
   std::string manifest = repo_.CheckpointDir(opts_.group) + "/" + opts_.checkpoint + ".json";
   if (repo_.env()->FileExists(manifest))
     return Status::AlreadyExists("checkpoint '" + opts_.checkpoint + "' appeared meanwhile");
-  CHAINFS_RETURN_IF_ERROR(repo_.env()->WriteFileAtomic(manifest, cp_.Encode()));
+  const std::string text = cp_.Encode();
+  if (text.size() > kMaxManifestBytes)  // readers would refuse it
+    return Status::InvalidArgument("the manifest of checkpoint " + opts_.checkpoint + " would be " +
+                                   std::to_string(text.size()) + " bytes, more than the " +
+                                   std::to_string(kMaxManifestBytes) + " a manifest may have");
+  CHAINFS_RETURN_IF_ERROR(repo_.env()->WriteFileAtomic(manifest, text));
   Failpoint("backup.after-commit");
   return Status::Ok();
 }
 
 void BackupRun::RemoveWritten() {
-  for (const auto& p : written_) (void)repo_.env()->RemoveFile(p);
+  // A commit that reported a failure after its rename (a failed directory
+  // sync) is visible: its deltas stay, and so does the intent, which the
+  // next writer then finds committed.
+  Env* env = repo_.env();
+  if (env->FileExists(repo_.CheckpointDir(opts_.group) + "/" + opts_.checkpoint + ".json"))
+    return;
+  bool all_gone = true;
+  for (const auto& p : written_) {
+    Status st = env->RemoveFile(p);
+    if (!st.ok() && st.code() != Status::Code::kNotFound) all_gone = false;
+  }
   written_.clear();
+  // Else the intent stays: the next writer removes what is left.
+  if (all_gone) (void)ClearIntent(env, repo_.IntentPath(opts_.group));
 }
 
 Result<BackupReport> BackupRun::Run() {
@@ -306,6 +342,7 @@ Result<BackupReport> BackupRun::Run() {
     Status st = ValidateName("config file", base);
     if (!st.ok()) return st.Context("--config");
   }
+  CHAINFS_RETURN_IF_ERROR(OpenSources());
   CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RepoLock> lock,
                            repo_.Lock("backup " + opts_.group + "/" + opts_.checkpoint));
   // Finish an interrupted consolidation of the group before reading it
@@ -330,13 +367,20 @@ Result<BackupReport> BackupRun::Run() {
     spdlog::info("removed {} leftover file(s) of an earlier failed run in group {}",
                  report.leftovers_removed, opts_.group);
 
+  // Every new delta is recorded before the first is created (write_intent.h).
+  WriteIntent intent{opts_.group, "backup " + opts_.group + "/" + opts_.checkpoint,
+                     opts_.checkpoint, {}};
+  for (DiskPlan& plan : plans_) {
+    plan.file = NewDeltaFileName(opts_.checkpoint, plan.spec.disk);
+    intent.deltas.push_back(plan.file);
+  }
+  CHAINFS_RETURN_IF_ERROR(RecordIntent(repo_.env(), repo_.IntentPath(opts_.group), intent));
   WorkerPool pool(opts_.threads);
   Status st;
   for (DiskPlan& plan : plans_) {
-    std::string file = NewDeltaFileName(opts_.checkpoint, plan.spec.disk);
-    st = WriteDisk(plan, file, pool);
+    st = WriteDisk(plan, plan.file, pool);
     if (!st.ok()) break;
-    cp_.disks.push_back({plan.spec.disk, file, plan.report.kind, plan.report.base,
+    cp_.disks.push_back({plan.spec.disk, plan.file, plan.report.kind, plan.report.base,
                          plan.report.virtual_size, plan.report.stored_bytes, plan.format});
   }
   if (st.ok()) st = Commit(g);
@@ -344,6 +388,9 @@ Result<BackupReport> BackupRun::Run() {
     RemoveWritten();
     return st;
   }
+  // Committed: the manifest names the deltas. A failure here leaves an
+  // intent the next writer finds committed.
+  (void)ClearIntent(repo_.env(), repo_.IntentPath(opts_.group));
   for (auto& p : plans_) report.disks.push_back(p.report);
   report.checkpoint = cp_;
   report.seconds =
