@@ -340,6 +340,7 @@ Result<BackupReport> BackupRun::Run() {
   if (!opts_.config_path.empty()) {
     std::string base = FileName(opts_.config_path);
     Status st = ValidateName("config file", base);
+    if (st.ok()) st = CheckInputFile(opts_.config_path, "VM config", false);
     if (!st.ok()) return st.Context("--config");
   }
   CHAINFS_RETURN_IF_ERROR(OpenSources());

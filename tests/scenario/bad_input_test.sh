@@ -193,6 +193,8 @@ for src in "$T/fifo" /dev/null "$T"; do
   repo_files "$R" >"$T/after"
   same_state "backup from $src" "$T/before" "$T/after"
 done
+refused 1 "dirty map $T/fifo is a FIFO" timeout 20 "$CHAINFS" backup "$R" vm1 c9 --disk vda="$A" --dirty vda="$T/fifo"
+refused 1 "VM config $T/fifo is a FIFO" timeout 20 "$CHAINFS" backup "$R" vm1 c9 --disk vda="$A" --config "$T/fifo"
 flock -n "$R/lock" true || fail "the writer lock is held after a refused FIFO source"
 
 step "issue 13: --threads out of 1..256, malformed --compression and --block-size exit 2"
