@@ -42,24 +42,31 @@ std::vector<EntryRun> DataRuns(const Layer& layer, uint64_t step) {
 // Delta files of g that no manifest names and no writer's record explains
 // (an intent or a journal: a writer at work, or the leftovers the next one
 // removes). Garbage collection leaves them: their manifest may be missing
-// only for a while.
+// only for a while. Check takes no lock, so the order matters against a
+// writer at work: the files are listed first; a writer records a file
+// (intent) before creating it, and its manifest or journal names it before
+// the record goes; so the intent, then the journal, then the manifests are
+// read after the listing, and a file gone meanwhile is not reported.
 void ReportUnreferenced(const Repository& repo, const GroupState& g, CheckReport* r) {
+  auto files = repo.env()->ListDir(repo.DeltaDir(g.name));
+  if (!files.ok()) return;
   std::set<std::string> named;
-  for (const Checkpoint& cp : g.checkpoints)
-    for (const DiskEntry& d : cp.disks) named.insert(d.delta_file);
   if (auto intent = ReadIntent(repo.env(), repo.IntentPath(g.name)); intent.ok() && *intent)
     named.insert(intent.value()->deltas.begin(), intent.value()->deltas.end());
   if (auto text = repo.env()->ReadWholeFile(TxnPath(repo, g.name)); text.ok())
     if (auto txn = Txn::Decode(text.value(), TxnPath(repo, g.name)); txn.ok())
-      named.insert(txn->new_deltas.begin(), txn->new_deltas.end());
-  auto files = repo.env()->ListDir(repo.DeltaDir(g.name));
-  if (!files.ok()) return;
+      for (const auto* list : {&txn->new_deltas, &txn->delete_deltas})
+        named.insert(list->begin(), list->end());
+  auto now = repo.LoadGroup(g.name);
+  for (const Checkpoint& cp : now.ok() ? now->checkpoints : g.checkpoints)
+    for (const DiskEntry& d : cp.disks) named.insert(d.delta_file);
   std::sort(files.value().begin(), files.value().end());
   for (const std::string& f : files.value()) {
-    if (named.count(f)) continue;
+    const std::string path = repo.DeltaPath(g.name, f);
+    if (named.count(f) || !repo.env()->FileExists(path)) continue;
     r->problems.push_back(
-        {g.name, "", "", repo.DeltaPath(g.name, f), -1,
-         repo.DeltaPath(g.name, f) + ": not referenced by any manifest; left in place" +
+        {g.name, "", "", path, -1,
+         path + ": not referenced by any manifest; left in place" +
              (g.refused.empty() ? std::string() : " (a refused manifest may name it)")});
   }
 }
