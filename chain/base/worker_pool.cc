@@ -1,10 +1,24 @@
 #include "chain/base/worker_pool.h"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <system_error>
+
 namespace chainfs {
 
 WorkerPool::WorkerPool(unsigned threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < threads; ++i) threads_.emplace_back([this] { Run(); });
+  threads = std::min(threads, kMaxThreads);
+  for (unsigned i = 0; i < threads; ++i) {
+    try {
+      threads_.emplace_back([this] { Run(); });
+    } catch (const std::system_error& e) {
+      spdlog::warn("started {} of {} worker threads ({}); going on with those", i, threads,
+                   e.what());
+      break;
+    }
+  }
 }
 
 WorkerPool::~WorkerPool() {

@@ -22,7 +22,11 @@ namespace chainfs {
 
 class WorkerPool {
  public:
-  // threads == 0: one per core.
+  static constexpr unsigned kMaxThreads = 256;
+
+  // threads == 0: one per core; at most kMaxThreads. Never throws: if the
+  // system refuses to create a thread, the pool runs with those it got, and
+  // with none Submit runs each task on the caller's thread.
   explicit WorkerPool(unsigned threads = 0);
   ~WorkerPool();  // finishes queued tasks, then joins
   WorkerPool(const WorkerPool&) = delete;
@@ -34,6 +38,10 @@ class WorkerPool {
   auto Submit(Fn fn) -> std::future<decltype(fn())> {
     auto task = std::make_shared<std::packaged_task<decltype(fn())()>>(std::move(fn));
     auto fut = task->get_future();
+    if (threads_.empty()) {
+      (*task)();
+      return fut;
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       queue_.emplace_back([task] { (*task)(); });

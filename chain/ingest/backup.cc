@@ -11,6 +11,7 @@
 #include "chain/base/progress.h"
 #include "chain/repo/delta_binding.h"
 #include "chain/repo/txn.h"
+#include "chain/repo/write_intent.h"
 #include "chain/base/worker_pool.h"
 #include "chain/ingest/source.h"
 #include "chain/ingest/source_reader.h"
@@ -32,6 +33,7 @@ struct DiskPlan {
   std::vector<BlockRange> ranges;    // blocks to read
   DiskReport report;
   std::string format;                // of the delta written
+  std::string file;                  // the delta file's name
   std::optional<LayerIdentity> identity;  // the delta written records (for its manifest entry)
 };
 
@@ -85,6 +87,9 @@ class BackupRun {
 
  private:
   Status ValidateOptions();
+  // Opens every source (refusing what is not a disk) before the lock is
+  // taken: a source that cannot be read must not hold up other writers.
+  Status OpenSources();
   Status Plan(const GroupState& g);
   Status WriteDisk(DiskPlan& plan, const std::string& file_name, WorkerPool& pool);
   Status Commit(const GroupState& g);
@@ -95,6 +100,7 @@ class BackupRun {
 
   const Repository& repo_;
   const BackupOptions& opts_;
+  std::vector<std::shared_ptr<const Source>> sources_;  // as opts_.disks
   std::vector<DiskPlan> plans_;
   std::vector<std::string> written_;  // delta paths created by this run
   Checkpoint cp_;
@@ -119,7 +125,23 @@ Status BackupRun::ValidateOptions() {
   return Status::Ok();
 }
 
+Status BackupRun::OpenSources() {
+  for (const DiskSource& src : opts_.disks) {
+    std::shared_ptr<const Source> source = src.source;
+    if (!source) {
+      auto opened = OpenSource({src.path, src.dirty_map});
+      if (!opened.ok()) return opened.status().Context("source of disk " + src.disk);
+      source = std::move(opened).value();
+    }
+    sources_.push_back(std::move(source));
+  }
+  return Status::Ok();
+}
+
 Status BackupRun::Plan(const GroupState& g) {
+  // A refused manifest hides a checkpoint whose sequence is unknown: a new
+  // one could take its place in the order, or its name.
+  CHAINFS_RETURN_IF_ERROR(g.RequireAllReadable("backup"));
   if (g.Find(opts_.checkpoint))
     return Status::AlreadyExists("checkpoint '" + opts_.checkpoint + "' already exists in group " +
                                  opts_.group + "; choose a new name");
@@ -136,15 +158,11 @@ Status BackupRun::Plan(const GroupState& g) {
     }
   }
   const uint32_t bs = repo_.config().block_size;
-  for (const DiskSource& src : opts_.disks) {
+  for (size_t i = 0; i < opts_.disks.size(); ++i) {
+    const DiskSource& src = opts_.disks[i];
     DiskPlan p;
     p.spec = src;
-    p.source = src.source;
-    if (!p.source) {
-      auto opened = OpenSource({src.path, src.dirty_map});
-      if (!opened.ok()) return opened.status().Context("source of disk " + src.disk);
-      p.source = std::move(opened).value();
-    }
+    p.source = sources_[i];
     p.report.disk = src.disk;
     p.report.virtual_size = p.source->Size();
     if (p.report.virtual_size > kMaxVirtualSize)
@@ -291,7 +309,8 @@ Status BackupRun::Commit(const GroupState& g) {
                             .count();
   cp_.parent = g.Newest() ? g.Newest()->name : "";
   if (!opts_.config_path.empty()) {
-    auto text = ReadWholeFile(opts_.config_path, 16 << 20);
+    // At most half a manifest's bound (JSON escapes it, disks come too).
+    auto text = ReadWholeFile(opts_.config_path, kMaxManifestBytes / 2);
     if (!text.ok()) return text.status().Context("--config");
     cp_.config_name = FileName(opts_.config_path);
     cp_.config_content = std::move(text).value();
@@ -303,14 +322,30 @@ Status BackupRun::Commit(const GroupState& g) {
   CHAINFS_ASSIGN_OR_RETURN(bool exists, repo_.env()->Exists(manifest));
   if (exists)
     return Status::AlreadyExists("checkpoint '" + opts_.checkpoint + "' appeared meanwhile");
-  CHAINFS_RETURN_IF_ERROR(repo_.env()->WriteFileAtomic(manifest, cp_.Encode()));
+  const std::string text = cp_.Encode();
+  if (text.size() > kMaxManifestBytes)  // readers would refuse it
+    return Status::InvalidArgument("the manifest of checkpoint " + opts_.checkpoint + " would be " +
+                                   std::to_string(text.size()) + " bytes, more than the " +
+                                   std::to_string(kMaxManifestBytes) + " a manifest may have");
+  CHAINFS_RETURN_IF_ERROR(repo_.env()->WriteFileAtomic(manifest, text));
   Failpoint("backup.after-commit");
   return Status::Ok();
 }
 
 void BackupRun::RemoveWritten() {
-  for (const auto& p : written_) (void)repo_.env()->RemoveFile(p);
+  // A commit that reported a failure after its rename (a failed directory
+  // sync) is visible: its deltas stay, and so does the intent, which the
+  // next writer then finds committed.
+  Env* env = repo_.env();
+  if (env->FileExists(ManifestPath())) return;
+  bool all_gone = true;
+  for (const auto& p : written_) {
+    Status st = env->RemoveFile(p);
+    if (!st.ok() && st.code() != Status::Code::kNotFound) all_gone = false;
+  }
   written_.clear();
+  // Else the intent stays: the next writer removes what is left.
+  if (all_gone) (void)ClearIntent(env, repo_.IntentPath(opts_.group));
 }
 
 Result<BackupReport> BackupRun::Run() {
@@ -319,8 +354,10 @@ Result<BackupReport> BackupRun::Run() {
   if (!opts_.config_path.empty()) {
     std::string base = FileName(opts_.config_path);
     Status st = ValidateName("config file", base);
+    if (st.ok()) st = CheckInputFile(opts_.config_path, "VM config", false);
     if (!st.ok()) return st.Context("--config");
   }
+  CHAINFS_RETURN_IF_ERROR(OpenSources());
   CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RepoLock> lock,
                            repo_.Lock("backup " + opts_.group + "/" + opts_.checkpoint));
   // Finish an interrupted consolidation of the group before reading it
@@ -345,24 +382,31 @@ Result<BackupReport> BackupRun::Run() {
     spdlog::info("removed {} leftover file(s) of an earlier failed run in group {}",
                  report.leftovers_removed, opts_.group);
 
+  // Every new delta is recorded before the first is created (write_intent.h).
+  WriteIntent intent{opts_.group, "backup " + opts_.group + "/" + opts_.checkpoint,
+                     opts_.checkpoint, {}};
+  for (DiskPlan& plan : plans_) {
+    plan.file = NewDeltaFileName(opts_.checkpoint, plan.spec.disk);
+    intent.deltas.push_back(plan.file);
+  }
+  CHAINFS_RETURN_IF_ERROR(RecordIntent(repo_.env(), repo_.IntentPath(opts_.group), intent));
   WorkerPool pool(opts_.threads);
   Status st;
   for (DiskPlan& plan : plans_) {
-    std::string file = NewDeltaFileName(opts_.checkpoint, plan.spec.disk);
-    st = WriteDisk(plan, file, pool);
+    st = WriteDisk(plan, plan.file, pool);
     if (!st.ok()) break;
-    cp_.disks.push_back({plan.spec.disk, file, plan.report.kind, plan.report.base,
+    cp_.disks.push_back({plan.spec.disk, plan.file, plan.report.kind, plan.report.base,
                          plan.report.virtual_size, plan.report.stored_bytes, plan.format});
     if (plan.identity) BindEntry(*plan.identity, &cp_.disks.back());
   }
   if (st.ok()) st = Commit(g);
   if (!st.ok()) {
-    // A manifest that may have landed (renamed, then its directory fsync
-    // failed) names these deltas: keep them; if it did not, the next writer
-    // collects them as leftovers.
-    if (!repo_.env()->FileExists(ManifestPath())) RemoveWritten();
+    RemoveWritten();  // unless the manifest landed anyway
     return st;
   }
+  // Committed: the manifest names the deltas. A failure here leaves an
+  // intent the next writer finds committed.
+  (void)ClearIntent(repo_.env(), repo_.IntentPath(opts_.group));
   for (auto& p : plans_) report.disks.push_back(p.report);
   report.checkpoint = cp_;
   report.seconds =

@@ -18,6 +18,11 @@ Result<std::vector<ByteRange>> FileSource::ChangedRanges() const {
 }
 
 Result<std::unique_ptr<Source>> OpenFileSource(const SourceSpec& spec) {
+  // Only a regular file or a block device: opening a FIFO blocks until a
+  // writer comes, and a character device or a socket has no size to back up.
+  CHAINFS_RETURN_IF_ERROR(CheckInputFile(spec.location, "source", /*block_device_ok=*/true));
+  if (!spec.dirty_map.empty())
+    CHAINFS_RETURN_IF_ERROR(CheckInputFile(spec.dirty_map, "dirty map", false));
   auto file = OpenRandomAccessFile(spec.location);
   if (!file.ok()) return file.status();
   return std::unique_ptr<Source>(

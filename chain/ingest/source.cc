@@ -1,6 +1,9 @@
 #include "chain/ingest/source.h"
 
+#include <sys/stat.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include "chain/ingest/file_source.h"
 
@@ -12,6 +15,29 @@ Result<std::vector<ByteRange>> Source::ChangedRanges() const {
 
 Result<std::vector<ByteRange>> Source::ZeroRanges() const {
   return Status::NotSupported("source " + Name() + " does not know which bytes are zeros");
+}
+
+namespace {
+
+// What a path that is not an input file is, for messages.
+const char* KindOf(mode_t mode) {
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode)) return "a character device";
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISBLK(mode)) return "a block device";
+  return "not a regular file";
+}
+
+}  // namespace
+
+Status CheckInputFile(const std::string& path, const std::string& what, bool block_device_ok) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) != 0) return Status::FromErrno(errno, what + " " + path);
+  if (S_ISREG(st.st_mode) || (block_device_ok && S_ISBLK(st.st_mode))) return Status::Ok();
+  return Status::InvalidArgument(what + " " + path + " is " + KindOf(st.st_mode) + "; it must be " +
+                                 (block_device_ok ? "a regular file (a raw image) or a block device"
+                                                  : "a regular file"));
 }
 
 Result<std::unique_ptr<Source>> OpenSource(const SourceSpec& spec) {

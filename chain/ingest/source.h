@@ -102,6 +102,13 @@ struct SourceSpec {
 // source: a new kind (nbd://, a qcow2 image) is one line here.
 Result<std::unique_ptr<Source>> OpenSource(const SourceSpec& spec);
 
+// OK if path is a regular file (or, with block_device_ok, a block device);
+// else an error naming path and what it is (a FIFO, a socket, a character
+// device, a directory). Every input path of a backup is checked before it is
+// opened: opening a FIFO blocks until a writer comes, and a backup must not
+// wait forever holding the writer lock.
+Status CheckInputFile(const std::string& path, const std::string& what, bool block_device_ok);
+
 // Number of blocks of block_size that cover size bytes.
 inline uint64_t BlockCount(uint64_t size, uint32_t block_size) {
   return size / block_size + (size % block_size != 0);

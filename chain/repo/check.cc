@@ -1,11 +1,14 @@
 #include "chain/repo/check.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
 #include "chain/base/names.h"
 #include "chain/base/progress.h"
 #include "chain/base/worker_pool.h"
+#include "chain/repo/txn.h"
+#include "chain/repo/write_intent.h"
 
 namespace chainfs {
 namespace {
@@ -36,6 +39,38 @@ std::vector<EntryRun> DataRuns(const Layer& layer, uint64_t step) {
   return out;
 }
 
+// Delta files of g that no manifest names and no writer's record explains
+// (an intent or a journal: a writer at work, or the leftovers the next one
+// removes). Garbage collection leaves them: their manifest may be missing
+// only for a while. Check takes no lock, so the order matters against a
+// writer at work: the files are listed first; a writer records a file
+// (intent) before creating it, and its manifest or journal names it before
+// the record goes; so the intent, then the journal, then the manifests are
+// read after the listing, and a file gone meanwhile is not reported.
+void ReportUnreferenced(const Repository& repo, const GroupState& g, CheckReport* r) {
+  auto files = repo.env()->ListDir(repo.DeltaDir(g.name));
+  if (!files.ok()) return;
+  std::set<std::string> named;
+  if (auto intent = ReadIntent(repo.env(), repo.IntentPath(g.name)); intent.ok() && *intent)
+    named.insert(intent.value()->deltas.begin(), intent.value()->deltas.end());
+  if (auto text = repo.env()->ReadWholeFile(TxnPath(repo, g.name)); text.ok())
+    if (auto txn = Txn::Decode(text.value(), TxnPath(repo, g.name)); txn.ok())
+      for (const auto* list : {&txn->new_deltas, &txn->delete_deltas})
+        named.insert(list->begin(), list->end());
+  auto now = repo.LoadGroup(g.name);
+  for (const Checkpoint& cp : now.ok() ? now->checkpoints : g.checkpoints)
+    for (const DiskEntry& d : cp.disks) named.insert(d.delta_file);
+  std::sort(files.value().begin(), files.value().end());
+  for (const std::string& f : files.value()) {
+    const std::string path = repo.DeltaPath(g.name, f);
+    if (named.count(f) || !repo.env()->FileExists(path)) continue;
+    r->problems.push_back(
+        {g.name, "", "", path, -1,
+         path + ": not referenced by any manifest; left in place" +
+             (g.refused.empty() ? std::string() : " (a refused manifest may name it)")});
+  }
+}
+
 void CheckGroup(const Repository& repo, const std::string& group, const std::string& only,
                 bool deep, CheckReport* r) {
   auto gs = repo.LoadGroup(group);
@@ -45,7 +80,11 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
   }
   const GroupState& g = gs.value();
   ++r->groups;
-  if (!only.empty() && g.Find(only) == nullptr) {
+  for (const RefusedCheckpoint& rc : g.refused)
+    if (only.empty() || rc.name == only)
+      r->problems.push_back({group, rc.name, "", rc.file, -1, "manifest refused: " + rc.reason});
+  if (only.empty()) ReportUnreferenced(repo, g, r);
+  if (!only.empty() && g.Find(only) == nullptr && g.FindRefused(only) == nullptr) {
     r->problems.push_back({group, only, "", "", -1, "checkpoint not found"});
     return;
   }

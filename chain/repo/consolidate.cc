@@ -14,6 +14,7 @@
 #include "chain/base/progress.h"
 #include "chain/repo/delta_binding.h"
 #include "chain/repo/txn.h"
+#include "chain/repo/write_intent.h"
 
 namespace chainfs {
 namespace {
@@ -473,8 +474,14 @@ Txn Consolidation::BuildTxn(const GroupState& g) {
 }
 
 void Consolidation::RemoveWritten() {
-  for (const auto& p : written_) (void)repo_.env()->RemoveFile(p);
+  bool all_gone = true;
+  for (const auto& p : written_) {
+    Status st = repo_.env()->RemoveFile(p);
+    if (!st.ok() && st.code() != Status::Code::kNotFound) all_gone = false;
+  }
   written_.clear();
+  // Else the intent stays: the next writer removes what is left.
+  if (all_gone) (void)ClearIntent(repo_.env(), repo_.IntentPath(opts_.group));
 }
 
 Result<ConsolidateReport> Consolidation::Run() {
@@ -492,6 +499,7 @@ Result<ConsolidateReport> Consolidation::Run() {
     report_.finished_interrupted = finished.has_value();
   }
   CHAINFS_ASSIGN_OR_RETURN(GroupState g, repo_.LoadGroup(opts_.group));
+  CHAINFS_RETURN_IF_ERROR(g.RequireAllReadable(opts_.policy ? "prune" : "consolidate"));
   CHAINFS_RETURN_IF_ERROR(SelectDrops(g, finished));
   CHAINFS_RETURN_IF_ERROR(Plan(g));
   report_.nothing_to_do = drop_.empty() && changed_.empty();
@@ -513,6 +521,10 @@ Result<ConsolidateReport> Consolidation::Run() {
         .count();
   };
   auto t0 = std::chrono::steady_clock::now();
+  // The new deltas are recorded before the first is created (write_intent.h).
+  WriteIntent intent{opts_.group, purpose, "", {}};
+  for (const RewritePlan& p : plans_) intent.deltas.push_back(p.info.new_file);
+  CHAINFS_RETURN_IF_ERROR(RecordIntent(repo_.env(), repo_.IntentPath(opts_.group), intent));
   Status st = WriteAll();
   if (!st.ok()) {
     RemoveWritten();

@@ -4,6 +4,7 @@
 // last, by one atomic rename, after every delta it names is durable.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -16,6 +17,13 @@ namespace chainfs {
 
 inline constexpr uint32_t kRepoVersion = 1;
 inline constexpr uint32_t kManifestVersion = 1;
+// Bounds on what a manifest (and chainfs.json) may be, checked before it is
+// parsed: a checkpoint of 3,000 disks is about 1 MiB, a VM config a few KiB.
+inline constexpr size_t kMaxManifestBytes = 16 << 20;
+inline constexpr size_t kMaxJsonDepth = 32;
+// zstd's levels: negative ones are its fast modes.
+inline constexpr int kMinCompressionLevel = -131072;
+inline constexpr int kMaxCompressionLevel = 22;
 
 struct RepoConfig {
   uint32_t version = kRepoVersion;

@@ -4,11 +4,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <map>
+#include <random>
 #include <set>
+#include <string_view>
 
 #include "chain/base/names.h"
 #include "chain/layer/registry.h"
 #include "chain/repo/delta_binding.h"
+#include "chain/repo/write_intent.h"
 
 namespace chainfs {
 
@@ -20,6 +25,22 @@ const Checkpoint* GroupState::Find(const std::string& cp) const {
   for (const auto& c : checkpoints)
     if (c.name == cp) return &c;
   return nullptr;
+}
+
+const RefusedCheckpoint* GroupState::FindRefused(const std::string& cp) const {
+  for (const auto& r : refused)
+    if (r.name == cp) return &r;
+  return nullptr;
+}
+
+Status GroupState::RequireAllReadable(const std::string& what) const {
+  if (refused.empty()) return Status::Ok();
+  const RefusedCheckpoint& r = refused.front();
+  return Status::Corruption(
+      "group " + name + " has " + std::to_string(refused.size()) +
+      " refused manifest(s), first " + r.file + " (" + r.reason + "); " + what +
+      " changes nothing in a group whose manifests cannot all be read: restore the "
+      "manifest or move it out of checkpoints/, then run again");
 }
 
 const Checkpoint* GroupState::Newest() const {
@@ -80,6 +101,15 @@ std::string Repository::DeltaDir(const std::string& g) const { return GroupDir(g
 std::string Repository::DeltaPath(const std::string& g, const std::string& f) const {
   return DeltaDir(g) + "/" + f;
 }
+std::string Repository::IntentPath(const std::string& g) const {
+  return GroupDir(g) + "/intent.json";
+}
+
+bool IsManifestTemporary(const std::string& file) {
+  const std::string_view f = file;
+  return f.find(".json.tmp.") != std::string_view::npos &&
+         !(f.size() > 5 && f.substr(f.size() - 5) == ".json");
+}
 
 namespace {
 // A group directory is a group once a checkpoint is committed in it: the
@@ -107,6 +137,42 @@ Result<std::vector<std::string>> Repository::ListGroups() const {
   return out;
 }
 
+namespace {
+
+// Refuses, in g, the checkpoints whose sequence breaks the group's order:
+// two with one sequence (all of them), or a parent whose sequence is not
+// smaller than its child's (both: which digit flipped cannot be told).
+void RefuseDisorder(const std::string& dir, GroupState* g) {
+  std::map<std::string, std::string> why;  // name -> reason
+  std::map<uint64_t, std::vector<const Checkpoint*>> by_sequence;
+  for (const Checkpoint& c : g->checkpoints) by_sequence[c.sequence].push_back(&c);
+  for (const auto& [seq, cps] : by_sequence)
+    for (size_t i = 0; cps.size() > 1 && i < cps.size(); ++i)
+      why.emplace(cps[i]->name, dir + "/" + cps[i]->name + ".json: field 'sequence' " +
+                                    std::to_string(seq) + " is also the sequence of " +
+                                    cps[(i + 1) % cps.size()]->name + ".json");
+  for (const Checkpoint& c : g->checkpoints) {
+    const Checkpoint* p = c.parent.empty() ? nullptr : g->Find(c.parent);
+    if (p == nullptr || p->sequence < c.sequence) continue;
+    const std::string reason = dir + "/" + c.name + ".json: field 'parent' names " + p->name +
+                               ", whose sequence " + std::to_string(p->sequence) +
+                               " is not smaller than this checkpoint's " +
+                               std::to_string(c.sequence);
+    why.emplace(c.name, reason);
+    why.emplace(p->name, reason);
+  }
+  if (why.empty()) return;
+  std::vector<Checkpoint> kept;
+  for (Checkpoint& c : g->checkpoints) {
+    auto it = why.find(c.name);
+    if (it == why.end()) kept.push_back(std::move(c));
+    else g->refused.push_back({c.name, dir + "/" + c.name + ".json", it->second});
+  }
+  g->checkpoints = std::move(kept);
+}
+
+}  // namespace
+
 Result<GroupState> Repository::LoadGroup(const std::string& group) const {
   CHAINFS_RETURN_IF_ERROR(ValidateName("group", group));
   GroupState g;
@@ -123,21 +189,41 @@ Result<GroupState> Repository::LoadGroup(const std::string& group) const {
     std::string name = file.substr(0, file.size() - 5);
     if (!ValidateName("checkpoint", name).ok()) continue;  // temporaries, foreign files
     std::string where = dir + "/" + file;
-    auto text = env_->ReadWholeFile(where);
-    if (!text.ok()) {
-      if (text.status().code() == Status::Code::kNotFound) continue;  // removed meanwhile
-      return text.status();
+    auto text = env_->ReadWholeFile(where, kMaxManifestBytes);
+    if (!text.ok() && text.status().code() == Status::Code::kNotFound)
+      continue;  // removed meanwhile
+    Result<Checkpoint> cp = text.ok() ? Checkpoint::Decode(text.value(), where)
+                                      : Result<Checkpoint>(text.status());
+    if (cp.ok() && (cp->name != name || cp->group != group))
+      cp = Status::Corruption(where + ": names checkpoint " + cp->group + "/" + cp->name);
+    if (!cp.ok()) {
+      g.refused.push_back({name, where, cp.status().message()});
+      continue;
     }
-    auto cp = Checkpoint::Decode(text.value(), where);
-    if (!cp.ok()) return cp.status();
-    if (cp->name != name || cp->group != group)
-      return Status::Corruption(where + ": names checkpoint " + cp->group + "/" + cp->name);
     g.checkpoints.push_back(std::move(cp).value());
   }
+  RefuseDisorder(dir, &g);
   std::sort(g.checkpoints.begin(), g.checkpoints.end(),
             [](const Checkpoint& a, const Checkpoint& b) { return a.sequence < b.sequence; });
+  std::sort(g.refused.begin(), g.refused.end(),
+            [](const RefusedCheckpoint& a, const RefusedCheckpoint& b) { return a.name < b.name; });
   return g;
 }
+
+namespace {
+
+// The refused checkpoint that cuts cp's line of parents, if one does.
+const RefusedCheckpoint* RefusedOnParentLine(const GroupState& g, const Checkpoint& cp) {
+  const Checkpoint* c = &cp;
+  for (size_t steps = 0; c != nullptr && steps <= g.checkpoints.size(); ++steps) {
+    if (c->parent.empty()) return nullptr;
+    if (const RefusedCheckpoint* r = g.FindRefused(c->parent)) return r;
+    c = g.Find(c->parent);
+  }
+  return nullptr;
+}
+
+}  // namespace
 
 Result<std::vector<ChainLink>> Repository::ResolveChain(const GroupState& g,
                                                         const Checkpoint& cp,
@@ -157,9 +243,15 @@ Result<std::vector<ChainLink>> Repository::ResolveChain(const GroupState& g,
     std::string where = "broken chain of " + g.name + "/" + cp.name + "/" + disk +
                         ": checkpoint " + c->name + " has base " + d->base;
     const Checkpoint* base = g.Find(d->base);
+    if (const RefusedCheckpoint* r = g.FindRefused(d->base); base == nullptr && r != nullptr)
+      return Status::Corruption(where + ", whose manifest is refused: " + r->reason);
     if (base == nullptr) return Status::Corruption(where + ", which does not exist");
-    if (base == c || !g.IsAncestor(base->name, c->name))
+    if (base == c || !g.IsAncestor(base->name, c->name)) {
+      if (const RefusedCheckpoint* r = RefusedOnParentLine(g, *c); r != nullptr && base != c)
+        return Status::Corruption(where + ", and its line of parents passes through " +
+                                  r->name + ", whose manifest is refused: " + r->reason);
       return Status::Corruption(where + ", which is not one of its ancestors");
+    }
     const DiskEntry* bd = base->FindDisk(disk);
     if (bd == nullptr) return Status::Corruption(where + ", which has no disk " + disk);
     c = base;
@@ -267,6 +359,9 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const std::string& grou
   CHAINFS_RETURN_IF_ERROR(ValidateName("disk", disk));
   CHAINFS_ASSIGN_OR_RETURN(GroupState g, LoadGroup(group));
   const Checkpoint* cp = g.Find(checkpoint);
+  if (const RefusedCheckpoint* r = g.FindRefused(checkpoint); cp == nullptr && r != nullptr)
+    return Status::Corruption("checkpoint " + group + "/" + checkpoint +
+                              ": its manifest is refused: " + r->reason);
   if (cp == nullptr)
     return Status::NotFound("checkpoint '" + checkpoint + "' not found in group " + group);
   return OpenView(g, *cp, disk, reader);
@@ -297,30 +392,41 @@ Result<int> Repository::CollectLeftovers(const std::string& group) const {
     return Status::Busy("group " + group + " has an unfinished consolidation journal " +
                         GroupDir(group) + "/txn.json; run 'chainfs consolidate' or "
                         "'chainfs prune' on the group (or any backup) to finish it first");
+  CHAINFS_ASSIGN_OR_RETURN(std::optional<WriteIntent> intent,
+                           ReadIntent(env_, IntentPath(group)));
   CHAINFS_ASSIGN_OR_RETURN(GroupState g, LoadGroup(group));
   std::set<std::string> referenced;
   for (const auto& cp : g.checkpoints)
     for (const auto& d : cp.disks) referenced.insert(d.delta_file);
+  // The intent's deltas are leftovers unless its commit happened: then its
+  // manifest names them, even if that manifest cannot be read right now.
+  std::vector<std::string> doomed;
+  if (intent && (intent->commits.empty() ||
+                 !env_->FileExists(CheckpointDir(group) + "/" + intent->commits + ".json")))
+    for (const std::string& f : intent->deltas)
+      if (!referenced.count(f)) doomed.push_back(DeltaPath(group, f));
+  if (auto names = env_->ListDir(GroupDir(group)); names.ok())
+    for (const std::string& f : names.value())
+      if (f.rfind("intent.json.tmp.", 0) == 0) doomed.push_back(GroupDir(group) + "/" + f);
+  if (auto names = env_->ListDir(CheckpointDir(group)); names.ok()) {
+    for (const std::string& f : names.value())
+      if (IsManifestTemporary(f)) doomed.push_back(CheckpointDir(group) + "/" + f);
+  } else if (names.status().code() != Status::Code::kNotFound) {
+    return names.status().Context("removing leftovers of failed writers in group " + group);
+  }
   int removed = 0;
   Status failed;  // the first failure; what was removed before it is still synced
-  for (const std::string& dir : {DeltaDir(group), CheckpointDir(group)}) {
-    auto names = env_->ListDir(dir);
-    if (!names.ok() && names.status().code() != Status::Code::kNotFound) failed = names.status();
-    if (!names.ok() || !failed.ok()) continue;
-    for (const std::string& f : names.value()) {
-      bool is_tmp = f.find(".tmp.") != std::string::npos;
-      bool stray_delta = dir == DeltaDir(group) && !referenced.count(f);
-      if (!is_tmp && !stray_delta) continue;
-      Status st = env_->RemoveFile(dir + "/" + f);
-      if (st.ok()) ++removed;
-      else if (st.code() != Status::Code::kNotFound) failed = st;  // kNotFound: gone meanwhile
-      if (!failed.ok()) break;
-    }
+  for (const std::string& path : doomed) {
+    Status st = env_->RemoveFile(path);
+    if (st.ok()) ++removed;
+    else if (st.code() != Status::Code::kNotFound) failed = st;  // kNotFound: gone meanwhile
+    if (!failed.ok()) break;
   }
   if (removed > 0) {
     CHAINFS_RETURN_IF_ERROR(env_->SyncDir(DeltaDir(group)));
     CHAINFS_RETURN_IF_ERROR(env_->SyncDir(CheckpointDir(group)));
   }
+  if (failed.ok() && intent) failed = ClearIntent(env_, IntentPath(group));
   if (!failed.ok())
     return failed.Context("removing leftovers of failed writers in group " + group);
   return removed;

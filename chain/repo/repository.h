@@ -25,15 +25,30 @@
 
 namespace chainfs {
 
-// The checkpoints of one group, ordered by sequence (oldest first).
+// A checkpoint whose manifest LoadGroup refused: unreadable, invalid, or
+// inconsistent with the others (sequence order). Nothing of it is trusted.
+struct RefusedCheckpoint {
+  std::string name;    // from the manifest's file name
+  std::string file;    // the manifest's path
+  std::string reason;  // the error, naming file and field
+};
+
+// The checkpoints of one group, ordered by sequence (oldest first), and
+// those whose manifest was refused. A view whose chain needs a refused
+// checkpoint cannot be opened (ResolveChain names it); the rest are served.
 struct GroupState {
   std::string name;
   std::vector<Checkpoint> checkpoints;
+  std::vector<RefusedCheckpoint> refused;  // by name
 
   const Checkpoint* Find(const std::string& checkpoint) const;
+  const RefusedCheckpoint* FindRefused(const std::string& checkpoint) const;
   const Checkpoint* Newest() const;
   // True if `ancestor` is reachable from `cp` through parent links (or is cp).
   bool IsAncestor(const std::string& ancestor, const std::string& cp) const;
+  // OK if no manifest was refused; else an error naming the first refused
+  // one and its reason, for writers that must see the whole group.
+  Status RequireAllReadable(const std::string& what) const;
 };
 
 // One step of a disk's chain: the checkpoint and its entry for the disk.
@@ -57,6 +72,10 @@ class RepoLock {
 // that a rewrite (consolidation) never collides with a file still in use.
 std::string NewDeltaFileName(const std::string& checkpoint, const std::string& disk);
 
+// True for a temporary of a manifest in checkpoints/ (Env::WriteFileAtomic's
+// NAME.json.tmp.SUFFIX), never for a manifest itself.
+bool IsManifestTemporary(const std::string& file);
+
 class Repository {
  public:
   // Creates REPO (or uses an empty existing directory) with a config. env
@@ -77,15 +96,23 @@ class Repository {
   std::string CheckpointDir(const std::string& group) const;
   std::string DeltaDir(const std::string& group) const;
   std::string DeltaPath(const std::string& group, const std::string& file) const;
+  // REPO/groups/G/intent.json: the record of a writer's new deltas
+  // (chain/repo/write_intent.h).
+  std::string IntentPath(const std::string& group) const;
 
   // Groups with at least one committed checkpoint, sorted.
   Result<std::vector<std::string>> ListGroups() const;
-  // Reads every manifest of a group (a broken manifest is an error naming it).
+  // Reads every manifest of a group. A manifest that cannot be read,
+  // decoded or validated, or that breaks the order of sequences (two with
+  // the same sequence; a parent whose sequence is not smaller: both ends are
+  // refused) goes to GroupState::refused with its reason; the others are
+  // served. Fails only if the group's directory cannot be listed.
   Result<GroupState> LoadGroup(const std::string& group) const;
 
   // The chain of `disk` at checkpoint cp, newest first, ending at a full
   // delta. Fails naming the break: a missing base, a base that is not an
-  // ancestor, a base without the disk, a cycle.
+  // ancestor, a base without the disk, a cycle, a refused checkpoint on the
+  // way (named with its manifest's reason).
   static Result<std::vector<ChainLink>> ResolveChain(const GroupState& g, const Checkpoint& cp,
                                                      const std::string& disk);
 
@@ -125,10 +152,15 @@ class Repository {
   // Takes the exclusive writer lock, or fails with kBusy naming the holder.
   Result<std::unique_ptr<RepoLock>> Lock(const std::string& purpose) const;
 
-  // REQUIRES: the lock. Removes what failed writers left behind in a group:
-  // delta files no manifest names and temporary manifests. Returns how many;
-  // a file that cannot be removed (or a directory that cannot be listed) is
-  // an error naming it, after what was removed before it is made durable.
+  // REQUIRES: the lock. Removes what failed writers left behind in a group,
+  // and only what is recorded as theirs: temporary manifests (by their
+  // name, Env::WriteFileAtomic's), and the deltas an intent record lists
+  // (chain/repo/write_intent.h) unless its commit happened or a manifest
+  // names them; then the record. Any other delta file no manifest names is
+  // left in place (Check reports it). Returns how many files were removed;
+  // a file that cannot be removed (or a directory that cannot be listed, an
+  // intent record that cannot be read) is an error naming it, after what was
+  // removed before it is made durable.
   Result<int> CollectLeftovers(const std::string& group) const;
 
  private:

@@ -1,12 +1,14 @@
 #include "chain/repo/txn.h"
 
 #include <spdlog/spdlog.h>
+#include <algorithm>
 #include <cerrno>
 #include <nlohmann/json.hpp>
 
 #include "chain/base/failpoint.h"
 #include "chain/base/names.h"
 #include "chain/layer/registry.h"
+#include "chain/repo/write_intent.h"
 
 namespace chainfs {
 
@@ -169,8 +171,24 @@ Status CommitTxn(const Repository& repo, const Txn& txn, bool* committed) {
   return Status::Ok();
 }
 
+namespace {
+
+// The journal now owns the new deltas an intent recorded (write_intent.h):
+// the intent goes, if it is this consolidation's (it lists only them).
+Status ClearOwnIntent(const Repository& repo, const Txn& txn) {
+  auto intent = ReadIntent(repo.env(), repo.IntentPath(txn.group));
+  if (!intent.ok() || !intent.value()) return Status::Ok();  // CollectLeftovers reports it
+  for (const std::string& f : intent.value()->deltas)
+    if (std::find(txn.new_deltas.begin(), txn.new_deltas.end(), f) == txn.new_deltas.end())
+      return Status::Ok();
+  return ClearIntent(repo.env(), repo.IntentPath(txn.group));
+}
+
+}  // namespace
+
 Status ApplyTxn(const Repository& repo, const Txn& txn) {
   const std::string& g = txn.group;
+  CHAINFS_RETURN_IF_ERROR(ClearOwnIntent(repo, txn));
   for (const ManifestStep& st : txn.steps) {
     const std::string path = ManifestPath(repo, g, st.checkpoint);
     if (st.write) {

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <charconv>
+
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -12,6 +14,7 @@
 #include "chain/native/delta_format.h"
 #include "chain/repo/export.h"
 #include "chain/base/progress.h"
+#include "chain/base/worker_pool.h"
 #include "chain/repo/repository.h"
 #include "chain/base/stop_signals.h"
 
@@ -20,21 +23,19 @@ namespace chainfs {
 using nlohmann::json;
 
 bool ParseSize(const std::string& text, uint64_t* out) {
-  size_t pos = 0;
-  unsigned long long v = 0;
-  try {
-    v = std::stoull(text, &pos);
-  } catch (...) {
-    return false;
-  }
-  std::string unit = text.substr(pos);
-  uint64_t mul = 1;
-  if (unit.empty() || unit == "B") mul = 1;
-  else if (unit == "K" || unit == "KiB" || unit == "k") mul = 1ull << 10;
-  else if (unit == "M" || unit == "MiB") mul = 1ull << 20;
-  else if (unit == "G" || unit == "GiB") mul = 1ull << 30;
+  uint64_t v = 0;
+  const char* end = text.data() + text.size();
+  auto [p, ec] = std::from_chars(text.data(), end, v);
+  if (ec != std::errc() || p == text.data()) return false;
+  const std::string unit(p, end);
+  int shift = 0;
+  if (unit.empty() || unit == "B") shift = 0;
+  else if (unit == "K" || unit == "KiB" || unit == "k") shift = 10;
+  else if (unit == "M" || unit == "MiB") shift = 20;
+  else if (unit == "G" || unit == "GiB") shift = 30;
   else return false;
-  *out = v * mul;
+  if (v > (UINT64_MAX >> shift)) return false;  // would wrap
+  *out = v << shift;
   return true;
 }
 
@@ -83,9 +84,10 @@ Action AddInitCommand(CLI::App& app) {
           spdlog::error("init: --compression {}: expected zstd[:LEVEL] or none", o->compression);
           return 2;
         }
-        try {
-          cfg.compression_level = std::stoi(o->compression.substr(5));
-        } catch (...) {
+        const std::string level = o->compression.substr(5);
+        auto [p, ec] = std::from_chars(level.data(), level.data() + level.size(),
+                                       cfg.compression_level);
+        if (ec != std::errc() || p != level.data() + level.size() || level.empty()) {
           spdlog::error("init: --compression {}: LEVEL must be a number", o->compression);
           return 2;
         }
@@ -126,7 +128,8 @@ Action AddBackupCommand(CLI::App& app) {
                   "NAME=MAP.json: read only the extents dirty in this map "
                   "(nbdinfo --json --map=qemu:dirty-bitmap:BITMAP)");
   cmd->add_option("--config", o->config, "VM config to keep with the checkpoint (domain XML)");
-  cmd->add_option("--threads", o->threads, "compression threads (default: one per core)");
+  cmd->add_option("--threads", o->threads, "compression threads, 1 to 256 (default: one per core)")
+      ->check(CLI::Range(1u, WorkerPool::kMaxThreads));
   cmd->add_flag("--json", o->json, "print the result as JSON");
   return [o]() -> int {
     BackupOptions opts;
@@ -224,6 +227,7 @@ Action AddListCommand(CLI::App& app) {
       groups = gs.value();
     }
     json out = json::array();
+    bool any_refused = false;
     for (const auto& gname : groups) {
       auto g = repo.value()->LoadGroup(gname);
       if (!g.ok()) return Fail("list", g.status());
@@ -251,10 +255,18 @@ Action AddListCommand(CLI::App& app) {
         }
         jg["checkpoints"].push_back(jc);
       }
+      // Refused manifests hide only their checkpoint (and views needing it).
+      jg["refused"] = json::array();
+      any_refused = any_refused || !g->refused.empty();
+      for (const RefusedCheckpoint& r : g->refused) {
+        spdlog::warn("list: checkpoint {}/{} not shown: its manifest is refused: {}", gname,
+                     r.name, r.reason);
+        jg["refused"].push_back({{"name", r.name}, {"file", r.file}, {"reason", r.reason}});
+      }
       out.push_back(jg);
     }
     if (o->json) std::cout << out.dump(2) << "\n";
-    return 0;
+    return any_refused ? 1 : 0;  // the rest is listed; the refusal is a failure
   };
 }
 

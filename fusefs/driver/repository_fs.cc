@@ -117,11 +117,12 @@ struct stat RepositoryFs::BaseAttr(mode_t type, int64_t mtime_ns) const {
   return st;
 }
 
-Node RepositoryFs::CheckpointNode(NodeKind kind, const Checkpoint& cp) const {
+Node RepositoryFs::CheckpointNode(NodeKind kind, std::shared_ptr<const Checkpoint> shared) const {
+  const Checkpoint& cp = *shared;
   Node n;
   n.kind = kind;
   n.group = cp.group;
-  n.checkpoint = std::make_shared<const Checkpoint>(cp);
+  n.checkpoint = std::move(shared);
   if (kind == NodeKind::kCheckpoint) {
     n.attr = BaseAttr(S_IFDIR, cp.created_unix_ns);
     return n;
@@ -133,9 +134,10 @@ Node RepositoryFs::CheckpointNode(NodeKind kind, const Checkpoint& cp) const {
   return n;
 }
 
-Node RepositoryFs::DiskNode(const GroupState& g, const Checkpoint& cp,
+Node RepositoryFs::DiskNode(const GroupState& g, std::shared_ptr<const Checkpoint> shared,
                             const std::string& disk) const {
-  Node n = CheckpointNode(NodeKind::kCheckpoint, cp);
+  const Checkpoint& cp = *shared;
+  Node n = CheckpointNode(NodeKind::kCheckpoint, std::move(shared));
   n.kind = NodeKind::kDisk;
   n.disk = disk;
   const DiskEntry* d = cp.FindDisk(disk);
@@ -165,8 +167,9 @@ uint64_t RepositoryFs::GroupIno(const std::string& group) {
 
 uint64_t RepositoryFs::CheckpointIno(const std::string& group, const Checkpoint& cp) {
   (void)group;
-  return inodes_.Intern(InodeTable::CheckpointKey(cp, ""),
-                        [&] { return CheckpointNode(NodeKind::kCheckpoint, cp); });
+  return inodes_.Intern(InodeTable::CheckpointKey(cp, ""), [&] {
+    return CheckpointNode(NodeKind::kCheckpoint, std::make_shared<const Checkpoint>(cp));
+  });
 }
 
 RepositoryFs::Entry RepositoryFs::Fixed(uint64_t ino) const {
@@ -200,21 +203,23 @@ Result<RepositoryFs::Entry> RepositoryFs::GroupChild(const std::string& group,
 
 Result<RepositoryFs::Entry> RepositoryFs::CheckpointChild(const Node& cp_node,
                                                           const std::string& name) {
-  const Checkpoint& cp = *cp_node.checkpoint;
+  const std::shared_ptr<const Checkpoint>& shared = cp_node.checkpoint;
+  const Checkpoint& cp = *shared;
   if (name == kManifestName)
     return Fixed(inodes_.Intern(InodeTable::CheckpointKey(cp, name),
-                                [&] { return CheckpointNode(NodeKind::kManifest, cp); }));
+                                [&] { return CheckpointNode(NodeKind::kManifest, shared); }));
   if (ShowConfig(cp) && name == *cp.config_name)
     return Fixed(inodes_.Intern(InodeTable::CheckpointKey(cp, name),
-                                [&] { return CheckpointNode(NodeKind::kConfig, cp); }));
+                                [&] { return CheckpointNode(NodeKind::kConfig, shared); }));
   if (!EndsWith(name, kDiskSuffix)) return NoEntry(name);
   const std::string disk = name.substr(0, name.size() - std::strlen(kDiskSuffix));
   if (cp.FindDisk(disk) == nullptr) return NoEntry(name);
   const std::string key = InodeTable::CheckpointKey(cp, name);
-  auto g = groups_.Get(cp.group);  // for the chain's stored bytes
-  GroupState fallback;
-  const GroupState& state = g.ok() ? *g.value() : fallback;
-  return Fixed(inodes_.Intern(key, [&] { return DiskNode(state, cp, disk); }));
+  return Fixed(inodes_.Intern(key, [&] {
+    auto g = groups_.Get(cp.group);  // for the chain's stored bytes
+    GroupState fallback;
+    return DiskNode(g.ok() ? *g.value() : fallback, shared, disk);
+  }));
 }
 
 Result<RepositoryFs::Entry> RepositoryFs::Child(const Node& parent, const std::string& name) {

@@ -109,8 +109,11 @@ class RepositoryFs {
   Entry Fixed(uint64_t ino) const;
 
   struct stat BaseAttr(mode_t type, int64_t mtime_ns) const;
-  Node CheckpointNode(NodeKind kind, const Checkpoint& cp) const;
-  Node DiskNode(const GroupState& g, const Checkpoint& cp, const std::string& disk) const;
+  // Nodes of one checkpoint share one immutable copy of it (cp): a
+  // checkpoint of N disks costs one copy, not N (3,000 disks: 1.46 GiB).
+  Node CheckpointNode(NodeKind kind, std::shared_ptr<const Checkpoint> cp) const;
+  Node DiskNode(const GroupState& g, std::shared_ptr<const Checkpoint> cp,
+                const std::string& disk) const;
   Result<std::shared_ptr<const View>> ViewOf(uint64_t ino, const Node& node);
   void SetKernelReadaheadOnce();
   // Puts f in fi->fh and replies to an open; f is kept in open_files_ until

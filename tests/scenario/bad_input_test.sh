@@ -184,6 +184,79 @@ expect_rc 1 "c2.json.*disks\[0\].*delta file" "$CHAINFS" check "$D"
 expect_rc 1 "c2.json.*disks\[0\].*delta file" "$CHAINFS" export "$D" vm1 c2 vda "$T/out.raw"
 [ ! -e "$T/out.raw" ] || fail "export through an escaping delta name left an output file"
 
+step "issue 13: a FIFO, a character device, a directory as --disk source: refused quickly, lock free"
+mkfifo "$T/fifo"
+for src in "$T/fifo" /dev/null "$T"; do
+  repo_files "$R" >"$T/before"
+  expect_rc 1 "$src is (a FIFO|a character device|a directory).*regular file.*block device" \
+    timeout 20 "$CHAINFS" backup "$R" vm1 c9 --disk vda="$src"
+  repo_files "$R" >"$T/after"
+  same_state "backup from $src" "$T/before" "$T/after"
+done
+refused 1 "dirty map $T/fifo is a FIFO" timeout 20 "$CHAINFS" backup "$R" vm1 c9 --disk vda="$A" --dirty vda="$T/fifo"
+refused 1 "VM config $T/fifo is a FIFO" timeout 20 "$CHAINFS" backup "$R" vm1 c9 --disk vda="$A" --config "$T/fifo"
+flock -n "$R/lock" true || fail "the writer lock is held after a refused FIFO source"
+
+step "issue 13: --threads out of 1..256, malformed --compression and --block-size exit 2"
+for n in 0 257 100000 -1 x; do
+  refused 2 "threads" timeout 20 "$CHAINFS" backup "$R" vm1 c9 --disk vda="$A" --threads "$n"
+done
+for c in zstd:3x zstd: zstd:x zstd3 'zstd: 3' lz4; do
+  expect_rc 2 "compression $c" "$CHAINFS" init "$T/r3" --compression "$c"
+  [ ! -e "$T/r3" ] || fail "init --compression $c created $T/r3"
+done
+for b in 17592186044417M 64KK ' 64K' 64K1 ''; do
+  expect_rc 2 "block-size" "$CHAINFS" init "$T/r3" --block-size "$b"
+  [ ! -e "$T/r3" ] || fail "init --block-size '$b' created $T/r3"
+done
+
+step "issue 13: manifest numbers out of range, unknown keys, flipped sequence are refused naming file and field"
+D=$(damaged_copy numbers)
+m=$D/groups/vm1/checkpoints/c2.json
+sed -i 's/"virtual_size": [0-9]*/"virtual_size": 184467440737095516160/' "$m"
+expect_rc 1 "c2.json.*virtual_size" "$CHAINFS" check "$D"
+expect_rc 1 "c2.json.*virtual_size" "$CHAINFS" export "$D" vm1 c2 vda "$T/out.raw"
+D=$(damaged_copy unknown-key)
+m=$D/groups/vm1/checkpoints/c2.json
+jq '.confg = {"name": "vm1.xml", "content": "<domain/>"}' "$m" >"$T/m" && cp "$T/m" "$m"
+expect_rc 1 "c2.json.*unknown field 'confg'" "$CHAINFS" check "$D"
+D=$(damaged_copy sequence)
+m=$D/groups/vm1/checkpoints/c1.json
+jq '.sequence = 7' "$m" >"$T/m" && cp "$T/m" "$m"
+expect_rc 1 "c2.json.*field 'parent'.*sequence 7" "$CHAINFS" check "$D"
+repo_files "$D" >"$T/before"
+expect_rc 1 "c1.json|c2.json" "$CHAINFS" prune "$D" vm1 --keep-last 1
+expect_rc 1 "c1.json|c2.json" "$CHAINFS" backup "$D" vm1 c9 --disk vda="$A"
+repo_files "$D" >"$T/after"
+same_state "writers on a group with a refused manifest" "$T/before" "$T/after"
+
+step "issue 13: a garbage manifest refuses its checkpoint only; the rest is served"
+D=$(damaged_copy garbage)
+echo 'garbage' >"$D/groups/vm1/checkpoints/c2.json"
+expect_rc 1 "PROBLEM vm1/c2.*c2.json" "$CHAINFS" check "$D"
+expect_rc 1 "c2.*refused" "$CHAINFS" list "$D" --json
+"$CHAINFS" list "$D" --json 2>/dev/null >"$T/list.json" || true
+[ "$(jq -r '.[0] | "\(.checkpoints | map(.name) | join(",")) \(.refused | map(.name) | join(","))"' "$T/list.json")" = "c1,c3,c4 c2" ] ||
+  fail "list --json does not serve c1,c3,c4 beside the refused c2: $(cat "$T/list.json")"
+ok "$CHAINFS" export "$D" vm1 c1 vda "$T/out.raw"
+ok "$CHAINFS" export "$D" vm1 c4 vdc "$T/out.raw"
+cmp "$T/out.raw" "$T/vdc.raw" || fail "vdc of c4 (chain not needing c2) does not export"
+expect_rc 1 "c2.json" "$CHAINFS" export "$D" vm1 c3 vda "$T/out.raw.2"
+[ ! -e "$T/out.raw.2" ] || fail "export through a refused manifest left an output file"
+rm -f "$T/out.raw"
+
+step "issue 13: with a manifest moved away, prune deletes nothing of its checkpoint"
+D=$(damaged_copy moved)
+mv "$D/groups/vm1/checkpoints/c2.json" "$T/c2.json.away"
+c2_deltas=$(jq -r '.disks[].delta' "$T/c2.json.away")
+"$CHAINFS" prune "$D" vm1 --keep-last 1 >"$T/last.out" 2>&1 || true
+for f in $c2_deltas; do
+  [ -e "$D/groups/vm1/deltas/$f" ] || fail "prune deleted $f of c2 whose manifest was away"
+done
+expect_rc 1 "not referenced by any manifest; left in place" "$CHAINFS" check "$D" vm1
+mv "$T/c2.json.away" "$D/groups/vm1/checkpoints/c2.json"
+expect_rc 0 '^OK' "$CHAINFS" check "$D" --deep
+
 step "a second writer is refused while another holds the lock"
 refused 1 "locked by another writer" flock "$R/lock" "$CHAINFS" backup "$R" vm1 c9 --disk vda="$A"
 

@@ -37,10 +37,11 @@ ok "$CHAINFS" backup "$R" vm1 c1 --disk vda="$SRCIMG"
 export_equals c1 "$SRCIMG"
 
 n=1
-# file.before-fsync: the 1st fsync is the delta's, the 2nd the manifest's
-# temporary file (killed before its rename).
-for fp in backup.before-commit=kill backup.read-batch=3*kill file.before-fsync=kill \
-  file.before-fsync=2*kill; do
+# file.before-fsync: the 1st fsync is the intent record's (issue 13), the
+# 2nd the delta's, the 3rd the manifest's temporary file (killed before its
+# rename).
+for fp in backup.before-commit=kill backup.read-batch=3*kill file.before-fsync=2*kill \
+  file.before-fsync=3*kill; do
   n=$((n + 1))
   step "killed backup: CHAINFS_FAILPOINTS=$fp"
   make_source $((n * 10)) 16
@@ -52,8 +53,9 @@ for fp in backup.before-commit=kill backup.read-batch=3*kill file.before-fsync=k
   [ "$rc" -eq 137 ] || { cat "$T/last.out" >&2; fail "$fp: exited $rc, expected death by SIGKILL (137)"; }
   repo_visible "$R" >"$T/after"
   same_state "killed at $fp" "$T/before" "$T/after"
-  # Byte for byte the same files, apart from the unreferenced leftovers.
-  repo_files "$R" | grep -v -F -f <(unreferenced_deltas "$R" vm1; echo .tmp.) >"$T/files.after" || true
+  # Byte for byte the same files, apart from the unreferenced leftovers and
+  # the intent record that lists them.
+  repo_files "$R" | grep -v -F -f <(unreferenced_deltas "$R" vm1; echo .tmp.; echo intent.json) >"$T/files.after" || true
   same_state "killed at $fp (all files but leftovers)" "$T/files.before" "$T/files.after"
   [ ! -e "$R/groups/vm1/checkpoints/c$n.json" ] || fail "$fp: checkpoint c$n exists after the kill"
   check_clean
@@ -65,6 +67,7 @@ for fp in backup.before-commit=kill backup.read-batch=3*kill file.before-fsync=k
   left=$(unreferenced_deltas "$R" vm1)
   [ -z "$left" ] || fail "$fp: unreferenced delta files remain after the re-run: $left"
   [ -z "$(find "$R/groups/vm1/checkpoints" -name '*.tmp.*')" ] || fail "$fp: a temporary manifest remains after the re-run"
+  [ ! -e "$R/groups/vm1/intent.json" ] || fail "$fp: the intent record remains after the re-run"
   export_equals c$n "$SRCIMG"
   check_clean
 done

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <utility>
 #include <vector>
@@ -115,6 +116,93 @@ TEST(Manifest, Issue13IntegerFieldsTakeOnlyIntegersInRange) {
   EXPECT_FALSE(RepoConfig::Decode(config.dump(), "c").ok());
   config["block_size"] = 1e30;
   EXPECT_FALSE(RepoConfig::Decode(config.dump(), "c").ok());
+}
+
+// Decodes kOldManifest with `edit` applied to its JSON text; the error.
+Status DecodeEdited(const std::function<void(nlohmann::json&)>& edit) {
+  auto j = nlohmann::json::parse(kOldManifest);
+  edit(j);
+  return Checkpoint::Decode(j.dump(), "/r/c2.json").status();
+}
+
+void ExpectRefused(const Status& st, const std::string& part) {
+  ASSERT_FALSE(st.ok()) << "accepted; expected an error naming " << part;
+  EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
+  EXPECT_NE(st.message().find("/r/c2.json"), std::string::npos) << st.ToString();
+  EXPECT_NE(st.message().find(part), std::string::npos) << st.ToString();
+}
+
+// Issue 13: numbers above 2^64 went through an undefined float-to-integer
+// conversion; floats and negatives were taken too.
+TEST(Manifest, Issue13NumbersMustBeIntegersInRange) {
+  auto with = [](const char* key, const char* number) {
+    std::string text = kOldManifest;
+    const std::string field = std::string("\"") + key + "\": ";
+    size_t at = text.find(field) + field.size();
+    size_t end = text.find_first_of(",\n}", at);
+    text.replace(at, end - at, number);
+    return Checkpoint::Decode(text, "/r/c2.json").status();
+  };
+  ExpectRefused(with("sequence", "100000000000000000000"), "'sequence'");
+  ExpectRefused(with("sequence", "-1"), "'sequence'");
+  ExpectRefused(with("sequence", "2.5"), "'sequence'");
+  ExpectRefused(with("sequence", "0"), "'sequence'");
+  ExpectRefused(with("virtual_size", "18446744073709551616"), "'virtual_size'");
+  ExpectRefused(with("virtual_size", "1e30"), "'virtual_size'");
+  ExpectRefused(with("stored_bytes", "-5"), "'stored_bytes'");
+  ExpectRefused(with("created_unix_ns", "9223372036854775808"), "'created_unix_ns'");
+  ExpectRefused(with("version", "4294967297"), "'version'");
+  EXPECT_TRUE(with("virtual_size", "18446744073709551615").ok());
+}
+
+// Issue 13: a misspelled "config" was dropped without a word.
+TEST(Manifest, Issue13UnknownKeysAreRefusedNamingTheKey) {
+  ExpectRefused(DecodeEdited([](nlohmann::json& j) {
+                  j["confg"] = {{"name", "vm1.xml"}, {"content", "<domain/>"}};
+                }),
+                "unknown field 'confg'");
+  ExpectRefused(DecodeEdited([](nlohmann::json& j) { j["disks"][0]["sise"] = 1; }),
+                "disks[0]: unknown field 'sise'");
+  ExpectRefused(DecodeEdited([](nlohmann::json& j) {
+                  j["config"] = {{"name", "vm1.xml"}, {"content", ""}, {"extra", 1}};
+                }),
+                "unknown field 'extra'");
+  ExpectRefused(DecodeEdited([](nlohmann::json& j) { j["config"] = "vm1.xml"; }),
+                "'config'");
+  EXPECT_TRUE(DecodeEdited([](nlohmann::json& j) {
+                j["config"] = {{"name", "vm1.xml"}, {"content", "<domain/>"}};
+              }).ok());
+}
+
+// Issue 13: a 62 MB deeply nested manifest cost 2.3 GiB on every load.
+TEST(Manifest, Issue13SizeAndNestingAreBounded) {
+  std::string deep = std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']');
+  EXPECT_TRUE(DecodeEdited([&](nlohmann::json& j) { j["created"] = deep; }).ok())
+      << "brackets inside a string are text";
+  std::string nested = kOldManifest;
+  nested.insert(nested.size() - 1, ", \"x\": " + std::string(100000, '[') +
+                                       std::string(100000, ']'));
+  ExpectRefused(Checkpoint::Decode(nested, "/r/c2.json").status(), "nested deeper than 32");
+  std::string big = kOldManifest;
+  big.insert(big.size() - 1, ", \"x\": \"" + std::string(kMaxManifestBytes, 'a') + "\"");
+  ExpectRefused(Checkpoint::Decode(big, "/r/c2.json").status(), "bytes, more than");
+}
+
+TEST(RepoConfig, Issue13UnknownKeysAndBadLevelsAreRefused) {
+  RepoConfig c;
+  auto j = nlohmann::json::parse(c.Encode());
+  j["blocksize"] = 4096;
+  auto r = RepoConfig::Decode(j.dump(), "/r/chainfs.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("/r/chainfs.json: unknown field 'blocksize'"),
+            std::string::npos)
+      << r.status().ToString();
+  j = nlohmann::json::parse(c.Encode());
+  j["compression_level"] = 1e12;
+  r = RepoConfig::Decode(j.dump(), "/r/chainfs.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("'compression_level'"), std::string::npos);
+  EXPECT_TRUE(RepoConfig::Decode(c.Encode(), "/r/chainfs.json").ok());
 }
 
 }  // namespace
