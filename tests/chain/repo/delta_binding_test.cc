@@ -26,7 +26,7 @@ constexpr uint32_t kBs = 4096;
 class DeltaBindingTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    repo_ = testing::NewRepository(dir_, Env::Default(), kBs);
+    repo_ = testing::NewRepository(dir_, &env_, kBs);  // no faults set: a plain rooted Env
     ASSERT_TRUE(repo_);
     std::string disk = testing::RandomBytes(8 * kBs, 1);
     for (int i = 1; i <= 4; ++i) {
@@ -76,6 +76,7 @@ class DeltaBindingTest : public ::testing::Test {
   }
 
   TempDir dir_;
+  testing::FaultyEnv env_;
   std::unique_ptr<Repository> repo_;
   std::map<std::string, std::string> bytes_;
 };

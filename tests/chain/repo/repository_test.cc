@@ -176,6 +176,8 @@ TEST_F(RepositoryLinkTest, Issue13ALinkedLockIsNeitherWrittenNorCreated) {
   Link(outside_ + "/created", lock);
   EXPECT_FALSE(repo_->Lock("prune vm1").ok());
   ExpectOutsideIntact();
+}
+
 // Issue 13: a delta file that no manifest names and no record explains is
 // left in place (its manifest may be missing only for a while), and check
 // names it.
