@@ -18,7 +18,9 @@ std::string WriteIntent::Encode() const {
 
 Result<WriteIntent> WriteIntent::Decode(const std::string& text, const std::string& where) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded() || !j.is_object() || j.value("format", "") != "chainfs-intent")
+  // j["format"] compared as json: value("format", "") throws on a non-string.
+  if (j.is_discarded() || !j.is_object() || !j.contains("format") ||
+      j["format"] != "chainfs-intent")
     return Status::Corruption(where + ": not a chainfs intent record");
   if (!j.contains("version") || !j["version"].is_number_unsigned() ||
       j["version"].get<uint64_t>() != kIntentVersion)

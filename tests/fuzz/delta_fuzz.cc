@@ -7,18 +7,21 @@
 // virtual size, data extents numbering their entries; every entry reads and
 // verifies (or fails as corruption, never crashes), its stored bytes
 // round-trip through ReadStored, and a View over the layer reads each
-// extent as the entries say (data) or as zeros.
+// extent as the entries say (data) or as zeros. A version 2 file tells its
+// identity (names inside the repository, the footer's index digest).
 //
 // Each input runs twice: as is, and with its checksums repaired (header,
-// footer, index, each stored block's; docs/FORMAT.md offsets), so that
-// mutations reach the checks behind the checksums (counts, bounds, order,
-// codecs, decompression) instead of stopping at the first checksum.
+// version 2's identity record, footer, index, each stored block's;
+// docs/FORMAT.md offsets), so that mutations reach the checks behind the
+// checksums (counts, bounds, order, codecs, names, decompression) instead of
+// stopping at the first checksum.
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "chain/base/coding.h"
 #include "chain/base/hash.h"
+#include "chain/base/names.h"
 #include "chain/layer/registry.h"
 #include "chain/native/delta_format.h"
 #include "chain/layer/view.h"
@@ -32,13 +35,21 @@ namespace {
 constexpr uint64_t kMaxBytesRead = 32ull << 20;
 
 // Recomputes the checksums a valid writer would have written, where the
-// fields they cover lie inside the file: each index entry's stored-block
-// checksum, the footer's stored byte sum and index checksum, then the
-// header's and footer's own checksums.
+// fields they cover lie inside the file: the identity record's (version 2),
+// each index entry's stored-block checksum, the footer's stored byte sum and
+// index checksum, then the header's and footer's own checksums.
 void RepairChecksums(std::string* f) {
   if (f->size() < kDeltaHeaderSize + kDeltaFooterSize) return;
   char* p = f->data();
   const uint64_t footer = f->size() - kDeltaFooterSize;
+  // Version 2: the identity record spans [64, header_size) (header_size at
+  // offset 12); its last 8 bytes are its checksum.
+  const uint32_t header_size = DecodeFixed32(p + 12);
+  if (DecodeFixed32(p + 8) == kDeltaVersion && header_size % 8 == 0 &&
+      header_size >= kDeltaHeaderSize + kIdentityFixedSize + 8 &&
+      header_size <= std::min<uint64_t>(kMaxDeltaHeaderSize, footer))
+    EncodeFixed64(p + header_size - 8,
+                  Checksum64(p + kDeltaHeaderSize, header_size - kDeltaHeaderSize - 8));
   EncodeFixed64(p + 56, Checksum64(p, 56));
   const uint64_t index = DecodeFixed64(p + footer);
   if (index >= kDeltaHeaderSize && index <= footer) {
@@ -132,7 +143,28 @@ void ReadView(std::shared_ptr<const Layer> layer, uint64_t* budget) {
   });
 }
 
+// A layer that opened says what it is exactly when the file is version 2,
+// in names that stay inside the repository, with the footer's index
+// checksum as its index digest.
+void CheckIdentity(const Layer& layer, bool version2, uint64_t index_checksum) {
+  const LayerIdentity* id = layer.identity();
+  FUZZ_CHECK((id != nullptr) == version2);
+  if (id == nullptr) return;
+  FUZZ_CHECK(ValidateName("group", id->group).ok());
+  FUZZ_CHECK(ValidateName("checkpoint", id->checkpoint).ok());
+  FUZZ_CHECK(ValidateName("disk", id->disk).ok());
+  FUZZ_CHECK((id->kind == DeltaKind::kFull) == id->base.empty());
+  FUZZ_CHECK(id->base.empty() || ValidateName("base", id->base).ok());
+  FUZZ_CHECK(DeltaId::FromHex(id->id.Hex()) == id->id);
+  FUZZ_CHECK(id->index_digest == index_checksum);
+}
+
 void OpenAndRead(std::string bytes) {
+  // What the header and footer say (a file shorter than both does not open).
+  const bool whole = bytes.size() >= kDeltaHeaderSize + kDeltaFooterSize;
+  const bool version2 = whole && DecodeFixed32(bytes.data() + 8) == kDeltaVersion;
+  const uint64_t index_checksum =
+      whole ? DecodeFixed64(bytes.data() + bytes.size() - kDeltaFooterSize + 24) : 0;
   auto file = std::make_unique<MemoryFile>(std::move(bytes), "fuzz.delta");
   Result<const LayerFormat*> format = ProbeLayerFormat(*file);
   if (!format.ok()) return;
@@ -144,6 +176,7 @@ void OpenAndRead(std::string bytes) {
   }
   const Layer& l = *layer.value();
   FUZZ_CHECK(l.block_size() >= 512 && (l.block_size() & (l.block_size() - 1)) == 0);
+  CheckIdentity(l, version2, index_checksum);
   std::vector<LayerExtent> extents;
   CheckExtents(l, &extents);
   uint64_t budget = kMaxBytesRead;

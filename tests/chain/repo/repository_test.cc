@@ -213,6 +213,19 @@ TEST_F(RepositoryTest, Issue13CommittedIntentKeepsItsDeltas) {
   EXPECT_FALSE(env_.FileExists(repo_->IntentPath("vm1")));
 }
 
+// An intent record whose "format" is not a string (found by fuzz_intent:
+// an uncaught json exception) is refused as corruption naming it.
+TEST_F(RepositoryTest, Issue13IntentWithNumericFormatIsCorruption) {
+  testing::WriteFile(repo_->IntentPath("vm1"),
+                     R"({"format": 1, "version": 1, "group": "vm1", "purpose": "p",)"
+                     R"( "commits": "c2", "deltas": []})");
+  auto removed = repo_->CollectLeftovers("vm1");
+  ASSERT_FALSE(removed.ok());
+  EXPECT_EQ(removed.status().code(), Status::Code::kCorruption);
+  EXPECT_NE(removed.status().message().find("intent.json"), std::string::npos)
+      << removed.status().ToString();
+}
+
 // A chain c1..c5 of one disk, each checkpoint changing one block.
 class ChainTest : public ::testing::Test {
  protected:
