@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <utility>
 
 #include "chain/base/file.h"
 
@@ -44,6 +45,18 @@ class MemoryFile : public RandomAccessFile {
   const std::string bytes_;
   const std::string path_;
 };
+
+// Encoding a decoded record and decoding that again gives the same text
+// (and so the same record): what every JSON parser's target checks after
+// its own invariants. Returns the record decoded again.
+template <typename T>
+T DecodeAgainStable(const T& decoded, const std::string& where) {
+  const std::string once = decoded.Encode();
+  Result<T> again = T::Decode(once, where + " (encoded again)");
+  FUZZ_CHECK(again.ok());
+  FUZZ_CHECK(again->Encode() == once);
+  return std::move(again).value();
+}
 
 inline std::string AsString(const uint8_t* data, size_t size) {
   return std::string(reinterpret_cast<const char*>(data), size);
