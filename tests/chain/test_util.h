@@ -201,25 +201,13 @@ class FaultyEnv : public Env {
     return base_->SyncDir(dir);
   }
   Status RenameFile(const std::string& from, const std::string& to) override {
-    bool after = false;
-    Status st = Check(Op::kRename, to, "renaming " + from + " to " + to, nullptr, &after);
-    if (after) (void)base_->RenameFile(from, to);
-    CHAINFS_RETURN_IF_ERROR(st);
-    return base_->RenameFile(from, to);
+    return CheckThen(Op::kRename, to, "renaming " + from + " to " + to, [&] { return base_->RenameFile(from, to); });
   }
   Status RemoveFile(const std::string& path) override {
-    bool after = false;
-    Status st = Check(Op::kRemove, path, "removing " + path, nullptr, &after);
-    if (after) (void)base_->RemoveFile(path);
-    CHAINFS_RETURN_IF_ERROR(st);
-    return base_->RemoveFile(path);
+    return CheckThen(Op::kRemove, path, "removing " + path, [&] { return base_->RemoveFile(path); });
   }
   Status CreateDirs(const std::string& dir) override {
-    bool after = false;
-    Status st = Check(Op::kCreateDirs, dir, "creating directory " + dir, nullptr, &after);
-    if (after) (void)base_->CreateDirs(dir);
-    CHAINFS_RETURN_IF_ERROR(st);
-    return base_->CreateDirs(dir);
+    return CheckThen(Op::kCreateDirs, dir, "creating directory " + dir, [&] { return base_->CreateDirs(dir); });
   }
   Result<std::vector<std::string>> ListDir(const std::string& dir) override {
     CHAINFS_RETURN_IF_ERROR(Check(Op::kList, dir, "listing " + dir));
@@ -240,6 +228,16 @@ class FaultyEnv : public Env {
   }
 
  private:
+  // The call, after consulting the rules; a kAfterEffect fault makes the
+  // call and then fails.
+  template <typename Call>
+  Status CheckThen(Op op, const std::string& path, const std::string& what, Call call) {
+    bool after = false;
+    Status st = Check(op, path, what, nullptr, &after);
+    if (after) (void)call();
+    CHAINFS_RETURN_IF_ERROR(st);
+    return call();
+  }
   // Sync and Close of a wrapped writable file, after consulting the rules.
   template <typename F>
   Status SyncChecked(F& f) {
