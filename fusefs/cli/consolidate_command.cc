@@ -21,6 +21,17 @@ std::string Join(const std::vector<std::string>& v) {
   return out;
 }
 
+// Join for a terminal: a list of thousands (a prune of a deep chain) is
+// shortened to its ends and its count; --json has every name.
+std::string JoinShort(const std::vector<std::string>& v) {
+  constexpr size_t kHead = 3, kTail = 2;
+  if (v.size() <= kHead + kTail + 3) return Join(v);
+  std::vector<std::string> ends(v.begin(), v.begin() + kHead);
+  ends.push_back("...");
+  ends.insert(ends.end(), v.end() - kTail, v.end());
+  return Join(ends) + " (" + std::to_string(v.size()) + " checkpoints)";
+}
+
 std::vector<std::string> SplitCommas(const std::vector<std::string>& args) {
   std::vector<std::string> out;
   for (const auto& a : args) {
@@ -88,7 +99,7 @@ void PrintReport(const ConsolidateReport& r) {
   const char* verb = r.dry_run ? "would " : "";
   std::cout << (r.dry_run ? "plan for group " : "group ") << r.group << ":\n";
   if (!r.dropped.empty())
-    std::cout << "  " << verb << "drop " << Join(r.dropped) << "\n";
+    std::cout << "  " << verb << "drop " << JoinShort(r.dropped) << "\n";
   for (const auto& [cp, parent] : r.relinked)
     std::cout << "  " << verb << "relink " << cp << " to parent "
               << (parent.empty() ? "(none)" : parent) << "\n";
@@ -96,7 +107,7 @@ void PrintReport(const ConsolidateReport& r) {
     std::cout << "  " << verb << "rewrite " << w.checkpoint << "/" << w.disk
               << " as " << DeltaKindName(w.kind)
               << (w.base.empty() ? "" : " (base " + w.base + ")");
-    if (!w.merged.empty()) std::cout << ", merging " << Join(w.merged);
+    if (!w.merged.empty()) std::cout << ", merging " << JoinShort(w.merged);
     std::cout << ": " << w.blocks_copied << " blocks copied, "
               << w.blocks_reencoded << " re-encoded, " << w.zero_blocks
               << " zero blocks";
