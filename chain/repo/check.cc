@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <set>
+#include <tuple>
 
 #include "chain/base/names.h"
 #include "chain/base/progress.h"
@@ -88,30 +90,64 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
     r->problems.push_back({group, only, "", "", -1, "checkpoint not found"});
     return;
   }
+  // Each disk entry is looked at once (linear in the group, whatever its
+  // depth): its link to its base comes from the snapshot's index, its delta
+  // is opened (bound, sized) once, and a view opens when its own delta does
+  // and its base's view opens. The first failure newest first is the view's
+  // problem, as OpenView would report it.
   std::map<std::string, DeltaRef> deltas;  // file -> who stores it
   std::set<std::string> unbound;           // files of views that opened, without identity
-  for (const Checkpoint& cp : g.checkpoints) {
+  std::vector<std::vector<std::optional<std::string>>> view_error(g.checkpoints.size());
+  for (size_t i = 0; i < g.checkpoints.size(); ++i)
+    view_error[i].resize(g.checkpoints[i].disks.size());
+  // "" when the view of (checkpoint i, disk j) opens, else why not.
+  // REQUIRES: its chain resolves.
+  auto view_status = [&](const int32_t ci, const int32_t cj) -> const std::string& {
+    int32_t i = ci, j = cj;
+    std::vector<std::pair<int32_t, int32_t>> path;
+    while (!view_error[i][j]) {
+      path.push_back({i, j});
+      const DiskChainInfo* info = g.ChainInfo(g.checkpoints[i], g.checkpoints[i].disks[j].name);
+      if (info->base_checkpoint < 0) break;
+      std::tie(i, j) = std::pair{info->base_checkpoint, info->base_disk};
+    }
+    for (auto it = path.rbegin(); it != path.rend(); ++it) {
+      const auto [x, y] = *it;
+      const Checkpoint& c = g.checkpoints[x];
+      auto layer = repo.OpenChainLayer(group, {&c, &c.disks[y]});
+      const DiskChainInfo* info = g.ChainInfo(c, c.disks[y].name);
+      view_error[x][y] = !layer.ok()                  ? layer.status().message()
+                         : info->base_checkpoint < 0 ? std::string()
+                                                      : *view_error[info->base_checkpoint][info->base_disk];
+    }
+    return *view_error[ci][cj];
+  };
+  for (size_t i = 0; i < g.checkpoints.size(); ++i) {
+    const Checkpoint& cp = g.checkpoints[i];
     if (!only.empty() && cp.name != only) continue;
     ++r->checkpoints;
     if (!cp.parent.empty() && g.Find(cp.parent) == nullptr)
       r->problems.push_back({group, cp.name, "", "", -1,
                              "parent checkpoint " + cp.parent + " does not exist"});
-    for (const DiskEntry& d : cp.disks) {
-      auto chain = Repository::ResolveChain(g, cp, d.name);
-      if (!chain.ok()) {
-        r->problems.push_back({group, cp.name, d.name, "", -1, chain.status().message()});
+    for (size_t j = 0; j < cp.disks.size(); ++j) {
+      const DiskEntry& d = cp.disks[j];
+      const DiskChainInfo* info = g.ChainInfo(cp, d.name);
+      if (!info->broken.empty()) {  // ResolveChain words it, without walking
+        r->problems.push_back(
+            {group, cp.name, d.name, "", -1, g.ResolveChain(cp, d.name).status().message()});
         continue;
       }
-      for (const ChainLink& l : chain.value())
+      const std::string& err = view_status(static_cast<int32_t>(i), static_cast<int32_t>(j));
+      // When all checkpoints are checked, every entry of a chain is visited
+      // by this loop itself; for one checkpoint, its chain is walked.
+      std::vector<ChainLink> chain = {{&cp, &d}};
+      if (!only.empty())
+        if (auto full = g.ResolveChain(cp, d.name); full.ok()) chain = std::move(full).value();
+      for (const ChainLink& l : chain) {
         deltas.emplace(l.disk->delta_file, DeltaRef{l.checkpoint->name, d.name, l.disk});
-      auto view = repo.OpenView(g, cp, d.name);
-      if (!view.ok()) {
-        r->problems.push_back({group, cp.name, d.name, "", -1, view.status().message()});
-        continue;
+        if (err.empty() && !l.disk->delta_id) unbound.insert(l.disk->delta_file);
       }
-      // Opened, so each entry without an id names a file without identity.
-      for (const ChainLink& l : chain.value())
-        if (!l.disk->delta_id) unbound.insert(l.disk->delta_file);
+      if (!err.empty()) r->problems.push_back({group, cp.name, d.name, "", -1, err});
     }
   }
   r->deltas += deltas.size();

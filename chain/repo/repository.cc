@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 #include <string_view>
+#include <unordered_map>
 
 #include "chain/base/names.h"
 #include "chain/layer/registry.h"
@@ -19,41 +20,6 @@ namespace chainfs {
 
 std::string NewDeltaFileName(const std::string& checkpoint, const std::string& disk) {
   return checkpoint + "." + disk + "." + UnpredictableSuffix() + ".delta";
-}
-
-const Checkpoint* GroupState::Find(const std::string& cp) const {
-  for (const auto& c : checkpoints)
-    if (c.name == cp) return &c;
-  return nullptr;
-}
-
-const RefusedCheckpoint* GroupState::FindRefused(const std::string& cp) const {
-  for (const auto& r : refused)
-    if (r.name == cp) return &r;
-  return nullptr;
-}
-
-Status GroupState::RequireAllReadable(const std::string& what) const {
-  if (refused.empty()) return Status::Ok();
-  const RefusedCheckpoint& r = refused.front();
-  return Status::Corruption(
-      "group " + name + " has " + std::to_string(refused.size()) +
-      " refused manifest(s), first " + r.file + " (" + r.reason + "); " + what +
-      " changes nothing in a group whose manifests cannot all be read: restore the "
-      "manifest or move it out of checkpoints/, then run again");
-}
-
-const Checkpoint* GroupState::Newest() const {
-  return checkpoints.empty() ? nullptr : &checkpoints.back();
-}
-
-bool GroupState::IsAncestor(const std::string& ancestor, const std::string& cp) const {
-  const Checkpoint* c = Find(cp);
-  for (size_t steps = 0; c != nullptr && steps <= checkpoints.size(); ++steps) {
-    if (c->name == ancestor) return true;
-    c = c->parent.empty() ? nullptr : Find(c->parent);
-  }
-  return false;
 }
 
 Status Repository::Init(const std::string& path, const RepoConfig& config, Env* env) {
@@ -151,8 +117,11 @@ void RefuseDisorder(const std::string& dir, GroupState* g) {
       why.emplace(cps[i]->name, dir + "/" + cps[i]->name + ".json: field 'sequence' " +
                                     std::to_string(seq) + " is also the sequence of " +
                                     cps[(i + 1) % cps.size()]->name + ".json");
+  std::unordered_map<std::string_view, const Checkpoint*> by_name;  // unindexed yet
+  for (const Checkpoint& c : g->checkpoints) by_name.emplace(c.name, &c);
   for (const Checkpoint& c : g->checkpoints) {
-    const Checkpoint* p = c.parent.empty() ? nullptr : g->Find(c.parent);
+    auto found = c.parent.empty() ? by_name.end() : by_name.find(c.parent);
+    const Checkpoint* p = found == by_name.end() ? nullptr : found->second;
     if (p == nullptr || p->sequence < c.sequence) continue;
     const std::string reason = dir + "/" + c.name + ".json: field 'parent' names " + p->name +
                                ", whose sequence " + std::to_string(p->sequence) +
@@ -207,56 +176,8 @@ Result<GroupState> Repository::LoadGroup(const std::string& group) const {
             [](const Checkpoint& a, const Checkpoint& b) { return a.sequence < b.sequence; });
   std::sort(g.refused.begin(), g.refused.end(),
             [](const RefusedCheckpoint& a, const RefusedCheckpoint& b) { return a.name < b.name; });
+  g.Index();
   return g;
-}
-
-namespace {
-
-// The refused checkpoint that cuts cp's line of parents, if one does.
-const RefusedCheckpoint* RefusedOnParentLine(const GroupState& g, const Checkpoint& cp) {
-  const Checkpoint* c = &cp;
-  for (size_t steps = 0; c != nullptr && steps <= g.checkpoints.size(); ++steps) {
-    if (c->parent.empty()) return nullptr;
-    if (const RefusedCheckpoint* r = g.FindRefused(c->parent)) return r;
-    c = g.Find(c->parent);
-  }
-  return nullptr;
-}
-
-}  // namespace
-
-Result<std::vector<ChainLink>> Repository::ResolveChain(const GroupState& g,
-                                                        const Checkpoint& cp,
-                                                        const std::string& disk) {
-  std::vector<ChainLink> chain;
-  const Checkpoint* c = &cp;
-  const DiskEntry* d = cp.FindDisk(disk);
-  if (d == nullptr)
-    return Status::NotFound("checkpoint " + g.name + "/" + cp.name + " has no disk '" + disk +
-                            "'");
-  while (true) {
-    chain.push_back({c, d});
-    if (d->kind == DeltaKind::kFull) return chain;
-    if (chain.size() > g.checkpoints.size())
-      return Status::Corruption("broken chain of " + g.name + "/" + cp.name + "/" + disk +
-                                ": bases form a cycle");
-    std::string where = "broken chain of " + g.name + "/" + cp.name + "/" + disk +
-                        ": checkpoint " + c->name + " has base " + d->base;
-    const Checkpoint* base = g.Find(d->base);
-    if (const RefusedCheckpoint* r = g.FindRefused(d->base); base == nullptr && r != nullptr)
-      return Status::Corruption(where + ", whose manifest is refused: " + r->reason);
-    if (base == nullptr) return Status::Corruption(where + ", which does not exist");
-    if (base == c || !g.IsAncestor(base->name, c->name)) {
-      if (const RefusedCheckpoint* r = RefusedOnParentLine(g, *c); r != nullptr && base != c)
-        return Status::Corruption(where + ", and its line of parents passes through " +
-                                  r->name + ", whose manifest is refused: " + r->reason);
-      return Status::Corruption(where + ", which is not one of its ancestors");
-    }
-    const DiskEntry* bd = base->FindDisk(disk);
-    if (bd == nullptr) return Status::Corruption(where + ", which has no disk " + disk);
-    c = base;
-    d = bd;
-  }
 }
 
 std::string Repository::ManifestPath(const std::string& group,
@@ -332,6 +253,18 @@ Result<std::unique_ptr<LayerWriter>> Repository::CreateDelta(const std::string& 
   return write_format().create_writer(env_, path, opts);
 }
 
+Result<std::shared_ptr<const Layer>> Repository::OpenChainLayer(const std::string& group,
+                                                                const ChainLink& link) const {
+  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
+                           OpenLayer(group, link.checkpoint->name, *link.disk));
+  if (layer->virtual_size() != link.disk->virtual_size)
+    return Status::Corruption(layer->location() + ": virtual size " +
+                              std::to_string(layer->virtual_size()) + " but manifest of " +
+                              link.checkpoint->name + " says " +
+                              std::to_string(link.disk->virtual_size));
+  return layer;
+}
+
 Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
                                                          const Checkpoint& cp,
                                                          const std::string& disk,
@@ -339,13 +272,7 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
   CHAINFS_ASSIGN_OR_RETURN(std::vector<ChainLink> chain, ResolveChain(g, cp, disk));
   std::vector<View::LayerRef> refs;
   for (const ChainLink& link : chain) {
-    CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
-                             OpenLayer(g.name, link.checkpoint->name, *link.disk));
-    if (layer->virtual_size() != link.disk->virtual_size)
-      return Status::Corruption(layer->location() + ": virtual size " +
-                                std::to_string(layer->virtual_size()) + " but manifest of " +
-                                link.checkpoint->name + " says " +
-                                std::to_string(link.disk->virtual_size));
+    CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer, OpenChainLayer(g.name, link));
     refs.push_back({std::move(layer), link.checkpoint->name});
   }
   return View::Create(std::move(refs), g.name + "/" + cp.name + "/" + disk, reader);

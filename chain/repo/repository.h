@@ -21,41 +21,10 @@
 #include "chain/base/env.h"
 #include "chain/layer/format.h"
 #include "chain/layer/view.h"
+#include "chain/repo/group_state.h"
 #include "chain/repo/manifest.h"
 
 namespace chainfs {
-
-// A checkpoint whose manifest LoadGroup refused: unreadable, invalid, or
-// inconsistent with the others (sequence order). Nothing of it is trusted.
-struct RefusedCheckpoint {
-  std::string name;    // from the manifest's file name
-  std::string file;    // the manifest's path
-  std::string reason;  // the error, naming file and field
-};
-
-// The checkpoints of one group, ordered by sequence (oldest first), and
-// those whose manifest was refused. A view whose chain needs a refused
-// checkpoint cannot be opened (ResolveChain names it); the rest are served.
-struct GroupState {
-  std::string name;
-  std::vector<Checkpoint> checkpoints;
-  std::vector<RefusedCheckpoint> refused;  // by name
-
-  const Checkpoint* Find(const std::string& checkpoint) const;
-  const RefusedCheckpoint* FindRefused(const std::string& checkpoint) const;
-  const Checkpoint* Newest() const;
-  // True if `ancestor` is reachable from `cp` through parent links (or is cp).
-  bool IsAncestor(const std::string& ancestor, const std::string& cp) const;
-  // OK if no manifest was refused; else an error naming the first refused
-  // one and its reason, for writers that must see the whole group.
-  Status RequireAllReadable(const std::string& what) const;
-};
-
-// One step of a disk's chain: the checkpoint and its entry for the disk.
-struct ChainLink {
-  const Checkpoint* checkpoint;
-  const DiskEntry* disk;
-};
 
 // Holds the repository's writer lock until destroyed.
 class RepoLock {
@@ -109,12 +78,11 @@ class Repository {
   // served. Fails only if the group's directory cannot be listed.
   Result<GroupState> LoadGroup(const std::string& group) const;
 
-  // The chain of `disk` at checkpoint cp, newest first, ending at a full
-  // delta. Fails naming the break: a missing base, a base that is not an
-  // ancestor, a base without the disk, a cycle, a refused checkpoint on the
-  // way (named with its manifest's reason).
+  // g.ResolveChain(cp, disk) (chain/repo/group_state.h).
   static Result<std::vector<ChainLink>> ResolveChain(const GroupState& g, const Checkpoint& cp,
-                                                     const std::string& disk);
+                                                     const std::string& disk) {
+    return g.ResolveChain(cp, disk);
+  }
 
   // Opens the view of disk at checkpoint cp. Layers are shared: a delta file
   // already open in this Repository is reused (same layer id, so one cache
@@ -135,6 +103,11 @@ class Repository {
   Result<std::shared_ptr<const Layer>> OpenLayer(const std::string& group,
                                                  const std::string& checkpoint,
                                                  const DiskEntry& disk) const;
+  // OpenLayer of one link of a chain, refused (kCorruption) unless the
+  // layer's virtual size is the one its entry records: what OpenView opens
+  // per layer, and what check verifies once per entry.
+  Result<std::shared_ptr<const Layer>> OpenChainLayer(const std::string& group,
+                                                      const ChainLink& link) const;
   // The manifest file of checkpoint in group.
   std::string ManifestPath(const std::string& group, const std::string& checkpoint) const;
 

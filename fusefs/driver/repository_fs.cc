@@ -144,11 +144,12 @@ Node RepositoryFs::DiskNode(const GroupState& g, std::shared_ptr<const Checkpoin
   n.attr = BaseAttr(S_IFREG, cp.created_unix_ns);
   n.attr.st_size = static_cast<off_t>(d->virtual_size);
   // Stored bytes of the chain (without reading any delta): what du shows.
+  // The snapshot's index summed it once (O(1) here: `ls -R` of a deep chain).
   uint64_t stored = d->stored_bytes;
-  if (auto chain = Repository::ResolveChain(g, cp, disk); chain.ok()) {
-    stored = 0;
-    for (const ChainLink& link : chain.value()) stored += link.disk->stored_bytes;
-  }
+  const Checkpoint* in_g = g.Find(cp.name);
+  if (const DiskChainInfo* info = in_g ? g.ChainInfo(*in_g, disk) : nullptr;
+      info != nullptr && info->broken.empty())
+    stored = info->stored_bytes;
   n.attr.st_blocks = static_cast<blkcnt_t>((stored + 511) / 512);
   // Without the page cache every read is a round trip: readers that size
   // their reads by st_blksize (cat) ask for 1 MiB at a time.

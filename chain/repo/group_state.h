@@ -1,0 +1,101 @@
+// GroupState: one snapshot of a group's manifests, indexed once.
+//
+// Repository::LoadGroup reads every manifest of a group and indexes the
+// result (Index()): lookups by name, ancestry and every disk entry's link to
+// its base are then O(1), and a chain is resolved by following precomputed
+// links, so that a group of 10,000 checkpoints costs the same per lookup as
+// a group of ten (issue 14: `ls -R`, check and view opens were quadratic).
+//
+// Immutable once indexed; safe to share between threads (the mount shares
+// one snapshot per group, fusefs/driver/live_groups.h). Copies share the
+// index (it refers to checkpoints by position, which a copy keeps).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "chain/base/status.h"
+#include "chain/repo/manifest.h"
+
+namespace chainfs {
+
+// A checkpoint whose manifest LoadGroup refused: unreadable, invalid, or
+// inconsistent with the others (sequence order). Nothing of it is trusted.
+struct RefusedCheckpoint {
+  std::string name;    // from the manifest's file name
+  std::string file;    // the manifest's path
+  std::string reason;  // the error, naming file and field
+};
+
+// One step of a disk's chain: the checkpoint and its entry for the disk.
+struct ChainLink {
+  const Checkpoint* checkpoint;
+  const DiskEntry* disk;
+};
+
+// What the index knows of one disk entry's chain (the entry's position in
+// its checkpoint's disks is the position here).
+struct DiskChainInfo {
+  // The base's checkpoint and disk positions; -1 for a full delta or a
+  // broken link.
+  int32_t base_checkpoint = -1;
+  int32_t base_disk = -1;
+  // Empty when the chain down to its full delta resolves; else why not, as
+  // "checkpoint C has base B, which ..." (the newest broken link).
+  std::string broken;
+  uint32_t depth = 0;          // layers in the chain (1 for a full delta)
+  uint64_t stored_bytes = 0;   // the chain's stored bytes (sum of its entries')
+  // A digest of the chain's delta files and ids, newest first: equal
+  // fingerprints name the same layers (a cache key for composed views).
+  uint64_t fingerprint = 0;
+};
+
+struct GroupIndex;
+
+// The checkpoints of one group, ordered by sequence (oldest first), and
+// those whose manifest was refused. A view whose chain needs a refused
+// checkpoint cannot be opened (ResolveChain names it); the rest are served.
+struct GroupState {
+  std::string name;
+  std::vector<Checkpoint> checkpoints;
+  std::vector<RefusedCheckpoint> refused;  // by name
+
+  // Builds the index; LoadGroup calls it once checkpoints and refused are
+  // final. A GroupState changed afterwards must be indexed again. Without
+  // an index every query still works, by scanning (slowly).
+  void Index();
+
+  const Checkpoint* Find(const std::string& checkpoint) const;
+  const RefusedCheckpoint* FindRefused(const std::string& checkpoint) const;
+  const Checkpoint* Newest() const;
+  // True if `ancestor` is reachable from `cp` through parent links (or is cp).
+  bool IsAncestor(const std::string& ancestor, const std::string& cp) const;
+  // OK if no manifest was refused; else an error naming the first refused
+  // one and its reason, for writers that must see the whole group.
+  Status RequireAllReadable(const std::string& what) const;
+
+  // The chain of `disk` at checkpoint cp, newest first, ending at a full
+  // delta. Fails naming the break: a missing base, a base that is not an
+  // ancestor, a base without the disk, a cycle, a refused checkpoint on the
+  // way (named with its manifest's reason). O(chain length) when cp is one
+  // of this (indexed) snapshot's checkpoints.
+  Result<std::vector<ChainLink>> ResolveChain(const Checkpoint& cp, const std::string& disk) const;
+  // The index's record of cp's entry for disk; null when cp is not one of
+  // this snapshot's checkpoints, the snapshot is not indexed, or cp has no
+  // such disk.
+  const DiskChainInfo* ChainInfo(const Checkpoint& cp, const std::string& disk) const;
+
+ private:
+  // The unindexed resolution (also the reference the index is tested
+  // against: tests/chain/repo/group_state_test.cc).
+  Result<std::vector<ChainLink>> ResolveChainByScan(const Checkpoint& cp,
+                                                    const std::string& disk) const;
+  // Position of c in checkpoints, or -1.
+  int32_t PositionOf(const Checkpoint& c) const;
+  std::shared_ptr<const GroupIndex> index_;
+  friend class GroupStateTestPeer;
+};
+
+}  // namespace chainfs

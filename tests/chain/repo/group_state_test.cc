@@ -1,0 +1,156 @@
+// The group index (GroupState::Index) against the scan it replaces: random
+// groups with every kind of broken link must resolve to the same chains and
+// the same errors, word for word, and ancestry must agree.
+#include "chain/repo/group_state.h"
+
+#include <gtest/gtest.h>
+
+#include <random>
+
+namespace chainfs {
+namespace {
+
+// A random group: parents mostly the previous checkpoint, sometimes an older
+// one, a missing or a refused name; disks full or based on the parent, an
+// older or newer checkpoint, itself, a missing or a refused name.
+GroupState RandomGroup(uint32_t seed) {
+  std::mt19937 rng(seed);
+  auto pick = [&](uint32_t n) { return static_cast<uint32_t>(rng() % n); };
+  GroupState g;
+  g.name = "vm";
+  const uint32_t n = 1 + pick(40);
+  for (uint32_t k = 0; k < 3; ++k)
+    g.refused.push_back({"r" + std::to_string(k), "vm/checkpoints/r.json", "bad " + std::to_string(k)});
+  auto name_of = [](uint32_t i) { return "c" + std::to_string(i); };
+  for (uint32_t i = 0; i < n; ++i) {
+    Checkpoint c;
+    c.group = g.name;
+    c.name = name_of(i);
+    c.sequence = i + 1;
+    if (i > 0) {
+      switch (pick(10)) {
+        case 0: c.parent = "gone"; break;
+        case 1: c.parent = "r" + std::to_string(pick(3)); break;
+        case 2: c.parent = name_of(pick(i)); break;
+        case 3: break;  // a second root
+        default: c.parent = name_of(i - 1);
+      }
+    }
+    for (const char* disk : {"vda", "vdb"}) {
+      if (pick(5) == 0) continue;
+      DiskEntry d;
+      d.name = disk;
+      d.delta_file = c.name + "." + disk + ".delta";
+      d.stored_bytes = 1 + pick(1000);
+      const uint32_t how = i == 0 ? 0 : pick(12);
+      if (how == 0) {
+        d.kind = DeltaKind::kFull;
+      } else {
+        d.kind = DeltaKind::kIncremental;
+        switch (how) {
+          case 1: d.base = "gone"; break;
+          case 2: d.base = "r" + std::to_string(pick(3)); break;
+          case 3: d.base = name_of(i + 1 + pick(3)); break;  // newer or missing
+          case 4: d.base = c.name; break;
+          case 5: d.base = name_of(pick(i)); break;  // older: an ancestor or not
+          default: d.base = c.parent.empty() ? name_of(i - 1) : c.parent;
+        }
+      }
+      c.disks.push_back(std::move(d));
+    }
+    g.checkpoints.push_back(std::move(c));
+  }
+  return g;
+}
+
+std::vector<std::string> Names(const std::vector<ChainLink>& chain) {
+  std::vector<std::string> out;
+  for (const ChainLink& l : chain) out.push_back(l.checkpoint->name + "/" + l.disk->name);
+  return out;
+}
+
+TEST(GroupStateTest, Issue14IndexResolvesLikeTheScan) {
+  int resolved = 0, broken = 0;
+  for (uint32_t seed = 1; seed <= 400; ++seed) {
+    SCOPED_TRACE("seed " + std::to_string(seed));
+    GroupState plain = RandomGroup(seed);  // no index: every query scans
+    GroupState indexed = plain;
+    indexed.Index();
+    for (size_t i = 0; i < plain.checkpoints.size(); ++i) {
+      const Checkpoint& pc = plain.checkpoints[i];
+      const Checkpoint& ic = indexed.checkpoints[i];
+      for (const char* disk : {"vda", "vdb", "vdz"}) {
+        auto want = plain.ResolveChain(pc, disk);
+        auto got = indexed.ResolveChain(ic, disk);
+        ASSERT_EQ(want.ok(), got.ok()) << pc.name << "/" << disk << ": "
+                                       << (want.ok() ? got.status() : want.status()).message();
+        const DiskChainInfo* info = indexed.ChainInfo(ic, disk);
+        ASSERT_EQ(info == nullptr, ic.FindDisk(disk) == nullptr);
+        if (!want.ok()) {
+          ++broken;
+          EXPECT_EQ(want.status().code(), got.status().code());
+          EXPECT_EQ(want.status().message(), got.status().message());
+          if (info != nullptr) {
+            EXPECT_FALSE(info->broken.empty());
+          }
+          continue;
+        }
+        ++resolved;
+        EXPECT_EQ(Names(want.value()), Names(got.value()));
+        for (const ChainLink& l : got.value())  // links point into the indexed snapshot
+          EXPECT_EQ(l.checkpoint, indexed.Find(l.checkpoint->name));
+        uint64_t stored = 0;
+        for (const ChainLink& l : want.value()) stored += l.disk->stored_bytes;
+        EXPECT_TRUE(info->broken.empty());
+        EXPECT_EQ(info->stored_bytes, stored);
+        EXPECT_EQ(info->depth, want->size());
+      }
+      for (size_t k = 0; k < plain.checkpoints.size(); ++k)
+        EXPECT_EQ(plain.IsAncestor(plain.checkpoints[k].name, pc.name),
+                  indexed.IsAncestor(plain.checkpoints[k].name, pc.name))
+            << plain.checkpoints[k].name << " of " << pc.name;
+      EXPECT_EQ(indexed.Find(pc.name), &ic);
+    }
+    for (const RefusedCheckpoint& r : plain.refused)
+      EXPECT_EQ(indexed.FindRefused(r.name)->reason, r.reason);
+    EXPECT_EQ(indexed.Find("gone"), nullptr);
+  }
+  // The random groups exercise both outcomes, many times.
+  EXPECT_GT(resolved, 2000);
+  EXPECT_GT(broken, 2000);
+}
+
+TEST(GroupStateTest, Issue14FingerprintNamesTheChainsFiles) {
+  GroupState g;
+  g.name = "vm";
+  for (int i = 0; i < 3; ++i) {
+    Checkpoint c;
+    c.group = "vm";
+    c.name = "c" + std::to_string(i);
+    c.sequence = i + 1;
+    if (i > 0) c.parent = "c" + std::to_string(i - 1);
+    DiskEntry d;
+    d.name = "vda";
+    d.delta_file = c.name + ".vda.delta";
+    d.kind = i == 0 ? DeltaKind::kFull : DeltaKind::kIncremental;
+    d.base = c.parent;
+    c.disks.push_back(d);
+    g.checkpoints.push_back(c);
+  }
+  GroupState other = g;
+  other.checkpoints[0].disks[0].delta_file = "c0.vda.rewritten.delta";  // a consolidation
+  g.Index();
+  other.Index();
+  auto fp = [](const GroupState& s, int i) {
+    return s.ChainInfo(s.checkpoints[i], "vda")->fingerprint;
+  };
+  EXPECT_NE(fp(g, 0), fp(g, 1));
+  EXPECT_NE(fp(g, 1), fp(g, 2));
+  for (int i = 0; i < 3; ++i) EXPECT_NE(fp(g, i), fp(other, i)) << i;  // a file below changed
+  GroupState same = g;
+  same.Index();
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(fp(g, i), fp(same, i));
+}
+
+}  // namespace
+}  // namespace chainfs
