@@ -7,7 +7,6 @@
 #include <map>
 #include <random>
 #include <set>
-#include <unordered_map>
 
 #include "chain/base/failpoint.h"
 #include "chain/base/file.h"
@@ -453,17 +452,13 @@ Status Consolidation::WriteAll() {
 // survivor the journal rewrites: that survivor's new parent would skip the
 // base while the link is still on disk (the one case kPerPhase excludes).
 bool Consolidation::PhasesKeepChainsValid(const GroupState& g) const {
-  std::unordered_map<std::string, const Checkpoint*> by_name;
-  for (const Checkpoint& c : g.checkpoints) by_name.emplace(c.name, &c);
   for (const Checkpoint& c : g.checkpoints)
     for (const DiskEntry& d : c.disks) {
       if (d.base.empty() || d.base == c.parent || !drop_.count(d.base)) continue;
-      auto it = by_name.find(c.parent);
-      for (size_t steps = 0; it != by_name.end() && it->first != d.base &&
-                             steps <= g.checkpoints.size();
-           ++steps) {
-        if (changed_.count(it->first)) return false;
-        it = by_name.find(it->second->parent);
+      const Checkpoint* p = c.parent.empty() ? nullptr : g.Find(c.parent);
+      for (size_t steps = 0; p && p->name != d.base && steps <= g.checkpoints.size(); ++steps) {
+        if (changed_.count(p->name)) return false;
+        p = p->parent.empty() ? nullptr : g.Find(p->parent);
       }
     }
   return true;
