@@ -13,6 +13,16 @@
 
 namespace chainfs {
 
+// Which file an open descriptor is (fstat's st_dev and st_ino): a file
+// reopened by path is the same file only if its FileId (and size) match.
+// Both zero: unknown (a backend or wrapper that cannot tell).
+struct FileId {
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  bool known() const { return dev != 0 || ino != 0; }
+  bool operator==(const FileId&) const = default;
+};
+
 class RandomAccessFile {
  public:
   virtual ~RandomAccessFile() = default;
@@ -21,6 +31,9 @@ class RandomAccessFile {
   virtual Status ReadAt(uint64_t offset, size_t n, void* buf) const = 0;
   virtual uint64_t Size() const = 0;
   virtual const std::string& Path() const = 0;
+  // The identity of the open file, taken at open time; {} if unknown.
+  // Wrappers forward it.
+  virtual FileId Id() const { return {}; }
   // Hints that [offset, offset + n) will be read soon: the kernel starts
   // reading it into the page cache in the background. Never fails.
   virtual void WillNeed(uint64_t offset, uint64_t n) const {

@@ -151,6 +151,8 @@ class PosixEnv : public Env {
 class PosixRandomAccessFile : public RandomAccessFile {
  public:
   PosixRandomAccessFile(int fd, std::string path, uint64_t size) : f_(fd, std::move(path), size) {}
+  void SetId(FileId id) { id_ = id; }
+  FileId Id() const override { return id_; }
 
   void WillNeed(uint64_t offset, uint64_t n) const override {
     (void)::posix_fadvise(f_.fd, static_cast<off_t>(offset), static_cast<off_t>(n),
@@ -179,6 +181,7 @@ class PosixRandomAccessFile : public RandomAccessFile {
 
  private:
   OpenFd f_;
+  FileId id_;
 };
 
 class PosixAppendFile : public AppendFile {
@@ -464,7 +467,13 @@ Result<std::unique_ptr<RandomAccessFile>> PosixEnv::NewRandomAccessFile(const st
                                                /*regular_if_confined=*/true));
   if (::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK) != 0)
     return Status::FromErrno(errno, "opening " + path);
-  return WrapSized<PosixRandomAccessFile, RandomAccessFile>(std::move(fd), path);
+  struct stat st;
+  if (::fstat(fd.get(), &st) != 0) return Status::FromErrno(errno, "stat " + path);
+  const FileId id{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
+  CHAINFS_ASSIGN_OR_RETURN(auto f, (WrapSized<PosixRandomAccessFile, RandomAccessFile>(
+                                       std::move(fd), path)));
+  static_cast<PosixRandomAccessFile*>(f.get())->SetId(id);
+  return f;
 }
 
 Result<std::unique_ptr<AppendFile>> PosixEnv::NewAppendFile(const std::string& path,

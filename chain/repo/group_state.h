@@ -47,8 +47,9 @@ struct DiskChainInfo {
   std::string broken;
   uint32_t depth = 0;          // layers in the chain (1 for a full delta)
   uint64_t stored_bytes = 0;   // the chain's stored bytes (sum of its entries')
-  // A digest of the chain's delta files and ids, newest first: equal
-  // fingerprints name the same layers (a cache key for composed views).
+  // A digest of the chain's delta files, ids and index digests, newest
+  // first: equal fingerprints name the same layers (the mount's key for
+  // views it keeps after their files are closed).
   uint64_t fingerprint = 0;
 };
 

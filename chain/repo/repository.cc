@@ -220,7 +220,7 @@ Result<std::shared_ptr<const Layer>> Repository::OpenAndShare(const std::string&
     return slot.id;
   };
   CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
-                           OpenLayerFile(env_, path, format, id_for));
+                           OpenLayerFile(layer_env_.get(), path, format, id_for));
   if (layer->block_size() != config_.block_size)
     return Status::Corruption(path + ": block size " + std::to_string(layer->block_size()) +
                               " differs from the repository's " +

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "chain/base/env.h"
+#include "chain/base/file_cache.h"
 #include "chain/layer/format.h"
 #include "chain/layer/view.h"
 #include "chain/repo/group_state.h"
@@ -136,6 +137,13 @@ class Repository {
   // removed before it is made durable.
   Result<int> CollectLeftovers(const std::string& group) const;
 
+  // Delta files are opened through one FileCache (chain/base/file_cache.h):
+  // at most this many descriptors of them are open at once, whatever the
+  // depth of the chains. Open sets DefaultFileCacheCapacity() (half the soft
+  // RLIMIT_NOFILE); tests lower it.
+  size_t open_file_limit() const { return file_cache_.capacity(); }
+  void SetOpenFileLimit(size_t n) { file_cache_.SetCapacity(n); }
+
  private:
   Repository(std::string path, RepoConfig config, Env* env, std::unique_ptr<Env> owned_env)
       : path_(std::move(path)),
@@ -161,6 +169,9 @@ class Repository {
   };
   mutable std::mutex layers_mu_;
   mutable std::map<std::string, LayerSlot> layers_;
+  // Layers open their files through layer_env_: env_ with descriptors from file_cache_.
+  FileCache file_cache_{DefaultFileCacheCapacity()};
+  std::unique_ptr<Env> layer_env_ = NewCachingEnv(env_, &file_cache_);
 };
 
 }  // namespace chainfs

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <map>
 
+#include "chain/base/file_cache.h"
 #include "fusefs/cli/commands.h"
 #include "fusefs/cli/consolidate_command.h"
 #include "fusefs/driver/mount.h"
@@ -15,6 +16,12 @@ int main(int argc, char** argv) {
   logger->set_pattern("chainfs: %^%l%$: %v");
   spdlog::set_default_logger(logger);
   if (const char* lvl = std::getenv("CHAINFS_LOG")) spdlog::set_level(spdlog::level::from_str(lvl));
+  // Before anything opens files: delta files are opened through a cache sized
+  // from this limit (chain/base/file_cache.h).
+  if (auto limit = chainfs::RaiseOpenFileLimit(); limit.ok())
+    spdlog::debug("open-file limit (soft RLIMIT_NOFILE): {}", limit.value());
+  else
+    spdlog::debug("open-file limit not raised: {}", limit.status().ToString());
 
   CLI::App app{
       "chainfs: mount VM backup chains as read-only raw disks, one per checkpoint.\n"

@@ -281,6 +281,7 @@ Result<std::vector<RepositoryFs::DirEntry>> RepositoryFs::List(const Node& node,
     case NodeKind::kGroup: {
       out.push_back({"..", InodeTable::kRootIno, S_IFDIR});
       CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const GroupState> g, groups_.Get(node.group));
+      ForgetStaleViews(*g);
       for (const Checkpoint& cp : g->checkpoints)
         out.push_back({cp.name, CheckpointIno(node.group, cp), S_IFDIR});
       if (LatestOf(*g) != nullptr) {
@@ -307,6 +308,20 @@ Result<std::vector<RepositoryFs::DirEntry>> RepositoryFs::List(const Node& node,
   }
 }
 
+void RepositoryFs::ForgetStaleViews(const GroupState& g) {
+  std::vector<std::shared_ptr<const View>> dropped;  // released after the lock
+  std::lock_guard<std::mutex> lock(views_mu_);
+  std::erase_if(retained_, [&](RetainedView& r) {
+    if (r.group != g.name) return false;
+    const Checkpoint* cp = g.Find(r.checkpoint);
+    const DiskChainInfo* info = cp ? g.ChainInfo(*cp, r.disk) : nullptr;
+    if (info != nullptr && info->broken.empty() && info->fingerprint == r.fingerprint)
+      return false;
+    dropped.push_back(std::move(r.view));
+    return true;
+  });
+}
+
 Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Node& node) {
   {
     std::lock_guard<std::mutex> lock(views_mu_);
@@ -316,6 +331,7 @@ Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Nod
   // have rewritten the deltas behind an unchanged view.
   const Checkpoint& want = *node.checkpoint;
   Result<std::shared_ptr<const View>> opened = Status::NotFound("");
+  uint64_t fingerprint = 0;
   // A snapshot that looks fresh may still name deltas a consolidation has
   // just replaced and removed (same bytes, new files): then read the group
   // again, once.
@@ -326,6 +342,17 @@ Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Nod
     if (cp == nullptr || cp->sequence != want.sequence ||
         cp->created_unix_ns != want.created_unix_ns)
       return Status::NotFound("checkpoint " + node.group + "/" + want.name + " was removed");
+    ForgetStaleViews(*g);
+    const DiskChainInfo* info = g->ChainInfo(*cp, node.disk);
+    fingerprint = info != nullptr && info->broken.empty() ? info->fingerprint : 0;
+    if (fingerprint != 0) {
+      std::lock_guard<std::mutex> lock(views_mu_);
+      for (const RetainedView& r : retained_)
+        if (r.ino == ino && r.fingerprint == fingerprint) {
+          views_[ino] = r.view;
+          return r.view;
+        }
+    }
     opened = repo_->OpenView(*g, *cp, node.disk, block_reader_);
     if (opened.ok() || opened.status().code() != Status::Code::kNotFound) break;
   }
@@ -334,6 +361,11 @@ Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Nod
   auto& slot = views_[ino];
   if (auto existing = slot.lock()) return existing;
   slot = view;
+  if (fingerprint != 0) {
+    std::erase_if(retained_, [&](const RetainedView& r) { return r.ino == ino; });
+    retained_.push_front({node.group, want.name, node.disk, ino, fingerprint, view});
+    if (retained_.size() > kRetainedViews) retained_.pop_back();
+  }
   if (views_.size() > 2 * kViewSweepThreshold) {  // forget views no file holds
     std::erase_if(views_, [](const auto& kv) { return kv.second.expired(); });
   }

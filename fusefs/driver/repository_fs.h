@@ -28,6 +28,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse3/fuse_lowlevel.h>
 
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -134,8 +135,24 @@ class RepositoryFs {
   BlockReader* block_reader_ = nullptr;
   LiveGroups groups_;
   InodeTable inodes_;
-  std::mutex views_mu_;  // guards views_
+  std::mutex views_mu_;  // guards views_ and retained_
   std::unordered_map<uint64_t, std::weak_ptr<const View>> views_;
+  // The last kRetainedViews views opened, kept after their files close, so
+  // that reopening one (another `cat`, rsync's next pass) does not reopen
+  // and re-index every layer of a deep chain. Reused only while the group's
+  // snapshot gives the chain the same fingerprint (consolidation changes it).
+  struct RetainedView {
+    std::string group, checkpoint, disk;
+    uint64_t ino = 0;
+    uint64_t fingerprint = 0;
+    std::shared_ptr<const View> view;
+  };
+  static constexpr size_t kRetainedViews = 8;
+  std::deque<RetainedView> retained_;
+  // Drops the retained views of g's group that g no longer gives the same
+  // chain (their deltas consolidated or pruned: the space is freed once no
+  // open file holds them). On every view open and listing of the group.
+  void ForgetStaleViews(const GroupState& g);
   std::string bdi_dir_;
   std::once_flag kernel_readahead_once_;
   // Every open file and directory. A release still queued in the kernel

@@ -82,6 +82,7 @@ class FaultyFile : public RandomAccessFile {
   }
   uint64_t Size() const override { return std::min(base_->Size(), truncate_at); }
   const std::string& Path() const override { return base_->Path(); }
+  FileId Id() const override { return base_->Id(); }
 
  private:
   std::unique_ptr<RandomAccessFile> base_;
@@ -296,6 +297,7 @@ class FaultyEnv : public Env {
     }
     uint64_t Size() const override { return base_->Size(); }
     const std::string& Path() const override { return base_->Path(); }
+    FileId Id() const override { return base_->Id(); }
 
    private:
     std::unique_ptr<RandomAccessFile> base_;
