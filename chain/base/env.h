@@ -90,6 +90,11 @@ class Env {
   virtual Status SyncDir(const std::string& dir) = 0;
   // Durable rename: rename(2) over any existing `to`, then SyncDir of its directory.
   virtual Status RenameFile(const std::string& from, const std::string& to) = 0;
+  // rename(2) over any existing `to`, WITHOUT the directory fsync: visible at
+  // once, durable only after a later SyncDir of to's directory. For a caller
+  // that renames several files into one directory and syncs it once, and
+  // whose crash recovery redoes a rename that did not survive (chain/repo/txn.h).
+  virtual Status RenameFileNoDirSync(const std::string& from, const std::string& to) = 0;
   // Removes a file; kNotFound if it does not exist.
   virtual Status RemoveFile(const std::string& path) = 0;
   // mkdir -p: creates dir and its missing parents; an existing dir is fine.
@@ -113,6 +118,9 @@ class Env {
   // created exclusively, appended and synced, renamed over path
   // (RenameFile); the temporary is removed on failure.
   Status WriteFileAtomic(const std::string& path, const std::string& contents);
+  // The same with RenameFileNoDirSync: the contents are durable before the
+  // rename, the rename only after the caller's SyncDir of path's directory.
+  Status WriteFileAtomicNoDirSync(const std::string& path, const std::string& contents);
   // A whole small file; kCorruption if it is larger than max_bytes.
   Result<std::string> ReadWholeFile(const std::string& path, size_t max_bytes = 64 << 20);
   // False only if Stat says path does not exist: any other failure counts
@@ -121,6 +129,10 @@ class Env {
   // Whether path exists; a failure other than "does not exist" is an error
   // (for callers whose next step or message depends on the answer).
   Result<bool> Exists(const std::string& path);
+
+ private:
+  // WriteFileAtomic's body; sync_dir picks RenameFile or RenameFileNoDirSync.
+  Status WriteFileAtomicImpl(const std::string& path, const std::string& contents, bool sync_dir);
 };
 
 // An Env for the repository at root: paths under root (root + "/...") are

@@ -128,6 +128,7 @@ class PosixEnv : public Env {
                                                         uint32_t permissions) override;
   Status SyncDir(const std::string& dir) override;
   Status RenameFile(const std::string& from, const std::string& to) override;
+  Status RenameFileNoDirSync(const std::string& from, const std::string& to) override;
   Status RemoveFile(const std::string& path) override;
   Status CreateDirs(const std::string& dir) override;
   Result<std::vector<std::string>> ListDir(const std::string& dir) override;
@@ -514,12 +515,17 @@ Status PosixEnv::SyncDir(const std::string& dir) {
 }
 
 Status PosixEnv::RenameFile(const std::string& from, const std::string& to) {
+  CHAINFS_RETURN_IF_ERROR(RenameFileNoDirSync(from, to));
+  return SyncDir(DirName(to));
+}
+
+Status PosixEnv::RenameFileNoDirSync(const std::string& from, const std::string& to) {
   const std::string what = "renaming " + from + " to " + to;
   CHAINFS_ASSIGN_OR_RETURN(Place f, Resolve(from, "renaming"));
   CHAINFS_ASSIGN_OR_RETURN(Place t, Resolve(to, what.c_str()));
   if (::renameat(f.dir, f.name.c_str(), t.dir, t.name.c_str()) != 0)
     return Status::FromErrno(errno, what);
-  return SyncDir(DirName(to));
+  return Status::Ok();
 }
 
 Status PosixEnv::RemoveFile(const std::string& path) {

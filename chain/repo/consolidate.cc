@@ -154,6 +154,9 @@ class Consolidation {
                     LayerWriter& w, Progress& progress);
   Status EncodeFromView(RewritePlan& p, uint64_t block, LayerWriter& w);
   Txn BuildTxn(const GroupState& g);
+  // Whether the journal may apply its writes first, then its removals, with
+  // one fsync each (ManifestSync::kPerPhase, chain/repo/txn.h).
+  bool PhasesKeepChainsValid(const GroupState& g) const;
   void RemoveWritten();
 
   const Repository& repo_;
@@ -445,20 +448,46 @@ Status Consolidation::WriteAll() {
   return Status::Ok();
 }
 
+// No checkpoint links to a dropped base (other than its parent) past a
+// survivor the journal rewrites: that survivor's new parent would skip the
+// base while the link is still on disk (the one case kPerPhase excludes).
+bool Consolidation::PhasesKeepChainsValid(const GroupState& g) const {
+  for (const Checkpoint& c : g.checkpoints)
+    for (const DiskEntry& d : c.disks) {
+      if (d.base.empty() || d.base == c.parent || !drop_.count(d.base)) continue;
+      const Checkpoint* p = c.parent.empty() ? nullptr : g.Find(c.parent);
+      for (size_t steps = 0; p && p->name != d.base && steps <= g.checkpoints.size(); ++steps) {
+        if (changed_.count(p->name)) return false;
+        p = p->parent.empty() ? nullptr : g.Find(p->parent);
+      }
+    }
+  return true;
+}
+
 Txn Consolidation::BuildTxn(const GroupState& g) {
   Txn t;
   t.group = opts_.group;
   t.purpose = opts_.policy ? "prune" : "consolidate";
   for (const RewritePlan& p : plans_) t.new_deltas.push_back(p.info.new_file);
-  // Newest first, writes and removals interleaved (see chain/txn.h).
-  for (auto it = g.checkpoints.rbegin(); it != g.checkpoints.rend(); ++it) {
-    if (drop_.count(it->name)) {
-      t.steps.push_back({it->name, std::nullopt});
-      continue;
+  // Writes then removals, each newest first, where that keeps every chain
+  // valid; else newest first, interleaved (see chain/repo/txn.h).
+  auto add_steps = [&](bool writes, bool removals) {
+    for (auto it = g.checkpoints.rbegin(); it != g.checkpoints.rend(); ++it) {
+      if (drop_.count(it->name)) {
+        if (removals) t.steps.push_back({it->name, std::nullopt});
+        continue;
+      }
+      if (!writes || !changed_.count(it->name)) continue;
+      for (const Checkpoint& cp : survivors_)
+        if (cp.name == it->name) t.steps.push_back({cp.name, cp});
     }
-    if (!changed_.count(it->name)) continue;
-    for (const Checkpoint& cp : survivors_)
-      if (cp.name == it->name) t.steps.push_back({cp.name, cp});
+  };
+  if (PhasesKeepChainsValid(g)) {
+    t.manifest_sync = ManifestSync::kPerPhase;
+    add_steps(/*writes=*/true, /*removals=*/false);
+    add_steps(/*writes=*/false, /*removals=*/true);
+  } else {
+    add_steps(/*writes=*/true, /*removals=*/true);
   }
   std::set<std::string> still_named;
   for (const Checkpoint& cp : survivors_)

@@ -75,6 +75,7 @@ std::string Txn::Encode() const {
             {"group", group},
             {"purpose", purpose},
             {"new_deltas", new_deltas},
+            {"manifest_sync", manifest_sync == ManifestSync::kPerPhase ? "per-phase" : "each-step"},
             {"manifest_steps", js},
             {"delete_deltas", delete_deltas}};
   return j.dump(2) + "\n";
@@ -109,6 +110,22 @@ Status DecodeSteps(const json& j, const std::string& where, Txn* t) {
     }
     t->steps.push_back(std::move(st));
   }
+  return Status::Ok();
+}
+
+// "manifest_sync": absent (journals written before it) is "each-step"; a
+// "per-phase" journal must hold its writes before its removals.
+Status DecodeManifestSync(const json& j, const std::string& where, Txn* t) {
+  if (!j.contains("manifest_sync")) return Status::Ok();
+  const json& m = j["manifest_sync"];
+  if (m == "each-step") return Status::Ok();
+  if (m != "per-phase")
+    return Status::Corruption(where + ": 'manifest_sync' is neither \"each-step\" nor \"per-phase\"");
+  t->manifest_sync = ManifestSync::kPerPhase;
+  for (size_t i = 1; i < t->steps.size(); ++i)
+    if (t->steps[i].write && !t->steps[i - 1].write)
+      return Status::Corruption(where + ": manifest_steps[" + std::to_string(i) +
+                                "] writes after a removal in a \"per-phase\" journal");
   return Status::Ok();
 }
 
@@ -149,6 +166,7 @@ Result<Txn> Txn::Decode(const std::string& text, const std::string& where) {
       if (!st.ok()) return Status::Corruption(where + ": " + st.message());
     }
   CHAINFS_RETURN_IF_ERROR(DecodeSteps(j, where, &t));
+  CHAINFS_RETURN_IF_ERROR(DecodeManifestSync(j, where, &t));
   return t;
 }
 
@@ -184,33 +202,46 @@ Status ClearOwnIntent(const Repository& repo, const Txn& txn) {
   return ClearIntent(repo.env(), repo.IntentPath(txn.group));
 }
 
+// Whether checkpoints/ is fsynced after step i: at the end of each phase
+// (txn.h: the order argument), so that no removal becomes durable before the
+// writes that precede it, and every step before the old deltas go.
+bool PhaseEndsAt(const Txn& txn, size_t i) {
+  if (i + 1 == txn.steps.size() || txn.manifest_sync == ManifestSync::kEachStep) return true;
+  return txn.steps[i].write && !txn.steps[i + 1].write;
+}
+
 }  // namespace
 
+// Why one fsync of checkpoints/ per phase is enough (txn.h has the whole
+// argument): each manifest's contents are fsynced before its rename; the
+// journal, durable since the commit, makes the next writer redo any rename
+// or unlink a crash lost; the fsync ending the writes keeps every removal
+// from becoming durable before the manifests that stop naming it; and the
+// old deltas go, and then the journal, only after every step is durable.
 Status ApplyTxn(const Repository& repo, const Txn& txn) {
   const std::string& g = txn.group;
+  Env* env = repo.env();
   CHAINFS_RETURN_IF_ERROR(ClearOwnIntent(repo, txn));
-  for (const ManifestStep& st : txn.steps) {
+  for (size_t i = 0; i < txn.steps.size(); ++i) {
+    const ManifestStep& st = txn.steps[i];
     const std::string path = ManifestPath(repo, g, st.checkpoint);
-    if (st.write) {
-      Failpoint("txn.before-write-manifest");
-      CHAINFS_RETURN_IF_ERROR(repo.env()->WriteFileAtomic(path, st.write->Encode()));
-      Failpoint("txn.after-write-manifest");
-    } else {
-      Failpoint("txn.before-delete-manifest");
-      CHAINFS_RETURN_IF_ERROR(RemoveIfExists(repo.env(), path));
-      CHAINFS_RETURN_IF_ERROR(repo.env()->SyncDir(repo.CheckpointDir(g)));
-      Failpoint("txn.after-delete-manifest");
-    }
+    Failpoint(st.write ? "txn.before-write-manifest" : "txn.before-delete-manifest");
+    if (st.write)
+      CHAINFS_RETURN_IF_ERROR(env->WriteFileAtomicNoDirSync(path, st.write->Encode()));
+    else
+      CHAINFS_RETURN_IF_ERROR(RemoveIfExists(env, path));
+    if (PhaseEndsAt(txn, i)) CHAINFS_RETURN_IF_ERROR(env->SyncDir(repo.CheckpointDir(g)));
+    Failpoint(st.write ? "txn.after-write-manifest" : "txn.after-delete-manifest");
   }
   for (const std::string& f : txn.delete_deltas) {
     Failpoint("txn.before-delete-delta");
-    CHAINFS_RETURN_IF_ERROR(RemoveIfExists(repo.env(), repo.DeltaPath(g, f)));
+    CHAINFS_RETURN_IF_ERROR(RemoveIfExists(env, repo.DeltaPath(g, f)));
     Failpoint("txn.after-delete-delta");
   }
-  CHAINFS_RETURN_IF_ERROR(repo.env()->SyncDir(repo.DeltaDir(g)));
+  CHAINFS_RETURN_IF_ERROR(env->SyncDir(repo.DeltaDir(g)));
   Failpoint("txn.before-remove-journal");
-  CHAINFS_RETURN_IF_ERROR(RemoveIfExists(repo.env(), TxnPath(repo, g)));
-  CHAINFS_RETURN_IF_ERROR(repo.env()->SyncDir(repo.GroupDir(g)));
+  CHAINFS_RETURN_IF_ERROR(RemoveIfExists(env, TxnPath(repo, g)));
+  CHAINFS_RETURN_IF_ERROR(env->SyncDir(repo.GroupDir(g)));
   Failpoint("txn.after-remove-journal");
   return Status::Ok();
 }

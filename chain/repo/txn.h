@@ -8,20 +8,55 @@
 //   1. new delta files written, fsynced, directory fsynced  (invisible: no
 //      manifest names them; a crash here leaves leftovers that the next
 //      writer collects)
-//   2. REPO/groups/G/txn.json renamed into place            COMMIT POINT
-//   3. manifest steps, newest checkpoint first: a survivor's new manifest
-//      written by atomic rename, or a dropped checkpoint's manifest removed,
-//      each durable before the next
-//   4. old delta files removed                               (nothing names
+//   2. REPO/groups/G/txn.json renamed into place, group dir  COMMIT POINT
+//      fsynced
+//   3. manifest steps in the journal's order: a survivor's new manifest
+//      written (temporary, fsync, rename), or a dropped checkpoint's manifest
+//      removed; checkpoints/ fsynced at the end of each phase (below)
+//   4. old delta files removed, deltas/ fsynced once        (nothing names
 //   them)
-//   5. txn.json removed
+//   5. txn.json removed, group dir fsynced
 //
-// Why newest first, interleaved: a checkpoint names only older ones (parent,
-// base). When step 3 reaches checkpoint C, every newer dropped checkpoint is
-// gone and every newer survivor already names survivors only, while every
-// checkpoint older than C is untouched. So no existing checkpoint ever names
-// one that is gone, and no dropped checkpoint still present ever finds its
-// base cut off its parent path by a survivor relinked past it.
+// Order of the steps (Txn::manifest_sync). A checkpoint names only older ones
+// (parent, base). Two orders, chosen by the consolidation (consolidate.cc
+// BuildTxn), each shown valid at every instant for a reader that watches the
+// steps happen (the live order, which is also what a crash leaves on a file
+// system that makes directory operations durable in order: ext4, XFS, an NFS
+// server, CephFS's MDS journal):
+//
+//   kPerPhase: every write (newest first), one fsync of checkpoints/, every
+//   removal (newest first), one fsync of checkpoints/. Used when no
+//   checkpoint has a differential base that is dropped with a rewritten
+//   survivor between the two on its line of parents (the common case: all
+//   incremental). While the writes run, nothing is gone: each checkpoint,
+//   with its old manifest or its new one, names only checkpoints that exist,
+//   and each base stays on its holder's line of parents: a rewritten
+//   survivor's new parent skips only dropped checkpoints, and a link onto a
+//   dropped base past such a survivor is exactly what the condition
+//   excludes. While the removals run, every survivor names survivors only,
+//   and a dropped checkpoint still present names older ones, none removed
+//   yet (newest first), its bases still on its line of parents as above.
+//   kEachStep: newest checkpoint first, writes and removals interleaved,
+//   checkpoints/ fsynced after every step (so durable in that order on any
+//   file system). When step 3 reaches checkpoint C, every newer dropped
+//   checkpoint is gone and every newer survivor already names survivors
+//   only, while every checkpoint older than C is untouched. So no existing
+//   checkpoint ever names one that is gone, and no dropped checkpoint still
+//   present ever finds its base cut off its parent path by a survivor
+//   relinked past it. Journals written before kPerPhase existed are this.
+//
+// What one fsync per phase guarantees after a crash where the file system
+// keeps any subset of the un-synced directory operations (POSIX's weakest
+// promise): the journal is durable before step 3 begins, so the next writer
+// redoes every step (RollForward) whatever survived. Until then, survivors
+// still read their bytes: each rewritten manifest's contents are fsynced
+// before its rename, every rename is durable before any removal (the fsync
+// between the phases), and old deltas go only after the last fsync of
+// checkpoints/. A dropped checkpoint, already committed to go, may meanwhile
+// find its parent removed (a broken chain, refused by name, never wrong
+// bytes). The journal's removal is durable only after all that (deltas/ and
+// checkpoints/ fsynced first), so a journal never vanishes before its effect
+// is durable.
 //
 // Every step of 3..5 is idempotent, so a journal found by the next writer
 // (consolidate, prune or backup, right after taking the lock) is simply
@@ -49,11 +84,19 @@ struct ManifestStep {
   std::optional<Checkpoint> write;  // nullopt: remove the manifest
 };
 
+// When ApplyTxn fsyncs checkpoints/ (the order argument above).
+enum class ManifestSync {
+  kEachStep,  // after every step; steps newest first, interleaved
+  kPerPhase,  // after the last write and after the last removal; writes first
+};
+
 struct Txn {
   std::string group;
   std::string purpose;                  // what committed it, for messages
   std::vector<std::string> new_deltas;  // delta files written before the commit
-  std::vector<ManifestStep> steps;      // applied in this order (newest first)
+  std::vector<ManifestStep> steps;      // applied in this order
+  // kPerPhase REQUIRES every write step before every removal (Decode checks).
+  ManifestSync manifest_sync = ManifestSync::kEachStep;
   std::vector<std::string> delete_deltas;  // delta file names
 
   // True if a step removes this checkpoint.
@@ -72,7 +115,9 @@ std::string TxnPath(const Repository& repo, const std::string& group);
 // even once it is applied and removed, so the caller must not remove them.
 Status CommitTxn(const Repository& repo, const Txn& txn, bool* committed = nullptr);
 
-// Steps 3..5 above. Idempotent.
+// Steps 3..5 above: one fsync of checkpoints/ per phase (kPerPhase: two;
+// kEachStep: one per step), one of deltas/, one of the group directory.
+// Idempotent.
 Status ApplyTxn(const Repository& repo, const Txn& txn);
 
 // If group G has a journal, checks that its new deltas exist and are complete,

@@ -8,6 +8,7 @@
 
 #include <boost/filesystem.hpp>
 #include <fstream>
+#include <map>
 #include <random>
 #include <mutex>
 #include <string>
@@ -134,6 +135,12 @@ class FaultyEnv : public Env {
     std::lock_guard<std::mutex> lock(mu_);
     return calls_[static_cast<int>(op)];
   }
+  // Calls of op so far on exactly this path (a rename counts under its target).
+  int calls(Op op, const std::string& path) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = path_calls_.find({static_cast<int>(op), path});
+    return it == path_calls_.end() ? 0 : it->second;
+  }
   // Sweep mode: the nth storage call from now on, of any op (file reads and
   // writes included), fails once with err (and fault).
   void FailCall(int n, int err, Fault fault = Fault::kError) {
@@ -163,6 +170,7 @@ class FaultyEnv : public Env {
                bool* short_write = nullptr, bool* after_effect = nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     ++calls_[static_cast<int>(op)];
+    ++path_calls_[{static_cast<int>(op), path}];
     ++total_;
     ops_.push_back(op);
     if (sweep_.countdown > 0 && --sweep_.countdown == 0) {
@@ -203,6 +211,11 @@ class FaultyEnv : public Env {
   }
   Status RenameFile(const std::string& from, const std::string& to) override {
     return CheckThen(Op::kRename, to, "renaming " + from + " to " + to, [&] { return base_->RenameFile(from, to); });
+  }
+  // A rename too (kRename): rules, sweeps and counts see it as one.
+  Status RenameFileNoDirSync(const std::string& from, const std::string& to) override {
+    return CheckThen(Op::kRename, to, "renaming " + from + " to " + to,
+                     [&] { return base_->RenameFileNoDirSync(from, to); });
   }
   Status RemoveFile(const std::string& path) override {
     return CheckThen(Op::kRemove, path, "removing " + path, [&] { return base_->RemoveFile(path); });
@@ -325,6 +338,7 @@ class FaultyEnv : public Env {
   mutable std::mutex mu_;
   Rule rules_[static_cast<int>(Op::kCount)];
   int calls_[static_cast<int>(Op::kCount)] = {};
+  std::map<std::pair<int, std::string>, int> path_calls_;
   Rule sweep_;
   Fault sweep_fault_ = Fault::kError;
   bool swept_ = false;  // reset by FailCall
