@@ -138,9 +138,9 @@ class Repository {
   Result<int> CollectLeftovers(const std::string& group) const;
 
   // Delta files are opened through one FileCache (chain/base/file_cache.h):
-  // at most this many descriptors of them are open at once, whatever the
-  // depth of the chains. Open sets DefaultFileCacheCapacity() (half the soft
-  // RLIMIT_NOFILE); tests lower it.
+  // the cache keeps at most this many of their descriptors open, whatever
+  // the depth of the chains (an evicted one closes when its last read ends).
+  // Open sets DefaultFileCacheCapacity() (half the soft RLIMIT_NOFILE).
   size_t open_file_limit() const { return file_cache_.capacity(); }
   void SetOpenFileLimit(size_t n) { file_cache_.SetCapacity(n); }
 
