@@ -135,6 +135,48 @@ class Env {
   Status WriteFileAtomicImpl(const std::string& path, const std::string& contents, bool sync_dir);
 };
 
+// An Env that forwards every call to another (LevelDB's EnvWrapper): a
+// wrapper overrides only what it changes (the descriptor cache its
+// NewRandomAccessFile, a test generator its syncs). target must outlive it.
+class EnvWrapper : public Env {
+ public:
+  explicit EnvWrapper(Env* target) : target_(target) {}
+  Env* target() const { return target_; }
+
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
+    return target_->NewRandomAccessFile(path);
+  }
+  Result<std::unique_ptr<AppendFile>> NewAppendFile(const std::string& path,
+                                                    WriteMode mode) override {
+    return target_->NewAppendFile(path, mode);
+  }
+  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, OpenMode mode,
+                                                        uint32_t permissions) override {
+    return target_->NewWritableFile(path, mode, permissions);
+  }
+  Status SyncDir(const std::string& dir) override { return target_->SyncDir(dir); }
+  Status RenameFile(const std::string& from, const std::string& to) override {
+    return target_->RenameFile(from, to);
+  }
+  Status RenameFileNoDirSync(const std::string& from, const std::string& to) override {
+    return target_->RenameFileNoDirSync(from, to);
+  }
+  Status RemoveFile(const std::string& path) override { return target_->RemoveFile(path); }
+  Status CreateDirs(const std::string& dir) override { return target_->CreateDirs(dir); }
+  Result<std::vector<std::string>> ListDir(const std::string& dir) override {
+    return target_->ListDir(dir);
+  }
+  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path, const std::string& holder,
+                                             std::string* held_by) override {
+    return target_->LockFile(path, holder, held_by);
+  }
+  Result<FileInfo> Stat(const std::string& path) override { return target_->Stat(path); }
+  Result<FsInfo> StatFs(const std::string& path) override { return target_->StatFs(path); }
+
+ private:
+  Env* target_;
+};
+
 // An Env for the repository at root: paths under root (root + "/...") are
 // resolved beneath root's descriptor, opened once here (root itself may be a
 // symbolic link: the user's choice), and no component of them may be a

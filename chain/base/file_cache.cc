@@ -123,39 +123,15 @@ class CachedFile final : public RandomAccessFile {
   mutable std::list<const CachedFile*>::iterator pos_;     // guarded by state_->mu; valid if open_
 };
 
-// Forwards everything to base_ but NewRandomAccessFile.
-class CachingEnv : public Env {
+// Forwards everything to its target but NewRandomAccessFile.
+class CachingEnv : public EnvWrapper {
  public:
-  CachingEnv(Env* base, FileCache* cache) : base_(base), cache_(cache) {}
+  CachingEnv(Env* base, FileCache* cache) : EnvWrapper(base), cache_(cache) {}
   Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
-    return cache_->Open(base_, path);
+    return cache_->Open(target(), path);
   }
-  Result<std::unique_ptr<AppendFile>> NewAppendFile(const std::string& path,
-                                                    WriteMode mode) override {
-    return base_->NewAppendFile(path, mode);
-  }
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, OpenMode mode,
-                                                        uint32_t permissions) override {
-    return base_->NewWritableFile(path, mode, permissions);
-  }
-  Status SyncDir(const std::string& dir) override { return base_->SyncDir(dir); }
-  Status RenameFile(const std::string& from, const std::string& to) override {
-    return base_->RenameFile(from, to);
-  }
-  Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
-  Status CreateDirs(const std::string& dir) override { return base_->CreateDirs(dir); }
-  Result<std::vector<std::string>> ListDir(const std::string& dir) override {
-    return base_->ListDir(dir);
-  }
-  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path, const std::string& holder,
-                                             std::string* held_by) override {
-    return base_->LockFile(path, holder, held_by);
-  }
-  Result<FileInfo> Stat(const std::string& path) override { return base_->Stat(path); }
-  Result<FsInfo> StatFs(const std::string& path) override { return base_->StatFs(path); }
 
  private:
-  Env* const base_;
   FileCache* const cache_;
 };
 

@@ -52,37 +52,20 @@ inline uint64_t Below(uint64_t* state, uint64_t n) { return Next(state) % n; }
 // An Env whose fsyncs (files and directories) do nothing: the generator
 // writes thousands of files and makes them durable with one syncfs at the
 // end. Everything else is the wrapped Env's.
-class UnsyncedEnv : public Env {
+class UnsyncedEnv : public EnvWrapper {
  public:
-  explicit UnsyncedEnv(std::unique_ptr<Env> base) : base_(std::move(base)) {}
+  explicit UnsyncedEnv(std::unique_ptr<Env> base)
+      : EnvWrapper(base.get()), base_(std::move(base)) {}
 
-  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
-    return base_->NewRandomAccessFile(path);
-  }
   Result<std::unique_ptr<AppendFile>> NewAppendFile(const std::string& path,
                                                     WriteMode mode) override {
     CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<AppendFile> f, base_->NewAppendFile(path, mode));
     return std::unique_ptr<AppendFile>(new File(std::move(f)));
   }
-  Result<std::unique_ptr<WritableFile>> NewWritableFile(const std::string& path, OpenMode mode,
-                                                        uint32_t permissions) override {
-    return base_->NewWritableFile(path, mode, permissions);
-  }
   Status SyncDir(const std::string&) override { return Status::Ok(); }
   Status RenameFile(const std::string& from, const std::string& to) override {
-    return base_->RenameFile(from, to);
+    return base_->RenameFileNoDirSync(from, to);
   }
-  Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
-  Status CreateDirs(const std::string& dir) override { return base_->CreateDirs(dir); }
-  Result<std::vector<std::string>> ListDir(const std::string& dir) override {
-    return base_->ListDir(dir);
-  }
-  Result<std::unique_ptr<FileLock>> LockFile(const std::string& path, const std::string& holder,
-                                             std::string* held_by) override {
-    return base_->LockFile(path, holder, held_by);
-  }
-  Result<FileInfo> Stat(const std::string& path) override { return base_->Stat(path); }
-  Result<FsInfo> StatFs(const std::string& path) override { return base_->StatFs(path); }
 
  private:
   // AppendFile::Sync does nothing; a buffered AppendFile writes through
