@@ -142,6 +142,9 @@ class CachingEnv : public Env {
   Status RenameFile(const std::string& from, const std::string& to) override {
     return base_->RenameFile(from, to);
   }
+  Status RenameFileNoDirSync(const std::string& from, const std::string& to) override {
+    return base_->RenameFileNoDirSync(from, to);
+  }
   Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
   Status CreateDirs(const std::string& dir) override { return base_->CreateDirs(dir); }
   Result<std::vector<std::string>> ListDir(const std::string& dir) override {

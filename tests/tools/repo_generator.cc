@@ -70,7 +70,10 @@ class UnsyncedEnv : public Env {
   }
   Status SyncDir(const std::string&) override { return Status::Ok(); }
   Status RenameFile(const std::string& from, const std::string& to) override {
-    return base_->RenameFile(from, to);
+    return base_->RenameFileNoDirSync(from, to);
+  }
+  Status RenameFileNoDirSync(const std::string& from, const std::string& to) override {
+    return base_->RenameFileNoDirSync(from, to);
   }
   Status RemoveFile(const std::string& path) override { return base_->RemoveFile(path); }
   Status CreateDirs(const std::string& dir) override { return base_->CreateDirs(dir); }
