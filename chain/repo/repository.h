@@ -150,6 +150,9 @@ class Repository {
         config_(std::move(config)),
         owned_env_(std::move(owned_env)),
         env_(env) {}
+  // Chains at least this deep open their layers on kOpenThreads threads.
+  static constexpr size_t kParallelOpenDepth = 64;
+  static constexpr unsigned kOpenThreads = 4;
   // OpenLayer without the binding check: the layer at path, opened in disk's
   // format and kept in layers_ (or the one another thread kept first).
   Result<std::shared_ptr<const Layer>> OpenAndShare(const std::string& path,
