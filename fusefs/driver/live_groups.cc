@@ -78,12 +78,24 @@ Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& gro
     if (it != entries_.end() && it->second == entry) entries_.erase(it);
     return Status::NotFound("group '" + group + "' not found in " + repo_.path());
   }
-  const FileInfo& st = info.value();
+  FileInfo st = info.value();
   const auto now = std::chrono::steady_clock::now();
   if (Fresh(e, st, now)) return e.snapshot;
+  auto loaded = loader_(group);
+  // A writer that changed the directory during the scan (a consolidation
+  // rewriting one manifest and removing another) may have left it torn: an
+  // old manifest naming a base already gone. Read again while the times move
+  // (a few times: a busy group is served the last read).
+  for (int again = 0; again < 3 && loaded.ok(); ++again) {
+    auto after = repo_.env()->Stat(dir);
+    if (!after.ok() || (after.value().mtime_ns == st.mtime_ns &&
+                        after.value().ctime_ns == st.ctime_ns))
+      break;
+    st = after.value();
+    loaded = loader_(group);
+  }
   const bool settled = settle_.count() > 0 && OlderThan(st.mtime_ns, settle_) &&
                        OlderThan(st.ctime_ns, settle_);
-  auto loaded = loader_(group);
   e.scanned = now;  // a failed rescan is retried after max_age
   e.mtime_ns = st.mtime_ns;
   e.ctime_ns = st.ctime_ns;

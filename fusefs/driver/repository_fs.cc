@@ -354,7 +354,11 @@ Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Nod
         }
     }
     opened = repo_->OpenView(*g, *cp, node.disk, block_reader_);
-    if (opened.ok() || opened.status().code() != Status::Code::kNotFound) break;
+    // kNotFound: a delta replaced meanwhile; kCorruption: possibly a chain
+    // read half before and half after a consolidation's step.
+    if (opened.ok() || (opened.status().code() != Status::Code::kNotFound &&
+                        opened.status().code() != Status::Code::kCorruption))
+      break;
   }
   CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const View> view, std::move(opened));
   std::lock_guard<std::mutex> lock(views_mu_);
