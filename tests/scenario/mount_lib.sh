@@ -54,3 +54,14 @@ cmp_region() {
   cmp -s <(dd if="$1" bs=64K iflag=skip_bytes,count_bytes skip="$3" count="$4" status=none) \
     <(dd if="$2" bs=64K iflag=skip_bytes,count_bytes skip="$3" count="$4" status=none)
 }
+
+# eventually CMD...: CMD succeeds within a few seconds (the mount rescans a
+# group whose directory changed, at most every second).
+eventually() {
+  local i
+  for i in $(seq 200); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  return 1
+}

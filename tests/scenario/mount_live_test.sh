@@ -12,16 +12,6 @@ R=$T/repo
 M=$T/mnt
 A=$T/vda.img
 
-# eventually CMD...: CMD succeeds within a few seconds (the group rescan
-# interval is one second).
-eventually() {
-  local i
-  for i in $(seq 100); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.05
-  done
-  return 1
-}
 
 step "setup: c1, mounted; a new group appears too"
 ok "$CHAINFS" init "$R"

@@ -90,16 +90,6 @@ checkpoints_are() {
     fail "$group has checkpoints $(jq -r '.[0].checkpoints[].name' "$T/list.json" | tr '\n' ' '), expected $*"
 }
 
-# eventually CMD...: CMD succeeds within a few seconds (the mount rescans
-# groups every second).
-eventually() {
-  local i
-  for i in $(seq 100); do
-    "$@" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 # backup_changed REPO GROUP NAME BASE_IMAGE SOURCE: SOURCE = BASE_IMAGE with
 # three blocks rewritten, backed up as checkpoint NAME.
