@@ -407,6 +407,13 @@ Result<BackupReport> BackupRun::Run() {
   // Committed: the manifest names the deltas. A failure here leaves an
   // intent the next writer finds committed.
   (void)ClearIntent(repo_.env(), repo_.IntentPath(opts_.group));
+  // The new views' maps (chain/repo/view_map.h): a cache, so a failure costs
+  // speed, not the backup.
+  g.checkpoints.push_back(cp_);
+  g.Index();
+  if (auto maps = repo_.UpdateViewMaps(g, g.checkpoints.back()); !maps.ok())
+    spdlog::warn("view maps of checkpoint {}/{} not written (its views open slower): {}",
+                 opts_.group, opts_.checkpoint, maps.message());
   for (auto& p : plans_) report.disks.push_back(p.report);
   report.checkpoint = cp_;
   report.seconds =

@@ -35,12 +35,9 @@ class CoveredSet {
   std::map<uint64_t, uint64_t> spans_;
 };
 
-}  // namespace
-
-ExtentMap ExtentMap::Build(const std::vector<const Layer*>& layers,
-                           const std::vector<uint64_t>& clip_bytes) {
-  ExtentMap m;
-  CoveredSet covered;
+// Appends the runs of layers (newest first) not covered yet to runs.
+void AddLayers(const std::vector<const Layer*>& layers, const std::vector<uint64_t>& clip_bytes,
+               CoveredSet& covered, std::vector<MapRun>& runs) {
   for (uint32_t li = 0; li < layers.size(); ++li) {
     const uint64_t clip = clip_bytes[li];
     const uint8_t shift = static_cast<uint8_t>(std::countr_zero(layers[li]->block_size()));
@@ -56,12 +53,56 @@ ExtentMap ExtentMap::Build(const std::vector<const Layer*>& layers,
           r.entry_shift = shift;
           r.entry_pos = (x.first_entry << shift) + (s - x.offset);
         }
-        m.runs_.push_back(r);
+        runs.push_back(r);
       });
     });
   }
-  std::sort(m.runs_.begin(), m.runs_.end(),
+}
+
+void SortRuns(std::vector<MapRun>& runs) {
+  std::sort(runs.begin(), runs.end(),
             [](const MapRun& a, const MapRun& b) { return a.start < b.start; });
+}
+
+}  // namespace
+
+ExtentMap ExtentMap::Build(const std::vector<const Layer*>& layers,
+                           const std::vector<uint64_t>& clip_bytes) {
+  ExtentMap m;
+  CoveredSet covered;
+  AddLayers(layers, clip_bytes, covered, m.runs_);
+  SortRuns(m.runs_);
+  return m;
+}
+
+ExtentMap ExtentMap::Overlay(const std::vector<const Layer*>& layers,
+                             const std::vector<uint64_t>& clip_bytes, const ExtentMap& base,
+                             uint64_t base_clip) {
+  ExtentMap m;
+  CoveredSet covered;
+  AddLayers(layers, clip_bytes, covered, m.runs_);
+  const uint32_t shift = static_cast<uint32_t>(layers.size());
+  for (const MapRun& b : base.runs_) {
+    const uint64_t end = std::min(b.end, base_clip);
+    if (b.start >= end) break;  // sorted: the rest lie past the clip too
+    covered.CoverGaps(b.start, end, [&](uint64_t s, uint64_t e) {
+      MapRun r = b;
+      r.start = s;
+      r.end = e;
+      if (!b.is_zero()) {
+        r.layer = b.layer + shift;
+        r.entry_pos = b.entry_pos + (s - b.start);
+      }
+      m.runs_.push_back(r);
+    });
+  }
+  SortRuns(m.runs_);
+  return m;
+}
+
+ExtentMap ExtentMap::FromRuns(std::vector<MapRun> runs) {
+  ExtentMap m;
+  m.runs_ = std::move(runs);
   return m;
 }
 

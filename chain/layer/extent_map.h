@@ -63,6 +63,19 @@ class ExtentMap {
   // with a power-of-two block_size().
   static ExtentMap Build(const std::vector<const Layer*>& layers,
                          const std::vector<uint64_t>& clip_bytes);
+  // The map of layers (newest first, clipped as Build's) laid over `base`,
+  // the map of the older layers below them: Build(layers + older) without
+  // reading the older layers again. base's runs are clipped to base_clip
+  // (the smallest virtual size among layers and the older ones, as Build
+  // would clip the older layers) and their layer indexes shifted by
+  // layers.size(). A persisted view map (chain/repo/view_map.h) and a new
+  // checkpoint's view over its base's are composed this way.
+  static ExtentMap Overlay(const std::vector<const Layer*>& layers,
+                           const std::vector<uint64_t>& clip_bytes, const ExtentMap& base,
+                           uint64_t base_clip);
+  // A map of runs already composed. REQUIRES: sorted by start, disjoint,
+  // start < end (DecodeViewMap checks this of what it reads).
+  static ExtentMap FromRuns(std::vector<MapRun> runs);
 
   // The run containing byte pos, or nullptr if pos is in a hole.
   const MapRun* Find(uint64_t pos) const;

@@ -82,6 +82,11 @@ class Layer {
   virtual std::optional<ContentHash> BlockHash(uint64_t entry) const = 0;
   // Bytes this layer stores on disk for one entry (for du-like accounting).
   virtual uint64_t StoredLength(uint64_t entry) const = 0;
+  // Opens what a layer opened lazily has deferred (a view map's layers,
+  // chain/repo/view_map.h: the file, its binding and index); true once done.
+  // Layers that open at once have nothing to do.
+  virtual Status Load() const { return Status::Ok(); }
+  virtual bool Loaded() const { return true; }
   // Hints that entries [first, first + count) will be read soon, so that
   // their stored bytes can be fetched from disk in the background (readahead
   // over a chain whose blocks are scattered across many files). No-op by

@@ -30,16 +30,14 @@ Result<std::shared_ptr<const char>> DirectBlockReader::PinBlock(const Layer& lay
   return std::shared_ptr<const char>(std::move(block), data);
 }
 
-Result<std::shared_ptr<const View>> View::Create(std::vector<LayerRef> layers, std::string label,
-                                                 BlockReader* reader) {
+Result<std::shared_ptr<View>> View::Init(std::vector<LayerRef> layers, std::string label,
+                                         BlockReader* reader, std::vector<uint64_t>* clip_bytes) {
   if (layers.empty()) return Status::InvalidArgument(label + ": a view needs a layer");
   std::shared_ptr<View> v(new View());
   v->block_size_ = layers[0].layer->block_size();
   v->size_ = layers[0].layer->virtual_size();
   v->label_ = std::move(label);
   v->reader_ = reader ? reader : DirectBlockReader::Get();
-  std::vector<const Layer*> raw;
-  std::vector<uint64_t> clip_bytes;
   uint64_t clip = UINT64_MAX;
   for (const LayerRef& ref : layers) {
     if (!std::has_single_bit(ref.layer->block_size()))
@@ -47,11 +45,30 @@ Result<std::shared_ptr<const View>> View::Create(std::vector<LayerRef> layers, s
                                 " has block size " + std::to_string(ref.layer->block_size()) +
                                 ", not a power of two");
     clip = std::min(clip, ref.layer->virtual_size());
-    clip_bytes.push_back(clip);
-    raw.push_back(ref.layer.get());
+    clip_bytes->push_back(clip);
   }
   v->layers_ = std::move(layers);
+  return v;
+}
+
+Result<std::shared_ptr<const View>> View::Create(std::vector<LayerRef> layers, std::string label,
+                                                 BlockReader* reader) {
+  std::vector<uint64_t> clip_bytes;
+  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<View> v,
+                           Init(std::move(layers), std::move(label), reader, &clip_bytes));
+  std::vector<const Layer*> raw;
+  for (const LayerRef& ref : v->layers_) raw.push_back(ref.layer.get());
   v->map_ = ExtentMap::Build(raw, clip_bytes);
+  return std::shared_ptr<const View>(std::move(v));
+}
+
+Result<std::shared_ptr<const View>> View::CreateWithMap(std::vector<LayerRef> layers,
+                                                        ExtentMap map, std::string label,
+                                                        BlockReader* reader) {
+  std::vector<uint64_t> clip_bytes;
+  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<View> v,
+                           Init(std::move(layers), std::move(label), reader, &clip_bytes));
+  v->map_ = std::move(map);
   return std::shared_ptr<const View>(std::move(v));
 }
 
@@ -120,6 +137,16 @@ Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out,
         out->push_back(ReadPiece{data, len, std::move(pinned).value()});
         return Status::Ok();
       });
+}
+
+Status View::LoadLayers() const {
+  for (const LayerRef& ref : layers_) CHAINFS_RETURN_IF_ERROR(ref.layer->Load());
+  return Status::Ok();
+}
+
+bool View::LayersLoaded() const {
+  return std::all_of(layers_.begin(), layers_.end(),
+                     [](const LayerRef& ref) { return ref.layer->Loaded(); });
 }
 
 void View::WillNeed(uint64_t offset, uint64_t n) const {

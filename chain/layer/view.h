@@ -86,6 +86,13 @@ class View {
   static Result<std::shared_ptr<const View>> Create(std::vector<LayerRef> layers,
                                                     std::string label,
                                                     BlockReader* reader = nullptr);
+  // A view whose map is already composed (a persisted view map, or a map
+  // laid over a base view's: ExtentMap::Overlay): the layers are not asked
+  // for their extents, so they may be opened lazily. REQUIRES: map is the
+  // one Create would build from layers (its runs name layers by index).
+  static Result<std::shared_ptr<const View>> CreateWithMap(std::vector<LayerRef> layers,
+                                                           ExtentMap map, std::string label,
+                                                           BlockReader* reader = nullptr);
 
   uint64_t size() const { return size_; }
   uint32_t block_size() const { return block_size_; }
@@ -103,6 +110,11 @@ class View {
   Status ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out,
                     const ReadOptions& options = {}) const;
 
+  // Every layer's Load(), newest first; the first failure. A view that
+  // holds its layers loaded reads on from their open files even if those
+  // are removed meanwhile.
+  Status LoadLayers() const;
+  bool LayersLoaded() const;
   // Hints that [offset, offset + n) will be read soon: asks each layer to
   // fetch the stored bytes of the data blocks there in the background.
   void WillNeed(uint64_t offset, uint64_t n) const;
@@ -139,6 +151,11 @@ class View {
 
  private:
   View() = default;
+  // Create's checks and fields, all but the map; clip_bytes gets each
+  // layer's visible size.
+  static Result<std::shared_ptr<View>> Init(std::vector<LayerRef> layers, std::string label,
+                                            BlockReader* reader,
+                                            std::vector<uint64_t>* clip_bytes);
   // Splits [offset, offset + n) into zero ranges, zero(length), and data
   // ranges within one entry, data(layer index, entry, offset in entry,
   // length);

@@ -389,7 +389,10 @@ Status DeltaReader::ReadStoredRange(size_t first, size_t count, std::string* scr
 }
 
 Status DeltaReader::ReadBlock(size_t i, char* out) const {
-  const IndexEntry& e = entries_.at(i);
+  if (i >= entries_.size())  // a view map naming an entry the index lacks
+    return Status::Corruption(path() + ": no stored block number " + std::to_string(i) +
+                              " (the file has " + std::to_string(entries_.size()) + ")");
+  const IndexEntry& e = entries_[i];
   if (e.codec == Codec::kRaw) {
     // Read straight into out; the checksum covers the stored (= raw) bytes.
     CHAINFS_RETURN_IF_ERROR(file_->ReadAt(e.offset, e.stored_len, out));

@@ -32,10 +32,11 @@ class NativeLayer : public Layer {
     return reader_->ReadBlock(entry, out);
   }
   std::optional<ContentHash> BlockHash(uint64_t entry) const override {
+    if (entry >= reader_->entries().size()) return std::nullopt;
     return reader_->entries()[entry].content;
   }
   uint64_t StoredLength(uint64_t entry) const override {
-    return reader_->entries()[entry].stored_len;
+    return entry < reader_->entries().size() ? reader_->entries()[entry].stored_len : 0;
   }
   void WillNeed(uint64_t first, uint64_t count) const override {
     reader_->WillNeed(first, count);

@@ -574,6 +574,13 @@ Result<ConsolidateReport> Consolidation::Run() {
       RemoveWritten();
     return st;
   }
+  // The chains changed: the maps of views that changed are stale. Maps are
+  // a cache: a failure here costs speed, not data.
+  auto now = repo_.LoadGroup(opts_.group);
+  Result<int> maps = now.ok() ? repo_.RefreshViewMaps(now.value()) : Result<int>(now.status());
+  if (!maps.ok())
+    spdlog::warn("view maps of group {} not refreshed (views open slower until the next "
+                 "writer refreshes them): {}", opts_.group, maps.status().message());
   return done();
 }
 

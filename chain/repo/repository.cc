@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <functional>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -11,10 +13,13 @@
 #include <string_view>
 #include <unordered_map>
 
+#include <spdlog/spdlog.h>
+
 #include "chain/base/names.h"
 #include "chain/base/worker_pool.h"
 #include "chain/layer/registry.h"
 #include "chain/repo/delta_binding.h"
+#include "chain/repo/view_map.h"
 #include "chain/repo/write_intent.h"
 
 namespace chainfs {
@@ -211,15 +216,7 @@ Result<std::shared_ptr<const Layer>> Repository::OpenAndShare(const std::string&
   if (format == nullptr)
     return Status::NotSupported(path + ": unknown delta format '" + disk.format +
                                 "'; this chainfs reads " + LayerFormatNames());
-  auto id_for = [&](uint64_t fingerprint) {
-    std::lock_guard<std::mutex> lock(layers_mu_);
-    LayerSlot& slot = layers_[path];
-    if (slot.id == 0 || slot.fingerprint != fingerprint) {
-      slot.id = NextLayerId();
-      slot.fingerprint = fingerprint;
-    }
-    return slot.id;
-  };
+  auto id_for = [&](uint64_t fingerprint) { return LayerIdFor(path, fingerprint); };
   CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
                            OpenLayerFile(layer_env_.get(), path, format, id_for));
   if (layer->block_size() != config_.block_size)
@@ -256,14 +253,259 @@ Result<std::unique_ptr<LayerWriter>> Repository::CreateDelta(const std::string& 
 
 Result<std::shared_ptr<const Layer>> Repository::OpenChainLayer(const std::string& group,
                                                                 const ChainLink& link) const {
-  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
-                           OpenLayer(group, link.checkpoint->name, *link.disk));
-  if (layer->virtual_size() != link.disk->virtual_size)
+  return OpenChainLayer(group, link.checkpoint->name, *link.disk);
+}
+
+Result<std::shared_ptr<const Layer>> Repository::OpenChainLayer(const std::string& group,
+                                                                const std::string& checkpoint,
+                                                                const DiskEntry& disk) const {
+  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer, OpenLayer(group, checkpoint, disk));
+  if (layer->virtual_size() != disk.virtual_size)
     return Status::Corruption(layer->location() + ": virtual size " +
                               std::to_string(layer->virtual_size()) + " but manifest of " +
-                              link.checkpoint->name + " says " +
-                              std::to_string(link.disk->virtual_size));
+                              checkpoint + " says " + std::to_string(disk.virtual_size));
   return layer;
+}
+
+namespace {
+
+// A layer of a view opened from a view map: what the map and the manifest
+// entry tell (id, block size, virtual size, location) is known without the
+// file; the file is opened, bound to its entry and checked
+// (Repository::OpenChainLayer) on the first call that needs its contents.
+// A failed open is not kept: the next call tries again. A call that cannot
+// return an error (ForEachExtent, BlockHash, StoredLength, WillNeed,
+// identity) gets nothing from a layer that cannot be opened, and the failure
+// is logged; View never asks a mapped view's layers for their extents, and
+// its reads (ReadBlock) report the error.
+class LazyLayer : public Layer {
+ public:
+  using Opener = std::function<Result<std::shared_ptr<const Layer>>()>;
+  LazyLayer(uint64_t id, uint32_t block_size, uint64_t virtual_size, std::string location,
+            Opener open)
+      : id_(id),
+        block_size_(block_size),
+        virtual_size_(virtual_size),
+        location_(std::move(location)),
+        open_(std::move(open)) {}
+
+  uint64_t id() const override { return id_; }
+  uint32_t block_size() const override { return block_size_; }
+  uint64_t virtual_size() const override { return virtual_size_; }
+  const std::string& location() const override { return location_; }
+  const LayerIdentity* identity() const override {
+    const Layer* l = Logged();
+    return l ? l->identity() : nullptr;
+  }
+  void ForEachExtent(const std::function<void(const LayerExtent&)>& fn) const override {
+    if (const Layer* l = Logged()) l->ForEachExtent(fn);
+  }
+  Status ReadBlock(uint64_t entry, char* out) const override {
+    CHAINFS_ASSIGN_OR_RETURN(const Layer* l, Get());
+    return l->ReadBlock(entry, out);
+  }
+  std::optional<ContentHash> BlockHash(uint64_t entry) const override {
+    const Layer* l = Logged();
+    return l ? l->BlockHash(entry) : std::nullopt;
+  }
+  uint64_t StoredLength(uint64_t entry) const override {
+    const Layer* l = Logged();
+    return l ? l->StoredLength(entry) : 0;
+  }
+  Status Load() const override { return Get().status(); }
+  bool Loaded() const override { return opened_.load(std::memory_order_acquire) != nullptr; }
+  void WillNeed(uint64_t first, uint64_t count) const override {
+    // Only a hint: a layer that cannot be opened is the read's to report.
+    if (auto l = Get(); l.ok()) l.value()->WillNeed(first, count);
+  }
+  Status ReadStored(uint64_t first, uint64_t count, std::string* scratch,
+                    const StoredBlockFn& fn) const override {
+    CHAINFS_ASSIGN_OR_RETURN(const Layer* l, Get());
+    return l->ReadStored(first, count, scratch, fn);
+  }
+
+ private:
+  Result<const Layer*> Get() const {
+    if (const Layer* l = opened_.load(std::memory_order_acquire)) return l;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (layer_ == nullptr) {
+      CHAINFS_ASSIGN_OR_RETURN(layer_, open_());
+      if (layer_->id() != id_ || layer_->block_size() != block_size_) {
+        Status st = Status::Corruption(location_ + ": opened as another layer than its view map names");
+        layer_.reset();
+        return st;
+      }
+      opened_.store(layer_.get(), std::memory_order_release);
+    }
+    return layer_.get();
+  }
+  const Layer* Logged() const {
+    auto l = Get();
+    if (!l.ok()) {
+      spdlog::error("{}", l.status().message());
+      return nullptr;
+    }
+    return l.value();
+  }
+
+  const uint64_t id_;
+  const uint32_t block_size_;
+  const uint64_t virtual_size_;
+  const std::string location_;
+  const Opener open_;
+  mutable std::mutex mu_;
+  mutable std::shared_ptr<const Layer> layer_;  // guarded by mu_
+  mutable std::atomic<const Layer*> opened_{nullptr};
+};
+
+// The largest map file read or written (a disk's map is 32 bytes a run).
+constexpr size_t kMaxViewMapBytes = 64 << 20;
+
+}  // namespace
+
+uint64_t Repository::LayerIdFor(const std::string& path, uint64_t fingerprint) const {
+  std::lock_guard<std::mutex> lock(layers_mu_);
+  LayerSlot& slot = layers_[path];
+  if (slot.id == 0 || slot.fingerprint != fingerprint) {
+    slot.id = NextLayerId();
+    slot.fingerprint = fingerprint;
+  }
+  return slot.id;
+}
+
+std::string Repository::MapDir(const std::string& group) const { return GroupDir(group) + "/maps"; }
+
+std::string Repository::MapPath(const std::string& group, const std::string& checkpoint,
+                                const std::string& disk) const {
+  return MapDir(group) + "/" + checkpoint + "." + disk + ".map";
+}
+
+bool Repository::WantsViewMap(const GroupState& g, const Checkpoint& cp, const std::string& disk) {
+  const DiskChainInfo* info = g.ChainInfo(cp, disk);
+  if (info == nullptr || !info->broken.empty() || info->depth < kMinViewMapDepth) return false;
+  return &cp == g.Newest() || cp.sequence % kViewMapSpacing == 0;
+}
+
+Result<ExtentMap> Repository::ReadViewMap(const std::string& group,
+                                          const std::vector<ChainLink>& chain, size_t i,
+                                          uint64_t key, const std::string& disk) const {
+  const std::string path = MapPath(group, chain[i].checkpoint->name, disk);
+  CHAINFS_ASSIGN_OR_RETURN(std::string bytes, env_->ReadWholeFile(path, kMaxViewMapBytes));
+  ViewMapExpect expect{key, config_.block_size, {}};
+  uint64_t clip = UINT64_MAX;
+  for (size_t j = i; j < chain.size(); ++j)
+    expect.clip_bytes.push_back(clip = std::min(clip, chain[j].disk->virtual_size));
+  return DecodeViewMap(bytes, path, expect);
+}
+
+std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
+    const GroupState& g, const std::vector<ChainLink>& chain, const std::string& disk,
+    const std::string& label, BlockReader* reader) const {
+  const std::optional<std::vector<uint64_t>> keys = ViewMapKeys(chain);
+  if (!keys) return std::nullopt;
+  for (size_t i = 0; i + kMinViewMapDepth <= chain.size(); ++i) {
+    const Checkpoint& at = *chain[i].checkpoint;
+    if (i > 0 && at.sequence % kViewMapSpacing != 0) continue;
+    Result<ExtentMap> map = ReadViewMap(g.name, chain, i, (*keys)[i], disk);
+    if (!map.ok()) {
+      if (map.status().code() != Status::Code::kNotFound)  // absent or stale: quietly
+        spdlog::warn("view map not used (the view is composed from its layers): {}",
+                     map.status().message());
+      continue;
+    }
+    // The layers above the map's view are opened now (as OpenView's), the
+    // map's own when a read needs them.
+    std::vector<View::LayerRef> refs;
+    std::vector<const Layer*> above;
+    std::vector<uint64_t> above_clip;
+    uint64_t clip = UINT64_MAX;
+    for (size_t j = 0; j < chain.size(); ++j) {
+      const ChainLink& link = chain[j];
+      if (j < i) {
+        auto layer = OpenChainLayer(g.name, link);
+        if (!layer.ok()) return Result<std::shared_ptr<const View>>(layer.status());
+        above.push_back(layer.value().get());
+        above_clip.push_back(clip = std::min(clip, link.disk->virtual_size));
+        refs.push_back({std::move(layer).value(), link.checkpoint->name});
+        continue;
+      }
+      std::string file = DeltaPath(g.name, link.disk->delta_file);
+      const uint64_t id = LayerIdFor(file, *link.disk->index_digest);
+      auto open = [this, group = g.name, cp = link.checkpoint->name, entry = *link.disk] {
+        return OpenChainLayer(group, cp, entry);
+      };
+      refs.push_back({std::make_shared<LazyLayer>(id, config_.block_size,
+                                                  link.disk->virtual_size, std::move(file),
+                                                  std::move(open)),
+                      link.checkpoint->name});
+    }
+    ExtentMap composed =
+        i == 0 ? std::move(map).value()
+               : ExtentMap::Overlay(above, above_clip, map.value(), above_clip.back());
+    return View::CreateWithMap(std::move(refs), std::move(composed), label, reader);
+  }
+  return std::nullopt;
+}
+
+Result<bool> Repository::WriteViewMap(const GroupState& g, const Checkpoint& cp,
+                                      const std::string& disk) const {
+  if (!WantsViewMap(g, cp, disk)) return false;
+  CHAINFS_ASSIGN_OR_RETURN(std::vector<ChainLink> chain, ResolveChain(g, cp, disk));
+  const std::optional<std::vector<uint64_t>> keys = ViewMapKeys(chain);
+  if (!keys) return false;
+  const std::string path = MapPath(g.name, cp.name, disk);
+  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const View> view, OpenView(g, cp, disk));
+  const size_t bytes = kViewMapHeaderSize + 8 + view->map().runs().size() * kViewMapRunSize;
+  if (bytes > kMaxViewMapBytes) return false;  // too fragmented to be worth it
+  CHAINFS_RETURN_IF_ERROR(env_->CreateDirs(MapDir(g.name)));
+  CHAINFS_RETURN_IF_ERROR(env_->WriteFileAtomicNoDirSync(
+      path, EncodeViewMap((*keys)[0], config_.block_size, view->size(),
+                          static_cast<uint32_t>(chain.size()), view->map())));
+  return true;
+}
+
+Status Repository::UpdateViewMaps(const GroupState& g, const Checkpoint& cp) const {
+  for (const DiskEntry& d : cp.disks) CHAINFS_RETURN_IF_ERROR(WriteViewMap(g, cp, d.name).status());
+  if (const Checkpoint* parent = g.Find(cp.parent))
+    for (const DiskEntry& d : parent->disks)
+      if (!WantsViewMap(g, *parent, d.name))
+        if (Status st = env_->RemoveFile(MapPath(g.name, parent->name, d.name));
+            !st.ok() && st.code() != Status::Code::kNotFound)
+          return st;
+  return Status::Ok();
+}
+
+Result<int> Repository::RefreshViewMaps(const GroupState& g) const {
+  std::set<std::string> wanted;
+  std::vector<std::pair<const Checkpoint*, const DiskEntry*>> todo;
+  for (const Checkpoint& cp : g.checkpoints)  // oldest first
+    for (const DiskEntry& d : cp.disks)
+      if (WantsViewMap(g, cp, d.name)) {
+        wanted.insert(cp.name + "." + d.name + ".map");
+        todo.push_back({&cp, &d});
+      }
+  auto names = env_->ListDir(MapDir(g.name));
+  if (!names.ok() && names.status().code() != Status::Code::kNotFound) return names.status();
+  bool removed = false;
+  if (names.ok())
+    for (const std::string& f : names.value())
+      if (!wanted.count(f)) {
+        Status st = env_->RemoveFile(MapDir(g.name) + "/" + f);
+        if (!st.ok() && st.code() != Status::Code::kNotFound) return st;
+        removed = true;
+      }
+  int written = 0;
+  for (const auto& [cp, d] : todo) {
+    // Opening the view reads its own map when it is valid: then nothing to do.
+    CHAINFS_ASSIGN_OR_RETURN(std::vector<ChainLink> chain, ResolveChain(g, *cp, d->name));
+    const std::optional<std::vector<uint64_t>> keys = ViewMapKeys(chain);
+    if (!keys) continue;
+    if (ReadViewMap(g.name, chain, 0, (*keys)[0], d->name).ok()) continue;
+    CHAINFS_ASSIGN_OR_RETURN(bool wrote, WriteViewMap(g, *cp, d->name));
+    written += wrote ? 1 : 0;
+  }
+  if (removed || written > 0) CHAINFS_RETURN_IF_ERROR(env_->SyncDir(MapDir(g.name)));
+  return written;
 }
 
 Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
@@ -271,6 +513,9 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
                                                          const std::string& disk,
                                                          BlockReader* reader) const {
   CHAINFS_ASSIGN_OR_RETURN(std::vector<ChainLink> chain, ResolveChain(g, cp, disk));
+  const std::string label = g.name + "/" + cp.name + "/" + disk;
+  if (chain.size() >= kMinViewMapDepth)
+    if (auto mapped = OpenViewFromMap(g, chain, disk, label, reader)) return std::move(*mapped);
   // Opening a layer is a few system calls (open, fstat, header, footer and
   // index reads) that wait on the kernel more than on a core: a deep chain's
   // are opened by several threads at once. The first failure newest first
@@ -296,7 +541,7 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
     if (!opened[i].ok()) return opened[i].status();
     refs.push_back({std::move(opened[i]).value(), chain[i].checkpoint->name});
   }
-  return View::Create(std::move(refs), g.name + "/" + cp.name + "/" + disk, reader);
+  return View::Create(std::move(refs), label, reader);
 }
 
 Result<std::shared_ptr<const View>> Repository::OpenView(const std::string& group,
@@ -356,6 +601,9 @@ Result<int> Repository::CollectLeftovers(const std::string& group) const {
   if (auto names = env_->ListDir(GroupDir(group)); names.ok())
     for (const std::string& f : names.value())
       if (f.rfind("intent.json.tmp.", 0) == 0) doomed.push_back(GroupDir(group) + "/" + f);
+  if (auto names = env_->ListDir(MapDir(group)); names.ok())
+    for (const std::string& f : names.value())
+      if (f.find(".map.tmp.") != std::string::npos) doomed.push_back(MapDir(group) + "/" + f);
   if (auto names = env_->ListDir(CheckpointDir(group)); names.ok()) {
     for (const std::string& f : names.value())
       if (IsManifestTemporary(f)) doomed.push_back(CheckpointDir(group) + "/" + f);

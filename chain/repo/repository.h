@@ -15,6 +15,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,7 +88,11 @@ class Repository {
 
   // Opens the view of disk at checkpoint cp. Layers are shared: a delta file
   // already open in this Repository is reused (same layer id, so one cache
-  // entry serves every view that reaches a block).
+  // entry serves every view that reaches a block). A chain with a view map
+  // (chain/repo/view_map.h) opens from it: its layers below the map open on
+  // the first read that needs them, and a failure to open one (gone,
+  // replaced, damaged) fails that read, naming the file. The view and its
+  // layers must not outlive this Repository (they open files through it).
   Result<std::shared_ptr<const View>> OpenView(const GroupState& g, const Checkpoint& cp,
                                                const std::string& disk,
                                                BlockReader* reader = nullptr) const;
@@ -109,8 +114,39 @@ class Repository {
   // per layer, and what check verifies once per entry.
   Result<std::shared_ptr<const Layer>> OpenChainLayer(const std::string& group,
                                                       const ChainLink& link) const;
+  // OpenChainLayer by the entry's checkpoint name and a copy of its entry
+  // (a lazily opened layer keeps these, not the snapshot they came from).
+  Result<std::shared_ptr<const Layer>> OpenChainLayer(const std::string& group,
+                                                      const std::string& checkpoint,
+                                                      const DiskEntry& disk) const;
   // The manifest file of checkpoint in group.
   std::string ManifestPath(const std::string& group, const std::string& checkpoint) const;
+
+  // View maps (chain/repo/view_map.h): REPO/groups/G/maps/CP.DISK.map.
+  std::string MapDir(const std::string& group) const;
+  std::string MapPath(const std::string& group, const std::string& checkpoint,
+                      const std::string& disk) const;
+  // Whether writers keep a map of the view of disk at cp: a chain at least
+  // kMinViewMapDepth deep, and cp the newest checkpoint or one whose sequence
+  // is a multiple of kViewMapSpacing.
+  static bool WantsViewMap(const GroupState& g, const Checkpoint& cp, const std::string& disk);
+  // REQUIRES: the lock. Writes the map of the view of disk at cp (opened,
+  // and so composed, from the nearest older map) when WantsViewMap, unless a
+  // valid one is there. Returns whether it wrote one.
+  Result<bool> WriteViewMap(const GroupState& g, const Checkpoint& cp,
+                            const std::string& disk) const;
+  // REQUIRES: the lock; g is the group as it is now. Brings its maps up to
+  // date after a writer changed it: removes every file in maps/ that is not
+  // the map of a view WantsViewMap (maps of checkpoints gone, of ones no
+  // longer the newest, temporaries), then writes what is missing or stale,
+  // oldest first (each composed over the last). Maps are a cache: callers
+  // log a failure and go on. Returns how many maps were written.
+  Result<int> RefreshViewMaps(const GroupState& g) const;
+  // REQUIRES: the lock; g is the group as it is now, cp its newest
+  // checkpoint, just committed. RefreshViewMaps for a new checkpoint, at the
+  // cost of one view open: writes cp's maps, and removes those of its
+  // parent (no longer the newest) that WantsViewMap no more.
+  Status UpdateViewMaps(const GroupState& g, const Checkpoint& cp) const;
 
   // The format new deltas are written in (the registry's write format).
   const LayerFormat& write_format() const;
@@ -153,6 +189,19 @@ class Repository {
   // Chains at least this deep open their layers on kOpenThreads threads.
   static constexpr size_t kParallelOpenDepth = 64;
   static constexpr unsigned kOpenThreads = 4;
+  // OpenView from a view map of the chain (the view's own, or the nearest
+  // older one's with the layers above it laid over it); nullopt when there
+  // is no usable map.
+  std::optional<Result<std::shared_ptr<const View>>> OpenViewFromMap(
+      const GroupState& g, const std::vector<ChainLink>& chain, const std::string& disk,
+      const std::string& label, BlockReader* reader) const;
+  // The map of the view whose newest layer is chain[i] (its key `key`):
+  // kNotFound when there is none or it is stale, kCorruption when damaged.
+  Result<ExtentMap> ReadViewMap(const std::string& group, const std::vector<ChainLink>& chain,
+                                size_t i, uint64_t key, const std::string& disk) const;
+  // The cache key of the delta at path if its index has this fingerprint
+  // (the one OpenAndShare gives it when it opens the file).
+  uint64_t LayerIdFor(const std::string& path, uint64_t fingerprint) const;
   // OpenLayer without the binding check: the layer at path, opened in disk's
   // format and kept in layers_ (or the one another thread kept first).
   Result<std::shared_ptr<const Layer>> OpenAndShare(const std::string& path,

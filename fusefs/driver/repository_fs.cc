@@ -75,6 +75,7 @@ void RepositoryFs::Start() {
     ra.threads = options_.readahead_threads;
     readahead_ = std::make_unique<Readahead>(cache_.get(), ra);
   }
+  loader_ = std::make_unique<WorkerPool>(1);
 }
 
 void RepositoryFs::SetKernelReadaheadOnce() {
@@ -322,11 +323,13 @@ void RepositoryFs::ForgetStaleViews(const GroupState& g) {
   });
 }
 
-Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Node& node) {
+Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Node& node,
+                                                         const View* stale) {
   {
     std::lock_guard<std::mutex> lock(views_mu_);
-    if (auto v = views_[ino].lock()) return v;
+    if (auto v = views_[ino].lock(); v != nullptr && v.get() != stale) return v;
   }
+  if (stale != nullptr) groups_.Invalidate(node.group);
   // Resolve the chain against the group as it is now: consolidation may
   // have rewritten the deltas behind an unchanged view.
   const Checkpoint& want = *node.checkpoint;
@@ -348,7 +351,7 @@ Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Nod
     if (fingerprint != 0) {
       std::lock_guard<std::mutex> lock(views_mu_);
       for (const RetainedView& r : retained_)
-        if (r.ino == ino && r.fingerprint == fingerprint) {
+        if (r.ino == ino && r.fingerprint == fingerprint && r.view.get() != stale) {
           views_[ino] = r.view;
           return r.view;
         }
@@ -363,7 +366,7 @@ Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Nod
   CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const View> view, std::move(opened));
   std::lock_guard<std::mutex> lock(views_mu_);
   auto& slot = views_[ino];
-  if (auto existing = slot.lock()) return existing;
+  if (auto existing = slot.lock(); existing != nullptr && existing.get() != stale) return existing;
   slot = view;
   if (fingerprint != 0) {
     std::erase_if(retained_, [&](const RetainedView& r) { return r.ino == ino; });

@@ -37,6 +37,7 @@
 
 #include "cache/block_cache.h"
 #include "cache/readahead.h"
+#include "chain/base/worker_pool.h"
 #include "chain/repo/repository.h"
 #include "fusefs/driver/inode_table.h"
 #include "fusefs/driver/live_groups.h"
@@ -72,8 +73,16 @@ class RepositoryFs {
   };
   // Per-open state in fi->fh.
   struct OpenFile {
-    std::shared_ptr<const View> view;  // kDisk
-    std::shared_ptr<Readahead::Stream> stream;  // kDisk, when readahead is on
+    // kDisk: the view and its readahead stream (when readahead is on), set
+    // at open; afterwards read and replaced under mu: a read that finds a
+    // layer of its view gone or replaced (a consolidation rewrote the chain
+    // under it, lazily opened layers: chain/repo/view_map.h) swaps in the
+    // view of the group as it is now, which reads the same bytes.
+    std::mutex mu;
+    std::shared_ptr<const View> view;
+    std::shared_ptr<Readahead::Stream> stream;
+    uint64_t ino = 0;                  // kDisk
+    std::shared_ptr<const Node> disk;  // kDisk: its node
     std::shared_ptr<const Node> node;  // kManifest, kConfig: the content
     std::vector<DirEntry> entries;     // directories: the listing at opendir
   };
@@ -115,7 +124,11 @@ class RepositoryFs {
   Node CheckpointNode(NodeKind kind, std::shared_ptr<const Checkpoint> cp) const;
   Node DiskNode(const GroupState& g, std::shared_ptr<const Checkpoint> cp,
                 const std::string& disk) const;
-  Result<std::shared_ptr<const View>> ViewOf(uint64_t ino, const Node& node);
+  // The view of a disk node: the one open files share, else a retained one
+  // of the same chain, else opened. stale (a view whose read failed): never
+  // that one; the group is read again first.
+  Result<std::shared_ptr<const View>> ViewOf(uint64_t ino, const Node& node,
+                                             const View* stale = nullptr);
   void SetKernelReadaheadOnce();
   // Puts f in fi->fh and replies to an open; f is kept in open_files_ until
   // its release (Forget), or until the mount ends.
@@ -160,6 +173,12 @@ class RepositoryFs {
   // then (declared last: before the cache and readahead they use).
   std::mutex open_mu_;
   std::unordered_map<const OpenFile*, std::unique_ptr<OpenFile>> open_files_;
+  // Opens, in the background, the layers a view from a view map left
+  // unopened, once a file of it is open (View::LoadLayers): the open file
+  // then holds them, and keeps reading its bytes if a consolidation removes
+  // their files. Made by Start (threads after the fork). Last member: its
+  // tasks end before the views' Repository and the cache go.
+  std::unique_ptr<WorkerPool> loader_;
 };
 
 }  // namespace chainfs

@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "cache/stats_json.h"
+#include "chain/base/failpoint.h"
 #include "fusefs/driver/repository_fs.h"
 
 namespace chainfs {
@@ -103,6 +104,15 @@ int RepositoryFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     }
     f->view = std::move(view).value();
     if (readahead_) f->stream = readahead_->Open(f->view);
+    f->ino = ino;
+    f->disk = n;
+    if (loader_ != nullptr && !f->view->LayersLoaded())
+      (void)loader_->Submit([view = f->view] {
+        Failpoint("mount.before-load-layers");
+        // A failure is the read's to report (and retry on a fresh view).
+        if (Status st = view->LoadLayers(); !st.ok())
+          spdlog::debug("{}: {}", view->label(), st.message());
+      });
     SetKernelReadaheadOnce();
     fi->direct_io = options_.direct_io;
   } else if (n->kind == NodeKind::kStats) {
@@ -138,8 +148,21 @@ void RepositoryFs::Forget(fuse_file_info* fi) {
   open_files_.erase(it);
 }
 
+namespace {
+
+// Whether two views read the same layers (same cache keys, in order): a
+// failed read of the one fails the same way on the other.
+bool SameLayers(const View& a, const View& b) {
+  if (a.layers().size() != b.layers().size()) return false;
+  for (size_t i = 0; i < a.layers().size(); ++i)
+    if (a.layers()[i].layer->id() != b.layers()[i].layer->id()) return false;
+  return true;
+}
+
+}  // namespace
+
 int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) {
-  const OpenFile& f = *reinterpret_cast<const OpenFile*>(fi->fh);
+  OpenFile& f = *reinterpret_cast<OpenFile*>(fi->fh);
   if (f.node != nullptr) {
     // Our own reference: once the kernel has the reply, the reader may close
     // and the release free f (and its node) while this thread is still in
@@ -150,22 +173,51 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
     fuse_reply_buf(req, c.data() + start, std::min(n, c.size() - start));
     return 0;
   }
-  const View& view = *f.view;
-  const uint64_t size = view.size();
+  std::shared_ptr<const View> view;
+  std::shared_ptr<Readahead::Stream> stream;
+  {
+    std::lock_guard<std::mutex> lock(f.mu);
+    view = f.view;
+    stream = f.stream;
+  }
+  const uint64_t size = view->size();
   if (static_cast<uint64_t>(off) >= size) {
     fuse_reply_buf(req, nullptr, 0);
     return 0;
   }
   n = static_cast<size_t>(std::min<uint64_t>(n, size - off));
   const ReadOptions options =
-      f.stream ? readahead_->OnRead(*f.stream, static_cast<uint64_t>(off), n) : ReadOptions{};
+      stream ? readahead_->OnRead(*stream, static_cast<uint64_t>(off), n) : ReadOptions{};
   // The reply is gathered from the decoded blocks themselves (pinned in the
   // cache until it is written) and a shared zero page: no copy in between.
   thread_local std::vector<ReadPiece> pieces;
   thread_local std::vector<iovec> iov;
   pieces.clear();
   iov.clear();
-  Status st = view.ReadPieces(static_cast<uint64_t>(off), n, &pieces, options);
+  Status st = view->ReadPieces(static_cast<uint64_t>(off), n, &pieces, options);
+  if (!st.ok() && (st.code() == Status::Code::kNotFound ||
+                   st.code() == Status::Code::kCorruption)) {
+    // A layer opened on this read was gone or another file: the chain may
+    // have been rewritten by a consolidation since the view was opened. The
+    // checkpoint's view as the group is now reads the same bytes; if it is
+    // another view, read from it (once), and keep it for this file.
+    pieces.clear();
+    auto fresh = ViewOf(f.ino, *f.disk, view.get());
+    if (fresh.ok() && !SameLayers(*fresh.value(), *view) && fresh.value()->size() == size) {
+      spdlog::info("{}: its chain changed while open ({}); reading it from its new files",
+                   view->label(), st.message());
+      std::shared_ptr<Readahead::Stream> fresh_stream =
+          readahead_ ? readahead_->Open(fresh.value()) : nullptr;
+      {
+        std::lock_guard<std::mutex> lock(f.mu);
+        if (f.view == view) {
+          f.view = fresh.value();
+          f.stream = std::move(fresh_stream);
+        }
+      }
+      st = fresh.value()->ReadPieces(static_cast<uint64_t>(off), n, &pieces, options);
+    }
+  }
   if (!st.ok()) {
     pieces.clear();
     spdlog::error("read failed in repository {}: {}", repo_->path(), st.message());
@@ -192,13 +244,18 @@ int RepositoryFs::Release(fuse_req_t req, fuse_file_info* fi) {
 }
 
 int RepositoryFs::Lseek(fuse_req_t req, off_t off, int whence, fuse_file_info* fi) {
-  const OpenFile& f = *reinterpret_cast<const OpenFile*>(fi->fh);
+  OpenFile& f = *reinterpret_cast<OpenFile*>(fi->fh);
   if (whence != SEEK_DATA && whence != SEEK_HOLE) return EINVAL;
-  const uint64_t size = f.view ? f.view->size() : f.node->content.size();
+  std::shared_ptr<const View> view;
+  if (f.disk) {
+    std::lock_guard<std::mutex> lock(f.mu);
+    view = f.view;
+  }
+  const uint64_t size = view ? view->size() : f.node->content.size();
   if (off < 0 || static_cast<uint64_t>(off) >= size) return ENXIO;
   uint64_t pos = static_cast<uint64_t>(off);
-  if (f.view) {
-    pos = whence == SEEK_DATA ? f.view->SeekData(pos) : f.view->SeekHole(pos);
+  if (view) {
+    pos = whence == SEEK_DATA ? view->SeekData(pos) : view->SeekHole(pos);
   } else if (whence == SEEK_HOLE) {
     pos = size;
   }

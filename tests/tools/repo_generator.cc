@@ -341,6 +341,12 @@ Result<GenerateReport> GenerateRepository(const GenerateOptions& opts) {
     for (auto& f : done) f.get();
   }
   CHAINFS_RETURN_IF_ERROR(first_error);
+  // The view maps a backup keeps (chain/repo/view_map.h), as backups would
+  // have left them.
+  for (const std::string& g : run.groups) {
+    CHAINFS_ASSIGN_OR_RETURN(GroupState state, repo->LoadGroup(g));
+    CHAINFS_RETURN_IF_ERROR(repo->RefreshViewMaps(state).status().Context("view maps of " + g));
+  }
   CHAINFS_RETURN_IF_ERROR(SyncFileSystem(opts.repo));
   GenerateReport report;
   report.groups = opts.groups;

@@ -213,6 +213,56 @@ TEST(ExtentMap, RandomMixedGranularityAgainstBruteForce) {
   }
 }
 
+// Issue 14: a view composed over a stored map of its older layers
+// (ExtentMap::Overlay, what a view map's reader does) is the view composed
+// from all of its layers, run for run, at every split point of random chains
+// of mixed block sizes and virtual sizes (grown and shrunk disks).
+TEST(ExtentMap, Issue14OverlayOnAnOlderMapIsTheWholeBuild) {
+  std::mt19937 rng(14);
+  const uint64_t units[] = {512, 4096, 65536};
+  const uint32_t block_sizes[] = {512, 4096, 65536};
+  for (int iter = 0; iter < 300; ++iter) {
+    const int depth = 2 + static_cast<int>(rng() % 8);
+    std::vector<const FakeLayer*> layers;
+    for (int l = 0; l < depth; ++l) {
+      const uint64_t unit = units[rng() % 3];
+      const uint64_t n = 1 + rng() % (unit == 65536 ? 6 : 40);
+      std::string s(n, '.');
+      for (auto& c : s) c = "DDZ..."[rng() % 6];
+      const uint64_t size = rng() % 3 == 0 ? n * unit - kSector * (rng() % 3) - rng() % 2
+                                           : n * unit;
+      Keep().push_back(std::make_unique<FakeLayer>(s, unit, block_sizes[rng() % 3], size));
+      layers.push_back(Keep().back().get());
+    }
+    auto clips_of = [&](size_t from, size_t to) {
+      std::vector<uint64_t> c;
+      uint64_t clip = UINT64_MAX;
+      for (size_t l = from; l < to; ++l) c.push_back(clip = std::min(clip, layers[l]->virtual_size()));
+      return c;
+    };
+    auto raw = [&](size_t from, size_t to) {
+      return std::vector<const Layer*>(layers.begin() + from, layers.begin() + to);
+    };
+    const size_t n = layers.size();
+    const ExtentMap whole = ExtentMap::Build(raw(0, n), clips_of(0, n));
+    for (size_t k = 1; k < n; ++k) {
+      const ExtentMap older = ExtentMap::Build(raw(k, n), clips_of(k, n));
+      const std::vector<uint64_t> above = clips_of(0, k);
+      const ExtentMap over = ExtentMap::Overlay(raw(0, k), above, older, above.back());
+      const std::string where = "iteration " + std::to_string(iter) + " split " + std::to_string(k);
+      ASSERT_EQ(over.runs().size(), whole.runs().size()) << where;
+      for (size_t i = 0; i < whole.runs().size(); ++i) {
+        const MapRun &a = over.runs()[i], &b = whole.runs()[i];
+        EXPECT_EQ(a.start, b.start) << where << " run " << i;
+        EXPECT_EQ(a.end, b.end) << where << " run " << i;
+        EXPECT_EQ(a.layer, b.layer) << where << " run " << i;
+        EXPECT_EQ(a.entry_pos, b.entry_pos) << where << " run " << i;
+        EXPECT_EQ(a.entry_shift, b.entry_shift) << where << " run " << i;
+      }
+    }
+  }
+}
+
 TEST(ExtentMap, EntriesOfARange) {
   FakeLayer l("D", 65536, 4096);
   ExtentMap m = BuildFrom({&l}, {});

@@ -1,0 +1,204 @@
+// Issue 14: view maps (chain/repo/view_map.h). A view of a deep chain opens
+// from one small file, its layers opened when a read needs them; a missing,
+// damaged or stale map costs speed, never bytes; a layer a map names that is
+// gone or wrong fails the read that needs it, naming the file.
+#include "chain/repo/view_map.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "chain/repo/consolidate.h"
+#include "tests/chain/repo_util.h"
+
+namespace chainfs {
+namespace {
+
+using testing::RandomBytes;
+using testing::TempDir;
+using testing::WriteFile;
+namespace fs = std::filesystem;
+
+constexpr uint32_t kBs = 4096;
+constexpr int kDepth = 140;
+
+std::string Name(int i) {
+  char b[16];
+  std::snprintf(b, sizeof b, "c%04d", i);
+  return b;
+}
+
+std::set<std::string> MapFiles(const Repository& repo) {
+  std::set<std::string> out;
+  if (!fs::exists(repo.MapDir("vm1"))) return out;
+  for (const auto& e : fs::directory_iterator(repo.MapDir("vm1"))) out.insert(e.path().filename());
+  return out;
+}
+
+std::string ReadAll(const View& v) {
+  std::string got(v.size(), '\0');
+  Status st = v.Read(0, got.size(), got.data());
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  return got;
+}
+
+class ViewMapTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    repo_ = testing::NewRepository(dir_, &env_, kBs);
+    ASSERT_NE(repo_, nullptr);
+    // 140 checkpoints of a disk that changes one block each time, is
+    // zeroed in places, grows and shrinks (by a part of a block too).
+    std::string disk = RandomBytes(16 * kBs, 1);
+    for (int i = 0; i < kDepth; ++i) {
+      if (i > 0) disk.replace((i % 16) * kBs, 100, RandomBytes(100, 1000 + i));
+      if (i % 23 == 5) disk.replace((i % 7) * kBs, kBs, std::string(kBs, '\0'));
+      if (i % 37 == 20) disk.resize(disk.size() - kBs - 512);
+      if (i % 37 == 30) disk.append(RandomBytes(3 * kBs, 2000 + i));
+      WriteFile(dir_ / "disk.raw", disk);
+      Status st = testing::BackupVda(*repo_, Name(i), dir_ / "disk.raw");
+      ASSERT_TRUE(st.ok()) << "backup " << i << ": " << st.ToString();
+      contents_.push_back(disk);
+    }
+  }
+  // A Repository with nothing open yet, and the group loaded.
+  std::unique_ptr<Repository> Fresh() {
+    auto r = Repository::Open(dir_ / "repo", &env_);
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+    return std::move(r).value();
+  }
+  void ExpectEveryViewRight(const Repository& repo, int from = 0) {
+    auto g = repo.LoadGroup("vm1");
+    ASSERT_TRUE(g.ok());
+    for (int i = from; i < kDepth; ++i) {
+      auto v = repo.OpenView(g.value(), *g.value().Find(Name(i)), "vda");
+      ASSERT_TRUE(v.ok()) << Name(i) << ": " << v.status().ToString();
+      EXPECT_TRUE(ReadAll(*v.value()) == contents_[i]) << "view " << Name(i) << " differs";
+    }
+  }
+
+  TempDir dir_;
+  testing::FaultyEnv env_;
+  std::unique_ptr<Repository> repo_;
+  std::vector<std::string> contents_;
+};
+
+TEST_F(ViewMapTest, Issue14BackupsKeepTheNewestAndEverySixtyFourthMap) {
+  // Sequences start at 1: c0063 is sequence 64, c0127 is 128.
+  EXPECT_EQ(MapFiles(*repo_),
+            (std::set<std::string>{"c0063.vda.map", "c0127.vda.map", "c0139.vda.map"}));
+  ExpectEveryViewRight(*Fresh());
+}
+
+TEST_F(ViewMapTest, Issue14NewestViewOpensFromItsMapAlone) {
+  auto repo = Fresh();
+  auto g = repo->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  const int opens = env_.calls(testing::FaultyEnv::Op::kOpenRead);
+  auto v = repo->OpenView(g.value(), *g.value().Find(Name(kDepth - 1)), "vda");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  // The map file, and no delta: a depth-140 view costs what a shallow one does.
+  EXPECT_LE(env_.calls(testing::FaultyEnv::Op::kOpenRead) - opens, 1);
+  EXPECT_EQ(v.value()->layers().size(), static_cast<size_t>(kDepth));
+  EXPECT_TRUE(ReadAll(*v.value()) == contents_.back());
+}
+
+TEST_F(ViewMapTest, Issue14DamagedOrMissingMapsCostSpeedNotBytes) {
+  // Damage the newest map (one byte, then its tail), remove another.
+  const std::string newest = repo_->MapPath("vm1", Name(kDepth - 1), "vda");
+  std::string bytes = testing::ReadFile(newest);
+  for (size_t at : {size_t{20}, bytes.size() / 2, bytes.size() - 1}) {
+    std::string bad = bytes;
+    bad[at] ^= 0x40;
+    WriteFile(newest, bad);
+    auto repo = Fresh();
+    auto v = repo->OpenView("vm1", Name(kDepth - 1), "vda");
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    EXPECT_TRUE(ReadAll(*v.value()) == contents_.back()) << "byte " << at << " flipped";
+  }
+  WriteFile(newest, bytes.substr(0, bytes.size() - 40));
+  fs::remove(repo_->MapPath("vm1", Name(127), "vda"));
+  ExpectEveryViewRight(*Fresh());
+}
+
+TEST_F(ViewMapTest, Issue14AGoneLayerFailsTheReadThatNeedsItNamingTheFile) {
+  // c0125 changed block 125 % 16 = 13; its delta lies under c0127's map.
+  auto g = repo_->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  const std::string victim = repo_->DeltaPath("vm1", g.value().Find(Name(125))->disks[0].delta_file);
+  ASSERT_TRUE(fs::remove(victim));
+  auto repo = Fresh();
+  auto v = repo->OpenView("vm1", Name(kDepth - 1), "vda");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();  // lazily: not opened yet
+  std::string block(kBs, '\0');
+  EXPECT_TRUE(v.value()->Read(0, kBs, block.data()).ok());
+  EXPECT_EQ(block, contents_.back().substr(0, kBs));
+  Status st = v.value()->Read(13 * kBs, kBs, block.data());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(victim), std::string::npos) << st.ToString();
+  // A delta replaced by another file of the group is refused by its binding.
+  fs::copy_file(repo_->DeltaPath("vm1", g.value().Find(Name(124))->disks[0].delta_file), victim);
+  auto fresh = Fresh();
+  auto again = fresh->OpenView("vm1", Name(kDepth - 1), "vda");
+  ASSERT_TRUE(again.ok());
+  st = again.value()->Read(13 * kBs, kBs, block.data());
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
+}
+
+TEST_F(ViewMapTest, Issue14AMapNamingAnEntryTheLayerLacksFailsTheRead) {
+  // A well-formed map of the right chain whose run points past the entries
+  // its layer has (a writer's bug, or a crafted file): an error, no crash.
+  auto g = repo_->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  const Checkpoint& cp = *g.value().Find(Name(kDepth - 1));
+  auto chain = g.value().ResolveChain(cp, "vda");
+  ASSERT_TRUE(chain.ok());
+  auto keys = ViewMapKeys(chain.value());
+  ASSERT_TRUE(keys.has_value());
+  auto v = repo_->OpenView(g.value(), cp, "vda");
+  ASSERT_TRUE(v.ok());
+  std::vector<MapRun> runs = v.value()->map().runs();
+  size_t bad = 0;
+  while (runs[bad].is_zero()) ++bad;
+  runs[bad].entry_pos += uint64_t{1000} * kBs;
+  WriteFile(repo_->MapPath("vm1", cp.name, "vda"),
+            EncodeViewMap((*keys)[0], kBs, v.value()->size(),
+                          static_cast<uint32_t>(chain.value().size()),
+                          ExtentMap::FromRuns(runs)));
+  auto fresh = Fresh();
+  auto crafted = fresh->OpenView("vm1", cp.name, "vda");
+  ASSERT_TRUE(crafted.ok()) << crafted.status().ToString();
+  std::string buf(runs[bad].end - runs[bad].start, '\0');
+  Status st = crafted.value()->Read(runs[bad].start, buf.size(), buf.data());
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
+}
+
+TEST_F(ViewMapTest, Issue14PruneAndBackupKeepTheMapsTrue) {
+  ConsolidateOptions o;
+  o.group = "vm1";
+  o.policy = RetentionPolicy{};
+  o.policy->keep_last = 20;
+  auto r = Consolidate(*repo_, o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // Survivors c0120..c0139: the rewritten chains are 20 deep; c0127's and
+  // the newest's maps are rewritten for them, the others removed.
+  EXPECT_EQ(MapFiles(*repo_), (std::set<std::string>{"c0127.vda.map", "c0139.vda.map"}));
+  ExpectEveryViewRight(*Fresh(), kDepth - 20);
+  // One more backup: its map is written, its parent's (not a 64th) removed.
+  WriteFile(dir_ / "disk.raw", contents_.back() + RandomBytes(kBs, 7));
+  ASSERT_TRUE(testing::BackupVda(*repo_, "c9999", dir_ / "disk.raw").ok());
+  EXPECT_EQ(MapFiles(*repo_), (std::set<std::string>{"c0127.vda.map", "c9999.vda.map"}));
+  auto fresh = Fresh();
+  auto v = fresh->OpenView("vm1", "c9999", "vda");
+  ASSERT_TRUE(v.ok());
+  EXPECT_TRUE(ReadAll(*v.value()) == testing::ReadFile(dir_ / "disk.raw"));
+}
+
+}  // namespace
+}  // namespace chainfs
