@@ -115,8 +115,9 @@ Status BackupRun::ValidateOptions() {
     CHAINFS_RETURN_IF_ERROR(ValidateName("disk", d.disk));
     if (!seen.insert(d.disk).second)
       return Status::InvalidArgument("disk '" + d.disk + "' given twice");
-    if (opts_.full && !d.dirty_map.empty())
-      return Status::InvalidArgument("--dirty " + d.disk +
+    if (opts_.full && (!d.dirty_map.empty() || !d.bitmap.empty()))
+      return Status::InvalidArgument(std::string(d.bitmap.empty() ? "--dirty " : "--bitmap ") +
+                                     d.disk +
                                      "=... cannot be used with --full: a full backup reads "
                                      "the whole disk");
   }
@@ -129,7 +130,7 @@ Status BackupRun::OpenSources() {
   for (const DiskSource& src : opts_.disks) {
     std::shared_ptr<const Source> source = src.source;
     if (!source) {
-      auto opened = OpenSource({src.path, src.dirty_map});
+      auto opened = OpenSource({src.path, src.dirty_map, src.bitmap});
       if (!opened.ok()) return opened.status().Context("source of disk " + src.disk);
       source = std::move(opened).value();
     }
@@ -185,9 +186,10 @@ Status BackupRun::Plan(const GroupState& g) {
             "disk " + src.disk + " has no earlier backup" +
             (base ? " in the chain of checkpoint " + base->name : std::string(" in group ") +
                                                                        opts_.group) +
-            ", so a dirty map cannot say what it holds: its first backup must be full. "
-            "Give it without --dirty " + src.disk + "=... (it is then read whole and stored "
-            "full), or use --full");
+            ", so a dirty " + (src.bitmap.empty() ? "map" : "bitmap") +
+            " cannot say what it holds: its first backup must be full. Give it without " +
+            (src.bitmap.empty() ? "--dirty " : "--bitmap ") + src.disk +
+            "=... (it is then read whole and stored full), or use --full");
     }
     if (p.source->HasChangedRanges()) {
       auto changed = p.source->ChangedRanges();

@@ -6,6 +6,7 @@
 #include <cerrno>
 
 #include "chain/ingest/file_source.h"
+#include "chain/ingest/nbd_source.h"
 
 namespace chainfs {
 
@@ -41,7 +42,19 @@ Status CheckInputFile(const std::string& path, const std::string& what, bool blo
 }
 
 Result<std::unique_ptr<Source>> OpenSource(const SourceSpec& spec) {
-  // Next: if (IsNbdUri(spec.location)) return OpenNbdSource(spec);
+  if (!spec.dirty_map.empty() && !spec.bitmap.empty())
+    return Status::InvalidArgument("--dirty and --bitmap both given for source " + spec.location +
+                                   ": give one of them");
+  if (IsNbdUri(spec.location)) return OpenNbdSource(spec);
+  CHAINFS_RETURN_IF_ERROR(CheckInputFile(spec.location, "source", /*block_device_ok=*/true));
+  auto format = ProbeImageFormat(spec.location);
+  if (!format.ok()) return format.status();
+  if (!format.value().empty()) return OpenNbdSource(spec, format.value());
+  if (!spec.bitmap.empty())
+    return Status::InvalidArgument("--bitmap " + spec.bitmap + ": source " + spec.location +
+                                   " is a raw image, which has no dirty bitmaps; give an NBD URI "
+                                   "or a QEMU image (qcow2) that holds the bitmap, or --dirty "
+                                   "with a map file");
   return OpenFileSource(spec);
 }
 

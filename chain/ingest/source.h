@@ -92,14 +92,18 @@ class Source {
   virtual Result<std::vector<ByteRange>> ZeroRanges() const;
 };
 
-// What to open: the --disk NAME=SOURCE and --dirty NAME=MAP.json of a disk.
+// What to open: the --disk NAME=SOURCE, --dirty NAME=MAP.json and
+// --bitmap NAME=BITMAP of a disk.
 struct SourceSpec {
-  std::string location;   // raw image file or block device path
+  std::string location;   // raw image, block device, QEMU image path or NBD URI
   std::string dirty_map;  // nbdinfo --json --map output; empty = none
+  std::string bitmap;     // QEMU dirty bitmap of an NBD or image source; empty = none
 };
 
 // Opens the source a spec names. The one place that knows every kind of
-// source: a new kind (nbd://, a qcow2 image) is one line here.
+// source: an NBD URI (chain/ingest/nbd_source.h), a QEMU image that is not
+// raw (told by content; served by a qemu-nbd of our own), else a raw file or
+// block device (chain/ingest/file_source.h).
 Result<std::unique_ptr<Source>> OpenSource(const SourceSpec& spec);
 
 // OK if path is a regular file (or, with block_device_ok, a block device);

@@ -112,7 +112,7 @@ Action AddBackupCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("backup", "Back up disks into a new checkpoint");
   struct Opts {
     std::string repo, group, checkpoint, since, config;
-    std::vector<std::string> disks, dirty;
+    std::vector<std::string> disks, dirty, bitmaps;
     bool full = false, json = false;
     unsigned threads = 0;
   };
@@ -120,13 +120,19 @@ Action AddBackupCommand(CLI::App& app) {
   cmd->add_option("REPO", o->repo, "repository")->required();
   cmd->add_option("GROUP", o->group, "group (usually one VM)")->required();
   cmd->add_option("CHECKPOINT", o->checkpoint, "name of the new checkpoint")->required();
-  cmd->add_option("--disk", o->disks, "NAME=SOURCE: a raw image file or block device")
+  cmd->add_option("--disk", o->disks,
+                  "NAME=SOURCE: a raw image file or block device, a QEMU image (qcow2, ...: "
+                  "served by a qemu-nbd of our own), or an NBD URI (nbd://HOST[:PORT]/EXPORT, "
+                  "nbd+unix:///EXPORT?socket=PATH, nbds://...)")
       ->required();
   cmd->add_flag("--full", o->full, "store every disk in full");
   cmd->add_option("--since", o->since, "differential: base on this older checkpoint");
   cmd->add_option("--dirty", o->dirty,
                   "NAME=MAP.json: read only the extents dirty in this map "
                   "(nbdinfo --json --map=qemu:dirty-bitmap:BITMAP)");
+  cmd->add_option("--bitmap", o->bitmaps,
+                  "NAME=BITMAP: read only the blocks dirty in the QEMU dirty bitmap BITMAP "
+                  "(meta context qemu:dirty-bitmap:BITMAP) of that disk's NBD or image source");
   cmd->add_option("--config", o->config, "VM config to keep with the checkpoint (domain XML)");
   cmd->add_option("--threads", o->threads, "compression threads, 1 to 256 (default: one per core)")
       ->check(CLI::Range(1u, WorkerPool::kMaxThreads));
@@ -145,26 +151,34 @@ Action AddBackupCommand(CLI::App& app) {
         spdlog::error("backup: --disk {}: expected NAME=SOURCE", d);
         return 2;
       }
-      opts.disks.push_back({d.substr(0, eq), d.substr(eq + 1), ""});
+      opts.disks.push_back({d.substr(0, eq), d.substr(eq + 1), "", "", nullptr});
     }
-    for (const auto& m : o->dirty) {
-      auto eq = m.find('=');
-      if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
-        spdlog::error("backup: --dirty {}: expected NAME=MAP.json", m);
-        return 2;
-      }
-      std::string name = m.substr(0, eq);
-      bool found = false;
-      for (auto& d : opts.disks)
-        if (d.disk == name) {
-          d.dirty_map = m.substr(eq + 1);
-          found = true;
+    // --dirty NAME=MAP.json and --bitmap NAME=BITMAP attach to a --disk.
+    auto attach = [&](const std::vector<std::string>& given, const char* flag, const char* what,
+                      std::string DiskSource::*field) {
+      for (const auto& m : given) {
+        auto eq = m.find('=');
+        if (eq == std::string::npos || eq == 0 || eq + 1 == m.size()) {
+          spdlog::error("backup: {} {}: expected NAME={}", flag, m, what);
+          return false;
         }
-      if (!found) {
-        spdlog::error("backup: --dirty {}: no --disk named {}", m, name);
-        return 2;
+        std::string name = m.substr(0, eq);
+        bool found = false;
+        for (auto& d : opts.disks)
+          if (d.disk == name) {
+            d.*field = m.substr(eq + 1);
+            found = true;
+          }
+        if (!found) {
+          spdlog::error("backup: {} {}: no --disk named {}", flag, m, name);
+          return false;
+        }
       }
-    }
+      return true;
+    };
+    if (!attach(o->dirty, "--dirty", "MAP.json", &DiskSource::dirty_map) ||
+        !attach(o->bitmaps, "--bitmap", "BITMAP", &DiskSource::bitmap))
+      return 2;
     if (o->json) Progress::SetEnabled(false);
     auto repo = OpenRepo(o->repo);
     if (!repo.ok()) return Fail("backup", repo.status());

@@ -1,0 +1,402 @@
+#include "chain/ingest/nbd_source.h"
+
+#include <fcntl.h>
+#include <libnbd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <nlohmann/json.hpp>
+
+#include <spdlog/spdlog.h>
+
+namespace chainfs {
+namespace {
+
+constexpr unsigned kMaxConnections = 4;
+constexpr unsigned kMaxRequestsInFlight = 16;
+// Requests of at most this much even where the server takes more: large
+// enough to amortise a round trip, small enough to keep several in flight.
+constexpr uint64_t kMaxRequest = 1ull << 20;
+// Block status requests cover at most this much of the disk at a time (the
+// protocol's lengths are 32 bits).
+constexpr uint64_t kStatusSpan = 1ull << 30;
+
+std::string NbdError() {
+  const char* e = nbd_get_error();
+  return e && *e ? e : "unknown libnbd error";
+}
+
+// The last libnbd error as a Status: "WHAT: libnbd's message" (its errno
+// kept, named once).
+Status NbdStatus(const std::string& what) {
+  const int err = nbd_get_errno() ? nbd_get_errno() : EIO;
+  std::string msg = NbdError();
+  const std::string tail = std::string(": ") + std::strerror(err);
+  while (msg.size() >= tail.size() && msg.compare(msg.size() - tail.size(), tail.size(), tail) == 0)
+    msg.erase(msg.size() - tail.size());
+  return Status::FromErrno(err, what + ": " + msg);
+}
+
+// The URI with its user and every query parameter but socket= removed: what
+// messages may show (tls-psk-file and passwords stay out of logs).
+std::string RedactUri(const std::string& uri) {
+  std::string out = uri;
+  const size_t scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    const size_t host = scheme + 3;
+    const size_t path = out.find_first_of("/?", host);
+    const size_t at = out.find('@', host);
+    if (at != std::string::npos && (path == std::string::npos || at < path))
+      out.erase(host, at + 1 - host);
+  }
+  const size_t q = out.find('?');
+  if (q == std::string::npos) return out;
+  std::string query = out.substr(q + 1), kept;
+  out.erase(q);
+  for (size_t at = 0; at <= query.size();) {
+    size_t amp = query.find('&', at);
+    if (amp == std::string::npos) amp = query.size();
+    std::string param = query.substr(at, amp - at);
+    if (param.rfind("socket=", 0) == 0) kept += (kept.empty() ? "" : "&") + param;
+    at = amp + 1;
+  }
+  return kept.empty() ? out : out + "?" + kept;
+}
+
+struct Handle {
+  nbd_handle* h = nullptr;
+  Handle() : h(nbd_create()) {}
+  ~Handle() {
+    if (h) nbd_close(h);
+  }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  nbd_handle* release() { return std::exchange(h, nullptr); }
+};
+
+// How to reach the export: a URI, or a qemu-nbd of our own on an image.
+struct Target {
+  std::string uri;
+  std::vector<std::string> argv;  // socket activation when not empty
+  std::string name;               // for messages
+
+  int Connect(nbd_handle* h) const {
+    if (argv.empty()) return nbd_connect_uri(h, uri.c_str());
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    return nbd_connect_systemd_socket_activation(h, args.data());
+  }
+};
+
+// The meta contexts the server offers, comma-separated, for messages.
+std::string ListContexts(const Target& t) {
+  Handle l;
+  if (!l.h || nbd_set_opt_mode(l.h, true) == -1 || t.Connect(l.h) == -1)
+    return "(could not list them: " + NbdError() + ")";
+  std::vector<std::string> names;
+  nbd_context_callback cb = {
+      [](void* user, const char* name) {
+        static_cast<std::vector<std::string>*>(user)->push_back(name);
+        return 0;
+      },
+      &names, nullptr};
+  if (nbd_opt_list_meta_context(l.h, cb) == -1) return "(could not list them: " + NbdError() + ")";
+  nbd_opt_abort(l.h);
+  if (names.empty()) return "none";
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out;
+}
+
+// The persistent bitmaps of a QEMU image, as `qemu-img info` lists them.
+Result<std::vector<std::string>> ImageBitmaps(const std::string& path) {
+  std::string cmd = "qemu-img info --output=json --force-share -- '";
+  for (char c : path) cmd += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  cmd += "' 2>&1";
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return Status::FromErrno(errno, "running qemu-img info on " + path);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  const int rc = ::pclose(p);
+  if (rc != 0)
+    return Status::InvalidArgument("qemu-img info " + path + " failed: " +
+                                   out.substr(0, out.find_last_not_of('\n') + 1));
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  std::vector<std::string> names;
+  if (j.is_discarded()) return Status::InvalidArgument("qemu-img info " + path + ": not JSON");
+  const auto* data = j.contains("format-specific") && j["format-specific"].contains("data")
+                         ? &j["format-specific"]["data"]
+                         : nullptr;
+  if (data && data->contains("bitmaps") && (*data)["bitmaps"].is_array())
+    for (const auto& b : (*data)["bitmaps"])
+      if (b.contains("name") && b["name"].is_string()) names.push_back(b["name"]);
+  return names;
+}
+
+class NbdSource : public Source {
+ public:
+  NbdSource(Target target, std::vector<nbd_handle*> conns, uint64_t size, uint64_t request,
+            std::string bitmap_context)
+      : target_(std::move(target)),
+        size_(size),
+        request_(request),
+        bitmap_context_(std::move(bitmap_context)) {
+    for (nbd_handle* h : conns) conns_.push_back(std::make_unique<Conn>(h));
+  }
+  ~NbdSource() override {
+    for (auto& c : conns_) {
+      nbd_shutdown(c->h, 0);
+      nbd_close(c->h);  // stops our qemu-nbd, if we started one
+    }
+  }
+
+  const std::string& Name() const override { return target_.name; }
+  uint64_t Size() const override { return size_; }
+  ReadHints Hints() const override {
+    return {static_cast<unsigned>(conns_.size()), request_ * kMaxRequestsInFlight};
+  }
+  Status ReadAt(uint64_t offset, size_t n, void* buf) const override;
+  bool HasChangedRanges() const override { return !bitmap_context_.empty(); }
+  Result<std::vector<ByteRange>> ChangedRanges() const override {
+    return Extents(bitmap_context_, /*bit=*/1);
+  }
+  bool HasZeroRanges() const override { return has_allocation_; }
+  Result<std::vector<ByteRange>> ZeroRanges() const override {
+    return Extents(LIBNBD_CONTEXT_BASE_ALLOCATION, LIBNBD_STATE_ZERO);
+  }
+
+  void set_has_allocation(bool v) { has_allocation_ = v; }
+
+ private:
+  struct Conn {
+    explicit Conn(nbd_handle* handle) : h(handle) {}
+    std::mutex mu;
+    nbd_handle* h;
+  };
+
+  Status Failed(uint64_t offset, const std::string& what) const {
+    return NbdStatus("NBD source " + Name() + ": " + what + " at offset " +
+                     std::to_string(offset));
+  }
+  // The byte ranges of context whose flags have any of bits set.
+  Result<std::vector<ByteRange>> Extents(const std::string& context, uint32_t bits) const;
+
+  Target target_;
+  uint64_t size_;
+  uint64_t request_;
+  std::string bitmap_context_;
+  bool has_allocation_ = false;
+  std::vector<std::unique_ptr<Conn>> conns_;
+  mutable std::atomic<unsigned> next_{0};
+};
+
+Status NbdSource::ReadAt(uint64_t offset, size_t n, void* buf) const {
+  if (offset > size_ || n > size_ - offset)
+    return Status::InvalidArgument(Name() + ": read of " + std::to_string(n) +
+                                   " bytes at offset " + std::to_string(offset) +
+                                   " is past its end (" + std::to_string(size_) + " bytes)");
+  Conn& c = *conns_[next_.fetch_add(1, std::memory_order_relaxed) % conns_.size()];
+  std::lock_guard<std::mutex> lock(c.mu);
+  char* out = static_cast<char*>(buf);
+  for (uint64_t done = 0; done < n;) {
+    // A window of requests in flight, then wait for all of them.
+    std::vector<std::pair<int64_t, uint64_t>> cookies;  // cookie, offset
+    for (unsigned i = 0; i < kMaxRequestsInFlight && done < n; ++i) {
+      const uint64_t len = std::min<uint64_t>(request_, n - done);
+      const int64_t cookie =
+          nbd_aio_pread(c.h, out + done, len, offset + done, NBD_NULL_COMPLETION, 0);
+      if (cookie == -1) return Failed(offset + done, "read");
+      cookies.emplace_back(cookie, offset + done);
+      done += len;
+    }
+    while (nbd_aio_in_flight(c.h) > 0)
+      if (nbd_poll(c.h, -1) == -1) return Failed(cookies.front().second, "read");
+    for (const auto& [cookie, at] : cookies)
+      if (nbd_aio_command_completed(c.h, cookie) != 1) return Failed(at, "read");
+  }
+  return Status::Ok();
+}
+
+Result<std::vector<ByteRange>> NbdSource::Extents(const std::string& context,
+                                                   uint32_t bits) const {
+  struct Acc {
+    const std::string* context;
+    uint32_t bits;
+    uint64_t end;  // of the request: extents past it are clipped
+    uint64_t at;   // next byte the server has not described yet
+    std::vector<ByteRange>* out;
+  };
+  std::vector<ByteRange> out;
+  Conn& c = *conns_[0];
+  std::lock_guard<std::mutex> lock(c.mu);
+  for (uint64_t offset = 0; offset < size_;) {
+    Acc acc{&context, bits, std::min(size_, offset + kStatusSpan), offset, &out};
+    nbd_extent_callback cb = {
+        [](void* user, const char* ctx, uint64_t, uint32_t* entries, size_t nr, int*) {
+          auto* a = static_cast<Acc*>(user);
+          if (*a->context != ctx) return 0;
+          for (size_t i = 0; i + 1 < nr && a->at < a->end; i += 2) {
+            const uint64_t len = std::min<uint64_t>(entries[i], a->end - a->at);
+            if (entries[i + 1] & a->bits) {
+              if (!a->out->empty() && a->out->back().offset + a->out->back().length == a->at)
+                a->out->back().length += len;
+              else
+                a->out->push_back({a->at, len});
+            }
+            a->at += len;
+          }
+          return 0;
+        },
+        &acc, nullptr};
+    if (nbd_block_status(c.h, acc.end - offset, offset, cb, 0) == -1)
+      return Failed(offset, "block status of " + context);
+    if (acc.at == offset)
+      return Status::Corruption("NBD source " + Name() + ": the server described no extent of " +
+                                context + " at offset " + std::to_string(offset));
+    offset = acc.at;
+  }
+  return out;
+}
+
+// Connects one handle, asking for the contexts; errors name the target.
+Result<nbd_handle*> ConnectOne(const Target& t, const std::string& bitmap_context) {
+  Handle h;
+  if (!h.h) return Status::InvalidArgument("libnbd: " + NbdError());
+  if (nbd_add_meta_context(h.h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
+      (!bitmap_context.empty() && nbd_add_meta_context(h.h, bitmap_context.c_str()) == -1))
+    return Status::InvalidArgument("libnbd: " + NbdError());
+  if (t.Connect(h.h) == -1)
+    return NbdStatus("cannot connect to NBD source " + t.name);
+  return h.release();
+}
+
+}  // namespace
+
+bool IsNbdUri(const std::string& location) {
+  // Any nbd: or nbds: scheme, nbd+unix: and the like included: libnbd
+  // names what is wrong with a malformed one.
+  for (const char* scheme : {"nbd:", "nbds:", "nbd+", "nbds+"})
+    if (location.rfind(scheme, 0) == 0) return true;
+  return false;
+}
+
+Result<std::string> ProbeImageFormat(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "source " + path);
+  char b[512] = {};
+  const ssize_t got = ::pread(fd, b, sizeof b, 0);
+  const int err = errno;
+  ::close(fd);
+  if (got < 0) return Status::FromErrno(err, "reading the first bytes of source " + path);
+  auto at = [&](size_t off, const char* magic, size_t len) {
+    return static_cast<size_t>(got) >= off + len && std::memcmp(b + off, magic, len) == 0;
+  };
+  if (at(0, "QFI\xfb", 4)) return std::string(b[7] == 1 ? "qcow" : "qcow2");
+  if (at(0, "QED\0", 4)) return std::string("qed");
+  if (at(0, "KDMV", 4) || at(0, "COWD", 4) || at(0, "# Disk DescriptorFile", 21))
+    return std::string("vmdk");
+  if (at(0x40, "\x7f\x10\xda\xbe", 4)) return std::string("vdi");
+  if (at(0, "vhdxfile", 8)) return std::string("vhdx");
+  if (at(0, "conectix", 8)) return std::string("vpc");
+  if (at(0, "LUKS\xba\xbe", 6)) return std::string("luks");
+  if (at(0, "WithoutFreeSpace", 16) || at(0, "WithouFreSpacExt", 16))
+    return std::string("parallels");
+  if (at(0, "Bochs Virtual HD Image", 22)) return std::string("bochs");
+  if (at(0, "#!/bin/sh\n#V2.0 Format\n", 23)) return std::string("cloop");
+  return std::string();
+}
+
+Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
+                                              const std::string& image_format) {
+  if (!spec.dirty_map.empty())
+    return Status::InvalidArgument("--dirty is for raw sources; source " + spec.location +
+                                   " is read over NBD: give --bitmap NAME=BITMAP instead");
+  Target t;
+  const std::string bitmap_context =
+      spec.bitmap.empty() ? "" : "qemu:dirty-bitmap:" + spec.bitmap;
+  if (image_format.empty()) {
+    t.uri = spec.location;
+    t.name = RedactUri(spec.location);
+    Handle probe;
+    if (probe.h && !nbd_supports_uri(probe.h))
+      return Status::NotSupported("this libnbd cannot open URIs (" + t.name + ")");
+    if (probe.h && spec.location.rfind("nbds", 0) == 0 && !nbd_supports_tls(probe.h))
+      return Status::NotSupported("this libnbd was built without TLS; cannot open " + t.name);
+  } else {
+    t.name = spec.location + " (" + image_format + ", through qemu-nbd)";
+    if (!spec.bitmap.empty()) {
+      auto bitmaps = ImageBitmaps(spec.location);
+      if (!bitmaps.ok()) return bitmaps.status();
+      const auto& b = bitmaps.value();
+      if (std::find(b.begin(), b.end(), spec.bitmap) == b.end()) {
+        std::string list;
+        for (const auto& n : b) list += (list.empty() ? "" : ", ") + n;
+        return Status::NotFound("--bitmap " + spec.bitmap + ": image " + spec.location +
+                                " has no such bitmap; it has: " + (list.empty() ? "none" : list));
+      }
+    }
+    t.argv = {"qemu-nbd", "--read-only", "--format=" + image_format, "--shared=1"};
+    if (!spec.bitmap.empty()) t.argv.push_back("--bitmap=" + spec.bitmap);
+    t.argv.push_back(spec.location);
+  }
+
+  auto first = ConnectOne(t, bitmap_context);
+  if (!first.ok()) return first.status();
+  std::vector<nbd_handle*> conns{first.value()};
+  nbd_handle* h = conns[0];
+  auto fail = [&](Status st) -> Result<std::unique_ptr<Source>> {
+    for (nbd_handle* c : conns) nbd_close(c);
+    conns.clear();
+    return st;
+  };
+  const int64_t size = nbd_get_size(h);
+  if (size < 0) return fail(Status::InvalidArgument("NBD source " + t.name + ": " + NbdError()));
+  if (!bitmap_context.empty() && nbd_can_meta_context(h, bitmap_context.c_str()) != 1) {
+    // Hang up first: a server may take one client at a time (qemu-nbd's
+    // default --shared=1), and listing needs a connection of its own.
+    fail(Status::Ok());
+    return Status::NotFound("--bitmap " + spec.bitmap + ": NBD source " + t.name +
+                            " does not offer meta context " + bitmap_context +
+                            "; it offers: " + ListContexts(t));
+  }
+  const bool allocation = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+
+  // Requests: the server's maximum caps them; its preferred size rounds them.
+  uint64_t request = kMaxRequest;
+  const int64_t max_block = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+  const int64_t preferred = nbd_get_block_size(h, LIBNBD_SIZE_PREFERRED);
+  if (max_block > 0) request = std::min<uint64_t>(request, static_cast<uint64_t>(max_block));
+  if (preferred > 0 && request >= static_cast<uint64_t>(preferred))
+    request -= request % static_cast<uint64_t>(preferred);
+  request = std::max<uint64_t>(request, 4096);
+
+  // More connections where the server says they see the same data. Our own
+  // qemu-nbd takes one client: one connection.
+  if (t.argv.empty() && nbd_can_multi_conn(h) == 1) {
+    while (conns.size() < kMaxConnections) {
+      auto more = ConnectOne(t, "");
+      if (!more.ok()) {
+        spdlog::debug("NBD source {}: extra connection refused ({}); reading over {}", t.name,
+                      more.status().ToString(), conns.size());
+        break;
+      }
+      conns.push_back(more.value());
+    }
+  }
+  spdlog::debug("NBD source {}: {} bytes, {} connection(s), requests of {} bytes{}{}", t.name,
+                size, conns.size(), request, allocation ? ", base:allocation" : "",
+                bitmap_context.empty() ? "" : ", " + bitmap_context);
+  auto src = std::make_unique<NbdSource>(std::move(t), conns, static_cast<uint64_t>(size),
+                                         request, bitmap_context);
+  src->set_has_allocation(allocation);
+  return std::unique_ptr<Source>(std::move(src));
+}
+
+}  // namespace chainfs
