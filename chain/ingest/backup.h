@@ -24,11 +24,11 @@ struct DiskSource {
   std::string disk;       // disk name in the group
   std::string path;       // raw image, block device, QEMU image or NBD URI
   std::string dirty_map;  // nbdinfo --json --map output; empty = compare hashes
-  std::string bitmap;     // QEMU dirty bitmap of an NBD/image source; empty = none
   // Already opened: read this instead of opening path and dirty_map (tests,
   // callers that open sources themselves). Null: OpenSource({path, dirty_map,
   // bitmap}).
   std::shared_ptr<const Source> source;
+  std::string bitmap;  // QEMU dirty bitmap of an NBD/image source; empty = none
 };
 
 struct BackupOptions {

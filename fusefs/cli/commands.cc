@@ -151,7 +151,7 @@ Action AddBackupCommand(CLI::App& app) {
         spdlog::error("backup: --disk {}: expected NAME=SOURCE", d);
         return 2;
       }
-      opts.disks.push_back({d.substr(0, eq), d.substr(eq + 1), "", "", nullptr});
+      opts.disks.push_back({d.substr(0, eq), d.substr(eq + 1), "", nullptr, ""});
     }
     // --dirty NAME=MAP.json and --bitmap NAME=BITMAP attach to a --disk.
     auto attach = [&](const std::vector<std::string>& given, const char* flag, const char* what,

@@ -99,14 +99,14 @@ TEST(BackupSource, SlowFakeSourceReadsInParallelAndStoresWhatTheFileSourceStores
 
   auto fake1 = std::make_shared<FakeSource>(c1, ReadHints{8, 1 << 20});
   fake1->latency = std::chrono::milliseconds(5);
-  auto k1 = by_fake.Backup("c1", {"vda", "", "", "", fake1});
+  auto k1 = by_fake.Backup("c1", {"vda", "", "", fake1});
   ASSERT_TRUE(k1.ok()) << k1.status().ToString();
   EXPECT_GT(fake1->max_in_flight_seen(), 1) << "reads of the fake source did not overlap";
   auto fake2 = std::make_shared<FakeSource>(c2, ReadHints{8, 1 << 20});
   fake2->latency = std::chrono::milliseconds(5);
   fake2->has_changed = true;
   fake2->changed = dirty;
-  auto k2 = by_fake.Backup("c2", {"vda", "", "", "", fake2});
+  auto k2 = by_fake.Backup("c2", {"vda", "", "", fake2});
   ASSERT_TRUE(k2.ok()) << k2.status().ToString();
   // Only the touched blocks were asked for.
   uint64_t asked = 0;
@@ -138,7 +138,7 @@ TEST(BackupSource, FullBackupSkipsKnownZeros) {
   // and the last, partial block.
   fake->zeros = {{10 * kBs - 512, 20 * kBs + 512}, {30 * kBs, 20 * kBs + 512},
                  {c1.size() - 1000, 1000}};
-  auto k1 = by_fake.Backup("c1", {"vda", "", "", "", fake});
+  auto k1 = by_fake.Backup("c1", {"vda", "", "", fake});
   ASSERT_TRUE(k1.ok()) << k1.status().ToString();
   for (const ByteRange& r : fake->reads()) {
     EXPECT_FALSE(r.offset < 50 * kBs && r.offset + r.length > 10 * kBs)
@@ -167,7 +167,7 @@ TEST(BackupSource, FailingSourceNamesItAndCommitsNothing) {
   };
   Repo r;
   auto src = std::make_shared<Failing>(DiskBytes(2), ReadHints{4, 1 << 20});
-  auto rep = r.Backup("c1", {"vda", "", "", "", src});
+  auto rep = r.Backup("c1", {"vda", "", "", src});
   ASSERT_FALSE(rep.ok());
   const std::string msg = rep.status().message();
   EXPECT_NE(msg.find("fake://disk"), std::string::npos) << msg;
@@ -183,7 +183,7 @@ TEST(BackupSource, ChangedRangesWithoutABaseAreRefused) {
   Repo r;
   auto src = std::make_shared<FakeSource>(std::string(kBs, 'a'), ReadHints{});
   src->has_changed = true;
-  auto rep = r.Backup("c1", {"vda", "", "", "", src});
+  auto rep = r.Backup("c1", {"vda", "", "", src});
   ASSERT_FALSE(rep.ok());
   EXPECT_NE(rep.status().message().find("no earlier backup"), std::string::npos)
       << rep.status().ToString();
@@ -199,7 +199,7 @@ TEST(BackupSource, Issue13SourceAboveTheVirtualSizeBoundIsRefused) {
   };
   Repo r;
   auto src = std::make_shared<Huge>(std::string(kBs, 'a'), ReadHints{});
-  auto rep = r.Backup("c1", {"vda", "", "", "", src});
+  auto rep = r.Backup("c1", {"vda", "", "", src});
   ASSERT_FALSE(rep.ok());
   EXPECT_EQ(rep.status().code(), Status::Code::kInvalidArgument);
   const std::string msg = rep.status().message();
