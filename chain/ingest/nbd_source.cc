@@ -181,9 +181,13 @@ class NbdSource : public Source {
     nbd_handle* h;
   };
 
-  Status Failed(uint64_t offset, const std::string& what) const {
-    return NbdStatus("NBD source " + Name() + ": " + what + " at offset " +
-                     std::to_string(offset));
+  Status Failed(nbd_handle* h, uint64_t offset, const std::string& what) const {
+    const std::string where =
+        "NBD source " + Name() + ": " + what + " at offset " + std::to_string(offset);
+    if (nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1)
+      return Status::FromErrno(ECONNRESET, where + ": the connection is lost (the server closed "
+                                               "it or died; libnbd: " + NbdError() + ")");
+    return NbdStatus(where);
   }
   // The byte ranges of context whose flags have any of bits set.
   Result<std::vector<ByteRange>> Extents(const std::string& context, uint32_t bits) const;
@@ -212,14 +216,14 @@ Status NbdSource::ReadAt(uint64_t offset, size_t n, void* buf) const {
       const uint64_t len = std::min<uint64_t>(request_, n - done);
       const int64_t cookie =
           nbd_aio_pread(c.h, out + done, len, offset + done, NBD_NULL_COMPLETION, 0);
-      if (cookie == -1) return Failed(offset + done, "read");
+      if (cookie == -1) return Failed(c.h, offset + done, "read");
       cookies.emplace_back(cookie, offset + done);
       done += len;
     }
     while (nbd_aio_in_flight(c.h) > 0)
-      if (nbd_poll(c.h, -1) == -1) return Failed(cookies.front().second, "read");
+      if (nbd_poll(c.h, -1) == -1) return Failed(c.h, cookies.front().second, "read");
     for (const auto& [cookie, at] : cookies)
-      if (nbd_aio_command_completed(c.h, cookie) != 1) return Failed(at, "read");
+      if (nbd_aio_command_completed(c.h, cookie) != 1) return Failed(c.h, at, "read");
   }
   return Status::Ok();
 }
@@ -256,7 +260,7 @@ Result<std::vector<ByteRange>> NbdSource::Extents(const std::string& context,
         },
         &acc, nullptr};
     if (nbd_block_status(c.h, acc.end - offset, offset, cb, 0) == -1)
-      return Failed(offset, "block status of " + context);
+      return Failed(c.h, offset, "block status of " + context);
     if (acc.at == offset)
       return Status::Corruption("NBD source " + Name() + ": the server described no extent of " +
                                 context + " at offset " + std::to_string(offset));

@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Issue 15: NBD sources that fail. Each fault: exit 1, a message naming the
+# disk, the source and (mid-backup) the offset and the server's error; no
+# checkpoint; nothing a reader can see changed; check --deep clean; the same
+# command run again (with the server back) succeeds.
+# - qemu-nbd killed mid-backup (SIGKILL while the backup is held at its
+#   third batch);
+# - a server that returns EIO (nbdkit's error filter over a file, turned on
+#   mid-backup);
+# - a malformed URI; a socket that does not exist; a bitmap that does not
+#   exist, over NBD (the message lists the contexts offered) and in a qcow2
+#   path (the message lists its bitmaps); --dirty given for an NBD source.
+set -euo pipefail
+source "${SRC:-$(dirname "$0")/../..}/tests/scenario/lib.sh"
+
+R=$T/repo
+Q=$T/vm.qcow2
+export CHAINFS_FAILPOINT_DIR=$T/fp
+mkdir -p "$CHAINFS_FAILPOINT_DIR"
+
+# serve SOCK CMD...: a server on SOCK until killed; waits for the socket.
+serve() {
+  local sock=$1
+  shift
+  rm -f "$sock"
+  "$@" 2>>"$T/server.log" &
+  SERVER_PID=$!
+  on_exit "kill -9 $SERVER_PID"
+  disown "$SERVER_PID"  # killed on purpose: no "Killed" notices
+  for _ in $(seq 300); do
+    [ -S "$sock" ] && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || fail "$1 exited before serving: $(cat "$T/server.log")"
+    sleep 0.1
+  done
+  fail "$* did not create $sock"
+}
+
+# refused NAME REGEX CMD...: exit 1 matching REGEX, no checkpoint NAME, the
+# visible repository unchanged, check --deep clean.
+refused() {
+  local name=$1 re=$2
+  shift 2
+  repo_visible "$R" >"$T/before"
+  expect_rc 1 "$re" "$@"
+  cp "$T/last.out" "$T/refusal"
+  repo_visible "$R" >"$T/after"
+  same_state "$name" "$T/before" "$T/after"
+  [ ! -e "$R/groups/vm1/checkpoints/$name.json" ] || fail "$name: a checkpoint appeared"
+  expect_rc 0 '^OK: ' "$CHAINFS" check "$R" --deep
+  echo "   refused: $(grep -m1 error "$T/refusal" || true)"
+}
+
+# held_then CP ACTION CMD...: runs CMD in the background held at its third
+# batch, runs ACTION, lets it go on; leaves its exit status in $RC and its
+# output in $T/last.out.
+held_then() {
+  local action=$1 pid
+  shift
+  rm -f "$CHAINFS_FAILPOINT_DIR"/*.paused
+  CHAINFS_FAILPOINTS="backup.read-batch=3*pause" "$@" >"$T/last.out" 2>&1 &
+  pid=$!
+  for _ in $(seq 300); do
+    [ -e "$CHAINFS_FAILPOINT_DIR/backup.read-batch.paused" ] && break
+    kill -0 "$pid" 2>/dev/null || { cat "$T/last.out" >&2; fail "the backup ended before its third batch"; }
+    sleep 0.1
+  done
+  eval "$action"
+  rm -f "$CHAINFS_FAILPOINT_DIR/backup.read-batch.paused"
+  RC=0
+  wait "$pid" || RC=$?
+}
+
+step "c1: a full backup of a qcow2 path; bitmap 'inc' from here on"
+ok "$CHAINFS" init "$R"
+ok qemu-img create -q -f qcow2 "$Q" 64M
+ok qemu-io -f qcow2 -c 'write -P 0x11 0 48M' "$Q"
+ok "$CHAINFS" backup "$R" vm1 c1 --disk vda="$Q"
+ok qemu-img bitmap --add "$Q" inc
+ok qemu-io -f qcow2 -c 'write -P 0x22 0 40M' "$Q"
+URI="nbd+unix:///?socket=$T/s.sock"
+
+step "qemu-nbd killed mid-backup"
+serve "$T/s.sock" qemu-nbd -r -f qcow2 -t -B inc --socket="$T/s.sock" "$Q"
+repo_visible "$R" >"$T/before"
+held_then 'kill -9 $SERVER_PID' \
+  "$CHAINFS" backup "$R" vm1 c2 --disk vda="$URI" --bitmap vda=inc
+[ "$RC" -eq 1 ] || { cat "$T/last.out" >&2; fail "backup with qemu-nbd killed exited $RC, expected 1"; }
+grep -Eq "disk vda.*offset [0-9]+" "$T/last.out" || { cat "$T/last.out" >&2; fail "the error does not name the disk and the offset"; }
+cp "$T/last.out" "$T/refusal"
+repo_visible "$R" >"$T/after"
+same_state "qemu-nbd killed" "$T/before" "$T/after"
+[ ! -e "$R/groups/vm1/checkpoints/c2.json" ] || fail "a checkpoint appeared after the server died"
+expect_rc 0 '^OK: ' "$CHAINFS" check "$R" --deep
+echo "   refused: $(grep -m1 error "$T/refusal" || true)"
+serve "$T/s.sock" qemu-nbd -r -f qcow2 -t -B inc --socket="$T/s.sock" "$Q"
+ok "$CHAINFS" backup "$R" vm1 c2 --disk vda="$URI" --bitmap vda=inc
+kill -9 "$SERVER_PID"
+
+step "the server returns EIO from the middle of the backup on (nbdkit --filter=error)"
+ok qemu-img convert -f qcow2 -O raw "$Q" "$T/disk.raw"
+serve "$T/k.sock" nbdkit -f -U "$T/k.sock" --filter=error file "$T/disk.raw" \
+  error=EIO error-pread-rate=100% error-pread-file="$T/inject"
+K="nbd+unix:///?socket=$T/k.sock"
+repo_visible "$R" >"$T/before"
+held_then 'touch $T/inject' "$CHAINFS" backup "$R" vm1 c3 --disk vda="$K" --full
+[ "$RC" -eq 1 ] || { cat "$T/last.out" >&2; fail "backup with EIO from the server exited $RC, expected 1"; }
+grep -Eq "disk vda.*offset [0-9]+.*(Input/output error|EIO)" "$T/last.out" ||
+  { cat "$T/last.out" >&2; fail "the error does not name the disk, the offset and the server's EIO"; }
+cp "$T/last.out" "$T/refusal"
+repo_visible "$R" >"$T/after"
+same_state "EIO" "$T/before" "$T/after"
+expect_rc 0 '^OK: ' "$CHAINFS" check "$R" --deep
+echo "   refused: $(grep -m1 error "$T/refusal" || true)"
+rm -f "$T/inject"
+ok "$CHAINFS" backup "$R" vm1 c3 --disk vda="$K" --full
+ok "$CHAINFS" export "$R" vm1 c3 vda "$T/c3.raw"
+cmp "$T/c3.raw" "$T/disk.raw" || fail "c3 re-run differs from the image"
+kill -9 "$SERVER_PID"
+
+step "bad URI, missing socket, missing bitmap, --dirty on an NBD source"
+refused c4 "source of disk vda: .*nbd:/nope.*URI" \
+  "$CHAINFS" backup "$R" vm1 c4 --disk vda="nbd:/nope"
+refused c4 "cannot connect to NBD source nbd\+unix:///\?socket=$T/missing.sock: .*No such file" \
+  "$CHAINFS" backup "$R" vm1 c4 --disk vda="nbd+unix:///?socket=$T/missing.sock"
+serve "$T/s.sock" qemu-nbd -r -f qcow2 -t -B inc --socket="$T/s.sock" "$Q"
+refused c4 "--bitmap nosuch: NBD source .* does not offer meta context qemu:dirty-bitmap:nosuch; it offers: .*qemu:dirty-bitmap:inc" \
+  "$CHAINFS" backup "$R" vm1 c4 --disk vda="$URI" --bitmap vda=nosuch
+refused c4 "--dirty is for raw sources" \
+  "$CHAINFS" backup "$R" vm1 c4 --disk vda="$URI" --dirty vda="$T/before"
+kill -9 "$SERVER_PID"
+refused c4 "--bitmap nosuch: image $Q has no such bitmap; it has: inc" \
+  "$CHAINFS" backup "$R" vm1 c4 --disk vda="$Q" --bitmap vda=nosuch
+refused c4 "raw image, which has no dirty bitmaps" \
+  "$CHAINFS" backup "$R" vm1 c4 --disk vda="$T/disk.raw" --bitmap vda=inc
+refused c4 "--bitmap vda=... cannot be used with --full" \
+  "$CHAINFS" backup "$R" vm1 c4 --disk vda="$Q" --bitmap vda=inc --full
+step "a disk with no history refuses --bitmap (its first backup must be full)"
+refused c4 "disk vdb has no earlier backup.*first backup must be full.*--bitmap vdb" \
+  "$CHAINFS" backup "$R" vm1 c4 --disk vda="$Q" --disk vdb="$Q" --bitmap vdb=inc
+
+step "re-run after all of them: works"
+ok "$CHAINFS" backup "$R" vm1 c4 --disk vda="$Q" --bitmap vda=inc
+ok qemu-img convert -f qcow2 -O raw "$Q" "$T/now.raw"
+ok "$CHAINFS" export "$R" vm1 c4 vda "$T/c4.raw"
+cmp "$T/c4.raw" "$T/now.raw" || fail "c4 differs from the image"
+expect_rc 0 '^OK: 1 group\(s\), 4 checkpoint\(s\)' "$CHAINFS" check "$R" --deep
+
+echo "PASS: nbd_faults"
