@@ -137,6 +137,33 @@ Action AddBackupCommand(CLI::App& app) {
   cmd->add_option("--threads", o->threads, "compression threads, 1 to 256 (default: one per core)")
       ->check(CLI::Range(1u, WorkerPool::kMaxThreads));
   cmd->add_flag("--json", o->json, "print the result as JSON");
+  cmd->footer(R"(Examples:
+  # raw files or block devices; the incremental compares every block by hash
+  chainfs backup /backup/repo vm1 mon --disk vda=/dev/vg/vm1-root --config vm1.xml
+  chainfs backup /backup/repo vm1 tue --disk vda=/dev/vg/vm1-root
+
+  # a qcow2 image of a shut-off VM (chainfs starts qemu-nbd on it itself),
+  # reading only what its persistent bitmap since-mon marks dirty
+  chainfs backup /backup/repo vm1 tue --disk vda=vm1.qcow2 --bitmap vda=since-mon
+
+  # qemu-nbd exporting the image and its bitmap
+  qemu-nbd -r -f qcow2 -B since-mon --socket=/run/vm1.sock vm1.qcow2 &
+  chainfs backup /backup/repo vm1 tue --disk vda='nbd+unix:///?socket=/run/vm1.sock' \
+                 --bitmap vda=since-mon
+
+  # two disks from one qemu-storage-daemon socket (exports vda, vdb; bitmaps.0=inc)
+  chainfs backup /backup/repo vm1 tue \
+    --disk vda='nbd+unix:///vda?socket=/run/vm1.sock' --bitmap vda=inc \
+    --disk vdb='nbd+unix:///vdb?socket=/run/vm1.sock' --bitmap vdb=inc
+
+  # libvirt pull mode: backup.xml is <domainbackup mode='pull'> with
+  # <incremental>mon</incremental>, <server transport='unix'
+  # socket='/run/vm1-backup.sock'/> and <disk name='vda' backup='yes'
+  # exportname='vda' exportbitmap='changed-vda'>; see the README
+  virsh backup-begin vm1 backup.xml checkpoint.xml
+  chainfs backup /backup/repo vm1 tue \
+    --disk vda='nbd+unix:///vda?socket=/run/vm1-backup.sock' --bitmap vda=changed-vda
+  virsh domjobabort vm1)");
   return [o]() -> int {
     BackupOptions opts;
     opts.group = o->group;
