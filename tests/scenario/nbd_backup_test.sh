@@ -125,12 +125,25 @@ stop_server
 [ "$(blocks_read vda)" -eq "$want" ] || fail "c4 read $(blocks_read vda) blocks, the bitmap marks $want"
 same_as_qemu "$R" vm1 c4 vda "$Q"
 
-step "c5: a qcow2 path without --bitmap (contents compared), then grown to 96 MiB"
+step "c5: grown to 96 MiB, a qcow2 path without --bitmap (contents compared)"
 ok qemu-img resize -q -f qcow2 "$Q" 96M
 qio "$Q" 'write -P 0x51 80M 1M'
 ok "$CHAINFS" backup "$R" vm1 c5 --disk vda="$Q" --json
 [ "$(jq -r '.disks[0].virtual_size' "$T/last.out")" -eq $((96 << 20)) ] || fail "c5 is not 96 MiB"
 same_as_qemu "$R" vm1 c5 vda "$Q"
+ok qemu-img bitmap --clear "$Q" inc
+
+step "c6: shrunk to 72 MiB, read over 4 connections (qemu-nbd --shared=4 allows multi-conn)"
+qio "$Q" 'write -P 0x61 2M 128k' 'discard 0 64k'
+ok qemu-img resize -q -f qcow2 --shrink "$Q" 72M
+want=$(dirty_blocks "$Q" inc 65536)
+serve "$Q" "$T/s.sock" -B inc --shared=4
+CHAINFS_LOG=debug ok "$CHAINFS" backup "$R" vm1 c6 --disk vda="$URI" --bitmap vda=inc --json
+stop_server
+grep -q "4 connection(s)" "$T/last.err" || fail "c6 did not read over 4 connections: $(grep -i 'NBD source' "$T/last.err")"
+[ "$(jq -r '.disks[0].virtual_size' "$T/last.out")" -eq $((72 << 20)) ] || fail "c6 is not 72 MiB"
+[ "$(blocks_read vda)" -eq "$want" ] || fail "c6 read $(blocks_read vda) blocks, the bitmap marks $want"
+same_as_qemu "$R" vm1 c6 vda "$Q"
 
 step "two disks of one VM over one qemu-storage-daemon socket, full then incremental"
 A=$T/a.qcow2 B=$T/b.qcow2
