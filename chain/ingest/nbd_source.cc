@@ -85,7 +85,10 @@ struct Target {
   std::string name;               // for messages
 
   int Connect(nbd_handle* h) const {
-    if (argv.empty()) return nbd_connect_uri(h, uri.c_str());
+    // The user wrote the URI: its tls-certificates= and tls-psk-file= may
+    // name local files.
+    if (argv.empty())
+      return nbd_set_uri_allow_local_file(h, true) == -1 ? -1 : nbd_connect_uri(h, uri.c_str());
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);

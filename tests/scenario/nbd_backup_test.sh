@@ -144,6 +144,7 @@ grep -q "4 connection(s)" "$T/last.err" || fail "c6 did not read over 4 connecti
 [ "$(jq -r '.disks[0].virtual_size' "$T/last.out")" -eq $((72 << 20)) ] || fail "c6 is not 72 MiB"
 [ "$(blocks_read vda)" -eq "$want" ] || fail "c6 read $(blocks_read vda) blocks, the bitmap marks $want"
 same_as_qemu "$R" vm1 c6 vda "$Q"
+ok qemu-img bitmap --clear "$Q" inc
 
 step "two disks of one VM over one qemu-storage-daemon socket, full then incremental"
 A=$T/a.qcow2 B=$T/b.qcow2
@@ -187,6 +188,44 @@ stop_server
   fail "vm2/c2 read $(blocks_read vda)+$(blocks_read vdb) blocks, the bitmaps mark $wa+$wb"
 same_as_qemu "$R" vm2 c2 vda "$A"
 same_as_qemu "$R" vm2 c2 vdb "$B"
+
+step "over TCP on loopback: nbd:// and nbds:// (TLS, x509 made with openssl), a bitmap each"
+P=$T/pki
+mkdir -p "$P"
+ok openssl req -x509 -newkey rsa:2048 -nodes -keyout "$P/ca-key.pem" -out "$P/ca-cert.pem" \
+  -days 2 -subj "/CN=chainfs test CA"
+ok openssl req -newkey rsa:2048 -nodes -keyout "$P/server-key.pem" -out "$T/server.csr" -subj "/CN=localhost"
+printf "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n" >"$T/ext.cnf"
+ok openssl x509 -req -in "$T/server.csr" -CA "$P/ca-cert.pem" -CAkey "$P/ca-key.pem" \
+  -CAcreateserial -out "$P/server-cert.pem" -days 2 -extfile "$T/ext.cnf"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# serve waits for a socket file: TCP servers are waited for by connecting.
+tcp_serve() {
+  qemu-nbd -r -f qcow2 -t --bind=127.0.0.1 --port="$port" -B inc "$@" "$Q" 2>>"$T/qemu-nbd.log" &
+  SERVER_PID=$!
+  on_exit "kill $SERVER_PID"
+  for _ in $(seq 300); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+    kill -0 "$SERVER_PID" 2>/dev/null || fail "qemu-nbd on port $port exited: $(cat "$T/qemu-nbd.log")"
+    sleep 0.1
+  done
+  fail "qemu-nbd did not listen on port $port"
+}
+qio "$Q" 'write -P 0x71 3M 64k'
+tcp_serve
+ok "$CHAINFS" backup "$R" vm1 c7 --disk vda="nbd://127.0.0.1:$port" --bitmap vda=inc --json
+stop_server
+[ "$(blocks_read vda)" -eq 1 ] || fail "c7 read $(blocks_read vda) blocks over TCP, the bitmap marks 1"
+same_as_qemu "$R" vm1 c7 vda "$Q"
+ok qemu-img bitmap --clear "$Q" inc
+qio "$Q" 'write -P 0x81 5M 64k'
+tcp_serve --object "tls-creds-x509,id=tls0,endpoint=server,dir=$P,verify-peer=off" --tls-creds tls0
+expect_rc 1 "server requires TLS" "$CHAINFS" backup "$R" vm1 c8 --disk vda="nbd://127.0.0.1:$port" --bitmap vda=inc
+ok "$CHAINFS" backup "$R" vm1 c8 --disk vda="nbds://localhost:$port/?tls-certificates=$P" --bitmap vda=inc --json
+stop_server
+[ "$(blocks_read vda)" -eq 1 ] || fail "c8 read $(blocks_read vda) blocks over TLS, the bitmap marks 1"
+same_as_qemu "$R" vm1 c8 vda "$Q"
+ok qemu-img bitmap --clear "$Q" inc
 
 step "bitmap granularity 4K/64K/1M against block sizes 4K/64K/1M"
 for bs in 4K 64K 1M; do
