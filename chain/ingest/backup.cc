@@ -379,7 +379,7 @@ Result<BackupReport> BackupRun::Run() {
   CHAINFS_RETURN_IF_ERROR(repo_.env()->SyncDir(repo_.GroupDir(opts_.group)));
   CHAINFS_RETURN_IF_ERROR(repo_.env()->SyncDir(repo_.path() + "/groups"));
   BackupReport report;
-  CHAINFS_ASSIGN_OR_RETURN(report.leftovers_removed, repo_.CollectLeftovers(opts_.group));
+  CHAINFS_ASSIGN_OR_RETURN(report.leftovers_removed, repo_.CollectLeftovers(g));
   if (report.leftovers_removed > 0)
     spdlog::info("removed {} leftover file(s) of an earlier failed run in group {}",
                  report.leftovers_removed, opts_.group);

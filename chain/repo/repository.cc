@@ -578,6 +578,13 @@ Result<std::unique_ptr<RepoLock>> Repository::Lock(const std::string& purpose) c
 }
 
 Result<int> Repository::CollectLeftovers(const std::string& group) const {
+  auto g = LoadGroup(group);
+  if (!g.ok()) return g.status();
+  return CollectLeftovers(g.value());
+}
+
+Result<int> Repository::CollectLeftovers(const GroupState& g) const {
+  const std::string& group = g.name;
   // A committed consolidation journal names new deltas that no manifest names
   // yet: they are not leftovers. It must be rolled forward first (chain/txn.h).
   CHAINFS_ASSIGN_OR_RETURN(bool journal, env_->Exists(GroupDir(group) + "/txn.json"));
@@ -587,7 +594,6 @@ Result<int> Repository::CollectLeftovers(const std::string& group) const {
                         "'chainfs prune' on the group (or any backup) to finish it first");
   CHAINFS_ASSIGN_OR_RETURN(std::optional<WriteIntent> intent,
                            ReadIntent(env_, IntentPath(group)));
-  CHAINFS_ASSIGN_OR_RETURN(GroupState g, LoadGroup(group));
   std::set<std::string> referenced;
   for (const auto& cp : g.checkpoints)
     for (const auto& d : cp.disks) referenced.insert(d.delta_file);

@@ -172,6 +172,9 @@ class Repository {
   // intent record that cannot be read) is an error naming it, after what was
   // removed before it is made durable.
   Result<int> CollectLeftovers(const std::string& group) const;
+  // The same with the group as the caller loaded it under the lock (a
+  // writer that has just read it: no second read of every manifest).
+  Result<int> CollectLeftovers(const GroupState& g) const;
 
   // Delta files are opened through one FileCache (chain/base/file_cache.h):
   // the cache keeps at most this many of their descriptors open, whatever
