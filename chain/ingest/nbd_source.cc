@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <utility>
 #include <nlohmann/json.hpp>
 
 #include <spdlog/spdlog.h>
@@ -358,9 +359,12 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
   if (!first.ok()) return first.status();
   std::vector<nbd_handle*> conns{first.value()};
   nbd_handle* h = conns[0];
-  auto fail = [&](Status st) -> Result<std::unique_ptr<Source>> {
+  auto close_all = [&] {
     for (nbd_handle* c : conns) nbd_close(c);
     conns.clear();
+  };
+  auto fail = [&](Status st) -> Result<std::unique_ptr<Source>> {
+    close_all();
     return st;
   };
   const int64_t size = nbd_get_size(h);
@@ -368,7 +372,7 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
   if (!bitmap_context.empty() && nbd_can_meta_context(h, bitmap_context.c_str()) != 1) {
     // Hang up first: a server may take one client at a time (qemu-nbd's
     // default --shared=1), and listing needs a connection of its own.
-    fail(Status::Ok());
+    close_all();
     return Status::NotFound("--bitmap " + spec.bitmap + ": NBD source " + t.name +
                             " does not offer meta context " + bitmap_context +
                             "; it offers: " + ListContexts(t));

@@ -46,6 +46,17 @@ fail() {
 
 step() { echo "== $*"; }
 
+# wait_socket PID SOCK LOG: waits until the server PID has created the unix
+# socket SOCK; fails, showing the end of its LOG, if it exits first.
+wait_socket() {
+  for _ in $(seq 300); do
+    [ -S "$2" ] && return 0
+    kill -0 "$1" 2>/dev/null || fail "server (pid $1) exited before creating $2: $(tail -5 "$3" 2>/dev/null)"
+    sleep 0.1
+  done
+  fail "server (pid $1) did not create $2 in 30 s"
+}
+
 # expect_rc CODE REGEX CMD...: runs CMD, requires exit status CODE and output
 # (stdout + stderr) matching the extended regex REGEX (case-insensitive).
 # The combined output is left in $T/last.out.

@@ -29,12 +29,7 @@ serve() {
   pid=$!
   on_exit "kill $pid"
   SERVER_PID=$pid
-  for _ in $(seq 300); do
-    [ -S "$sock" ] && return 0
-    kill -0 "$pid" 2>/dev/null || fail "qemu-nbd on $img exited before serving: $(cat "$T/qemu-nbd.log")"
-    sleep 0.1
-  done
-  fail "qemu-nbd on $img did not create $sock"
+  wait_socket "$pid" "$sock" "$T/qemu-nbd.log"
 }
 stop_server() { kill "$SERVER_PID" && wait "$SERVER_PID" 2>/dev/null || true; }
 
@@ -166,12 +161,7 @@ qsd() {
     --export type=nbd,id=eb,node-name=db,name=vdb,bitmaps.0=inc 2>>"$T/qsd.log" &
   SERVER_PID=$!
   on_exit "kill $SERVER_PID"
-  for _ in $(seq 300); do
-    [ -S "$T/qsd.sock" ] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "qemu-storage-daemon exited: $(cat "$T/qsd.log")"
-    sleep 0.1
-  done
-  fail "qemu-storage-daemon did not create its socket"
+  wait_socket "$SERVER_PID" "$T/qsd.sock" "$T/qsd.log"
 }
 qsd
 ok "$CHAINFS" backup "$R" vm2 c1 --disk vda="nbd+unix:///vda?socket=$T/qsd.sock" \

@@ -27,30 +27,31 @@ serve() {
   SERVER_PID=$!
   on_exit "kill -9 $SERVER_PID"
   disown "$SERVER_PID"  # killed on purpose: no "Killed" notices
-  for _ in $(seq 300); do
-    [ -S "$sock" ] && return 0
-    kill -0 "$SERVER_PID" 2>/dev/null || fail "$1 exited before serving: $(cat "$T/server.log")"
-    sleep 0.1
-  done
-  fail "$* did not create $sock"
+  wait_socket "$SERVER_PID" "$sock" "$T/server.log"
 }
 
-# refused NAME REGEX CMD...: exit 1 matching REGEX, no checkpoint NAME, the
-# visible repository unchanged, check --deep clean.
+# unchanged NAME: after a refused backup of checkpoint NAME (its output in
+# $T/last.out): no checkpoint NAME, the visible repository as in
+# $T/before, check --deep clean; prints the refusal.
+unchanged() {
+  cp "$T/last.out" "$T/refusal"
+  repo_visible "$R" >"$T/after"
+  same_state "$1" "$T/before" "$T/after"
+  [ ! -e "$R/groups/vm1/checkpoints/$1.json" ] || fail "$1: a checkpoint appeared"
+  expect_rc 0 '^OK: ' "$CHAINFS" check "$R" --deep
+  echo "   refused: $(grep -m1 error "$T/refusal" || true)"
+}
+
+# refused NAME REGEX CMD...: exit 1 matching REGEX, and unchanged NAME.
 refused() {
   local name=$1 re=$2
   shift 2
   repo_visible "$R" >"$T/before"
   expect_rc 1 "$re" "$@"
-  cp "$T/last.out" "$T/refusal"
-  repo_visible "$R" >"$T/after"
-  same_state "$name" "$T/before" "$T/after"
-  [ ! -e "$R/groups/vm1/checkpoints/$name.json" ] || fail "$name: a checkpoint appeared"
-  expect_rc 0 '^OK: ' "$CHAINFS" check "$R" --deep
-  echo "   refused: $(grep -m1 error "$T/refusal" || true)"
+  unchanged "$name"
 }
 
-# held_then CP ACTION CMD...: runs CMD in the background held at its third
+# held_then ACTION CMD...: runs CMD in the background held at its third
 # batch, runs ACTION, lets it go on; leaves its exit status in $RC and its
 # output in $T/last.out.
 held_then() {
@@ -86,12 +87,7 @@ held_then 'kill -9 $SERVER_PID' \
   "$CHAINFS" backup "$R" vm1 c2 --disk vda="$URI" --bitmap vda=inc
 [ "$RC" -eq 1 ] || { cat "$T/last.out" >&2; fail "backup with qemu-nbd killed exited $RC, expected 1"; }
 grep -Eq "disk vda.*offset [0-9]+" "$T/last.out" || { cat "$T/last.out" >&2; fail "the error does not name the disk and the offset"; }
-cp "$T/last.out" "$T/refusal"
-repo_visible "$R" >"$T/after"
-same_state "qemu-nbd killed" "$T/before" "$T/after"
-[ ! -e "$R/groups/vm1/checkpoints/c2.json" ] || fail "a checkpoint appeared after the server died"
-expect_rc 0 '^OK: ' "$CHAINFS" check "$R" --deep
-echo "   refused: $(grep -m1 error "$T/refusal" || true)"
+unchanged c2
 serve "$T/s.sock" qemu-nbd -r -f qcow2 -t -B inc --socket="$T/s.sock" "$Q"
 ok "$CHAINFS" backup "$R" vm1 c2 --disk vda="$URI" --bitmap vda=inc
 kill -9 "$SERVER_PID"
@@ -106,11 +102,7 @@ held_then 'touch $T/inject' "$CHAINFS" backup "$R" vm1 c3 --disk vda="$K" --full
 [ "$RC" -eq 1 ] || { cat "$T/last.out" >&2; fail "backup with EIO from the server exited $RC, expected 1"; }
 grep -Eq "disk vda.*offset [0-9]+.*(Input/output error|EIO)" "$T/last.out" ||
   { cat "$T/last.out" >&2; fail "the error does not name the disk, the offset and the server's EIO"; }
-cp "$T/last.out" "$T/refusal"
-repo_visible "$R" >"$T/after"
-same_state "EIO" "$T/before" "$T/after"
-expect_rc 0 '^OK: ' "$CHAINFS" check "$R" --deep
-echo "   refused: $(grep -m1 error "$T/refusal" || true)"
+unchanged c3
 rm -f "$T/inject"
 ok "$CHAINFS" backup "$R" vm1 c3 --disk vda="$K" --full
 ok "$CHAINFS" export "$R" vm1 c3 vda "$T/c3.raw"
