@@ -106,6 +106,11 @@ class BackupRun {
   Checkpoint cp_;
 };
 
+// The option that gave a disk its changed ranges, for messages.
+const char* ChangedRangesFlag(const DiskSource& d) {
+  return d.bitmap.empty() ? "--dirty" : "--bitmap";
+}
+
 Status BackupRun::ValidateOptions() {
   CHAINFS_RETURN_IF_ERROR(ValidateName("group", opts_.group));
   CHAINFS_RETURN_IF_ERROR(ValidateName("checkpoint", opts_.checkpoint));
@@ -116,8 +121,7 @@ Status BackupRun::ValidateOptions() {
     if (!seen.insert(d.disk).second)
       return Status::InvalidArgument("disk '" + d.disk + "' given twice");
     if (opts_.full && (!d.dirty_map.empty() || !d.bitmap.empty()))
-      return Status::InvalidArgument(std::string(d.bitmap.empty() ? "--dirty " : "--bitmap ") +
-                                     d.disk +
+      return Status::InvalidArgument(std::string(ChangedRangesFlag(d)) + " " + d.disk +
                                      "=... cannot be used with --full: a full backup reads "
                                      "the whole disk");
   }
@@ -188,7 +192,7 @@ Status BackupRun::Plan(const GroupState& g) {
                                                                        opts_.group) +
             ", so a dirty " + (src.bitmap.empty() ? "map" : "bitmap") +
             " cannot say what it holds: its first backup must be full. Give it without " +
-            (src.bitmap.empty() ? "--dirty " : "--bitmap ") + src.disk +
+            ChangedRangesFlag(src) + " " + src.disk +
             "=... (it is then read whole and stored full), or use --full");
     }
     if (p.source->HasChangedRanges()) {

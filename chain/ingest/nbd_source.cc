@@ -1,8 +1,6 @@
 #include "chain/ingest/nbd_source.h"
 
-#include <fcntl.h>
 #include <libnbd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -13,6 +11,8 @@
 #include <nlohmann/json.hpp>
 
 #include <spdlog/spdlog.h>
+
+#include "chain/base/file.h"
 
 namespace chainfs {
 namespace {
@@ -68,6 +68,13 @@ std::string RedactUri(const std::string& uri) {
   return kept.empty() ? out : out + "?" + kept;
 }
 
+// "a, b, c" for messages, or "none".
+std::string JoinNames(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
+  return out.empty() ? "none" : out;
+}
+
 struct Handle {
   nbd_handle* h = nullptr;
   Handle() : h(nbd_create()) {}
@@ -111,10 +118,7 @@ std::string ListContexts(const Target& t) {
       &names, nullptr};
   if (nbd_opt_list_meta_context(l.h, cb) == -1) return "(could not list them: " + NbdError() + ")";
   nbd_opt_abort(l.h);
-  if (names.empty()) return "none";
-  std::string out;
-  for (const auto& n : names) out += (out.empty() ? "" : ", ") + n;
-  return out;
+  return JoinNames(names);
 }
 
 // The persistent bitmaps of a QEMU image, as `qemu-img info` lists them.
@@ -147,11 +151,12 @@ Result<std::vector<std::string>> ImageBitmaps(const std::string& path) {
 class NbdSource : public Source {
  public:
   NbdSource(Target target, std::vector<nbd_handle*> conns, uint64_t size, uint64_t request,
-            std::string bitmap_context)
+            std::string bitmap_context, bool has_allocation)
       : target_(std::move(target)),
         size_(size),
         request_(request),
-        bitmap_context_(std::move(bitmap_context)) {
+        bitmap_context_(std::move(bitmap_context)),
+        has_allocation_(has_allocation) {
     for (nbd_handle* h : conns) conns_.push_back(std::make_unique<Conn>(h));
   }
   ~NbdSource() override {
@@ -169,14 +174,12 @@ class NbdSource : public Source {
   Status ReadAt(uint64_t offset, size_t n, void* buf) const override;
   bool HasChangedRanges() const override { return !bitmap_context_.empty(); }
   Result<std::vector<ByteRange>> ChangedRanges() const override {
-    return Extents(bitmap_context_, /*bit=*/1);
+    return Extents(bitmap_context_, /*bits=*/1);  // dirty
   }
   bool HasZeroRanges() const override { return has_allocation_; }
   Result<std::vector<ByteRange>> ZeroRanges() const override {
     return Extents(LIBNBD_CONTEXT_BASE_ALLOCATION, LIBNBD_STATE_ZERO);
   }
-
-  void set_has_allocation(bool v) { has_allocation_ = v; }
 
  private:
   struct Conn {
@@ -200,7 +203,7 @@ class NbdSource : public Source {
   uint64_t size_;
   uint64_t request_;
   std::string bitmap_context_;
-  bool has_allocation_ = false;
+  bool has_allocation_;
   std::vector<std::unique_ptr<Conn>> conns_;
   mutable std::atomic<unsigned> next_{0};
 };
@@ -296,15 +299,14 @@ bool IsNbdUri(const std::string& location) {
 }
 
 Result<std::string> ProbeImageFormat(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return Status::FromErrno(errno, "source " + path);
+  auto f = OpenRandomAccessFile(path);
+  if (!f.ok()) return f.status().Context("source");
   char b[512] = {};
-  const ssize_t got = ::pread(fd, b, sizeof b, 0);
-  const int err = errno;
-  ::close(fd);
-  if (got < 0) return Status::FromErrno(err, "reading the first bytes of source " + path);
+  const size_t got = static_cast<size_t>(std::min<uint64_t>(sizeof b, f.value()->Size()));
+  if (Status st = f.value()->ReadAt(0, got, b); !st.ok())
+    return st.Context("reading the first bytes of source " + path);
   auto at = [&](size_t off, const char* magic, size_t len) {
-    return static_cast<size_t>(got) >= off + len && std::memcmp(b + off, magic, len) == 0;
+    return got >= off + len && std::memcmp(b + off, magic, len) == 0;
   };
   if (at(0, "QFI\xfb", 4)) return std::string(b[7] == 1 ? "qcow" : "qcow2");
   if (at(0, "QED\0", 4)) return std::string("qed");
@@ -343,12 +345,9 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
       auto bitmaps = ImageBitmaps(spec.location);
       if (!bitmaps.ok()) return bitmaps.status();
       const auto& b = bitmaps.value();
-      if (std::find(b.begin(), b.end(), spec.bitmap) == b.end()) {
-        std::string list;
-        for (const auto& n : b) list += (list.empty() ? "" : ", ") + n;
+      if (std::find(b.begin(), b.end(), spec.bitmap) == b.end())
         return Status::NotFound("--bitmap " + spec.bitmap + ": image " + spec.location +
-                                " has no such bitmap; it has: " + (list.empty() ? "none" : list));
-      }
+                                " has no such bitmap; it has: " + JoinNames(b));
     }
     t.argv = {"qemu-nbd", "--read-only", "--format=" + image_format, "--shared=1"};
     if (!spec.bitmap.empty()) t.argv.push_back("--bitmap=" + spec.bitmap);
@@ -404,10 +403,8 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
   spdlog::debug("NBD source {}: {} bytes, {} connection(s), requests of {} bytes{}{}", t.name,
                 size, conns.size(), request, allocation ? ", base:allocation" : "",
                 bitmap_context.empty() ? "" : ", " + bitmap_context);
-  auto src = std::make_unique<NbdSource>(std::move(t), conns, static_cast<uint64_t>(size),
-                                         request, bitmap_context);
-  src->set_has_allocation(allocation);
-  return std::unique_ptr<Source>(std::move(src));
+  return std::unique_ptr<Source>(std::make_unique<NbdSource>(
+      std::move(t), conns, static_cast<uint64_t>(size), request, bitmap_context, allocation));
 }
 
 }  // namespace chainfs
