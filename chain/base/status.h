@@ -40,6 +40,8 @@ class Status {
   static Status NotSupported(std::string m) { return {Code::kNotSupported, std::move(m)}; }
   static Status AlreadyExists(std::string m) { return {Code::kAlreadyExists, std::move(m)}; }
   static Status Busy(std::string m) { return {Code::kBusy, std::move(m)}; }
+  // A failure reported by another system (libvirt, a server), as it said it.
+  static Status IoError(std::string m) { return {Code::kIoError, std::move(m), EIO}; }
   // From an errno value; ENOSPC/EDQUOT become kNoSpace.
   static Status FromErrno(int err, const std::string& what);
 

@@ -82,7 +82,7 @@ void ProcessBatch(Batch* b, const View* base, uint32_t bs, const LayerWriter& wr
 
 class BackupRun {
  public:
-  BackupRun(const Repository& repo, const BackupOptions& opts) : repo_(repo), opts_(opts) {}
+  BackupRun(const Repository& repo, BackupOptions opts) : repo_(repo), opts_(std::move(opts)) {}
   Result<BackupReport> Run();
 
  private:
@@ -99,7 +99,7 @@ class BackupRun {
   }
 
   const Repository& repo_;
-  const BackupOptions& opts_;
+  BackupOptions opts_;  // prepare may fill it in
   std::vector<std::shared_ptr<const Source>> sources_;  // as opts_.disks
   std::vector<DiskPlan> plans_;
   std::vector<std::string> written_;  // delta paths created by this run
@@ -114,7 +114,7 @@ const char* ChangedRangesFlag(const DiskSource& d) {
 Status BackupRun::ValidateOptions() {
   CHAINFS_RETURN_IF_ERROR(ValidateName("group", opts_.group));
   CHAINFS_RETURN_IF_ERROR(ValidateName("checkpoint", opts_.checkpoint));
-  if (opts_.disks.empty()) return Status::InvalidArgument("no --disk given");
+  if (opts_.disks.empty() && !opts_.prepare) return Status::InvalidArgument("no --disk given");
   std::set<std::string> seen;
   for (const auto& d : opts_.disks) {
     CHAINFS_RETURN_IF_ERROR(ValidateName("disk", d.disk));
@@ -318,9 +318,14 @@ Status BackupRun::Commit(const GroupState& g) {
     // At most half a manifest's bound (JSON escapes it, disks come too).
     auto text = ReadWholeFile(opts_.config_path, kMaxManifestBytes / 2);
     if (!text.ok()) return text.status().Context("--config");
-    cp_.config_name = FileName(opts_.config_path);
-    cp_.config_content = std::move(text).value();
+    cp_.configs.push_back({FileName(opts_.config_path), std::move(text).value()});
   }
+  for (const ConfigFile& c : opts_.configs) {
+    if (cp_.FindConfig(c.name))
+      return Status::InvalidArgument("config file " + c.name + " given twice");
+    cp_.configs.push_back(c);
+  }
+  cp_.libvirt = opts_.libvirt;
   // Deltas are durable (Finish fsyncs each); make their names durable too.
   CHAINFS_RETURN_IF_ERROR(repo_.env()->SyncDir(repo_.DeltaDir(opts_.group)));
   Failpoint("backup.before-commit");
@@ -377,6 +382,13 @@ Result<BackupReport> BackupRun::Run() {
     g = std::move(loaded).value();
   else if (loaded.status().code() != Status::Code::kNotFound)
     return loaded.status();
+  if (opts_.prepare) {
+    CHAINFS_RETURN_IF_ERROR(opts_.prepare(g, &opts_));
+    CHAINFS_RETURN_IF_ERROR(ValidateOptions());
+    if (opts_.disks.empty()) return Status::InvalidArgument("no disk to back up");
+    sources_.clear();
+    CHAINFS_RETURN_IF_ERROR(OpenSources());
+  }
   CHAINFS_RETURN_IF_ERROR(Plan(g));
   for (const auto& dir : {repo_.CheckpointDir(opts_.group), repo_.DeltaDir(opts_.group)})
     CHAINFS_RETURN_IF_ERROR(repo_.env()->CreateDirs(dir));
@@ -430,7 +442,7 @@ Result<BackupReport> BackupRun::Run() {
 }  // namespace
 
 Result<BackupReport> Backup(const Repository& repo, const BackupOptions& opts) {
-  BackupRun run(repo, opts);
+  BackupRun run(repo, opts);  // a copy: prepare may fill it in
   return run.Run();
 }
 

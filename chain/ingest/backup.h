@@ -12,6 +12,7 @@
 // the next writer) and no checkpoint appears; re-running succeeds.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -38,7 +39,14 @@ struct BackupOptions {
   bool full = false;        // store every disk full
   std::string since;        // differential against this older checkpoint
   std::string config_path;  // VM config (e.g. libvirt domain XML) to keep
+  std::vector<ConfigFile> configs;       // more files to keep, as given
+  std::optional<LibvirtRecord> libvirt;  // recorded in the manifest
   unsigned threads = 0;     // compression threads; 0 = one per core
+  // Called once the repository lock is held, with the group as it stands
+  // (empty if new), before anything is planned: may fill in disks (opened
+  // sources), configs and libvirt, or refuse. A libvirt backup starts its
+  // job here, so that the chain it is based on cannot change meanwhile.
+  std::function<Status(const GroupState& g, BackupOptions* opts)> prepare;
 };
 
 struct DiskReport {

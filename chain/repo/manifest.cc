@@ -28,11 +28,12 @@ constexpr std::string_view kRepoConfigKeys[] = {"format", "version", "block_size
 constexpr std::string_view kCheckpointKeys[] = {"format",   "version", "group",
                                                 "name",     "sequence", "created",
                                                 "created_unix_ns", "parent", "disks",
-                                                "config"};
+                                                "config", "configs", "libvirt"};
 constexpr std::string_view kDiskKeys[] = {"name",         "delta",        "kind",  "base",
                                           "virtual_size", "stored_bytes", "format", "id",
                                           "index_digest"};
 constexpr std::string_view kConfigKeys[] = {"name", "content"};
+constexpr std::string_view kLibvirtKeys[] = {"uri", "domain", "uuid", "checkpoint"};
 
 template <size_t N>
 Status OnlyKeys(const json& j, const std::string_view (&allowed)[N], const std::string& where) {
@@ -206,6 +207,12 @@ std::string FormatTime(int64_t unix_ns) {
   return buf;
 }
 
+const ConfigFile* Checkpoint::FindConfig(const std::string& name) const {
+  for (const auto& c : configs)
+    if (c.name == name) return &c;
+  return nullptr;
+}
+
 std::string Checkpoint::Encode() const {
   json disks_json = json::array();
   for (const auto& d : disks) {
@@ -228,8 +235,20 @@ std::string Checkpoint::Encode() const {
             {"created_unix_ns", created_unix_ns},
             {"parent", parent.empty() ? json(nullptr) : json(parent)},
             {"disks", disks_json}};
-  if (config_name)
-    j["config"] = {{"name", *config_name}, {"content", config_content.value_or("")}};
+  // One config under "config" (as chainfs wrote it before "configs"),
+  // several as an array.
+  if (configs.size() == 1) {
+    j["config"] = {{"name", configs[0].name}, {"content", configs[0].content}};
+  } else if (configs.size() > 1) {
+    j["configs"] = json::array();
+    for (const auto& c : configs) j["configs"].push_back({{"name", c.name}, {"content", c.content}});
+  }
+  if (libvirt)
+    j["libvirt"] = {{"uri", libvirt->uri},
+                    {"domain", libvirt->domain},
+                    {"uuid", libvirt->uuid},
+                    {"checkpoint", libvirt->checkpoint.empty() ? json(nullptr)
+                                                               : json(libvirt->checkpoint)}};
   return j.dump(2) + "\n";
 }
 
@@ -286,17 +305,40 @@ Result<Checkpoint> Checkpoint::Decode(const std::string& text, const std::string
     if (c.FindDisk(d.name)) return Status::Corruption(w + ": disk '" + d.name + "' twice");
     c.disks.push_back(d);
   }
-  if (j.contains("config")) {
-    if (!j["config"].is_object())
-      return Status::Corruption(where + ": field 'config' is not an object");
-    CHAINFS_RETURN_IF_ERROR(OnlyKeys(j["config"], kConfigKeys, where + ": config"));
-    std::string name, content;
-    CHAINFS_RETURN_IF_ERROR(Field(j["config"], "name", &name, where + ": config"));
-    CHAINFS_RETURN_IF_ERROR(Field(j["config"], "content", &content, where + ": config"));
-    Status st = ValidateName("config file", name);
-    if (!st.ok()) return Status::Corruption(where + ": " + st.message());
-    c.config_name = name;
-    c.config_content = content;
+  if (j.contains("config") && j.contains("configs"))
+    return Status::Corruption(where + ": both 'config' and 'configs'");
+  std::vector<std::pair<const json*, std::string>> configs;
+  if (j.contains("config") && !j["config"].is_object())
+    return Status::Corruption(where + ": field 'config' is not an object");
+  if (j.contains("config")) configs.push_back({&j["config"], where + ": config"});
+  if (j.contains("configs")) {
+    if (!j["configs"].is_array())
+      return Status::Corruption(where + ": field 'configs' is not an array");
+    for (size_t i = 0; i < j["configs"].size(); ++i)
+      configs.push_back({&j["configs"][i], where + ": configs[" + std::to_string(i) + "]"});
+  }
+  for (const auto& [cj, w] : configs) {
+    if (!cj->is_object()) return Status::Corruption(w + ": not an object");
+    CHAINFS_RETURN_IF_ERROR(OnlyKeys(*cj, kConfigKeys, w));
+    ConfigFile f;
+    CHAINFS_RETURN_IF_ERROR(Field(*cj, "name", &f.name, w));
+    CHAINFS_RETURN_IF_ERROR(Field(*cj, "content", &f.content, w));
+    Status st = ValidateName("config file", f.name);
+    if (!st.ok()) return Status::Corruption(w + ": " + st.message());
+    if (c.FindConfig(f.name)) return Status::Corruption(w + ": config '" + f.name + "' twice");
+    c.configs.push_back(std::move(f));
+  }
+  if (j.contains("libvirt")) {
+    const std::string w = where + ": libvirt";
+    const json& lj = j["libvirt"];
+    if (!lj.is_object()) return Status::Corruption(w + ": not an object");
+    CHAINFS_RETURN_IF_ERROR(OnlyKeys(lj, kLibvirtKeys, w));
+    LibvirtRecord r;
+    CHAINFS_RETURN_IF_ERROR(Field(lj, "uri", &r.uri, w));
+    CHAINFS_RETURN_IF_ERROR(Field(lj, "domain", &r.domain, w));
+    CHAINFS_RETURN_IF_ERROR(Field(lj, "uuid", &r.uuid, w));
+    CHAINFS_RETURN_IF_ERROR(OptionalString(lj, "checkpoint", &r.checkpoint, w));
+    c.libvirt = std::move(r);
   }
   return c;
 }

@@ -57,6 +57,27 @@ struct DiskEntry {
   std::optional<uint64_t> index_digest;
 };
 
+// A file kept with a checkpoint and shown beside its disks: the VM's config
+// (libvirt's live domain XML as "domain.xml", the inactive one beside it).
+struct ConfigFile {
+  std::string name;     // a plain file name (ValidateName)
+  std::string content;  // as given
+};
+
+// Where a checkpoint taken from a libvirt domain came from (chainfs backup
+// --domain), so that later backups, prune and consolidate find the domain
+// and its libvirt checkpoints (chain/ingest/libvirt_backup.h).
+struct LibvirtRecord {
+  std::string uri;     // the connection URI given (empty: libvirt's default)
+  std::string domain;  // name
+  std::string uuid;
+  // The libvirt checkpoint whose dirty bitmaps have recorded every change
+  // since this chainfs checkpoint, at or before its point in time: the one
+  // made with it, or for a backup that could make none (a shut-off domain)
+  // the newest earlier one. Empty: none (a later incremental must be full).
+  std::string checkpoint;
+};
+
 struct Checkpoint {
   std::string group;
   std::string name;
@@ -64,8 +85,10 @@ struct Checkpoint {
   int64_t created_unix_ns = 0;  // creation time
   std::string parent;           // the previous checkpoint; empty for the first
   std::vector<DiskEntry> disks;
-  std::optional<std::string> config_name;     // e.g. "domain.xml"
-  std::optional<std::string> config_content;  // the VM config as given
+  std::vector<ConfigFile> configs;  // e.g. "domain.xml"; names unique
+  std::optional<LibvirtRecord> libvirt;
+
+  const ConfigFile* FindConfig(const std::string& name) const;
 
   const DiskEntry* FindDisk(const std::string& disk) const;
   std::string Encode() const;

@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "chain/ingest/backup.h"
+#include "chain/ingest/libvirt_backup.h"
 #include "chain/repo/check.h"
 #include "chain/native/delta_format.h"
 #include "chain/repo/export.h"
@@ -111,8 +112,8 @@ Action AddInitCommand(CLI::App& app) {
 Action AddBackupCommand(CLI::App& app) {
   auto* cmd = app.add_subcommand("backup", "Back up disks into a new checkpoint");
   struct Opts {
-    std::string repo, group, checkpoint, since, config;
-    std::vector<std::string> disks, dirty, bitmaps;
+    std::string repo, group, checkpoint, since, config, domain, connect;
+    std::vector<std::string> disks, dirty, bitmaps, exclude;
     bool full = false, json = false;
     unsigned threads = 0;
   };
@@ -123,8 +124,14 @@ Action AddBackupCommand(CLI::App& app) {
   cmd->add_option("--disk", o->disks,
                   "NAME=SOURCE: a raw image file or block device, a QEMU image (qcow2, ...: "
                   "served by a qemu-nbd of our own), or an NBD URI (nbd://HOST[:PORT]/EXPORT, "
-                  "nbd+unix:///EXPORT?socket=PATH, nbds://...)")
-      ->required();
+                  "nbd+unix:///EXPORT?socket=PATH, nbds://...)");
+  cmd->add_option("--domain", o->domain,
+                  "back up this libvirt domain (name or UUID): all its disks, through a "
+                  "pull-mode backup job with a libvirt checkpoint (instead of --disk)");
+  cmd->add_option("--connect", o->connect,
+                  "with --domain: libvirt connection URI (default: libvirt's default, "
+                  "e.g. qemu:///system)");
+  cmd->add_option("--exclude", o->exclude, "with --domain: do not back up this disk (vdb, ...)");
   cmd->add_flag("--full", o->full, "store every disk in full");
   cmd->add_option("--since", o->since, "differential: base on this older checkpoint");
   cmd->add_option("--dirty", o->dirty,
@@ -156,7 +163,12 @@ Action AddBackupCommand(CLI::App& app) {
     --disk vda='nbd+unix:///vda?socket=/run/vm1.sock' --bitmap vda=inc \
     --disk vdb='nbd+unix:///vdb?socket=/run/vm1.sock' --bitmap vdb=inc
 
-  # libvirt pull mode: backup.xml is <domainbackup mode='pull'> with
+  # a running (or shut-off) libvirt domain, all its disks in one consistent
+  # checkpoint; incremental on the previous one, first run full
+  chainfs backup /backup/repo vm1 tue --domain vm1
+  chainfs backup /backup/repo vm1 wed --domain vm1 --connect qemu:///system --exclude vdc
+
+  # libvirt pull mode by hand: backup.xml is <domainbackup mode='pull'> with
   # <incremental>mon</incremental>, <server transport='unix'
   # socket='/run/vm1-backup.sock'/> and <disk name='vda' backup='yes'
   # exportname='vda' exportbitmap='changed-vda'>; see the README
@@ -206,10 +218,27 @@ Action AddBackupCommand(CLI::App& app) {
     if (!attach(o->dirty, "--dirty", "MAP.json", &DiskSource::dirty_map) ||
         !attach(o->bitmaps, "--bitmap", "BITMAP", &DiskSource::bitmap))
       return 2;
+    if (o->domain.empty() == o->disks.empty()) {
+      spdlog::error("backup: give either --disk NAME=SOURCE (one or more) or --domain DOMAIN");
+      return 2;
+    }
+    if (o->domain.empty() && (!o->connect.empty() || !o->exclude.empty())) {
+      spdlog::error("backup: --connect and --exclude go with --domain");
+      return 2;
+    }
     if (o->json) Progress::SetEnabled(false);
     auto repo = OpenRepo(o->repo);
     if (!repo.ok()) return Fail("backup", repo.status());
-    auto r = Backup(*repo.value(), opts);
+    std::optional<DomainBackupReport> domain;
+    Result<BackupReport> r = Status::Ok();
+    if (!o->domain.empty()) {
+      auto d = BackupDomain(*repo.value(), opts, {o->connect, o->domain, o->exclude, ""});
+      if (!d.ok()) return Fail("backup", d.status());
+      domain = std::move(d).value();
+      r = domain->backup;
+    } else {
+      r = Backup(*repo.value(), opts);
+    }
     if (!r.ok()) return Fail("backup", r.status());
     const BackupReport& rep = r.value();
     if (o->json) {
@@ -229,11 +258,30 @@ Action AddBackupCommand(CLI::App& app) {
                               {"blocks_stored", d.blocks_stored},
                               {"blocks_zeroed", d.blocks_zeroed},
                               {"stored_bytes", d.stored_bytes}});
+      if (domain) {
+        j["domain"] = domain->domain;
+        j["offline"] = domain->offline;
+        j["libvirt_checkpoint"] = domain->libvirt_checkpoint;
+        j["skipped"] = json::array();
+        for (const auto& [disk, why] : domain->skipped)
+          j["skipped"].push_back({{"disk", disk}, {"why", why}});
+        j["notes"] = domain->notes;
+      }
       std::cout << j.dump(2) << "\n";
       return 0;
     }
     std::cout << "checkpoint " << opts.group << "/" << opts.checkpoint << " committed in "
               << rep.seconds << " s\n";
+    if (domain) {
+      std::cout << "  domain " << domain->domain
+                << (domain->offline ? " (shut off: read from its images)" : "")
+                << ", libvirt checkpoint "
+                << (domain->libvirt_checkpoint.empty() ? "(none)" : domain->libvirt_checkpoint)
+                << "\n";
+      for (const auto& [disk, why] : domain->skipped)
+        std::cout << "  " << disk << ": skipped, " << why << "\n";
+      for (const auto& n : domain->notes) std::cout << "  note: " << n << "\n";
+    }
     for (const auto& d : rep.disks) {
       std::cout << "  " << d.disk << ": " << DeltaKindName(d.kind);
       if (!d.base.empty()) std::cout << " (base " << d.base << ")";
@@ -279,7 +327,12 @@ Action AddListCommand(CLI::App& app) {
                    {"created", FormatTime(cp.created_unix_ns)},
                    {"parent", cp.parent},
                    {"disks", json::array()}};
-        if (cp.config_name) jc["config"] = *cp.config_name;
+        if (!cp.configs.empty()) jc["config"] = cp.configs[0].name;
+        for (const auto& c : cp.configs) jc["configs"].push_back(c.name);
+        if (cp.libvirt)
+          jc["libvirt"] = {{"uri", cp.libvirt->uri},
+                           {"domain", cp.libvirt->domain},
+                           {"checkpoint", cp.libvirt->checkpoint}};
         if (!o->json)
           std::cout << "  " << cp.name << "  " << FormatTime(cp.created_unix_ns)
                     << (cp.parent.empty() ? "" : "  parent " + cp.parent) << "\n";

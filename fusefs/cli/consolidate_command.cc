@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "chain/repo/consolidate.h"
+#include "chain/ingest/libvirt_backup.h"
 #include "chain/base/progress.h"
 
 namespace chainfs {
@@ -129,15 +130,26 @@ int RunConsolidation(const char* cmd, const std::string& repo_path,
     spdlog::error("{}: {}", cmd, repo.status().message());
     return 1;
   }
+  // The group as it was: the dropped checkpoints' libvirt checkpoints go
+  // with them (chain/ingest/libvirt_backup.h).
+  auto before = repo.value()->LoadGroup(opts.group);
   auto r = Consolidate(*repo.value(), opts);
   if (!r.ok()) {
     spdlog::error("{}: {}", cmd, r.status().message());
     return 1;
   }
-  if (as_json)
-    std::cout << ReportJson(r.value()).dump(2) << "\n";
-  else
+  ForgetReport forgot;
+  if (before.ok() && !r->dry_run && !r->dropped.empty())
+    forgot = ForgetLibvirtCheckpoints(before.value(), r->dropped);
+  for (const auto& w : forgot.warnings) spdlog::warn("{}: {}", cmd, w);
+  if (as_json) {
+    json j = ReportJson(r.value());
+    j["libvirt_checkpoints_deleted"] = forgot.deleted;
+    std::cout << j.dump(2) << "\n";
+  } else {
     PrintReport(r.value());
+    for (const auto& d : forgot.deleted) std::cout << "  deleted libvirt checkpoint " << d << "\n";
+  }
   return 0;
 }
 

@@ -36,12 +36,14 @@ bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// A stored config's file name is shown only if it is a plain file name that
-// does not hide a generated one.
-bool ShowConfig(const Checkpoint& cp) {
-  if (!cp.config_name || !cp.config_content) return false;
-  const std::string& n = *cp.config_name;
-  return ValidateName("config", n).ok() && n != kManifestName && !EndsWith(n, kDiskSuffix);
+// A stored config is shown if its file name is a plain file name that does
+// not hide a generated one.
+const ConfigFile* ShownConfig(const Checkpoint& cp, const std::string& name) {
+  const ConfigFile* c = cp.FindConfig(name);
+  if (c == nullptr || !ValidateName("config", name).ok() || name == kManifestName ||
+      EndsWith(name, kDiskSuffix))
+    return nullptr;
+  return c;
 }
 
 // The newest checkpoint of a group for `latest`, unless a checkpoint is
@@ -118,7 +120,8 @@ struct stat RepositoryFs::BaseAttr(mode_t type, int64_t mtime_ns) const {
   return st;
 }
 
-Node RepositoryFs::CheckpointNode(NodeKind kind, std::shared_ptr<const Checkpoint> shared) const {
+Node RepositoryFs::CheckpointNode(NodeKind kind, std::shared_ptr<const Checkpoint> shared,
+                                  const ConfigFile* config) const {
   const Checkpoint& cp = *shared;
   Node n;
   n.kind = kind;
@@ -128,7 +131,7 @@ Node RepositoryFs::CheckpointNode(NodeKind kind, std::shared_ptr<const Checkpoin
     n.attr = BaseAttr(S_IFDIR, cp.created_unix_ns);
     return n;
   }
-  n.content = kind == NodeKind::kManifest ? cp.Encode() : *cp.config_content;
+  n.content = kind == NodeKind::kManifest ? cp.Encode() : config->content;
   n.attr = BaseAttr(S_IFREG, cp.created_unix_ns);
   n.attr.st_size = static_cast<off_t>(n.content.size());
   n.attr.st_blocks = (n.attr.st_size + 511) / 512;
@@ -210,9 +213,10 @@ Result<RepositoryFs::Entry> RepositoryFs::CheckpointChild(const Node& cp_node,
   if (name == kManifestName)
     return Fixed(inodes_.Intern(InodeTable::CheckpointKey(cp, name),
                                 [&] { return CheckpointNode(NodeKind::kManifest, shared); }));
-  if (ShowConfig(cp) && name == *cp.config_name)
-    return Fixed(inodes_.Intern(InodeTable::CheckpointKey(cp, name),
-                                [&] { return CheckpointNode(NodeKind::kConfig, shared); }));
+  if (const ConfigFile* config = ShownConfig(cp, name))
+    return Fixed(inodes_.Intern(InodeTable::CheckpointKey(cp, name), [&] {
+      return CheckpointNode(NodeKind::kConfig, shared, config);
+    }));
   if (!EndsWith(name, kDiskSuffix)) return NoEntry(name);
   const std::string disk = name.substr(0, name.size() - std::strlen(kDiskSuffix));
   if (cp.FindDisk(disk) == nullptr) return NoEntry(name);
@@ -297,7 +301,8 @@ Result<std::vector<RepositoryFs::DirEntry>> RepositoryFs::List(const Node& node,
       std::vector<std::string> names;
       for (const DiskEntry& d : cp.disks) names.push_back(d.name + kDiskSuffix);
       names.push_back(kManifestName);
-      if (ShowConfig(cp)) names.push_back(*cp.config_name);
+      for (const ConfigFile& c : cp.configs)
+        if (ShownConfig(cp, c.name)) names.push_back(c.name);
       for (const std::string& n : names) {
         CHAINFS_ASSIGN_OR_RETURN(Entry e, CheckpointChild(node, n));
         out.push_back({n, e.ino, S_IFREG});

@@ -121,7 +121,9 @@ class RepositoryFs {
   struct stat BaseAttr(mode_t type, int64_t mtime_ns) const;
   // Nodes of one checkpoint share one immutable copy of it (cp): a
   // checkpoint of N disks costs one copy, not N (3,000 disks: 1.46 GiB).
-  Node CheckpointNode(NodeKind kind, std::shared_ptr<const Checkpoint> cp) const;
+  // config: the kConfig node's file.
+  Node CheckpointNode(NodeKind kind, std::shared_ptr<const Checkpoint> cp,
+                      const ConfigFile* config = nullptr) const;
   Node DiskNode(const GroupState& g, std::shared_ptr<const Checkpoint> cp,
                 const std::string& disk) const;
   // The view of a disk node: the one open files share, else a retained one

@@ -174,6 +174,59 @@ TEST(Manifest, Issue13UnknownKeysAreRefusedNamingTheKey) {
               }).ok());
 }
 
+// Issue 16: a libvirt backup keeps two configs and where it came from; one
+// config is still written as "config", as older chainfs read it.
+TEST(Manifest, Issue16ConfigsAndLibvirtRecordRoundTrip) {
+  auto cp = Checkpoint::Decode(kOldManifest, "m");
+  ASSERT_TRUE(cp.ok());
+  cp->configs = {{"domain.xml", "<domain>live</domain>"}};
+  auto one = nlohmann::json::parse(cp->Encode());
+  EXPECT_EQ(one["config"]["name"], "domain.xml");
+  EXPECT_FALSE(one.contains("configs"));
+  cp->configs.push_back({"domain-inactive.xml", "<domain>inactive</domain>"});
+  cp->libvirt = LibvirtRecord{"qemu:///system", "vm1", "1f6d1c38-7a0e-4a5e-9d3b-2c1b0e6f5a11",
+                              "chainfs+vm1+c2"};
+  const std::string text = cp->Encode();
+  auto back = Checkpoint::Decode(text, "m");
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->configs.size(), 2u);
+  EXPECT_EQ(back->FindConfig("domain-inactive.xml")->content, "<domain>inactive</domain>");
+  ASSERT_TRUE(back->libvirt);
+  EXPECT_EQ(back->libvirt->checkpoint, "chainfs+vm1+c2");
+  EXPECT_EQ(back->libvirt->uuid, "1f6d1c38-7a0e-4a5e-9d3b-2c1b0e6f5a11");
+  EXPECT_EQ(back->Encode(), text);
+  // No libvirt checkpoint (a shut-off domain's full) is null, read as empty.
+  cp->libvirt->checkpoint.clear();
+  auto j = nlohmann::json::parse(cp->Encode());
+  EXPECT_TRUE(j["libvirt"]["checkpoint"].is_null());
+  EXPECT_EQ(Checkpoint::Decode(j.dump(), "m")->libvirt->checkpoint, "");
+}
+
+TEST(Manifest, Issue16BadConfigsAndLibvirtRecordsAreRefused) {
+  ExpectRefused(DecodeEdited([](nlohmann::json& j) {
+                  j["configs"] = {{{"name", "a.xml"}, {"content", "1"}},
+                                  {{"name", "a.xml"}, {"content", "2"}}};
+                }),
+                "config 'a.xml' twice");
+  ExpectRefused(DecodeEdited([](nlohmann::json& j) {
+                  j["config"] = {{"name", "a.xml"}, {"content", ""}};
+                  j["configs"] = nlohmann::json::array();
+                }),
+                "both 'config' and 'configs'");
+  ExpectRefused(DecodeEdited([](nlohmann::json& j) {
+                  j["configs"] = {{{"name", "../x"}, {"content", ""}}};
+                }),
+                "configs[0]");
+  ExpectRefused(DecodeEdited([](nlohmann::json& j) {
+                  j["libvirt"] = {{"uri", ""}, {"domain", "vm1"}, {"uuid", "u"}, {"cp", "x"}};
+                }),
+                "libvirt: unknown field 'cp'");
+  ExpectRefused(DecodeEdited([](nlohmann::json& j) {
+                  j["libvirt"] = {{"uri", ""}, {"uuid", "u"}, {"checkpoint", nullptr}};
+                }),
+                "libvirt");
+}
+
 // Issue 13: a 62 MB deeply nested manifest cost 2.3 GiB on every load.
 TEST(Manifest, Issue13SizeAndNestingAreBounded) {
   std::string deep = std::string(kMaxJsonDepth, '[') + std::string(kMaxJsonDepth, ']');
