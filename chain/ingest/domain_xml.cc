@@ -125,6 +125,7 @@ Result<CheckpointInfo> ParseCheckpointXml(const std::string& xml, const std::str
   CheckpointInfo info;
   info.name = doc.Text("/domaincheckpoint/name");
   info.parent = doc.Text("/domaincheckpoint/parent/name");
+  info.description = doc.Text("/domaincheckpoint/description");
   for (xmlNode* n : doc.Nodes("/domaincheckpoint/disks/disk")) {
     if (doc.Text("@checkpoint", n) != "bitmap") continue;
     std::string bitmap = doc.Text("@bitmap", n);
@@ -160,7 +161,8 @@ std::string BackupJobXml(const std::string& socket_path, const std::vector<JobDi
       x += " backupmode='incremental' incremental='" + Escape(d.since) + "'";
       x += " exportbitmap='" + Escape(d.exportbitmap) + "'";
     }
-    x += " exportname='" + Escape(d.exportname) + "'/>\n";
+    x += " exportname='" + Escape(d.exportname) + "'>\n      <scratch file='" + Escape(d.scratch) +
+         "'/>\n    </disk>\n";
   }
   return x + "  </disks>\n</domainbackup>\n";
 }

@@ -44,6 +44,7 @@ std::string DiskSkipReason(const DomainDisk& d);
 struct CheckpointInfo {
   std::string name;
   std::string parent;                          // empty: none
+  std::string description;
   std::map<std::string, std::string> bitmaps;  // disk target -> bitmap name
 };
 Result<CheckpointInfo> ParseCheckpointXml(const std::string& xml, const std::string& where);
@@ -59,6 +60,7 @@ struct JobDisk {
   std::string since;       // libvirt checkpoint to be incremental on; empty: full
   std::string exportname;  // NBD export name
   std::string exportbitmap;  // the bitmap exported with an incremental disk
+  std::string scratch;       // file QEMU keeps the job's copy-before-write data in
 };
 
 // <domainbackup mode='pull'> serving every disk with backup over the unix

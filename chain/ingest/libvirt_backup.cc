@@ -23,7 +23,14 @@
 namespace chainfs {
 namespace {
 
-constexpr char kPrefix[] = "chainfs+";
+constexpr char kPrefix[] = "chainfs+";  // of export names
+
+// libvirt checkpoint names allow only [A-Za-z0-9_.-], as chainfs names do,
+// so "chainfs.GROUP.CHECKPOINT" alone could be ambiguous ("a.b"+"c" and
+// "a"+"b.c"): whose it is, the description says exactly.
+std::string CheckpointDescription(const std::string& group, const std::string& checkpoint) {
+  return "chainfs group " + group + " checkpoint " + checkpoint;
+}
 
 // libvirt prints every error to stderr unless told otherwise; ours carry
 // its message in the Status instead.
@@ -84,8 +91,8 @@ std::string DomainUuid(virDomainPtr d) {
   return buf;
 }
 
-// Our checkpoint names: kPrefix GROUP "+" CHECKPOINT; '+' is in no chainfs
-// name, so the split is unambiguous.
+// Our job's export names: kPrefix GROUP "+" CHECKPOINT "+" DISK; '+' is in
+// no chainfs name, so the split is unambiguous.
 bool SplitOurs(const std::string& name, std::string* group, std::string* rest) {
   if (name.rfind(kPrefix, 0) != 0) return false;
   const std::string tail = name.substr(sizeof kPrefix - 1);
@@ -216,9 +223,13 @@ Status DomainBackup::DeleteOrphans(const GroupState& g) {
   std::reverse(cps.begin(), cps.end());
   for (const Cp& cp : cps) {
     std::string name = virDomainCheckpointGetName(cp.get());
-    std::string group, rest;
-    if (!SplitOurs(name, &group, &rest) || group != opts_.group || referenced.count(name))
-      continue;
+    const std::string prefix = LibvirtCheckpointName(opts_.group, "");
+    if (name.rfind(prefix, 0) != 0 || referenced.count(name)) continue;
+    auto info = ParseCheckpointXml(TakeString(virDomainCheckpointGetXMLDesc(cp.get(), 0)),
+                                   "libvirt checkpoint " + name);
+    if (!info.ok() ||
+        info->description != CheckpointDescription(opts_.group, name.substr(prefix.size())))
+      continue;  // not ours: another group's with a look-alike name, or another tool's
     if (virDomainCheckpointDelete(cp.get(), 0) < 0)
       return LibvirtFailed("deleting libvirt checkpoint " + name + " of " + Where() +
                            ", which no checkpoint of group " + opts_.group + " records");
@@ -319,11 +330,12 @@ Status DomainBackup::Prepare(const GroupState& g, BackupOptions* o) {
 Status DomainBackup::PrepareOnline(const GroupState& g, const Checkpoint* base,
                                    const CheckpointInfo* base_cp, BackupOptions* o) {
   (void)g;
-  std::string parent = dopts_.socket_parent;
-  if (parent.empty()) parent = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+  std::string parent = dopts_.work_parent;
+  if (parent.empty()) parent = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
   std::string tmpl = parent + "/chainfs-backup-XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr)
-    return Status::FromErrno(errno, "creating a directory for the backup job's socket in " + parent);
+    return Status::FromErrno(errno, "creating a directory for the backup job's socket and "
+                                    "scratch files in " + parent);
   socket_dir_ = tmpl;
   chmod(socket_dir_.c_str(), 0711);  // QEMU may run as another user
   const std::string socket = socket_dir_ + "/nbd.sock";
@@ -334,7 +346,8 @@ Status DomainBackup::PrepareOnline(const GroupState& g, const Checkpoint* base,
     JobDisk j;
     j.target = d.target;
     j.backup = std::find(disks_.begin(), disks_.end(), d.target) != disks_.end();
-    j.exportname = new_checkpoint_ + "+" + d.target;
+    j.exportname = kPrefix + opts_.group + "+" + opts_.checkpoint + "+" + d.target;
+    j.scratch = socket_dir_ + "/" + d.target + ".scratch";
     if (j.backup && base && base->FindDisk(d.target)) {
       j.since = base_cp->name;
       j.exportbitmap = j.exportname;
@@ -343,8 +356,7 @@ Status DomainBackup::PrepareOnline(const GroupState& g, const Checkpoint* base,
   }
   const std::string backup_xml = BackupJobXml(socket, job);
   const std::string cp_xml =
-      CheckpointXml(new_checkpoint_,
-                    "chainfs group " + opts_.group + " checkpoint " + opts_.checkpoint, job);
+      CheckpointXml(new_checkpoint_, CheckpointDescription(opts_.group, opts_.checkpoint), job);
   spdlog::debug("backup job of {}:\n{}{}", Where(), backup_xml, cp_xml);
   Failpoint("libvirt.before-job");
   if (virDomainBackupBegin(dom_.get(), backup_xml.c_str(), cp_xml.c_str(), 0) < 0) {
@@ -444,7 +456,7 @@ void DomainBackup::RemoveSocketDir() {
 }  // namespace
 
 std::string LibvirtCheckpointName(const std::string& group, const std::string& checkpoint) {
-  return kPrefix + group + "+" + checkpoint;
+  return "chainfs." + group + "." + checkpoint;
 }
 
 Result<DomainBackupReport> BackupDomain(const Repository& repo, BackupOptions opts,

@@ -6,9 +6,10 @@
 //
 //   under the repository lock (BackupOptions::prepare):
 //     end a job and delete libvirt checkpoints left by killed runs of this
-//     group (ours: named "chainfs+GROUP+CP"; never another tool's)
+//     group (ours: named "chainfs.GROUP.CP", described "chainfs group GROUP
+//     checkpoint CP"; never another tool's)
 //     ─► check the base in both chains ─► virDomainBackupBegin(pull, with
-//     checkpoint "chainfs+GROUP+CP") ─► the NBD exports are the sources
+//     checkpoint "chainfs.GROUP.CP") ─► the NBD exports are the sources
 //   Backup (chain/ingest/backup.h) reads them and commits the manifest
 //   ─► the job is ended; on any failure the new libvirt checkpoint is
 //      deleted too, its bitmap merged back into its parent's by libvirt, so
@@ -35,9 +36,11 @@ struct DomainBackupOptions {
   std::string uri;     // --connect; empty: libvirt's default connection
   std::string domain;  // name or UUID
   std::vector<std::string> exclude;  // disk targets not to back up
-  // Where the job's NBD socket goes (a new private directory under it);
-  // empty: $TMPDIR or /tmp. Must be on the host libvirt runs on.
-  std::string socket_parent;
+  // Where the job's NBD socket and scratch files go (a new directory under
+  // it, removed after the job); empty: $TMPDIR, else /var/tmp. Must be on
+  // the host libvirt runs on. The scratch files hold the old contents of
+  // blocks the guest writes while the job runs.
+  std::string work_parent;
 };
 
 struct DomainBackupReport {

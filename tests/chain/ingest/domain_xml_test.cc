@@ -83,10 +83,10 @@ TEST(DomainXml, BadDocumentsAreRefusedNamingThem) {
 
 TEST(DomainXml, CheckpointBitmapsAndParent) {
   auto c = ParseCheckpointXml(R"(<domaincheckpoint>
-  <name>chainfs+vm1+c2</name>
-  <parent><name>chainfs+vm1+c1</name></parent>
+  <name>chainfs.vm1.c2</name>
+  <parent><name>chainfs.vm1.c1</name></parent>
   <disks>
-    <disk name='vda' checkpoint='bitmap' bitmap='chainfs+vm1+c2'/>
+    <disk name='vda' checkpoint='bitmap' bitmap='chainfs.vm1.c2'/>
     <disk name='vdb' checkpoint='no'/>
     <disk name='vdc' checkpoint='bitmap'/>
   </disks>
@@ -94,28 +94,28 @@ TEST(DomainXml, CheckpointBitmapsAndParent) {
 </domaincheckpoint>)",
                               "libvirt checkpoint");
   ASSERT_TRUE(c.ok()) << c.status().ToString();
-  EXPECT_EQ(c->name, "chainfs+vm1+c2");
-  EXPECT_EQ(c->parent, "chainfs+vm1+c1");
+  EXPECT_EQ(c->name, "chainfs.vm1.c2");
+  EXPECT_EQ(c->parent, "chainfs.vm1.c1");
   ASSERT_EQ(c->bitmaps.size(), 2u);
-  EXPECT_EQ(c->bitmaps.at("vda"), "chainfs+vm1+c2");
-  EXPECT_EQ(c->bitmaps.at("vdc"), "chainfs+vm1+c2");  // default: the checkpoint's name
+  EXPECT_EQ(c->bitmaps.at("vda"), "chainfs.vm1.c2");
+  EXPECT_EQ(c->bitmaps.at("vdc"), "chainfs.vm1.c2");  // default: the checkpoint's name
 }
 
 TEST(DomainXml, JobXmlRoundTripsItsExportNames) {
   std::vector<JobDisk> disks = {
-      {"vda", true, "chainfs+vm1+c1", "chainfs+vm1+c2+vda", "chainfs+vm1+c2+vda"},
-      {"vdb", true, "", "chainfs+vm1+c2+vdb", ""},
+      {"vda", true, "chainfs.vm1.c1", "chainfs.vm1.c2+vda", "chainfs.vm1.c2+vda"},
+      {"vdb", true, "", "chainfs.vm1.c2+vdb", ""},
       {"hda", false, "", "", ""}};
   const std::string x = BackupJobXml("/tmp/a'b/nbd.sock", disks);
   EXPECT_NE(x.find("socket='/tmp/a&apos;b/nbd.sock'"), std::string::npos);
-  EXPECT_NE(x.find("backupmode='incremental' incremental='chainfs+vm1+c1'"), std::string::npos);
+  EXPECT_NE(x.find("backupmode='incremental' incremental='chainfs.vm1.c1'"), std::string::npos);
   EXPECT_NE(x.find("<disk name='vdb' backup='yes' type='file' backupmode='full'"),
             std::string::npos);
   EXPECT_NE(x.find("<disk name='hda' backup='no'/>"), std::string::npos);
   auto names = ParseBackupExportNames(x, "job");
   ASSERT_TRUE(names.ok()) << names.status().ToString();
-  EXPECT_EQ(*names, (std::vector<std::string>{"chainfs+vm1+c2+vda", "chainfs+vm1+c2+vdb"}));
-  const std::string c = CheckpointXml("chainfs+vm1+c2", "chainfs <group>", disks);
+  EXPECT_EQ(*names, (std::vector<std::string>{"chainfs.vm1.c2+vda", "chainfs.vm1.c2+vdb"}));
+  const std::string c = CheckpointXml("chainfs.vm1.c2", "chainfs <group>", disks);
   auto parsed = ParseCheckpointXml(c, "cp");
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
   EXPECT_EQ(parsed->bitmaps.size(), 2u);

@@ -185,14 +185,14 @@ TEST(Manifest, Issue16ConfigsAndLibvirtRecordRoundTrip) {
   EXPECT_FALSE(one.contains("configs"));
   cp->configs.push_back({"domain-inactive.xml", "<domain>inactive</domain>"});
   cp->libvirt = LibvirtRecord{"qemu:///system", "vm1", "1f6d1c38-7a0e-4a5e-9d3b-2c1b0e6f5a11",
-                              "chainfs+vm1+c2"};
+                              "chainfs.vm1.c2"};
   const std::string text = cp->Encode();
   auto back = Checkpoint::Decode(text, "m");
   ASSERT_TRUE(back.ok()) << back.status().ToString();
   ASSERT_EQ(back->configs.size(), 2u);
   EXPECT_EQ(back->FindConfig("domain-inactive.xml")->content, "<domain>inactive</domain>");
   ASSERT_TRUE(back->libvirt);
-  EXPECT_EQ(back->libvirt->checkpoint, "chainfs+vm1+c2");
+  EXPECT_EQ(back->libvirt->checkpoint, "chainfs.vm1.c2");
   EXPECT_EQ(back->libvirt->uuid, "1f6d1c38-7a0e-4a5e-9d3b-2c1b0e6f5a11");
   EXPECT_EQ(back->Encode(), text);
   // No libvirt checkpoint (a shut-off domain's full) is null, read as empty.
