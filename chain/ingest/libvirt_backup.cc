@@ -27,9 +27,15 @@ constexpr char kPrefix[] = "chainfs+";  // of export names
 
 // libvirt checkpoint names allow only [A-Za-z0-9_.-], as chainfs names do,
 // so "chainfs.GROUP.CHECKPOINT" alone could be ambiguous ("a.b"+"c" and
-// "a"+"b.c"): whose it is, the description says exactly.
-std::string CheckpointDescription(const std::string& group, const std::string& checkpoint) {
-  return "chainfs group " + group + " checkpoint " + checkpoint;
+// "a"+"b.c"), and two repositories may hold a group of the same name for
+// one domain (a local and an offsite copy): whose it is, the description
+// says exactly.
+std::string CheckpointDescription(const Repository& repo, const std::string& group,
+                                  const std::string& checkpoint) {
+  std::error_code ec;
+  std::filesystem::path p = std::filesystem::weakly_canonical(repo.path(), ec);
+  return "chainfs group " + group + " checkpoint " + checkpoint + " in repository " +
+         (ec ? repo.path() : p.string());
 }
 
 // libvirt prints every error to stderr unless told otherwise; ours carry
@@ -197,9 +203,22 @@ Status DomainBackup::EndLeftoverJob(const GroupState& g) {
     if (!SplitOurs(e, &group, &rest) || group != opts_.group) ours = false;
     else checkpoint = rest.substr(0, rest.find('+'));
   }
+  // The job made its checkpoint when it started: its description says
+  // whether the job is this repository's.
+  if (ours) {
+    Cp cp(virDomainCheckpointLookupByName(
+        dom_.get(), LibvirtCheckpointName(opts_.group, checkpoint).c_str(), 0));
+    auto info = cp ? ParseCheckpointXml(TakeString(virDomainCheckpointGetXMLDesc(cp.get(), 0)),
+                                        "libvirt checkpoint")
+                   : Result<CheckpointInfo>(Status::NotFound("no checkpoint"));
+    ours = info.ok() &&
+           info->description == CheckpointDescription(repo_, opts_.group, checkpoint);
+  }
   if (!ours)
     return Status::Busy(Where() + " has a backup job running that is not this group's (" +
-                        (group.empty() ? "another tool's" : "chainfs group " + group + "'s") +
+                        (group.empty() ? "another tool's"
+                                       : "chainfs group " + group + "'s, of another repository "
+                                                                    "or group") +
                         "); wait for it to end, or end it with virsh domjobabort " + name_);
   if (virDomainAbortJob(dom_.get()) < 0 && JobActive())
     return LibvirtFailed("ending the backup job left by an interrupted backup of checkpoint " +
@@ -228,8 +247,9 @@ Status DomainBackup::DeleteOrphans(const GroupState& g) {
     auto info = ParseCheckpointXml(TakeString(virDomainCheckpointGetXMLDesc(cp.get(), 0)),
                                    "libvirt checkpoint " + name);
     if (!info.ok() ||
-        info->description != CheckpointDescription(opts_.group, name.substr(prefix.size())))
-      continue;  // not ours: another group's with a look-alike name, or another tool's
+        info->description !=
+            CheckpointDescription(repo_, opts_.group, name.substr(prefix.size())))
+      continue;  // not ours: another group's or repository's, or another tool's
     if (virDomainCheckpointDelete(cp.get(), 0) < 0)
       return LibvirtFailed("deleting libvirt checkpoint " + name + " of " + Where() +
                            ", which no checkpoint of group " + opts_.group + " records");
@@ -356,7 +376,8 @@ Status DomainBackup::PrepareOnline(const GroupState& g, const Checkpoint* base,
   }
   const std::string backup_xml = BackupJobXml(socket, job);
   const std::string cp_xml =
-      CheckpointXml(new_checkpoint_, CheckpointDescription(opts_.group, opts_.checkpoint), job);
+      CheckpointXml(new_checkpoint_, CheckpointDescription(repo_, opts_.group, opts_.checkpoint),
+                    job);
   spdlog::debug("backup job of {}:\n{}{}", Where(), backup_xml, cp_xml);
   Failpoint("libvirt.before-job");
   if (virDomainBackupBegin(dom_.get(), backup_xml.c_str(), cp_xml.c_str(), 0) < 0) {

@@ -19,11 +19,12 @@ R=$T/repo
 export CHAINFS_FAILPOINT_DIR=$T/fp
 mkdir -p "$CHAINFS_FAILPOINT_DIR"
 
-# backup CP [ARGS...]: chainfs backup --domain vm1 --json into $T/last.out.
+# backup CP [ARGS...]: chainfs backup --domain vm1 --json; its report in
+# $T/last.out (ok leaves it there).
 backup() {
   local cp=$1
   shift
-  ok "$CHAINFS" backup "$R" vm1 "$cp" --domain vm1 --connect "$LV_URI" --json "$@" >"$T/last.out"
+  ok "$CHAINFS" backup "$R" vm1 "$cp" --domain vm1 --connect "$LV_URI" --json "$@"
 }
 disk_json() { jq -r '.disks[] | select(.name == "'"$1"'") | .'"$2" "$T/last.out"; }
 
@@ -41,7 +42,7 @@ same_as_truth() {
 # lv_checkpoints: the domain's libvirt checkpoints, sorted, one a line.
 lv_checkpoints() { lv_virsh checkpoint-list vm1 --name | sed '/^$/d' | sort; }
 has_checkpoint() { lv_checkpoints | grep -qxF -- "$1"; }
-job_active() { lv_virsh domjobinfo vm1 2>/dev/null | grep -q 'Job type: *Unbounded'; }
+job_active() { lv_virsh backup-dumpxml vm1 >/dev/null 2>&1; }  # a backup job exists
 
 # held CMD...: runs CMD in the background, held at its first read batch
 # (the job is running); its pid in $HELD, output in $T/held.out.
@@ -153,18 +154,46 @@ backup c6
   fail "c6 read vda $(disk_json vda blocks_read), vdb $(disk_json vdb blocks_read) blocks; 1 each written"
 same_as_truth c6 "$T/t6" vda vdb vdc
 
+step "the repository disk full mid-backup (another repository, same group): nothing left in either chain"
+before=$(lv_checkpoints)
+mkdir -p "$T/small"
+ok mount -t tmpfs -o size=1M tmpfs "$T/small"
+on_exit "umount -l $T/small"
+ok "$CHAINFS" init "$T/small/r"
+dd if=/dev/zero of="$T/small/filler" bs=4k status=none 2>/dev/null || true  # until ENOSPC
+lv_write vm1 vda 0x65 12M 64k
+expect_rc 1 "$T/small/r.*No space left on device|No space left on device" \
+  "$CHAINFS" backup "$T/small/r" vm1 big --domain vm1 --connect "$LV_URI"
+job_active && fail "the job of the failed backup is still running"
+[ "$(lv_checkpoints)" = "$before" ] || fail "libvirt checkpoints changed: $(lv_checkpoints | tr '\n' ' ') (were $(echo $before))"
+[ "$("$CHAINFS" list "$T/small/r" --json | jq -r '[.[].checkpoints[]] | length')" = 0 ] ||
+  fail "a checkpoint appeared in the full repository"
+umount "$T/small"
+
+step "the VM shut down mid-backup: the backup fails, no checkpoint in either chain"
+held "$CHAINFS" backup "$R" vm1 down --domain vm1 --connect "$LV_URI"
+ok lv_virsh destroy --graceful vm1 >/dev/null
+rm -f "$CHAINFS_FAILPOINT_DIR"/*.paused
+RC=0
+wait "$HELD" || RC=$?
+[ "$RC" -ne 0 ] || fail "the backup of a domain shut down under it succeeded: $(cat "$T/held.out")"
+[ "$(checkpoints)" = c1,c2,c3,c4,c5,c6 ] || fail "checkpoints after the failed run: $(checkpoints)"
+ok lv_virsh start vm1 >/dev/null
+
 step "c7: a libvirt checkpoint deleted behind our back: refused, naming --full; --full starts anew"
 ok lv_virsh checkpoint-delete vm1 chainfs.vm1.c6 >/dev/null
 expect_rc 1 "chainfs.vm1.c6.*--full" "$CHAINFS" backup "$R" vm1 c7 --domain vm1 --connect "$LV_URI"
 job_active && fail "a refused backup left a job"
 has_checkpoint chainfs.vm1.c7 && fail "a refused backup left a libvirt checkpoint"
+has_checkpoint chainfs.vm1.down && fail "the libvirt checkpoint of the run the shutdown failed is still there"
 lv_write vm1 vda 0x71 8M 64k
 lv_truth vm1 "$T/t7"
 backup c7 --full
-same_as_truth c7 "$T/t7" vda vdb vdc
+same_as_truth c7 "$T/t7" vda vdb  # vdc, plugged live only, went with the shutdown
 
 step "prune --keep-last 2 deletes the dropped checkpoints' libvirt checkpoints, not another tool's"
-ok "$CHAINFS" prune "$R" vm1 --keep-last 2 --json >"$T/prune.json"
+ok "$CHAINFS" prune "$R" vm1 --keep-last 2 --json
+cp "$T/last.out" "$T/prune.json"
 # c6's libvirt checkpoint was deleted above, c1..c5's go now.
 want=$(printf '%s\n' chainfs.vm1.c7 othertool-1 | sort)
 [ "$(lv_checkpoints)" = "$want" ] || fail "libvirt checkpoints after prune: $(lv_checkpoints | tr '\n' ' '), want $(echo $want)"
@@ -183,7 +212,7 @@ backup c8
 same_as_truth c8 "$T/t8" vda vdb
 has_checkpoint chainfs.vm1.c8 && fail "libvirt made a checkpoint for an inactive domain?"
 
-step "c9: running again (vdc, plugged live only, is gone); incremental on c8 through c7's libvirt checkpoint"
+step "c9: running again; incremental on c8 through c7's libvirt checkpoint"
 ok lv_virsh start vm1 >/dev/null
 lv_write vm1 vdb 0x91 10M 64k
 lv_truth vm1 "$T/t9"
@@ -210,4 +239,21 @@ lv_write vm1 vda 0x99 11M 64k
 CHAINFS_REPO=$R CHAINFS_CONNECT=$LV_URI CHAINFS_ARGS="--exclude vdb" eval "$cmdline" >"$T/unit.out" ||
   fail "the unit's ExecStart failed: $(cat "$T/unit.out")"
 [[ "$(checkpoints)" =~ ^c6,c7,c8,c9,20[0-9]{6}T[0-9]{4}Z$ ]] || fail "the unit's run made no checkpoint: $(checkpoints)"
+step "prune while libvirtd is down: a warning, never a failure; the next backup deletes the rest"
+ok lv_virsh destroy --graceful vm1 >/dev/null
+lv_stop
+ok "$CHAINFS" prune "$R" vm1 --keep-last 1
+grep -q "not deleted" "$T/last.err" || fail "prune with libvirt down gave no warning: $(cat "$T/last.out" "$T/last.err")"
+last=$(checkpoints)
+lv_start "$T/lv"
+ok lv_virsh start vm1 >/dev/null
+lv_write vm1 vda 0xa1 13M 64k
+lv_truth vm1 "$T/t10"
+backup c10
+jq -e '[.notes[] | select(test("deleted libvirt checkpoint"))] | length == 2' "$T/last.out" >/dev/null ||
+  fail "the backup after an unreachable prune did not delete the 2 left (c7, c9; c6 was deleted behind our back): $(cat "$T/last.out")"
+want=$(printf '%s\n' "chainfs.vm1.$last" chainfs.vm1.c10 othertool-1 | sort)
+[ "$(lv_checkpoints)" = "$want" ] || fail "libvirt checkpoints: $(lv_checkpoints | tr '\n' ' '), want $(echo $want)"
+[ "$(disk_json vda blocks_read)" = 1 ] || fail "c10/vda read $(disk_json vda blocks_read) blocks, 1 written since $last"
+same_as_truth c10 "$T/t10" vda vdb
 echo "PASS"

@@ -158,7 +158,7 @@ lv_stop() {
   for pid in $(lv_leftovers); do
     _lv_kill "$pid"
   done
-  LV_PID=
+  LV_PID= LV_MNTNS=  # lv_start may run again on the same DIR (its state is kept)
 }
 
 # _lv_disk_xml NAME FILE: a qcow2 virtio disk with target NAME and alias ua-NAME.
@@ -178,7 +178,9 @@ EOF
 # boot sector is cli; hlt; jmp back, so the CPU idles; libvirt leaves
 # read-only disks out of checkpoints and backups by default) and a qcow2
 # virtio disk per DISK:SIZE (e.g. vda:64M), file DIR/DISK.qcow2, alias
-# ua-DISK. Returns once QEMU runs (about 0.5 s; the BIOS boots in ~1 s more).
+# ua-DISK; SIZE "existing" takes the qcow2 image already at DIR/DISK.qcow2
+# (e.g. made with qemu-img convert) as it is. Returns once QEMU runs (about
+# 0.5 s; the BIOS boots in ~1 s more).
 lv_define_guest() {
   local name=$1 dir=$2 spec disk size disks=''
   shift 2
@@ -189,7 +191,11 @@ lv_define_guest() {
   truncate -s 1M "$dir/boot.img"
   for spec in "$@"; do
     disk=${spec%%:*} size=${spec#*:}
-    qemu-img create -q -f qcow2 "$dir/$disk.qcow2" "$size" || fail "qemu-img create $dir/$disk.qcow2 $size"
+    if [ "$size" = existing ]; then
+      [ -f "$dir/$disk.qcow2" ] || fail "lv_define_guest: no image $dir/$disk.qcow2"
+    else
+      qemu-img create -q -f qcow2 "$dir/$disk.qcow2" "$size" || fail "qemu-img create $dir/$disk.qcow2 $size"
+    fi
     disks+=$(_lv_disk_xml "$disk" "$dir/$disk.qcow2")$'\n'
   done
   cat >"$dir/$name.xml" <<EOF
@@ -245,6 +251,30 @@ _lv_qemu_io() {
 # lv_write DOMAIN DISK PATTERN OFFSET LEN: writes LEN bytes of PATTERN at
 # OFFSET into DISK through the guest's device (dirty bitmaps see it).
 lv_write() { _lv_qemu_io "$1" "$2" "write -P $3 $4 $5" '^wrote '; }
+
+# lv_write_files DOMAIN DISK LIST: for each line "OFFSET LEN FILE" of LIST,
+# writes the first LEN bytes of FILE (repeated if shorter) at OFFSET into
+# DISK through the guest's device, like lv_write (qemu-io write -s), but up
+# to 200 writes a virsh (its commands joined by ';'): ~2 ms a write instead
+# of ~40. Fails unless every write is reported done and none failed.
+lv_write_files() {
+  local dom=$1 disk=$2 list=$3 log=$LV_DIR/log/qemu/$1.log n cmds=() i out got off len file
+  n=$(stat -c %s "$log") || fail "no QEMU log for domain $dom"
+  while read -r off len file; do
+    [ -n "$off" ] || continue
+    [ -r "$file" ] || fail "lv_write_files: cannot read $file"
+    cmds+=("qemu-monitor-command $dom --hmp 'qemu-io -d /machine/peripheral/ua-$disk/virtio-backend \"write -s $file $off $len\"'")
+  done <"$list"
+  for ((i = 0; i < ${#cmds[@]}; i += 200)); do
+    out=$(IFS=';' && lv_virsh "${cmds[*]:i:200}" 2>&1) || fail "lv_write_files on $dom/$disk: virsh failed: $out"
+    [ -z "$(tr -d '[:space:]' <<<"$out")" ] || fail "lv_write_files on $dom/$disk: $out"
+  done
+  out=$(tail -c +$((n + 1)) "$log")
+  got=$(grep -c '^wrote ' <<<"$out" || true)
+  if grep -Eqi 'fail|error|invalid|not found|cannot|unknown' <<<"$out" || [ "$got" -ne "${#cmds[@]}" ]; then
+    fail "lv_write_files on $dom/$disk: $got of ${#cmds[@]} writes done: $(grep -Ei -m3 'fail|error|invalid|not found|cannot|unknown' <<<"$out")"
+  fi
+}
 
 # lv_vdisks DOMAIN: "TARGET FILE" of every vd* disk, one a line.
 lv_vdisks() { lv_virsh domblklist "$1" | awk '$1 ~ /^vd/ {print $1, $2}'; }
