@@ -265,8 +265,11 @@ Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, Worker
     for (uint64_t b = r.first_block; b < r.first_block + r.block_count && st.ok();
          b += batch_blocks) {
       while (window.size() >= kMaxBatchesInFlight && st.ok()) st = drain_one();
+      if (st.ok()) Failpoint("backup.read-batch");
+      if (st.ok() && opts_.stop != nullptr && opts_.stop->load() != 0)
+        st = Status::FromErrno(EINTR, "backup of disk " + plan.spec.disk + " stopped by signal " +
+                                          std::to_string(opts_.stop->load()));
       if (!st.ok()) break;
-      Failpoint("backup.read-batch");
       auto batch = std::make_unique<Batch>();
       batch->first_block = b;
       batch->count = static_cast<uint32_t>(

@@ -12,6 +12,7 @@
 // the next writer) and no checkpoint appears; re-running succeeds.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <string>
 #include <vector>
@@ -42,6 +43,10 @@ struct BackupOptions {
   std::vector<ConfigFile> configs;       // more files to keep, as given
   std::optional<LibvirtRecord> libvirt;  // recorded in the manifest
   unsigned threads = 0;     // compression threads; 0 = one per core
+  // Set (to a signal number) by a SIGINT/SIGTERM handler (StopSignals):
+  // the backup stops reading, removes its new deltas and fails naming the
+  // signal. Null: never.
+  const std::atomic<int>* stop = nullptr;
   // Called once the repository lock is held, with the group as it stands
   // (empty if new), before anything is planned: may fill in disks (opened
   // sources), configs and libvirt, or refuse. A libvirt backup starts its

@@ -134,15 +134,15 @@ Result<CheckpointInfo> ParseCheckpointXml(const std::string& xml, const std::str
   return info;
 }
 
-Result<std::vector<std::string>> ParseBackupExportNames(const std::string& xml,
-                                                        const std::string& where) {
+Result<BackupJobInfo> ParseBackupJob(const std::string& xml, const std::string& where) {
   CHAINFS_ASSIGN_OR_RETURN(Doc doc, Doc::Parse(xml, "domainbackup", where));
-  std::vector<std::string> names;
+  BackupJobInfo job;
+  job.socket = doc.Text("/domainbackup/server[@transport='unix']/@socket");
   for (xmlNode* n : doc.Nodes("/domainbackup/disks/disk[@backup='yes']")) {
     std::string e = doc.Text("@exportname", n);
-    names.push_back(e.empty() ? doc.Text("@name", n) : e);
+    job.exports.push_back(e.empty() ? doc.Text("@name", n) : e);
   }
-  return names;
+  return job;
 }
 
 std::string BackupJobXml(const std::string& socket_path, const std::vector<JobDisk>& disks) {

@@ -49,9 +49,13 @@ struct CheckpointInfo {
 };
 Result<CheckpointInfo> ParseCheckpointXml(const std::string& xml, const std::string& where);
 
-// The export names of a running pull-mode backup job's disks.
-Result<std::vector<std::string>> ParseBackupExportNames(const std::string& xml,
-                                                        const std::string& where);
+// A running pull-mode backup job: its NBD server's unix socket and the
+// export names of its disks.
+struct BackupJobInfo {
+  std::string socket;  // empty: not a unix socket
+  std::vector<std::string> exports;
+};
+Result<BackupJobInfo> ParseBackupJob(const std::string& xml, const std::string& where);
 
 // One disk of a backup job to start.
 struct JobDisk {

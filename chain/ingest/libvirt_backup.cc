@@ -24,6 +24,7 @@ namespace chainfs {
 namespace {
 
 constexpr char kPrefix[] = "chainfs+";  // of export names
+constexpr char kWorkDirPrefix[] = "chainfs-backup-";  // a job's socket and scratch files
 
 // libvirt checkpoint names allow only [A-Za-z0-9_.-], as chainfs names do,
 // so "chainfs.GROUP.CHECKPOINT" alone could be ambiguous ("a.b"+"c" and
@@ -194,8 +195,8 @@ void DomainBackup::WaitJobGone() const {
 Status DomainBackup::EndLeftoverJob(const GroupState& g) {
   std::string xml = TakeString(virDomainBackupGetXMLDesc(dom_.get(), 0));
   if (xml.empty()) return Status::Ok();  // no backup job
-  CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> exports,
-                           ParseBackupExportNames(xml, "the backup job of " + Where()));
+  CHAINFS_ASSIGN_OR_RETURN(BackupJobInfo job, ParseBackupJob(xml, "the backup job of " + Where()));
+  const std::vector<std::string>& exports = job.exports;
   std::string group, rest, checkpoint;
   bool ours = !exports.empty();
   for (const auto& e : exports) {
@@ -224,6 +225,12 @@ Status DomainBackup::EndLeftoverJob(const GroupState& g) {
     return LibvirtFailed("ending the backup job left by an interrupted backup of checkpoint " +
                          checkpoint + " of " + Where());
   WaitJobGone();
+  // Its socket's directory, with the scratch files, if it is one of ours.
+  std::filesystem::path dir = std::filesystem::path(job.socket).parent_path();
+  if (dir.filename().string().rfind(kWorkDirPrefix, 0) == 0) {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
   report.notes.push_back("ended the backup job left by an interrupted run (checkpoint " +
                          checkpoint + (g.Find(checkpoint) ? ", committed" : ", not committed") +
                          ")");
@@ -352,7 +359,7 @@ Status DomainBackup::PrepareOnline(const GroupState& g, const Checkpoint* base,
   (void)g;
   std::string parent = dopts_.work_parent;
   if (parent.empty()) parent = getenv("TMPDIR") ? getenv("TMPDIR") : "/var/tmp";
-  std::string tmpl = parent + "/chainfs-backup-XXXXXX";
+  std::string tmpl = parent + "/" + kWorkDirPrefix + "XXXXXX";
   if (mkdtemp(tmpl.data()) == nullptr)
     return Status::FromErrno(errno, "creating a directory for the backup job's socket and "
                                     "scratch files in " + parent);
@@ -513,31 +520,26 @@ ForgetReport ForgetLibvirtCheckpoints(const GroupState& before,
       continue;
     todo[{c.libvirt->uri, c.libvirt->uuid, c.libvirt->domain}].insert(c.libvirt->checkpoint);
   }
-  for (const auto& [key, names] : todo) {
-    const auto& [uri, uuid, domain] = key;
-    auto fail = [&](const std::string& why) {
-      for (const auto& n : names)
-        rep.warnings.push_back("libvirt checkpoint " + n + " of domain " + domain +
-                               " not deleted (" + why + "); the next backup of group " +
-                               before.name + " deletes it");
+  for (const auto& entry : todo) {
+    const std::string& uri = std::get<0>(entry.first);
+    const std::string& uuid = std::get<1>(entry.first);
+    const std::string& domain = std::get<2>(entry.first);
+    auto not_deleted = [&](const std::string& name, const std::string& why) {
+      rep.warnings.push_back("libvirt checkpoint " + name + " of domain " + domain +
+                             " not deleted (" + why + "); the next backup of group " +
+                             before.name + " deletes it");
     };
     auto conn = Connect(uri);
-    if (!conn.ok()) {
-      fail(conn.status().message());
-      continue;
-    }
-    auto dom = LookupDomain(conn->get(), uuid, uri);
-    if (!dom.ok()) {
-      fail(dom.status().message());
-      continue;
-    }
-    for (const auto& n : names) {
+    auto dom = conn.ok() ? LookupDomain(conn->get(), uuid, uri) : Result<Dom>(conn.status());
+    for (const auto& n : entry.second) {
+      if (!dom.ok()) {
+        not_deleted(n, dom.status().message());
+        continue;
+      }
       Cp cp(virDomainCheckpointLookupByName(dom->get(), n.c_str(), 0));
       if (!cp) continue;  // already gone
       if (virDomainCheckpointDelete(cp.get(), 0) < 0)
-        rep.warnings.push_back("libvirt checkpoint " + n + " of domain " + domain +
-                               " not deleted (" + virGetLastErrorMessage() +
-                               "); the next backup of group " + before.name + " deletes it");
+        not_deleted(n, virGetLastErrorMessage());
       else
         rep.deleted.push_back(domain + "/" + n);
     }

@@ -229,15 +229,26 @@ Action AddBackupCommand(CLI::App& app) {
     if (o->json) Progress::SetEnabled(false);
     auto repo = OpenRepo(o->repo);
     if (!repo.ok()) return Fail("backup", repo.status());
+    // SIGINT/SIGTERM: the backup removes what it wrote (and a libvirt
+    // backup ends its job and deletes its checkpoint), then dies of it.
+    StopSignals stop;
+    opts.stop = &stop.flag();
     std::optional<DomainBackupReport> domain;
     Result<BackupReport> r = Status::Ok();
     if (!o->domain.empty()) {
       auto d = BackupDomain(*repo.value(), opts, {o->connect, o->domain, o->exclude, ""});
-      if (!d.ok()) return Fail("backup", d.status());
-      domain = std::move(d).value();
-      r = domain->backup;
+      if (d.ok()) {
+        domain = std::move(d).value();
+        r = domain->backup;
+      } else {
+        r = d.status();
+      }
     } else {
       r = Backup(*repo.value(), opts);
+    }
+    if (!r.ok() && stop.received() != 0) {
+      Fail("backup", r.status());
+      stop.Reraise();
     }
     if (!r.ok()) return Fail("backup", r.status());
     const BackupReport& rep = r.value();

@@ -21,13 +21,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
       job.push_back({disk.target, true, "", "e-" + disk.target, "", "/s/" + disk.target});
     }
-    auto names = ParseBackupExportNames(BackupJobXml("/s/nbd.sock", job), "again");
-    FUZZ_CHECK(names.ok() && names->size() == job.size());
-    for (size_t i = 0; i < job.size(); ++i) FUZZ_CHECK((*names)[i] == job[i].exportname);
+    auto again = ParseBackupJob(BackupJobXml("/s/nbd.sock", job), "again");
+    FUZZ_CHECK(again.ok() && again->exports.size() == job.size() && again->socket == "/s/nbd.sock");
+    for (size_t i = 0; i < job.size(); ++i) FUZZ_CHECK(again->exports[i] == job[i].exportname);
     auto cp = ParseCheckpointXml(CheckpointXml("n", d->name, job), "again");
     FUZZ_CHECK(cp.ok() && cp->description == d->name);
   }
   (void)ParseCheckpointXml(xml, "fuzz");
-  (void)ParseBackupExportNames(xml, "fuzz");
+  (void)ParseBackupJob(xml, "fuzz");
   return 0;
 }

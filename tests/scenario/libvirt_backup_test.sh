@@ -8,8 +8,9 @@
 # grown with blockresize, --exclude, a backup killed with SIGKILL while its
 # job runs (the next one holds every change), the job aborted from outside,
 # a checkpoint deleted behind our back, another tool's checkpoint left
-# alone, prune deleting libvirt checkpoints, a shut-off domain, domain.xml in
-# the mount, and the systemd unit's command line.
+# alone, prune deleting libvirt checkpoints (also with libvirtd down),
+# SIGTERM, a full repository disk, the VM shut down mid-backup, a shut-off
+# domain, domain.xml in the mount, and the systemd unit's command line.
 set -euo pipefail
 source "${SRC:-$(dirname "$0")/../..}/tests/scenario/lib.sh"
 source "$SRC/tests/scenario/libvirt_lib.sh"
@@ -17,7 +18,12 @@ source "$SRC/tests/scenario/mount_lib.sh"
 
 R=$T/repo
 export CHAINFS_FAILPOINT_DIR=$T/fp
-mkdir -p "$CHAINFS_FAILPOINT_DIR"
+# The jobs' sockets and scratch files go in a directory made under $TMPDIR.
+export TMPDIR=$T/tmp
+mkdir -p "$CHAINFS_FAILPOINT_DIR" "$TMPDIR"
+no_work_dirs() {
+  [ -z "$(ls -A "$TMPDIR")" ] || fail "$1: left in \$TMPDIR: $(ls "$TMPDIR")"
+}
 
 # backup CP [ARGS...]: chainfs backup --domain vm1 --json; its report in
 # $T/last.out (ok leaves it there).
@@ -42,13 +48,15 @@ same_as_truth() {
 # lv_checkpoints: the domain's libvirt checkpoints, sorted, one a line.
 lv_checkpoints() { lv_virsh checkpoint-list vm1 --name | sed '/^$/d' | sort; }
 has_checkpoint() { lv_checkpoints | grep -qxF -- "$1"; }
+# checkpoints: the group's chainfs checkpoints, comma-separated.
+checkpoints() { "$CHAINFS" list "$R" vm1 --json | jq -r '.[0].checkpoints | map(.name) | join(",")'; }
 job_active() { lv_virsh backup-dumpxml vm1 >/dev/null 2>&1; }  # a backup job exists
 
 # held CMD...: runs CMD in the background, held at its first read batch
 # (the job is running); its pid in $HELD, output in $T/held.out.
 held() {
   rm -f "$CHAINFS_FAILPOINT_DIR"/*.paused
-  CHAINFS_FAILPOINTS="backup.read-batch=pause" "$@" >"$T/held.out" 2>&1 &
+  CHAINFS_FAILPOINTS="backup.read-batch=1*pause" "$@" >"$T/held.out" 2>&1 &
   HELD=$!
   for _ in $(seq 600); do
     [ -e "$CHAINFS_FAILPOINT_DIR/backup.read-batch.paused" ] && return 0
@@ -122,6 +130,7 @@ kill -9 "$HELD"
 wait "$HELD" 2>/dev/null || true
 rm -f "$CHAINFS_FAILPOINT_DIR"/*.paused
 job_active || fail "the job of the killed backup did not stay active"
+[ -n "$(ls -A "$TMPDIR")" ] || fail "the killed backup's job directory (socket, scratch files) is not there"
 has_checkpoint chainfs.vm1.c5 || fail "the killed backup's libvirt checkpoint is not there to be repaired"
 lv_write vm1 vda 0x53 4M 64k                       # after the kill
 lv_write vm1 vdb 0x54 5M 64k                       # vdb: back after --exclude, so full
@@ -133,9 +142,25 @@ jq -e '.notes | map(select(test("ended the backup job"))) | length == 1' "$T/las
 [ "$(disk_json vdb kind)" = full ] || fail "vdb, excluded from c4, not taken full in c5"
 same_as_truth c5 "$T/t5" vda vdb vdc
 job_active && fail "a job is left after c5"
+no_work_dirs "after ending the killed backup's job"
+
+step "SIGTERM mid-backup: the backup ends its job, deletes its checkpoint, and dies of the signal"
+lv_write vm1 vda 0x55 5M 64k
+held "$CHAINFS" backup "$R" vm1 term --domain vm1 --connect "$LV_URI"
+kill -TERM "$HELD"
+rm -f "$CHAINFS_FAILPOINT_DIR"/*.paused
+RC=0
+wait "$HELD" || RC=$?
+[ "$RC" -eq 143 ] || fail "backup after SIGTERM exited $RC, expected 143: $(cat "$T/held.out")"
+grep -q "stopped by signal 15" "$T/held.out" || fail "no 'stopped by signal' message: $(cat "$T/held.out")"
+job_active && fail "the job of the stopped backup is still running"
+has_checkpoint chainfs.vm1.term && fail "the stopped backup left libvirt checkpoint chainfs.vm1.term"
+[ "$(checkpoints)" = c1,c2,c3,c4,c5 ] || fail "checkpoints after SIGTERM: $(checkpoints)"
+no_work_dirs "after SIGTERM"
 
 step "c6: the job aborted from outside: no checkpoint in either chain, the next run holds every change"
 lv_write vm1 vdb 0x61 6M 64k
+lv_write vm1 vda 0x62 7M 64k
 held "$CHAINFS" backup "$R" vm1 c6 --domain vm1 --connect "$LV_URI"
 ok lv_virsh domjobabort vm1 >/dev/null
 rm -f "$CHAINFS_FAILPOINT_DIR"/*.paused
@@ -143,15 +168,15 @@ RC=0
 wait "$HELD" || RC=$?
 [ "$RC" -ne 0 ] || fail "the backup whose job was aborted succeeded: $(cat "$T/held.out")"
 grep -q "vdb\|vda" "$T/held.out" || fail "the failure does not name the disk: $(cat "$T/held.out")"
-checkpoints() { "$CHAINFS" list "$R" vm1 --json | jq -r '.[0].checkpoints | map(.name) | join(",")'; }
 [ "$(checkpoints)" = c1,c2,c3,c4,c5 ] ||
   fail "checkpoint c6 appeared although its job was aborted"
 has_checkpoint chainfs.vm1.c6 && fail "the aborted run's libvirt checkpoint was left: $(lv_checkpoints)"
-lv_write vm1 vda 0x62 7M 64k
+no_work_dirs "after the aborted job"
 lv_truth vm1 "$T/t6"
 backup c6
-[ "$(disk_json vdb blocks_read)" = 1 ] && [ "$(disk_json vda blocks_read)" = 1 ] ||
-  fail "c6 read vda $(disk_json vda blocks_read), vdb $(disk_json vdb blocks_read) blocks; 1 each written"
+# vda: 5M (before the SIGTERM) and 7M; vdb: 6M.
+[ "$(disk_json vdb blocks_read)" = 1 ] && [ "$(disk_json vda blocks_read)" = 2 ] ||
+  fail "c6 read vda $(disk_json vda blocks_read), vdb $(disk_json vdb blocks_read) blocks; 2 and 1 written"
 same_as_truth c6 "$T/t6" vda vdb vdc
 
 step "the repository disk full mid-backup (another repository, same group): nothing left in either chain"

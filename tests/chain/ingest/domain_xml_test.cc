@@ -112,9 +112,10 @@ TEST(DomainXml, JobXmlRoundTripsItsExportNames) {
   EXPECT_NE(x.find("<disk name='vdb' backup='yes' type='file' backupmode='full'"),
             std::string::npos);
   EXPECT_NE(x.find("<disk name='hda' backup='no'/>"), std::string::npos);
-  auto names = ParseBackupExportNames(x, "job");
-  ASSERT_TRUE(names.ok()) << names.status().ToString();
-  EXPECT_EQ(*names, (std::vector<std::string>{"chainfs.vm1.c2+vda", "chainfs.vm1.c2+vdb"}));
+  auto job = ParseBackupJob(x, "job");
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->exports, (std::vector<std::string>{"chainfs.vm1.c2+vda", "chainfs.vm1.c2+vdb"}));
+  EXPECT_EQ(job->socket, "/tmp/a'b/nbd.sock");
   const std::string c = CheckpointXml("chainfs.vm1.c2", "chainfs <group>", disks);
   auto parsed = ParseCheckpointXml(c, "cp");
   ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
