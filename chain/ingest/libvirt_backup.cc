@@ -322,6 +322,19 @@ Status DomainBackup::Prepare(const GroupState& g, BackupOptions* o) {
     std::string cxml = TakeString(virDomainCheckpointGetXMLDesc(cp.get(), 0));
     if (cxml.empty()) return LibvirtFailed("reading libvirt checkpoint " + lv);
     CHAINFS_ASSIGN_OR_RETURN(base_cp, ParseCheckpointXml(cxml, "libvirt checkpoint " + lv));
+    // Ours: made by chainfs for this group (the repository's path may have
+    // changed since; that does not make it another's).
+    const std::string prefix = LibvirtCheckpointName(opts_.group, "");
+    const std::string made_by =
+        lv.rfind(prefix, 0) == 0 ? CheckpointDescription(repo_, opts_.group, lv.substr(prefix.size()))
+                                 : std::string();
+    const std::string mine = made_by.substr(0, made_by.find(" in repository "));
+    if (made_by.empty() || base_cp->description.rfind(mine + " in repository ", 0) != 0)
+      return Status::InvalidArgument("libvirt checkpoint " + lv + " of " + Where() +
+                                     ", which checkpoint " + base->name + " of group " +
+                                     opts_.group + " is based on, was not made by chainfs for "
+                                     "this group (its description: '" +
+                                     base_cp->description + "')" + anew);
   }
 
   for (const DomainDisk& d : info_.disks) {

@@ -208,6 +208,11 @@ ok lv_virsh start vm1 >/dev/null
 step "c7: a libvirt checkpoint deleted behind our back: refused, naming --full; --full starts anew"
 ok lv_virsh checkpoint-delete vm1 chainfs.vm1.c6 >/dev/null
 expect_rc 1 "chainfs.vm1.c6.*--full" "$CHAINFS" backup "$R" vm1 c7 --domain vm1 --connect "$LV_URI"
+# A look-alike of another's making in its place is not taken for ours.
+ok lv_virsh checkpoint-create-as vm1 chainfs.vm1.c6 --description "made by hand" >/dev/null
+expect_rc 1 "not made by chainfs.*made by hand.*--full" "$CHAINFS" backup "$R" vm1 c7 --domain vm1 --connect "$LV_URI"
+has_checkpoint chainfs.vm1.c6 || fail "chainfs deleted a checkpoint it did not make"
+ok lv_virsh checkpoint-delete vm1 chainfs.vm1.c6 >/dev/null
 job_active && fail "a refused backup left a job"
 has_checkpoint chainfs.vm1.c7 && fail "a refused backup left a libvirt checkpoint"
 has_checkpoint chainfs.vm1.down && fail "the libvirt checkpoint of the run the shutdown failed is still there"
