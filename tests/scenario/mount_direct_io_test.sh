@@ -91,6 +91,10 @@ mount_fg "$R" "$M"
 cmp "$M/vm1/c1/vda.raw" "$T/c1.img" || fail "default mount: c1 differs from its image"
 [ "$(cached_pages "$M/vm1/c1/vda.raw")" -gt 0 ] || fail "default mount: nothing of c1 in the page cache"
 hits=$(reread_hits "$M/vm1/c2/vda.raw" view)
+# Memory pressure from elsewhere on a shared machine may evict a page once
+# (CI saw 1 hit, once); a mount that keeps nothing in the page cache misses
+# every time: measure again before calling it a failure.
+[ "$hits" -eq 0 ] || hits=$(reread_hits "$M/vm1/c2/vda.raw" view)
 [ "$hits" -eq 0 ] || fail "default mount: a re-read reached the daemon ($hits cache hits)"
 [ "$(stat -c %o "$M/vm1/c1/vda.raw")" -eq $BS ] || fail "default mount: st_blksize is not the block size"
 unmount_wait "$M"
