@@ -524,16 +524,16 @@ ForgetReport ForgetLibvirtCheckpoints(const GroupState& before,
   ForgetReport rep;
   std::set<std::string> gone(dropped.begin(), dropped.end()), kept_refs;
   // (uri, uuid, domain) -> libvirt checkpoints only dropped ones record
-  std::map<std::tuple<std::string, std::string, std::string>, std::set<std::string>> todo;
+  std::map<std::tuple<std::string, std::string, std::string>, std::set<std::string>> by_domain;
   for (const Checkpoint& c : before.checkpoints)
     if (!gone.count(c.name) && c.libvirt) kept_refs.insert(c.libvirt->checkpoint);
   for (const Checkpoint& c : before.checkpoints) {
     if (!gone.count(c.name) || !c.libvirt || c.libvirt->checkpoint.empty() ||
         kept_refs.count(c.libvirt->checkpoint))
       continue;
-    todo[{c.libvirt->uri, c.libvirt->uuid, c.libvirt->domain}].insert(c.libvirt->checkpoint);
+    by_domain[{c.libvirt->uri, c.libvirt->uuid, c.libvirt->domain}].insert(c.libvirt->checkpoint);
   }
-  for (const auto& entry : todo) {
+  for (const auto& entry : by_domain) {
     const std::string& uri = std::get<0>(entry.first);
     const std::string& uuid = std::get<1>(entry.first);
     const std::string& domain = std::get<2>(entry.first);
