@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "chain/native/native_format.h"
+#include "chain/vnb/vnb_layer.h"
 
 namespace chainfs {
 
@@ -10,6 +11,7 @@ const std::vector<const LayerFormat*>& LayerFormats() {
   // The one list of formats. The first is the write format.
   static const std::vector<const LayerFormat*> formats = {
       &kNativeLayerFormat,  // chain/native: chainfs delta files
+      &kVnbLayerFormat,     // chain/vnb: virtnbdbackup sparse streams (read-only)
   };
   return formats;
 }

@@ -57,21 +57,30 @@ Result<std::unique_ptr<Repository>> Repository::Open(const std::string& path, En
   std::string cfg_path = path + "/chainfs.json";
   auto text = env->ReadWholeFile(cfg_path, 1 << 20);
   if (!text.ok()) {
-    if (text.status().code() == Status::Code::kNotFound) return not_repo;
-    return text.status();
+    if (text.status().code() != Status::Code::kNotFound) return text.status();
+    auto foreign = OpenForeignCatalog(env, path);
+    if (!foreign.ok()) return foreign.status().code() == Status::Code::kNotFound ? not_repo : foreign.status();
+    RepoConfig cfg;
+    cfg.block_size = foreign.value()->block_size();
+    cfg.compression = "none";
+    std::unique_ptr<Repository> repo(new Repository(path, cfg, env, std::move(rooted)));
+    repo->foreign_ = std::move(foreign).value();
+    return repo;
   }
   auto cfg = RepoConfig::Decode(text.value(), cfg_path);
   if (!cfg.ok()) return cfg.status();
   return std::unique_ptr<Repository>(new Repository(path, cfg.value(), env, std::move(rooted)));
 }
 
-std::string Repository::GroupDir(const std::string& g) const { return path_ + "/groups/" + g; }
+std::string Repository::GroupDir(const std::string& g) const {
+  return foreign_ ? foreign_->GroupDir(g) : path_ + "/groups/" + g;
+}
 std::string Repository::CheckpointDir(const std::string& g) const {
-  return GroupDir(g) + "/checkpoints";
+  return foreign_ ? foreign_->GroupDir(g) : GroupDir(g) + "/checkpoints";
 }
 std::string Repository::DeltaDir(const std::string& g) const { return GroupDir(g) + "/deltas"; }
 std::string Repository::DeltaPath(const std::string& g, const std::string& f) const {
-  return DeltaDir(g) + "/" + f;
+  return foreign_ ? foreign_->DeltaPath(g, f) : DeltaDir(g) + "/" + f;
 }
 std::string Repository::IntentPath(const std::string& g) const {
   return GroupDir(g) + "/intent.json";
@@ -99,6 +108,7 @@ bool HasManifest(Env* env, const std::string& dir) {
 }  // namespace
 
 Result<std::vector<std::string>> Repository::ListGroups() const {
+  if (foreign_) return foreign_->ListGroups();
   std::vector<std::string> out;
   CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> names, env_->ListDir(path_ + "/groups"));
   for (const std::string& n : names) {
@@ -149,6 +159,7 @@ void RefuseDisorder(const std::string& dir, GroupState* g) {
 }  // namespace
 
 Result<GroupState> Repository::LoadGroup(const std::string& group) const {
+  if (foreign_) return foreign_->LoadGroup(group);
   CHAINFS_RETURN_IF_ERROR(ValidateName("group", group));
   GroupState g;
   g.name = group;
@@ -188,6 +199,7 @@ Result<GroupState> Repository::LoadGroup(const std::string& group) const {
 
 std::string Repository::ManifestPath(const std::string& group,
                                      const std::string& checkpoint) const {
+  if (foreign_) return foreign_->ManifestPath(group, checkpoint);
   return CheckpointDir(group) + "/" + checkpoint + ".json";
 }
 
@@ -219,7 +231,7 @@ Result<std::shared_ptr<const Layer>> Repository::OpenAndShare(const std::string&
   auto id_for = [&](uint64_t fingerprint) { return LayerIdFor(path, fingerprint); };
   CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
                            OpenLayerFile(layer_env_.get(), path, format, id_for));
-  if (layer->block_size() != config_.block_size)
+  if (!foreign_ && layer->block_size() != config_.block_size)
     return Status::Corruption(path + ": block size " + std::to_string(layer->block_size()) +
                               " differs from the repository's " +
                               std::to_string(config_.block_size));
@@ -561,6 +573,10 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const std::string& grou
 }
 
 Result<std::unique_ptr<RepoLock>> Repository::Lock(const std::string& purpose) const {
+  if (foreign_)
+    return Status::NotSupported(path_ + " is a " + foreign_->kind() +
+                                ", which chainfs only reads (" + purpose +
+                                " needs a chainfs repository; 'chainfs import' makes one)");
   char host[256] = {0};
   ::gethostname(host, sizeof host - 1);
   auto now = std::chrono::system_clock::now().time_since_epoch();

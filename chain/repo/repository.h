@@ -23,6 +23,7 @@
 #include "chain/base/file_cache.h"
 #include "chain/layer/format.h"
 #include "chain/layer/view.h"
+#include "chain/repo/foreign.h"
 #include "chain/repo/group_state.h"
 #include "chain/repo/manifest.h"
 
@@ -53,7 +54,9 @@ class Repository {
   // null: REPO is created by Env::Default() and filled through a rooted Env
   // (NewRootedPosixEnv) as Open's.
   static Status Init(const std::string& path, const RepoConfig& config, Env* env = nullptr);
-  // Opens and validates REPO/chainfs.json; reads no block data. Every
+  // Opens and validates REPO/chainfs.json; reads no block data. Without
+  // one, REPO may be a foreign source (OpenForeignCatalog): a repository
+  // then opens read-only over it. Every
   // storage call of the repository and of what works on it goes through env,
   // which must outlive the Repository; null (the default): an Env rooted at
   // REPO that the Repository owns, so that no symbolic link planted in the
@@ -61,6 +64,9 @@ class Repository {
   static Result<std::unique_ptr<Repository>> Open(const std::string& path, Env* env = nullptr);
 
   const std::string& path() const { return path_; }
+  // Non-null when path is another tool's backups read as a repository
+  // (chain/repo/foreign.h): read-only, Lock refuses it.
+  const ForeignCatalog* foreign() const { return foreign_.get(); }
   Env* env() const { return env_; }
   const RepoConfig& config() const { return config_; }
   std::string GroupDir(const std::string& group) const;
@@ -211,6 +217,7 @@ class Repository {
                                                     const DiskEntry& disk) const;
   std::string path_;
   RepoConfig config_;
+  std::unique_ptr<ForeignCatalog> foreign_;
   std::unique_ptr<Env> owned_env_;  // env_, when Open made it
   Env* env_;
   // Every delta file opened so far, by path. The id is kept after the layer

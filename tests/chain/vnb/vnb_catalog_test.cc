@@ -1,0 +1,379 @@
+// virtnbdbackup directories read as a repository (chain/vnb), with streams
+// written the way virtnbdbackup 1.9 writes them (vnb_writer.h), then
+// damaged by hand. Real virtnbdbackup output: tests/scenario/vnb_mount_test.sh.
+#include <gtest/gtest.h>
+
+#include <boost/filesystem.hpp>
+#include <fstream>
+
+#include "chain/repo/check.h"
+#include "chain/repo/repository.h"
+#include "chain/vnb/sparse_stream.h"
+#include "chain/vnb/vnb_layer.h"
+#include "tests/chain/test_util.h"
+#include "tests/chain/vnb/vnb_writer.h"
+
+namespace chainfs {
+namespace {
+
+using testing::RandomBytes;
+using testing::TempDir;
+using testing::VnbDisk;
+using testing::VnbStreamBytes;
+using testing::WriteFile;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+std::string CpName(size_t i) { return "virtnbdbackup." + std::to_string(i); }
+
+// A virtnbdbackup output directory of domain `dom`: a full and `incs`
+// incrementals of disks vda (4 MiB, grown to 5 MiB at the 2nd incremental)
+// and vdb (2 MiB); truth[i][disk] is each checkpoint's image.
+struct VnbFixture {
+  std::string dir;
+  std::vector<std::map<std::string, std::string>> truth;
+
+  static VnbFixture Make(const std::string& dir, const std::string& dom, bool compress,
+                         int incs = 3, uint64_t max_request = 1 << 20) {
+    boost::filesystem::create_directories(dir);
+    VnbFixture fx{dir, {}};
+    std::map<std::string, VnbDisk> disks;
+    disks["vda"].Resize(4 * kMiB);
+    disks["vdb"].Resize(2 * kMiB);
+    disks["vda"].Write(0, RandomBytes(3 * kMiB / 2, 1));  // 1.5 MiB: two lz4 frames
+    disks["vda"].Write(3 * kMiB, RandomBytes(64 << 10, 2));
+    disks["vdb"].Write(kMiB, RandomBytes(128 << 10, 3));
+    disks["vda"].changed.clear();
+    disks["vdb"].changed.clear();
+    std::string cpt = "[";
+    for (int i = 0; i <= incs; ++i) {
+      if (i > 0) {
+        disks["vda"].Write(static_cast<uint64_t>(i) * 64 * 1024 * 3, RandomBytes(64 << 10, 10 + i));
+        if (i != 1) disks["vdb"].Write(static_cast<uint64_t>(i) * 4096, RandomBytes(8192, 20 + i));
+        if (i == 2) {
+          disks["vda"].Resize(5 * kMiB);
+          disks["vda"].Write(4 * kMiB + 512, RandomBytes(4096, 30));
+        }
+      }
+      std::map<std::string, std::string> t;
+      for (auto& [name, d] : disks) {
+        const std::string file = i == 0 ? name + ".full.data" : name + ".inc." + CpName(i) + ".data";
+        WriteFile(dir + "/" + file,
+                  VnbStreamBytes(d.image.size(), CpName(i), i == 0 ? "" : CpName(i - 1), name,
+                                 d.Take(i == 0), compress, max_request));
+        t[name] = d.image;
+      }
+      fx.truth.push_back(t);
+      WriteFile(dir + "/vmconfig." + CpName(i) + ".xml",
+                "<domain type='kvm'>\n  <name>" + dom + "</name>\n  <!-- " + CpName(i) + " -->\n</domain>\n");
+      cpt += (i ? ", \"" : "\"") + CpName(i) + "\"";
+    }
+    WriteFile(dir + "/" + dom + ".cpt", cpt + "]");
+    return fx;
+  }
+};
+
+std::string ReadView(const Repository& repo, const std::string& g, const std::string& cp,
+                     const std::string& disk, Status* st) {
+  auto v = repo.OpenView(g, cp, disk);
+  if (!v.ok()) {
+    *st = v.status();
+    return "";
+  }
+  std::string out(v.value()->size(), '\0');
+  *st = v.value()->Read(0, out.size(), out.data());
+  return out;
+}
+
+void ExpectViews(const Repository& repo, const std::string& g, const VnbFixture& fx, size_t upto) {
+  for (size_t i = 0; i < upto; ++i)
+    for (const auto& [disk, image] : fx.truth[i]) {
+      Status st;
+      const std::string got = ReadView(repo, g, CpName(i), disk, &st);
+      ASSERT_TRUE(st.ok()) << CpName(i) << "/" << disk << ": " << st.ToString();
+      EXPECT_EQ(got.size(), image.size()) << CpName(i) << "/" << disk;
+      EXPECT_TRUE(got == image) << CpName(i) << "/" << disk << " differs from its truth";
+    }
+}
+
+class VnbCatalogTest : public ::testing::TestWithParam<bool> {};
+
+TEST_P(VnbCatalogTest, EveryCheckpointReadsAsItsTruth) {
+  TempDir tmp;
+  auto fx = VnbFixture::Make(tmp / "vnb", "vm-one", GetParam());
+  auto repo = Repository::Open(fx.dir);
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  ASSERT_NE(repo.value()->foreign(), nullptr);
+  auto groups = repo.value()->ListGroups();
+  ASSERT_TRUE(groups.ok());
+  EXPECT_EQ(groups.value(), std::vector<std::string>{"vm-one"});
+  auto g = repo.value()->LoadGroup("vm-one");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  ASSERT_EQ(g->checkpoints.size(), 4u);
+  EXPECT_TRUE(g->refused.empty());
+  for (size_t i = 0; i < 4; ++i) {
+    const Checkpoint& cp = g->checkpoints[i];
+    EXPECT_EQ(cp.name, CpName(i));
+    EXPECT_EQ(cp.parent, i ? CpName(i - 1) : "");
+    ASSERT_EQ(cp.disks.size(), 2u);
+    EXPECT_EQ(cp.disks[0].kind, i ? DeltaKind::kIncremental : DeltaKind::kFull);
+    ASSERT_NE(cp.FindConfig("domain.xml"), nullptr);
+    EXPECT_NE(cp.FindConfig("domain.xml")->content.find("<!-- " + CpName(i) + " -->"), std::string::npos);
+  }
+  // The disk grown at the second incremental: each checkpoint has its size.
+  EXPECT_EQ(g->checkpoints[1].FindDisk("vda")->virtual_size, 4 * kMiB);
+  EXPECT_EQ(g->checkpoints[2].FindDisk("vda")->virtual_size, 5 * kMiB);
+  ExpectViews(*repo.value(), "vm-one", fx, 4);
+  auto report = Check(*repo.value(), "", "", /*deep=*/true);
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->problems.empty()) << report->problems[0].message;
+  EXPECT_GT(report->blocks_verified, 0u);
+}
+
+TEST_P(VnbCatalogTest, SourceIsReadOnlyAndUntouched) {
+  TempDir tmp;
+  auto fx = VnbFixture::Make(tmp / "vnb", "vm1", GetParam());
+  auto before = boost::filesystem::directory_iterator(fx.dir);
+  size_t files = std::distance(before, boost::filesystem::directory_iterator());
+  auto repo = Repository::Open(fx.dir);
+  ASSERT_TRUE(repo.ok());
+  auto lock = repo.value()->Lock("backup");
+  ASSERT_FALSE(lock.ok());
+  EXPECT_NE(lock.status().message().find("virtnbdbackup directory"), std::string::npos)
+      << lock.status().message();
+  ExpectViews(*repo.value(), "vm1", fx, 4);
+  EXPECT_EQ(std::distance(boost::filesystem::directory_iterator(fx.dir),
+                          boost::filesystem::directory_iterator()),
+            static_cast<long>(files));
+}
+
+TEST_P(VnbCatalogTest, DirectoryOfDirectoriesIsOneGroupEach) {
+  TempDir tmp;
+  auto a = VnbFixture::Make(tmp / "all/a", "web", GetParam(), 1);
+  auto b = VnbFixture::Make(tmp / "all/b", "db", GetParam(), 2);
+  boost::filesystem::create_directories(tmp / "all/empty");
+  auto repo = Repository::Open(tmp / "all");
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  auto groups = repo.value()->ListGroups();
+  ASSERT_TRUE(groups.ok());
+  EXPECT_EQ(groups.value(), (std::vector<std::string>{"db", "web"}));
+  ExpectViews(*repo.value(), "web", a, 2);
+  ExpectViews(*repo.value(), "db", b, 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(Lz4, VnbCatalogTest, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "lz4" : "plain"; });
+
+// The refused checkpoint, or null.
+const RefusedCheckpoint* Refused(const GroupState& g, const std::string& name) {
+  return g.FindRefused(name);
+}
+
+TEST(VnbDamage, MissingIncrementalRefusesItAndLaterOnes) {
+  TempDir tmp;
+  auto fx = VnbFixture::Make(tmp / "vnb", "vm1", false);
+  boost::filesystem::remove(fx.dir + "/vda.inc.virtnbdbackup.2.data");
+  auto repo = Repository::Open(fx.dir);
+  ASSERT_TRUE(repo.ok());
+  auto g = repo.value()->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  ASSERT_EQ(g->checkpoints.size(), 2u);
+  const RefusedCheckpoint* r2 = Refused(g.value(), CpName(2));
+  ASSERT_NE(r2, nullptr);
+  EXPECT_NE(r2->reason.find("vda.inc.virtnbdbackup.2.data: missing"), std::string::npos) << r2->reason;
+  const RefusedCheckpoint* r3 = Refused(g.value(), CpName(3));
+  ASSERT_NE(r3, nullptr);
+  EXPECT_NE(r3->reason.find("refused checkpoint virtnbdbackup.2"), std::string::npos) << r3->reason;
+  ExpectViews(*repo.value(), "vm1", fx, 2);
+  auto report = Check(*repo.value(), "", "", false);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->problems.size(), 2u);
+}
+
+TEST(VnbDamage, TruncatedStreamIsRefusedNamingFileAndOffset) {
+  for (bool compress : {false, true}) {
+    TempDir tmp;
+    auto fx = VnbFixture::Make(tmp / "vnb", "vm1", compress);
+    const std::string f = fx.dir + "/vda.inc.virtnbdbackup.3.data";
+    const uint64_t size = boost::filesystem::file_size(f);
+    boost::filesystem::resize_file(f, size - 300);  // inside a payload or the trailer
+    auto repo = Repository::Open(fx.dir);
+    ASSERT_TRUE(repo.ok());
+    auto g = repo.value()->LoadGroup("vm1");
+    ASSERT_TRUE(g.ok());
+    EXPECT_EQ(g->checkpoints.size(), 3u);
+    const RefusedCheckpoint* r = Refused(g.value(), CpName(3));
+    ASSERT_NE(r, nullptr);
+    EXPECT_NE(r->reason.find(f + " at offset "), std::string::npos) << r->reason;
+    ExpectViews(*repo.value(), "vm1", fx, 3);
+  }
+}
+
+TEST(VnbDamage, MalformedHeaderAndForeignParent) {
+  TempDir tmp;
+  auto fx = VnbFixture::Make(tmp / "vnb", "vm1", false);
+  // A data frame header of the second incremental of vdb, broken.
+  const std::string f = fx.dir + "/vdb.inc.virtnbdbackup.2.data";
+  std::string bytes = testing::ReadFile(f);
+  const size_t at = bytes.find("data 0");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 10] = 'x';
+  WriteFile(f, bytes);
+  // The third incremental of vda names another parent.
+  const std::string g3 = fx.dir + "/vda.inc.virtnbdbackup.3.data";
+  std::string b3 = testing::ReadFile(g3);
+  const size_t p = b3.find("\"parentCheckpoint\": \"virtnbdbackup.2\"");
+  ASSERT_NE(p, std::string::npos);
+  b3.replace(p, std::string("\"parentCheckpoint\": \"virtnbdbackup.2\"").size(),
+             "\"parentCheckpoint\": \"virtnbdbackup.7\"");
+  WriteFile(g3, b3);
+  auto repo = Repository::Open(fx.dir);
+  ASSERT_TRUE(repo.ok());
+  auto g = repo.value()->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  const RefusedCheckpoint* r2 = Refused(g.value(), CpName(2));
+  ASSERT_NE(r2, nullptr);
+  EXPECT_NE(r2->reason.find(f + " at offset " + std::to_string(at) + ": malformed frame header"),
+            std::string::npos) << r2->reason;
+  // Refused for its own reason would need checkpoint 2; its chain is named.
+  ASSERT_NE(Refused(g.value(), CpName(3)), nullptr);
+  ExpectViews(*repo.value(), "vm1", fx, 2);
+
+  // Alone, the wrong parent is named.
+  TempDir tmp2;
+  auto fx2 = VnbFixture::Make(tmp2 / "vnb", "vm1", false);
+  WriteFile(fx2.dir + "/vda.inc.virtnbdbackup.3.data", b3);
+  auto repo2 = Repository::Open(fx2.dir);
+  ASSERT_TRUE(repo2.ok());
+  auto g2 = repo2.value()->LoadGroup("vm1");
+  ASSERT_TRUE(g2.ok());
+  const RefusedCheckpoint* r3 = Refused(g2.value(), CpName(3));
+  ASSERT_NE(r3, nullptr);
+  EXPECT_NE(r3->reason.find("parent 'virtnbdbackup.7'"), std::string::npos) << r3->reason;
+  EXPECT_EQ(g2->checkpoints.size(), 3u);
+}
+
+TEST(VnbDamage, DamagedLz4FrameIsAnErrorNeverWrongBytes) {
+  TempDir tmp;
+  auto fx = VnbFixture::Make(tmp / "vnb", "vm1", true);
+  const std::string f = fx.dir + "/vda.full.data";
+  std::string bytes = testing::ReadFile(f);
+  const size_t at = bytes.find("data 0000000000000000");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 40 + 5000] ^= 0x40;  // inside the first lz4 frame (disk bytes [0, 1 MiB))
+  WriteFile(f, bytes);
+  auto repo = Repository::Open(fx.dir);
+  ASSERT_TRUE(repo.ok());
+  auto g = repo.value()->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->checkpoints.size(), 4u);  // the structure is intact
+  auto v = repo.value()->OpenView("vm1", CpName(0), "vda");
+  ASSERT_TRUE(v.ok());
+  std::string buf(4096, '\0');
+  Status st = v.value()->Read(4096, buf.size(), buf.data());
+  EXPECT_EQ(st.code(), Status::Code::kCorruption);
+  EXPECT_NE(st.message().find(f), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("lz4"), std::string::npos) << st.message();
+  // Other frames still read, and right.
+  ASSERT_TRUE(v.value()->Read(kMiB + 4096, buf.size(), buf.data()).ok());
+  EXPECT_EQ(buf, fx.truth[0]["vda"].substr(kMiB + 4096, 4096));
+  auto report = Check(*repo.value(), "", "", /*deep=*/true);
+  ASSERT_TRUE(report.ok());
+  ASSERT_FALSE(report->problems.empty());
+  EXPECT_EQ(report->problems[0].file, f);
+}
+
+TEST(VnbStream, FramesWithoutStoredSizeAndBigRequests) {
+  // python-lz4 without store_size, and 32 MiB-style multi-frame extents
+  // (here 256 KiB requests: several frames per data frame).
+  TempDir tmp;
+  VnbDisk d;
+  d.Resize(3 * kMiB);
+  d.Write(512, RandomBytes(kMiB + 4096, 7));
+  WriteFile(tmp / "s.data", VnbStreamBytes(d.image.size(), CpName(0), "", "vda", d.Take(true),
+                                          true, 256 << 10, /*store_size=*/false));
+  auto f = Env::Default()->NewRandomAccessFile(tmp / "s.data");
+  ASSERT_TRUE(f.ok());
+  auto layer = OpenVnbLayer(std::move(f).value(), NextLayerId());
+  ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+  auto view = View::Create({{layer.value(), "c"}}, "t");
+  ASSERT_TRUE(view.ok());
+  std::string out(d.image.size(), '\0');
+  ASSERT_TRUE(view.value()->Read(0, out.size(), out.data()).ok());
+  EXPECT_TRUE(out == d.image);
+}
+
+std::string Meta(const std::string& json) {
+  return testing::VnbHeader("meta", 0, json.size()) + json + "\r\n";
+}
+
+TEST(VnbStream, RefusesWhatIsNotAStream) {
+  TempDir tmp;
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"", "truncated stream"},
+      {"meta 0000000000000000 00000000000000zz\r\n", "malformed frame header"},
+      {VnbStreamBytes(kMiB, "c", "", "vda", {{0, std::string(4096, 'a'), 0}}, false).substr(0, 150),
+       "truncated stream"},
+      {Meta("{}") + testing::VnbHeader("stop", 0, 0), "no virtualSize"},
+      {Meta("{\"virtualSize\": 4096}") +
+           testing::VnbHeader("data", 0, 8192) + std::string(8192, 'x') + "\r\n" +
+           testing::VnbHeader("stop", 0, 0),
+       "outside the disk"},
+      {Meta("{\"virtualSize\": 8192}") +
+           testing::VnbHeader("zero", 4096, 4096) + testing::VnbHeader("zero", 0, 4096) +
+           testing::VnbHeader("stop", 0, 0),
+       "precedes the previous one"},
+      {Meta("{\"virtualSize\": 8192}") +
+           testing::VnbHeader("stop", 0, 0) + "junk",
+       "bytes after the stop frame"},
+  };
+  for (const auto& [bytes, want] : cases) {
+    WriteFile(tmp / "x.data", bytes);
+    auto f = Env::Default()->NewRandomAccessFile(tmp / "x.data");
+    ASSERT_TRUE(f.ok());
+    auto s = ParseSparseStream(*f.value());
+    ASSERT_FALSE(s.ok()) << want;
+    EXPECT_NE(s.status().message().find(want), std::string::npos) << s.status().message();
+    EXPECT_NE(s.status().message().find(tmp / "x.data"), std::string::npos) << s.status().message();
+  }
+}
+
+TEST(VnbCatalog, NotASourceSaysWhatItIsNot) {
+  TempDir tmp;
+  WriteFile(tmp / "notes.txt", "hello");
+  auto repo = Repository::Open(tmp.path());
+  ASSERT_FALSE(repo.ok());
+  EXPECT_NE(repo.status().message().find("not a chainfs repository"), std::string::npos)
+      << repo.status().message();
+}
+
+TEST(VnbCatalog, DifferentialIsACheckpointAfterItsParent) {
+  TempDir tmp;
+  const std::string dir = tmp / "vnb";
+  auto fx = VnbFixture::Make(dir, "vm1", true, 1);
+  // A differential since virtnbdbackup.1, then more changes.
+  VnbDisk a, b;
+  a.image = fx.truth[1]["vda"];
+  b.image = fx.truth[1]["vdb"];
+  a.Write(2 * kMiB, RandomBytes(65536, 99));
+  WriteFile(dir + "/vda.diff.1764756000.data",
+            VnbStreamBytes(a.image.size(), CpName(2), CpName(1), "vda", a.Take(false), true));
+  WriteFile(dir + "/vdb.diff.1764756001.data",
+            VnbStreamBytes(b.image.size(), CpName(2), CpName(1), "vdb", b.Take(false), true));
+  auto repo = Repository::Open(dir);
+  ASSERT_TRUE(repo.ok());
+  auto g = repo.value()->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  ASSERT_EQ(g->checkpoints.size(), 3u);
+  EXPECT_TRUE(g->refused.empty()) << g->refused[0].reason;
+  EXPECT_EQ(g->checkpoints[2].name, "diff.1764756000");
+  EXPECT_EQ(g->checkpoints[2].parent, CpName(1));
+  EXPECT_EQ(g->checkpoints[2].disks[0].kind, DeltaKind::kDifferential);
+  Status st;
+  EXPECT_TRUE(ReadView(*repo.value(), "vm1", "diff.1764756000", "vda", &st) == a.image);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+  EXPECT_TRUE(ReadView(*repo.value(), "vm1", "diff.1764756000", "vdb", &st) == b.image);
+}
+
+}  // namespace
+}  // namespace chainfs
