@@ -145,7 +145,9 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
         if (auto full = g.ResolveChain(cp, d.name); full.ok()) chain = std::move(full).value();
       for (const ChainLink& l : chain) {
         deltas.emplace(l.disk->delta_file, DeltaRef{l.checkpoint->name, d.name, l.disk});
-        if (err.empty() && !l.disk->delta_id) unbound.insert(l.disk->delta_file);
+        // A foreign source's files record no identity by nature: not a notice.
+        if (err.empty() && !l.disk->delta_id && repo.foreign() == nullptr)
+          unbound.insert(l.disk->delta_file);
       }
       if (!err.empty()) r->problems.push_back({group, cp.name, d.name, "", -1, err});
     }

@@ -8,6 +8,7 @@
 #include "chain/base/file_cache.h"
 #include "fusefs/cli/commands.h"
 #include "fusefs/cli/consolidate_command.h"
+#include "fusefs/cli/import_command.h"
 #include "fusefs/driver/mount.h"
 #include "fusefs/cli/stats_command.h"
 
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
       {"check", chainfs::AddCheckCommand(app)},
       {"consolidate", chainfs::AddConsolidateCommand(app)},
       {"prune", chainfs::AddPruneCommand(app)},
+      {"import", chainfs::AddImportCommand(app)},
       {"stats", chainfs::AddStatsCommand(app)},
       {"mount", chainfs::AddMountCommand(app)},
   };

@@ -6,6 +6,7 @@
 #include <boost/filesystem.hpp>
 #include <fstream>
 
+#include "chain/ingest/import.h"
 #include "chain/repo/check.h"
 #include "chain/repo/repository.h"
 #include "chain/vnb/sparse_stream.h"
@@ -373,6 +374,81 @@ TEST(VnbCatalog, DifferentialIsACheckpointAfterItsParent) {
   EXPECT_TRUE(ReadView(*repo.value(), "vm1", "diff.1764756000", "vda", &st) == a.image);
   EXPECT_TRUE(st.ok()) << st.ToString();
   EXPECT_TRUE(ReadView(*repo.value(), "vm1", "diff.1764756000", "vdb", &st) == b.image);
+}
+
+}  // namespace
+}  // namespace chainfs
+
+namespace chainfs {
+namespace {
+
+// Every checkpoint of the source, imported: the repository's views equal the
+// source's truth; a second run skips everything; an import interrupted
+// (here: a source that had fewer incrementals) resumes.
+TEST(VnbImport, ImportsVerifiesAndResumes) {
+  for (bool compress : {false, true}) {
+    TempDir tmp;
+    auto fx = VnbFixture::Make(tmp / "vnb", "vm1", compress, 3);
+    // First, a copy of the directory with only the full and one incremental.
+    const std::string early = tmp / "early";
+    boost::filesystem::create_directories(early);
+    for (const char* f : {"vda.full.data", "vdb.full.data", "vda.inc.virtnbdbackup.1.data",
+                          "vdb.inc.virtnbdbackup.1.data", "vmconfig.virtnbdbackup.0.xml"})
+      boost::filesystem::copy_file(fx.dir + "/" + f, early + "/" + f);
+    WriteFile(early + "/vm1.cpt", "[\"virtnbdbackup.0\", \"virtnbdbackup.1\"]");
+    RepoConfig cfg;
+    ASSERT_TRUE(Repository::Init(tmp / "repo", cfg).ok());
+    auto dst = Repository::Open(tmp / "repo");
+    ASSERT_TRUE(dst.ok());
+    {
+      auto src = Repository::Open(early);
+      ASSERT_TRUE(src.ok());
+      auto r = Import(*src.value(), *dst.value(), {});
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      ASSERT_EQ(r->checkpoints.size(), 2u);
+      EXPECT_FALSE(r->checkpoints[0].skipped);
+      EXPECT_GT(r->checkpoints[1].bytes_verified, 0u);
+    }
+    auto src = Repository::Open(fx.dir);
+    ASSERT_TRUE(src.ok());
+    auto r = Import(*src.value(), *dst.value(), {});
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    ASSERT_EQ(r->checkpoints.size(), 4u);
+    EXPECT_TRUE(r->checkpoints[0].skipped && r->checkpoints[1].skipped);
+    EXPECT_FALSE(r->checkpoints[2].skipped || r->checkpoints[3].skipped);
+    // Incrementals read only what their stream holds.
+    EXPECT_LT(r->checkpoints[3].bytes_read, 1u << 20);
+    ExpectViews(*dst.value(), "vm1", fx, 4);
+    auto g = dst.value()->LoadGroup("vm1");
+    ASSERT_TRUE(g.ok());
+    EXPECT_EQ(g->checkpoints[3].disks[0].kind, DeltaKind::kIncremental);
+    ASSERT_NE(g->checkpoints[2].FindConfig("domain.xml"), nullptr);
+    auto again = Import(*src.value(), *dst.value(), {});
+    ASSERT_TRUE(again.ok());
+    for (const auto& c : again->checkpoints) EXPECT_TRUE(c.skipped) << c.name;
+    auto report = Check(*dst.value(), "", "", true);
+    ASSERT_TRUE(report.ok());
+    EXPECT_TRUE(report->problems.empty());
+  }
+}
+
+TEST(VnbImport, StopsAtARefusedCheckpointNamingIt) {
+  TempDir tmp;
+  auto fx = VnbFixture::Make(tmp / "vnb", "vm1", false, 3);
+  boost::filesystem::remove(fx.dir + "/vdb.inc.virtnbdbackup.2.data");
+  ASSERT_TRUE(Repository::Init(tmp / "repo", RepoConfig{}).ok());
+  auto dst = Repository::Open(tmp / "repo");
+  auto src = Repository::Open(fx.dir);
+  ASSERT_TRUE(dst.ok() && src.ok());
+  auto r = Import(*src.value(), *dst.value(), {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("imported 2 checkpoints"), std::string::npos) << r.status().message();
+  EXPECT_NE(r.status().message().find("vdb.inc.virtnbdbackup.2.data: missing"), std::string::npos)
+      << r.status().message();
+  ExpectViews(*dst.value(), "vm1", fx, 2);
+  // Into a foreign source: refused.
+  auto into = Import(*dst.value(), *src.value(), {});
+  ASSERT_FALSE(into.ok());
 }
 
 }  // namespace
