@@ -87,6 +87,12 @@ Result<std::string> ReadJson(const RandomAccessFile& f, uint64_t pos, uint64_t n
   return s;
 }
 
+// The most an lz4 frame of `stored` bytes can decode to (lz4's ratio is at
+// most 255:1), and never above 2 GiB.
+uint64_t MaxDecoded(uint64_t stored) {
+  return std::min<uint64_t>(stored * 256 + (64 << 10), 1ull << 31);
+}
+
 // The decoded size an lz4 frame's header records; 0 when it records none.
 Result<uint64_t> Lz4ContentSize(const char* p, size_t n, const std::string& where) {
   if (n < 7 || DecodeLe32(p) != 0x184D2204u)
@@ -269,7 +275,8 @@ Result<VnbStream> ParseSparseStream(const RandomAccessFile& f) {
           if (size == 0) {  // not recorded: decode once to learn it
             std::string in(c, '\0');
             CHAINFS_RETURN_IF_ERROR(f.ReadAt(fpos, c, in.data()));
-            const uint64_t room = h.length - decoded;
+            // lz4 cannot expand more than 255:1: a bound on what to allocate.
+            const uint64_t room = std::min<uint64_t>(h.length - decoded, MaxDecoded(c));
             std::string out(room, '\0');
             LZ4F_dctx* d = nullptr;
             if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION)))
@@ -281,10 +288,11 @@ Result<VnbStream> ParseSparseStream(const RandomAccessFile& f) {
               return Status::Corruption(where + ": damaged lz4 frame");
             size = out_n;
           }
-          if (size == 0 || size > (1ull << 31) || size > h.length - decoded)
+          if (size == 0 || size > MaxDecoded(c) || size > h.length - decoded)
             return Status::Corruption(where + ": lz4 frame of " + std::to_string(size) +
                                       " bytes does not fit the data frame's " +
-                                      std::to_string(h.length));
+                                      std::to_string(h.length) + " (or its " + std::to_string(c) +
+                                      " compressed bytes)");
           e.frames.push_back({fpos, static_cast<uint32_t>(c), static_cast<uint32_t>(size)});
           stored += c;
           decoded += size;
