@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <condition_variable>
 #include <list>
+#include <set>
 #include <map>
 #include <mutex>
 
@@ -28,31 +30,49 @@ class FrameCache {
     static FrameCache* c = new FrameCache();  // never destroyed: used until exit
     return *c;
   }
-  std::shared_ptr<const std::string> Find(uint64_t layer, uint64_t piece) {
-    std::lock_guard<std::mutex> l(mu_);
-    auto it = map_.find({layer, piece});
-    if (it == map_.end()) return nullptr;
-    lru_.splice(lru_.begin(), lru_, it->second.second);
-    return it->second.first;
-  }
-  void Insert(uint64_t layer, uint64_t piece, std::shared_ptr<const std::string> v) {
-    std::lock_guard<std::mutex> l(mu_);
-    if (map_.count({layer, piece})) return;
-    lru_.push_front({layer, piece});
-    bytes_ += v->size();
-    map_[{layer, piece}] = {std::move(v), lru_.begin()};
-    while (bytes_ > kVnbFrameCacheBytes && lru_.size() > 1) {
-      auto key = lru_.back();
-      lru_.pop_back();
+  using Frame = std::shared_ptr<const std::string>;
+  // The decoded frame `piece` of `layer`: from the cache, or loaded by
+  // load() once however many threads ask for it at the same time (readahead
+  // asks for several entries of one frame at once).
+  Result<Frame> GetOrLoad(uint64_t layer, uint64_t piece, const std::function<Result<Frame>()>& load) {
+    const Key key{layer, piece};
+    std::unique_lock<std::mutex> l(mu_);
+    for (;;) {
       auto it = map_.find(key);
-      bytes_ -= it->second.first->size();
-      map_.erase(it);
+      if (it != map_.end()) {
+        lru_.splice(lru_.begin(), lru_, it->second.second);
+        return it->second.first;
+      }
+      if (!loading_.count(key)) break;
+      loaded_.wait(l);
     }
+    loading_.insert(key);
+    l.unlock();
+    Result<Frame> r = load();
+    l.lock();
+    loading_.erase(key);
+    if (r.ok()) Insert(key, r.value());
+    loaded_.notify_all();
+    return r;
   }
 
  private:
   using Key = std::pair<uint64_t, uint64_t>;
+  // REQUIRES: mu_ held.
+  void Insert(const Key& key, Frame v) {
+    lru_.push_front(key);
+    bytes_ += v->size();
+    map_[key] = {std::move(v), lru_.begin()};
+    while (bytes_ > kVnbFrameCacheBytes && lru_.size() > 1) {
+      auto it = map_.find(lru_.back());
+      lru_.pop_back();
+      bytes_ -= it->second.first->size();
+      map_.erase(it);
+    }
+  }
   std::mutex mu_;
+  std::condition_variable loaded_;
+  std::set<Key> loading_;
   std::list<Key> lru_;
   std::map<Key, std::pair<std::shared_ptr<const std::string>, std::list<Key>::iterator>> map_;
   uint64_t bytes_ = 0;
@@ -108,7 +128,10 @@ class VnbLayer : public Layer {
   }
 
   Result<std::shared_ptr<const std::string>> Frame(size_t index, const Piece& p) const {
-    if (auto hit = FrameCache::Get().Find(id_, index)) return hit;
+    return FrameCache::Get().GetOrLoad(id_, index, [&] { return Decode(p); });
+  }
+
+  Result<std::shared_ptr<const std::string>> Decode(const Piece& p) const {
     std::string in(p.stored, '\0');
     CHAINFS_RETURN_IF_ERROR(file_->ReadAt(p.pos, p.stored, in.data()));
     auto out = std::make_shared<std::string>(p.length, '\0');
@@ -116,9 +139,7 @@ class VnbLayer : public Layer {
                                            file_->Path() + " at offset " + std::to_string(p.pos) +
                                                " (disk bytes " + std::to_string(p.offset) + "+" +
                                                std::to_string(p.length) + ")"));
-    std::shared_ptr<const std::string> v = std::move(out);
-    FrameCache::Get().Insert(id_, index, v);
-    return v;
+    return std::shared_ptr<const std::string>(std::move(out));
   }
 
   Status ReadBlock(uint64_t entry, char* out) const override {
