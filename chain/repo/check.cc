@@ -168,6 +168,10 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
     const auto& ref = delta.second;  // not a structured binding: clang 14 cannot capture one
     auto layer_or = repo.OpenLayer(group, ref.checkpoint, *ref.entry);
     if (!layer_or.ok()) continue;  // already reported through OpenView
+    if (repo.foreign() != nullptr)
+      if (Status st = repo.foreign()->VerifyFile(group, delta.first); !st.ok())
+        r->problems.push_back({group, ref.checkpoint, ref.disk, repo.DeltaPath(group, delta.first),
+                               -1, st.message()});
     const Layer& layer = *layer_or.value();
     constexpr uint64_t kStep = 256;  // entries a task verifies
     const std::vector<EntryRun> extents = DataRuns(layer, kStep);

@@ -25,6 +25,22 @@ struct DataFile {
   std::string ident;  // inc: checkpoint name; diff: time
 };
 
+uint32_t Adler32(uint32_t sum, const char* p, size_t n) {
+  uint32_t a = sum & 0xffff, b = sum >> 16;
+  while (n > 0) {
+    const size_t k = std::min<size_t>(n, 5552);  // no overflow before the modulo
+    for (size_t i = 0; i < k; ++i) {
+      a += static_cast<uint8_t>(p[i]);
+      b += a;
+    }
+    a %= 65521;
+    b %= 65521;
+    p += k;
+    n -= k;
+  }
+  return b << 16 | a;
+}
+
 std::optional<DataFile> ParseDataName(const std::string& f) {
   static const std::regex whole(R"(^([^.]+)\.(full|copy)\.data$)");
   static const std::regex delta(R"(^([^.]+)\.(inc|diff)\.(.+)\.data$)");
@@ -121,6 +137,38 @@ class VnbCatalog : public ForeignCatalog {
     auto it = groups_.find(group);
     if (it == groups_.end() || it->second.domain.empty()) return GroupDir(group) + " (" + cp + ")";
     return GroupDir(group) + "/" + it->second.domain + ".cpt (" + cp + ")";
+  }
+
+  // virtnbdbackup (from 1.9.4x) writes FILE.chksum beside each stream: the
+  // zlib adler32 of the whole file, in decimal.
+  Status VerifyFile(const std::string& group, const std::string& file) const override {
+    const std::string path = DeltaPath(group, file);
+    auto text = env_->ReadWholeFile(path + ".chksum", 64);
+    if (!text.ok()) {
+      return text.status().code() == Status::Code::kNotFound ? Status::Ok() : text.status();
+    }
+    std::string t = text.value();
+    while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' ')) t.pop_back();
+    uint64_t want = 0;
+    try {
+      size_t used = 0;
+      want = std::stoull(t, &used, 0);
+      if (used != t.size()) throw std::invalid_argument("");
+    } catch (...) {
+      return Status::Corruption(path + ".chksum: not a checksum ('" + t + "')");
+    }
+    CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> f, env_->NewRandomAccessFile(path));
+    uint32_t sum = 1;
+    std::string buf(1 << 20, '\0');
+    for (uint64_t at = 0; at < f->Size(); at += buf.size()) {
+      const size_t n = std::min<uint64_t>(buf.size(), f->Size() - at);
+      CHAINFS_RETURN_IF_ERROR(f->ReadAt(at, n, buf.data()));
+      sum = Adler32(sum, buf.data(), n);
+    }
+    if (sum != want)
+      return Status::Corruption(path + ": adler32 " + std::to_string(sum) + " differs from " +
+                                std::to_string(want) + " in " + path + ".chksum");
+    return Status::Ok();
   }
 
   Result<GroupState> LoadGroup(const std::string& group) const override {

@@ -453,3 +453,58 @@ TEST(VnbImport, StopsAtARefusedCheckpointNamingIt) {
 
 }  // namespace
 }  // namespace chainfs
+
+namespace chainfs {
+namespace {
+
+// virtnbdbackup 1.9.4x's FILE.chksum (zlib adler32 of the file, decimal):
+// check --deep verifies it where it is there.
+TEST(VnbChecksum, DeepCheckVerifiesChksumFiles) {
+  TempDir tmp;
+  auto fx = VnbFixture::Make(tmp / "vnb", "vm1", false, 1);
+  // adler32 as zlib computes it, by its definition.
+  auto adler = [](const std::string& s) {
+    uint64_t a = 1, b = 0;
+    for (unsigned char c : s) {
+      a = (a + c) % 65521;
+      b = (b + a) % 65521;
+    }
+    return b << 16 | a;
+  };
+  const std::string f = fx.dir + "/vda.inc.virtnbdbackup.1.data";
+  WriteFile(f + ".chksum", std::to_string(adler(testing::ReadFile(f))));
+  WriteFile(fx.dir + "/vdb.full.data.chksum", "12345");
+  auto repo = Repository::Open(fx.dir);
+  ASSERT_TRUE(repo.ok());
+  auto report = Check(*repo.value(), "", "", true);
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->problems.size(), 1u);
+  EXPECT_EQ(report->problems[0].file, fx.dir + "/vdb.full.data");
+  EXPECT_NE(report->problems[0].message.find("differs from 12345"), std::string::npos)
+      << report->problems[0].message;
+  auto shallow = Check(*repo.value(), "", "", false);
+  ASSERT_TRUE(shallow.ok());
+  EXPECT_TRUE(shallow->problems.empty());
+}
+
+TEST(VnbCatalog, CopyBackupIsOneCheckpoint) {
+  TempDir tmp;
+  const std::string dir = tmp / "copy";
+  boost::filesystem::create_directories(dir);
+  VnbDisk d;
+  d.Resize(kMiB);
+  d.Write(4096, RandomBytes(8192, 3));
+  WriteFile(dir + "/sda.copy.data",
+            VnbStreamBytes(d.image.size(), "virtnbdbackup.0", "", "sda", d.Take(true), true));
+  auto repo = Repository::Open(dir);
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  auto g = repo.value()->LoadGroup("copy");  // no .cpt, no vmconfig: the directory's name
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  ASSERT_EQ(g->checkpoints.size(), 1u);
+  Status st;
+  EXPECT_TRUE(ReadView(*repo.value(), "copy", g->checkpoints[0].name, "sda", &st) == d.image);
+  EXPECT_TRUE(st.ok());
+}
+
+}  // namespace
+}  // namespace chainfs
