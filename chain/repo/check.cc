@@ -180,6 +180,7 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
     const uint32_t bs = layer.block_size();
     Progress progress("check " + ref.checkpoint + "/" + ref.disk, n * bs);
     std::mutex mu;
+    std::set<std::string> reported;  // one damage (an lz4 frame) may span many entries
     std::vector<std::future<void>> futs;
     // A task verifies runs [x, y): about kStep entries.
     auto verify = [&](size_t x, size_t y) {
@@ -190,7 +191,7 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
           Status st = layer.ReadBlock(e.first_entry + i, buf.data());
           std::lock_guard<std::mutex> lock(mu);
           ++r->blocks_verified;
-          if (!st.ok()) {
+          if (!st.ok() && reported.insert(st.message()).second) {
             int64_t off = static_cast<int64_t>(e.offset + i * bs);
             r->problems.push_back({group, ref.checkpoint, ref.disk, layer.location(), off,
                                    st.message()});

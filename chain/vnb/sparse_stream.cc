@@ -293,7 +293,9 @@ Result<VnbStream> ParseSparseStream(const RandomAccessFile& f) {
                                       " bytes does not fit the data frame's " +
                                       std::to_string(h.length) + " (or its " + std::to_string(c) +
                                       " compressed bytes)");
-          e.frames.push_back({fpos, static_cast<uint32_t>(c), static_cast<uint32_t>(size)});
+          const bool block_sums = (static_cast<uint8_t>(lz4head[4]) & 0x10) != 0;
+          e.frames.push_back(
+              {fpos, static_cast<uint32_t>(c), static_cast<uint32_t>(size), block_sums});
           stored += c;
           decoded += size;
         }

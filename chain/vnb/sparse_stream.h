@@ -55,6 +55,10 @@ struct VnbLz4Frame {
   uint64_t pos = 0;     // in the file
   uint32_t stored = 0;  // compressed bytes
   uint32_t size = 0;    // decoded bytes
+  // Each lz4 block carries its own checksum (virtnbdbackup sets it): a
+  // prefix of the frame can be trusted as soon as it is decoded. Without
+  // one, only the content checksum at the frame's end vouches for it.
+  bool block_checksums = false;
 };
 
 struct VnbExtent {

@@ -1,5 +1,9 @@
 #include "chain/vnb/vnb_layer.h"
 
+#include <lz4frame.h>
+
+#include "chain/base/worker_pool.h"
+
 #include <algorithm>
 #include <cstring>
 #include <condition_variable>
@@ -20,6 +24,32 @@ struct Piece {
   uint64_t first_entry = 0;
   uint64_t pos = 0;      // payload / lz4 frame position in the file
   uint32_t stored = 0;   // lz4 frame's compressed size (0: uncompressed)
+  bool block_sums = false;  // lz4 blocks checksummed: a decoded prefix is verified
+};
+
+// One lz4 frame being decoded, front to back, by whichever reader needs
+// bytes not decoded yet (python-lz4 links blocks: byte X needs every byte
+// before it). A reader of bytes already decoded copies them at once, so a
+// sequential pass is served while the frame is still being decoded, and a
+// random read decodes only up to what it reads.
+struct FrameState {
+  explicit FrameState(size_t size) : out(size, '\0') {}
+  ~FrameState() {
+    if (dctx != nullptr) LZ4F_freeDecompressionContext(dctx);
+  }
+  std::mutex mu;
+  std::condition_variable cv;
+  std::string out;    // decoded bytes: [0, ready) final
+  size_t ready = 0;   // guarded by mu
+  bool busy = false;  // a thread is decoding (guarded by mu)
+  bool queued = false;  // given to the decode-ahead pool once (guarded by mu)
+  Status error;       // sticky (guarded by mu)
+  // The decoder's state, touched only by the thread that set busy.
+  LZ4F_dctx* dctx = nullptr;
+  uint64_t in_pos = 0;  // next compressed byte to read (file offset)
+  std::string in;       // compressed bytes read, not yet consumed from in_off
+  size_t in_off = 0;
+  bool ended = false;   // the frame's end (and content checksum) was seen
 };
 
 // Decoded lz4 frames, shared by every VnbLayer of the process, LRU, bounded
@@ -30,55 +60,51 @@ class FrameCache {
     static FrameCache* c = new FrameCache();  // never destroyed: used until exit
     return *c;
   }
-  using Frame = std::shared_ptr<const std::string>;
-  // The decoded frame `piece` of `layer`: from the cache, or loaded by
-  // load() once however many threads ask for it at the same time (readahead
-  // asks for several entries of one frame at once).
-  Result<Frame> GetOrLoad(uint64_t layer, uint64_t piece, const std::function<Result<Frame>()>& load) {
+  using Frame = std::shared_ptr<FrameState>;
+  using Key = std::pair<uint64_t, uint64_t>;
+  // The state of frame `piece` of `layer` (made by make() if not kept).
+  Frame Get(uint64_t layer, uint64_t piece, const std::function<Frame()>& make) {
     const Key key{layer, piece};
-    std::unique_lock<std::mutex> l(mu_);
-    for (;;) {
-      auto it = map_.find(key);
-      if (it != map_.end()) {
-        lru_.splice(lru_.begin(), lru_, it->second.second);
-        return it->second.first;
-      }
-      if (!loading_.count(key)) break;
-      loaded_.wait(l);
+    std::lock_guard<std::mutex> l(mu_);
+    auto it = map_.find(key);
+    if (it != map_.end()) {
+      lru_.splice(lru_.begin(), lru_, it->second.second);
+      return it->second.first;
     }
-    loading_.insert(key);
-    l.unlock();
-    Result<Frame> r = load();
-    l.lock();
-    loading_.erase(key);
-    if (r.ok()) Insert(key, r.value());
-    loaded_.notify_all();
-    return r;
+    Frame f = make();
+    Insert(key, f);
+    return f;
   }
 
+
  private:
-  using Key = std::pair<uint64_t, uint64_t>;
   // REQUIRES: mu_ held.
   void Insert(const Key& key, Frame v) {
     lru_.push_front(key);
-    bytes_ += v->size();
+    bytes_ += v->out.size();
     map_[key] = {std::move(v), lru_.begin()};
     while (bytes_ > kVnbFrameCacheBytes && lru_.size() > 1) {
       auto it = map_.find(lru_.back());
       lru_.pop_back();
-      bytes_ -= it->second.first->size();
+      bytes_ -= it->second.first->out.size();
       map_.erase(it);
     }
   }
   std::mutex mu_;
-  std::condition_variable loaded_;
-  std::set<Key> loading_;
   std::list<Key> lru_;
-  std::map<Key, std::pair<std::shared_ptr<const std::string>, std::list<Key>::iterator>> map_;
+  std::map<Key, std::pair<Frame, std::list<Key>::iterator>> map_;
   uint64_t bytes_ = 0;
 };
 
-class VnbLayer : public Layer {
+// Decodes lz4 frames ahead of readers (VnbLayer::WillNeed): a sequential
+// pass then decodes the next frame on another core while this one is read.
+// Never destroyed: tasks may run until the process exits.
+WorkerPool& DecodeAheadPool() {
+  static WorkerPool* pool = new WorkerPool(2);
+  return *pool;
+}
+
+class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
  public:
   VnbLayer(std::unique_ptr<RandomAccessFile> file, const VnbStream& s, uint64_t id)
       : id_(id), file_(std::move(file)), virtual_size_(s.meta.virtual_size),
@@ -96,7 +122,7 @@ class VnbLayer : public Layer {
       }
       uint64_t off = e.offset;
       for (const VnbLz4Frame& f : e.frames) {
-        pieces_.push_back({off, f.size, false, entry, f.pos, f.stored});
+        pieces_.push_back({off, f.size, false, entry, f.pos, f.stored, f.block_checksums});
         entry += (f.size + kVnbBlockSize - 1) / kVnbBlockSize;
         off += f.size;
       }
@@ -127,19 +153,97 @@ class VnbLayer : public Layer {
     return &pieces_[*index];
   }
 
-  Result<std::shared_ptr<const std::string>> Frame(size_t index, const Piece& p) const {
-    return FrameCache::Get().GetOrLoad(id_, index, [&] { return Decode(p); });
+  static std::shared_ptr<FrameState> NewFrame(const Piece& p) {
+    auto s = std::make_shared<FrameState>(p.length);
+    s->in_pos = p.pos;
+    return s;
   }
 
-  Result<std::shared_ptr<const std::string>> Decode(const Piece& p) const {
-    std::string in(p.stored, '\0');
-    CHAINFS_RETURN_IF_ERROR(file_->ReadAt(p.pos, p.stored, in.data()));
-    auto out = std::make_shared<std::string>(p.length, '\0');
-    CHAINFS_RETURN_IF_ERROR(DecodeLz4Frame(in.data(), in.size(), out->data(), out->size(),
-                                           file_->Path() + " at offset " + std::to_string(p.pos) +
-                                               " (disk bytes " + std::to_string(p.offset) + "+" +
-                                               std::to_string(p.length) + ")"));
-    return std::shared_ptr<const std::string>(std::move(out));
+  std::string Where(const Piece& p) const {
+    return file_->Path() + " at offset " + std::to_string(p.pos) + " (lz4 frame of disk bytes " +
+           std::to_string(p.offset) + "+" + std::to_string(p.length) + ")";
+  }
+
+  // The frame of piece `index` with at least its first `need` bytes decoded
+  // (all of them when its blocks carry no checksum of their own).
+  Result<std::shared_ptr<FrameState>> Frame(size_t index, const Piece& p, size_t need) const {
+    auto f = FrameCache::Get().Get(id_, index, [&] { return NewFrame(p); });
+    if (!p.block_sums) need = p.length;
+    std::unique_lock<std::mutex> l(f->mu);
+    for (;;) {
+      if (!f->error.ok()) return f->error;
+      if (f->ready >= need) return f;
+      if (!f->busy) break;
+      f->cv.wait(l);
+    }
+    f->busy = true;
+    size_t ready = f->ready;
+    l.unlock();
+    Status st = DecodeUpTo(*f, p, ready, need);
+    l.lock();
+    f->busy = false;
+    if (!st.ok()) f->error = st;
+    f->cv.notify_all();
+    if (!st.ok()) return st;
+    return f;
+  }
+
+  // Decodes f from `ready` until at least `need` bytes (then to the next
+  // 1 MiB step) are final, publishing progress as it goes. REQUIRES: f.busy
+  // set by the caller.
+  Status DecodeUpTo(FrameState& f, const Piece& p, size_t ready, size_t need) const {
+    constexpr size_t kStep = 1 << 20;
+    const std::string where = Where(p);
+    if (f.dctx == nullptr && LZ4F_isError(LZ4F_createDecompressionContext(&f.dctx, LZ4F_VERSION)))
+      return Status::IoError(where + ": cannot create an lz4 context");
+    const size_t target = std::min(f.out.size(), std::max(need, ready + kStep));
+    const uint64_t in_end = p.pos + p.stored;
+    while (ready < target || (ready == f.out.size() && !f.ended)) {
+      if (f.in_off == f.in.size()) {
+        if (f.in_pos >= in_end)
+          return Status::Corruption(where + ": damaged lz4 frame (ends after " +
+                                    std::to_string(ready) + " of " + std::to_string(f.out.size()) +
+                                    " bytes)");
+        const size_t n = std::min<uint64_t>(kStep, in_end - f.in_pos);
+        f.in.resize(n);
+        f.in_off = 0;
+        CHAINFS_RETURN_IF_ERROR(file_->ReadAt(f.in_pos, n, f.in.data()));
+        f.in_pos += n;
+      }
+      size_t in_n = f.in.size() - f.in_off;
+      size_t out_n = std::min(f.out.size() - ready, kStep);
+      const size_t r = LZ4F_decompress(f.dctx, f.out.data() + ready, &out_n,
+                                       f.in.data() + f.in_off, &in_n, nullptr);
+      if (LZ4F_isError(r))
+        return Status::Corruption(where + ": damaged lz4 frame (" + LZ4F_getErrorName(r) + ")");
+      f.in_off += in_n;
+      ready += out_n;
+      if (r == 0) {
+        f.ended = true;
+        if (ready != f.out.size() || f.in_off != f.in.size() || f.in_pos != in_end)
+          return Status::Corruption(where + ": damaged lz4 frame (decodes to " +
+                                    std::to_string(ready) + " of " + std::to_string(f.out.size()) +
+                                    " bytes, or leaves bytes)");
+      } else if (ready == f.out.size() && out_n == 0 && in_n == 0) {
+        return Status::Corruption(where + ": damaged lz4 frame (more than " +
+                                  std::to_string(f.out.size()) + " bytes)");
+      }
+      if (out_n > 0 && (p.block_sums || ready == f.out.size())) {
+        std::lock_guard<std::mutex> g(f.mu);
+        // Without block checksums nothing is final before the frame's end.
+        if (p.block_sums || f.ended) f.ready = ready;
+        f.cv.notify_all();
+      }
+    }
+    if (f.ended) {
+      std::lock_guard<std::mutex> g(f.mu);
+      f.ready = ready;
+      LZ4F_freeDecompressionContext(f.dctx);
+      f.dctx = nullptr;
+      std::string().swap(f.in);
+      f.in_off = 0;
+    }
+    return Status::Ok();
   }
 
   Status ReadBlock(uint64_t entry, char* out) const override {
@@ -153,8 +257,8 @@ class VnbLayer : public Layer {
     if (!compressed_) {
       CHAINFS_RETURN_IF_ERROR(file_->ReadAt(p->pos + k, n, out));
     } else {
-      CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const std::string> frame, Frame(index, *p));
-      std::memcpy(out, frame->data() + k, n);
+      CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<FrameState> frame, Frame(index, *p, k + n));
+      std::memcpy(out, frame->out.data() + k, n);
     }
     if (n < kVnbBlockSize) std::memset(out + n, 0, kVnbBlockSize - n);
     return Status::Ok();
@@ -179,8 +283,24 @@ class VnbLayer : public Layer {
     if (!compressed_) {
       const uint64_t k = (first - p->first_entry) * kVnbBlockSize;
       file_->WillNeed(p->pos + k, std::min<uint64_t>(count * kVnbBlockSize, p->length - k));
-    } else {
-      file_->WillNeed(p->pos, p->stored);
+      return;
+    }
+    // The frames holding these entries: decoded in the background, whole.
+    std::weak_ptr<const VnbLayer> weak = weak_from_this();
+    for (size_t i = index; i < pieces_.size(); ++i) {
+      const Piece& q = pieces_[i];
+      if (q.zero) continue;
+      if (q.first_entry >= first + count) break;
+      auto f = FrameCache::Get().Get(id_, i, [&] { return NewFrame(q); });
+      {
+        std::lock_guard<std::mutex> l(f->mu);
+        if (f->busy || f->ready == f->out.size() || !f->error.ok() || f->queued) continue;
+        f->queued = true;
+      }
+      file_->WillNeed(q.pos, q.stored);
+      DecodeAheadPool().Submit([weak, i] {
+        if (auto self = weak.lock()) (void)self->Frame(i, self->pieces_[i], self->pieces_[i].length);
+      });
     }
   }
 
@@ -189,7 +309,7 @@ class VnbLayer : public Layer {
       const Piece& p = pieces_[i];
       if (p.zero) continue;
       if (compressed_) {
-        CHAINFS_RETURN_IF_ERROR(Frame(i, p).status());
+        CHAINFS_RETURN_IF_ERROR(Frame(i, p, p.length).status());
       }
       if (progress) progress(p.length);
     }
