@@ -83,11 +83,16 @@ class FrameCache {
     lru_.push_front(key);
     bytes_ += v->out.size();
     map_[key] = {std::move(v), lru_.begin()};
-    while (bytes_ > kVnbFrameCacheBytes && lru_.size() > 1) {
-      auto it = map_.find(lru_.back());
-      lru_.pop_back();
+    // Oldest first, skipping frames in use (being decoded or read: the
+    // cache's reference is not the only one), which an eviction would have
+    // decoded twice.
+    for (auto at = lru_.end(); bytes_ > kVnbFrameCacheBytes && at != lru_.begin();) {
+      --at;
+      auto it = map_.find(*at);
+      if (it->second.first.use_count() > 1) continue;
       bytes_ -= it->second.first->out.size();
       map_.erase(it);
+      at = lru_.erase(at);
     }
   }
   std::mutex mu_;
@@ -98,7 +103,9 @@ class FrameCache {
 
 // Decodes lz4 frames ahead of readers (VnbLayer::WillNeed): a sequential
 // pass then decodes the next frame on another core while this one is read.
-// Never destroyed: tasks may run until the process exits.
+// Never destroyed: tasks may run until the process exits. Small frames (an
+// incremental's scattered extents) are not worth a task.
+constexpr uint64_t kMinDecodeAheadBytes = 4 << 20;
 WorkerPool& DecodeAheadPool() {
   static WorkerPool* pool = new WorkerPool(2);
   return *pool;
@@ -108,7 +115,8 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
  public:
   VnbLayer(std::unique_ptr<RandomAccessFile> file, const VnbStream& s, uint64_t id)
       : id_(id), file_(std::move(file)), virtual_size_(s.meta.virtual_size),
-        compressed_(s.meta.compressed != 0) {
+        compressed_(s.meta.compressed != 0),
+        bs_(compressed_ ? kVnbBlockSize : kVnbPlainBlockSize) {
     uint64_t entry = 0;
     for (const VnbExtent& e : s.extents) {
       if (e.zero) {
@@ -117,13 +125,13 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
       }
       if (!compressed_) {
         pieces_.push_back({e.offset, e.length, false, entry, e.payload_pos, 0});
-        entry += (e.length + kVnbBlockSize - 1) / kVnbBlockSize;
+        entry += (e.length + bs_ - 1) / bs_;
         continue;
       }
       uint64_t off = e.offset;
       for (const VnbLz4Frame& f : e.frames) {
         pieces_.push_back({off, f.size, false, entry, f.pos, f.stored, f.block_checksums});
-        entry += (f.size + kVnbBlockSize - 1) / kVnbBlockSize;
+        entry += (f.size + bs_ - 1) / bs_;
         off += f.size;
       }
     }
@@ -133,7 +141,7 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
   }
 
   uint64_t id() const override { return id_; }
-  uint32_t block_size() const override { return kVnbBlockSize; }
+  uint32_t block_size() const override { return bs_; }
   uint64_t virtual_size() const override { return virtual_size_; }
   const std::string& location() const override { return file_->Path(); }
 
@@ -252,15 +260,24 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
     if (p == nullptr)
       return Status::Corruption(location() + ": no block " + std::to_string(entry) +
                                 " (the stream has " + std::to_string(entries_) + ")");
-    const uint64_t k = (entry - p->first_entry) * kVnbBlockSize;
-    const uint64_t n = std::min<uint64_t>(kVnbBlockSize, p->length - k);
+    const uint64_t k = (entry - p->first_entry) * bs_;
+    const uint64_t n = std::min<uint64_t>(bs_, p->length - k);
     if (!compressed_) {
       CHAINFS_RETURN_IF_ERROR(file_->ReadAt(p->pos + k, n, out));
     } else {
-      CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<FrameState> frame, Frame(index, *p, k + n));
-      std::memcpy(out, frame->out.data() + k, n);
+      if (p->length <= bs_) {
+        // A frame that is one entry (an incremental's extent): decoded
+        // straight into it; the block cache keeps the entry, the frame
+        // cache is left to frames read piece by piece.
+        std::string in(p->stored, '\0');
+        CHAINFS_RETURN_IF_ERROR(file_->ReadAt(p->pos, p->stored, in.data()));
+        CHAINFS_RETURN_IF_ERROR(DecodeLz4Frame(in.data(), in.size(), out, n, Where(*p)));
+      } else {
+        CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<FrameState> frame, Frame(index, *p, k + n));
+        std::memcpy(out, frame->out.data() + k, n);
+      }
     }
-    if (n < kVnbBlockSize) std::memset(out + n, 0, kVnbBlockSize - n);
+    if (n < bs_) std::memset(out + n, 0, bs_ - n);
     return Status::Ok();
   }
 
@@ -270,8 +287,8 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
     size_t index = 0;
     const Piece* p = PieceOf(entry, &index);
     if (p == nullptr) return 0;
-    const uint64_t k = (entry - p->first_entry) * kVnbBlockSize;
-    const uint64_t n = std::min<uint64_t>(kVnbBlockSize, p->length - k);
+    const uint64_t k = (entry - p->first_entry) * bs_;
+    const uint64_t n = std::min<uint64_t>(bs_, p->length - k);
     if (!compressed_) return n;
     return p->stored * n / p->length;  // the frame's share
   }
@@ -281,8 +298,8 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
     const Piece* p = PieceOf(first, &index);
     if (p == nullptr || count == 0) return;
     if (!compressed_) {
-      const uint64_t k = (first - p->first_entry) * kVnbBlockSize;
-      file_->WillNeed(p->pos + k, std::min<uint64_t>(count * kVnbBlockSize, p->length - k));
+      const uint64_t k = (first - p->first_entry) * bs_;
+      file_->WillNeed(p->pos + k, std::min<uint64_t>(count * bs_, p->length - k));
       return;
     }
     // The frames holding these entries: decoded in the background, whole.
@@ -291,6 +308,7 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
       const Piece& q = pieces_[i];
       if (q.zero) continue;
       if (q.first_entry >= first + count) break;
+      if (q.length < kMinDecodeAheadBytes) continue;  // decoded on demand at once
       auto f = FrameCache::Get().Get(id_, i, [&] { return NewFrame(q); });
       {
         std::lock_guard<std::mutex> l(f->mu);
@@ -308,7 +326,10 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
     for (size_t i = 0; i < pieces_.size(); ++i) {
       const Piece& p = pieces_[i];
       if (p.zero) continue;
-      if (compressed_) {
+      if (compressed_ && p.length <= bs_) {
+        std::string buf(bs_, '\0');
+        CHAINFS_RETURN_IF_ERROR(ReadBlock(p.first_entry, buf.data()));
+      } else if (compressed_) {
         CHAINFS_RETURN_IF_ERROR(Frame(i, p, p.length).status());
       }
       if (progress) progress(p.length);
@@ -321,6 +342,7 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
   std::unique_ptr<RandomAccessFile> file_;
   const uint64_t virtual_size_;
   const bool compressed_;
+  const uint32_t bs_;  // entry size
   std::vector<Piece> pieces_;
   std::vector<size_t> data_;  // indexes of data pieces, by first_entry
   uint64_t entries_ = 0;
