@@ -51,6 +51,10 @@ struct LayerFormat {
   // writing. Null when create_writer is.
   uint64_t (*overhead_bytes)(uint64_t entries, uint64_t zero_runs);
   uint64_t (*max_stored_bytes)(uint32_t block_size);
+  // Waits until no background work of the format's layers (decoding ahead
+  // of readers) holds a layer any more; null for a format that does none.
+  // Called before the files layers read through may go (~Repository).
+  void (*quiesce)() = nullptr;
 };
 
 }  // namespace chainfs

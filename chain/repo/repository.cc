@@ -72,6 +72,11 @@ Result<std::unique_ptr<Repository>> Repository::Open(const std::string& path, En
   return std::unique_ptr<Repository>(new Repository(path, cfg.value(), env, std::move(rooted)));
 }
 
+Repository::~Repository() {
+  for (const LayerFormat* f : LayerFormats())
+    if (f->quiesce != nullptr) f->quiesce();
+}
+
 std::string Repository::GroupDir(const std::string& g) const {
   return foreign_ ? foreign_->GroupDir(g) : path_ + "/groups/" + g;
 }

@@ -63,6 +63,10 @@ class Repository {
   // repository is ever followed (tests wrap one, tests/chain/test_util.h).
   static Result<std::unique_ptr<Repository>> Open(const std::string& path, Env* env = nullptr);
 
+  // Waits for the formats' background work on this repository's layers
+  // (LayerFormat::quiesce) before its files and caches go.
+  ~Repository();
+
   const std::string& path() const { return path_; }
   // Non-null when path is another tool's backups read as a repository
   // (chain/repo/foreign.h): read-only, Lock refuses it.

@@ -111,6 +111,24 @@ WorkerPool& DecodeAheadPool() {
   return *pool;
 }
 
+// Decode-ahead tasks queued or running (each holds its layer while it
+// runs): QuiesceDecodeAhead waits for none.
+struct AheadTasks {
+  std::mutex mu;
+  std::condition_variable idle;
+  int64_t n = 0;
+};
+AheadTasks& Ahead() {
+  static AheadTasks* a = new AheadTasks();
+  return *a;
+}
+
+void QuiesceDecodeAhead() {
+  AheadTasks& a = Ahead();
+  std::unique_lock<std::mutex> l(a.mu);
+  a.idle.wait(l, [&] { return a.n == 0; });
+}
+
 class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
  public:
   VnbLayer(std::unique_ptr<RandomAccessFile> file, const VnbStream& s, uint64_t id)
@@ -316,8 +334,16 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
         f->queued = true;
       }
       file_->WillNeed(q.pos, q.stored);
+      {
+        std::lock_guard<std::mutex> l(Ahead().mu);
+        ++Ahead().n;
+      }
       DecodeAheadPool().Submit([weak, i] {
         if (auto self = weak.lock()) (void)self->Frame(i, self->pieces_[i], self->pieces_[i].length);
+        // The layer is released above, before the count drops.
+        AheadTasks& a = Ahead();
+        std::lock_guard<std::mutex> l(a.mu);
+        if (--a.n == 0) a.idle.notify_all();
       });
     }
   }
@@ -390,6 +416,7 @@ const LayerFormat kVnbLayerFormat = {
     .create_writer = nullptr,
     .overhead_bytes = nullptr,
     .max_stored_bytes = nullptr,
+    .quiesce = QuiesceDecodeAhead,
 };
 
 }  // namespace chainfs

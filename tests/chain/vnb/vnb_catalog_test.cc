@@ -508,3 +508,42 @@ TEST(VnbCatalog, CopyBackupIsOneCheckpoint) {
 
 }  // namespace
 }  // namespace chainfs
+
+namespace chainfs {
+namespace {
+
+// Frames announced by WillNeed are decoded on threads of their own, which
+// hold their layer while they run; the repository (its file cache, through
+// which the layer reads) waits for them before it goes. Under
+// AddressSanitizer a use after free would fail this.
+TEST(VnbDecodeAhead, RepositoryOutlivesItsBackgroundDecoding) {
+  TempDir tmp;
+  const std::string dir = tmp / "big";
+  boost::filesystem::create_directories(dir);
+  VnbDisk d;
+  d.Resize(24 * kMiB);
+  d.Write(0, RandomBytes(20 * kMiB, 11));
+  WriteFile(dir + "/vda.full.data",
+            VnbStreamBytes(d.image.size(), "virtnbdbackup.0", "", "vda", d.Take(true), true,
+                           4 * kMiB));  // 5 frames of 4 MiB (decoded ahead: >= 4 MiB)
+  for (int round = 0; round < 3; ++round) {
+    auto repo = Repository::Open(dir);
+    ASSERT_TRUE(repo.ok());
+    auto v = repo.value()->OpenView("big", "virtnbdbackup.0", "vda");
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    v.value()->WillNeed(0, d.image.size());
+    // Gone at once, with the frames still being decoded.
+  }
+  // And what is decoded ahead is right.
+  auto repo = Repository::Open(dir);
+  ASSERT_TRUE(repo.ok());
+  auto v = repo.value()->OpenView("big", "virtnbdbackup.0", "vda");
+  ASSERT_TRUE(v.ok());
+  v.value()->WillNeed(0, d.image.size());
+  std::string out(d.image.size(), '\0');
+  ASSERT_TRUE(v.value()->Read(0, out.size(), out.data()).ok());
+  EXPECT_TRUE(out == d.image);
+}
+
+}  // namespace
+}  // namespace chainfs
