@@ -107,19 +107,21 @@ Result<ImportReport> Import(const Repository& src, const Repository& dst,
   report.to_group = opts.to_group.empty() ? report.group : opts.to_group;
   CHAINFS_RETURN_IF_ERROR(ValidateName("group", report.to_group));
   CHAINFS_ASSIGN_OR_RETURN(GroupState sg, src.LoadGroup(report.group));
-  std::vector<std::string> refused_names;
   for (const RefusedCheckpoint& r : sg.refused) report.refused.push_back({r.name, r.reason});
 
-  // Refused checkpoints sort by name; the source order is the sequence one.
-  // Everything older than the first refused one is importable.
+  // The repository's group as it stands (empty if new), read again after
+  // each commit only.
+  GroupState dg;
+  if (auto g = dst.LoadGroup(report.to_group); g.ok())
+    dg = std::move(g).value();
+  else if (g.status().code() != Status::Code::kNotFound)
+    return g.status();
+  // In sequence order: everything the source serves is older than what it
+  // refuses (a refused checkpoint refuses those after it).
   for (const Checkpoint& cp : sg.checkpoints) {
     const auto t0 = std::chrono::steady_clock::now();
     ImportedCheckpoint done;
     done.name = cp.name;
-    auto dg_or = dst.LoadGroup(report.to_group);
-    GroupState dg;
-    if (dg_or.ok()) dg = std::move(dg_or).value();
-    else if (dg_or.status().code() != Status::Code::kNotFound) return dg_or.status();
     const std::string where = report.to_group + "/" + cp.name;
 
     if (const Checkpoint* have = dg.Find(cp.name)) {
@@ -201,7 +203,8 @@ Result<ImportReport> Import(const Repository& src, const Repository& dst,
           ranges.push_back({r.first_block * bs,
                             std::min<uint64_t>(r.block_count * bs, views[i]->size() - r.first_block * bs)});
         // Bytes past the base's size read as zeros on both sides: compared too.
-        const DiskEntry* bd = dg.Find(base) ? dg.Find(base)->FindDisk(d.name) : nullptr;
+        const Checkpoint* bcp = dg.Find(base);
+        const DiskEntry* bd = bcp ? bcp->FindDisk(d.name) : nullptr;
         if (bd && bd->virtual_size < views[i]->size())
           ranges.push_back({bd->virtual_size, views[i]->size() - bd->virtual_size});
       }
@@ -210,6 +213,7 @@ Result<ImportReport> Import(const Repository& src, const Repository& dst,
     }
     done.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     report.checkpoints.push_back(done);
+    dg = std::move(now);
   }
   if (!report.refused.empty()) {
     std::string names;

@@ -162,27 +162,29 @@ bool LooksLikeVnbStream(const char* head, size_t n) {
   return n >= kVnbFrameHeaderSize && DecodeHeader(head, &h) && h.kind == "meta";
 }
 
-Result<VnbStreamMeta> ReadVnbMeta(const RandomAccessFile& f) {
+namespace {
+// The meta frame; *end gets where its payload ends.
+Result<VnbStreamMeta> ReadMetaFrame(const RandomAccessFile& f, uint64_t* end) {
   CHAINFS_ASSIGN_OR_RETURN(Header h, ReadHeader(f, 0));
   if (h.kind != "meta")
     return Status::Corruption(At(f, 0) + ": not a virtnbdbackup stream (first frame '" + h.kind +
                               "', not 'meta')");
   CHAINFS_ASSIGN_OR_RETURN(std::string text, ReadJson(f, kVnbFrameHeaderSize, h.length, "meta frame"));
+  *end = kVnbFrameHeaderSize + h.length;
   return ParseVnbMeta(text, At(f, kVnbFrameHeaderSize));
+}
+}  // namespace
+
+Result<VnbStreamMeta> ReadVnbMeta(const RandomAccessFile& f) {
+  uint64_t end = 0;
+  return ReadMetaFrame(f, &end);
 }
 
 Result<VnbStream> ParseSparseStream(const RandomAccessFile& f) {
   VnbStream s;
   s.file_size = f.Size();
-  CHAINFS_ASSIGN_OR_RETURN(s.meta, ReadVnbMeta(f));
-  uint64_t pos = kVnbFrameHeaderSize;
-  {
-    Header h;
-    char buf[kVnbFrameHeaderSize];
-    CHAINFS_RETURN_IF_ERROR(f.ReadAt(0, sizeof buf, buf));
-    DecodeHeader(buf, &h);
-    pos += h.length;
-  }
+  uint64_t pos = 0;
+  CHAINFS_ASSIGN_OR_RETURN(s.meta, ReadMetaFrame(f, &pos));
   CHAINFS_RETURN_IF_ERROR(ExpectTerm(f, pos, "the meta frame"));
   pos += 2;
   const uint64_t vsize = s.meta.virtual_size;

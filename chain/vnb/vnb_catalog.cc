@@ -87,6 +87,15 @@ std::string DomainNameOf(const std::string& xml) {
   return std::regex_search(xml, m, name) ? m[1].str() : std::string();
 }
 
+// A stream as LoadGroup sees it: its meta frame once its whole structure
+// parsed (a file that does not parse refuses its checkpoint), with the size
+// and time it was parsed at.
+struct Parsed {
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+  Result<VnbStreamMeta> meta = Status::NotFound("");
+};
+
 class VnbCatalog : public ForeignCatalog {
  public:
   VnbCatalog(Env* env, std::string root) : env_(env), root_(std::move(root)) {}
@@ -184,7 +193,7 @@ class VnbCatalog : public ForeignCatalog {
     GroupState g;
     g.name = group;
     // Every stream, parsed (or why not).
-    std::map<std::string, Result<VnbStreamMeta>> metas;
+    std::map<std::string, Parsed> metas;
     std::vector<DataFile> data;
     for (const std::string& f : files) {
       auto d = ParseDataName(f);
@@ -214,8 +223,8 @@ class VnbCatalog : public ForeignCatalog {
       // names, the full's first, then the incrementals by their number.
       std::set<std::string> seen;
       for (const DataFile& d : data)
-        if ((d.level == "full" || d.level == "copy") && metas.at(d.file).ok()) {
-          std::string n = metas.at(d.file)->checkpoint;
+        if ((d.level == "full" || d.level == "copy") && metas.at(d.file).meta.ok()) {
+          std::string n = metas.at(d.file).meta->checkpoint;
           if (n.empty()) n = d.level;
           if (seen.insert(n).second) order.push_back(n);
         }
@@ -258,7 +267,7 @@ class VnbCatalog : public ForeignCatalog {
                                  : (d.level == "inc" && d.ident == name);
         if (!mine) continue;
         const std::string path = dir + "/" + d.file;
-        const Result<VnbStreamMeta>& m = metas.at(d.file);
+        const Result<VnbStreamMeta>& m = metas.at(d.file).meta;
         if (!m.ok()) {
           why = m.status().message();
           break;
@@ -279,18 +288,8 @@ class VnbCatalog : public ForeignCatalog {
                 prev + " does not have (its first backup must be full)";
           break;
         }
-        DiskEntry e;
-        e.name = d.disk;
-        e.delta_file = d.file;
-        e.kind = i == 0 ? DeltaKind::kFull : DeltaKind::kIncremental;
-        e.base = i == 0 ? "" : prev;
-        e.virtual_size = m->virtual_size;
-        e.format = kVnbLayerFormat.name;
-        if (auto st = env_->Stat(path); st.ok()) {
-          e.stored_bytes = st.value().size;
-          cp.created_unix_ns = std::max(cp.created_unix_ns, st.value().mtime_ns);
-        }
-        cp.disks.push_back(std::move(e));
+        AddDisk(d, i == 0 ? DeltaKind::kFull : DeltaKind::kIncremental, i == 0 ? "" : prev,
+                metas.at(d.file), &cp);
       }
       if (why.empty() && i > 0)
         for (const std::string& disk : prev_disks)
@@ -361,7 +360,7 @@ class VnbCatalog : public ForeignCatalog {
   // within a minute of each other) form checkpoint PARENT.diff.TIME, placed
   // after its parent.
   void AddDifferentials(const std::string& dir, const std::vector<DataFile>& data,
-                        const std::map<std::string, Result<VnbStreamMeta>>& metas,
+                        const std::map<std::string, Parsed>& metas,
                         std::vector<Checkpoint>* cps, std::map<std::string, std::string>* refused,
                         std::vector<std::string>* refused_order) const {
     std::vector<std::pair<uint64_t, const DataFile*>> diffs;
@@ -386,7 +385,7 @@ class VnbCatalog : public ForeignCatalog {
       std::string parent;
       for (size_t k = i; k < j; ++k) {
         const DataFile& d = *diffs[k].second;
-        const Result<VnbStreamMeta>& m = metas.at(d.file);
+        const Result<VnbStreamMeta>& m = metas.at(d.file).meta;
         if (!m.ok()) { why = m.status().message(); break; }
         if (parent.empty()) parent = m->parent;
         if (m->parent != parent) {
@@ -394,18 +393,7 @@ class VnbCatalog : public ForeignCatalog {
                 "' of the other disks' differentials of the same time";
           break;
         }
-        DiskEntry e;
-        e.name = d.disk;
-        e.delta_file = d.file;
-        e.kind = DeltaKind::kDifferential;
-        e.base = parent;
-        e.virtual_size = m->virtual_size;
-        e.format = kVnbLayerFormat.name;
-        if (auto st = env_->Stat(dir + "/" + d.file); st.ok()) {
-          e.stored_bytes = st.value().size;
-          cp.created_unix_ns = std::max(cp.created_unix_ns, st.value().mtime_ns);
-        }
-        cp.disks.push_back(std::move(e));
+        AddDisk(d, DeltaKind::kDifferential, parent, metas.at(d.file), &cp);
       }
       i = j;
       auto pos = std::find_if(cps->begin(), cps->end(), [&](const Checkpoint& c) { return c.name == parent; });
@@ -434,36 +422,46 @@ class VnbCatalog : public ForeignCatalog {
     }
   }
 
-  // The stream's meta frame once its whole structure parsed (a file that
-  // does not parse refuses its checkpoint), kept while the file is unchanged.
-  Result<VnbStreamMeta> Parse(const std::string& path) const {
+  // The stream at path, parsed again only when its size or time changed.
+  Parsed Parse(const std::string& path) const {
     auto st = env_->Stat(path);
-    if (!st.ok()) return st.status();
+    if (!st.ok()) return {0, 0, st.status()};
     {
       std::lock_guard<std::mutex> l(mu_);
       auto it = parsed_.find(path);
       if (it != parsed_.end() && it->second.size == st.value().size &&
           it->second.mtime_ns == st.value().mtime_ns)
-        return it->second.meta;
+        return it->second;
     }
     Result<VnbStreamMeta> meta = [&]() -> Result<VnbStreamMeta> {
       CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> f, env_->NewRandomAccessFile(path));
       CHAINFS_ASSIGN_OR_RETURN(VnbStream s, ParseSparseStream(*f));
       return s.meta;
     }();
+    Parsed p{st.value().size, st.value().mtime_ns, std::move(meta)};
     std::lock_guard<std::mutex> l(mu_);
-    parsed_.insert_or_assign(path, Parsed{st.value().size, st.value().mtime_ns, meta});
-    return meta;
+    parsed_.insert_or_assign(path, p);
+    return p;
+  }
+
+  // Adds d's stream, parsed as p (its meta valid), to cp as a disk entry.
+  static void AddDisk(const DataFile& d, DeltaKind kind, const std::string& base, const Parsed& p,
+                      Checkpoint* cp) {
+    DiskEntry e;
+    e.name = d.disk;
+    e.delta_file = d.file;
+    e.kind = kind;
+    e.base = base;
+    e.virtual_size = p.meta->virtual_size;
+    e.stored_bytes = p.size;
+    e.format = kVnbLayerFormat.name;
+    cp->disks.push_back(std::move(e));
+    cp->created_unix_ns = std::max(cp->created_unix_ns, p.mtime_ns);
   }
 
   Env* env_;
   std::string root_;
   std::map<std::string, VnbDirInfo> groups_;
-  struct Parsed {
-    uint64_t size;
-    int64_t mtime_ns;
-    Result<VnbStreamMeta> meta;
-  };
   mutable std::mutex mu_;
   mutable std::map<std::string, Parsed> parsed_;
 };

@@ -8,7 +8,6 @@
 #include <cstring>
 #include <condition_variable>
 #include <list>
-#include <set>
 #include <map>
 #include <mutex>
 
