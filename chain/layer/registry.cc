@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "chain/native/native_format.h"
+#include "chain/qcow2/qcow2_layer.h"
 #include "chain/vnb/vnb_layer.h"
 
 namespace chainfs {
@@ -12,6 +13,8 @@ const std::vector<const LayerFormat*>& LayerFormats() {
   static const std::vector<const LayerFormat*> formats = {
       &kNativeLayerFormat,  // chain/native: chainfs delta files
       &kVnbLayerFormat,     // chain/vnb: virtnbdbackup sparse streams (read-only)
+      &kQcow2LayerFormat,   // chain/qcow2: qcow2 images (read-only)
+      &kRawLayerFormat,     // chain/qcow2: raw images, a qcow2 chain's base (read-only, never probed)
   };
   return formats;
 }

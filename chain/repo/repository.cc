@@ -44,11 +44,28 @@ Status Repository::Init(const std::string& path, const RepoConfig& config, Env* 
   return env->SyncDir(path);
 }
 
+Result<std::unique_ptr<Repository>> Repository::OpenForeign(const std::string& path, Env* env,
+                                                            std::unique_ptr<Env> owned,
+                                                            const Status& not_repo) {
+  auto foreign = OpenForeignCatalog(env, path);
+  if (!foreign.ok()) return foreign.status().code() == Status::Code::kNotFound ? not_repo : foreign.status();
+  RepoConfig cfg;
+  cfg.block_size = foreign.value()->block_size();
+  cfg.compression = "none";
+  std::unique_ptr<Repository> repo(new Repository(path, cfg, env, std::move(owned)));
+  repo->foreign_ = std::move(foreign).value();
+  return repo;
+}
+
 Result<std::unique_ptr<Repository>> Repository::Open(const std::string& path, Env* env) {
   const Status not_repo = Status::NotFound(path + " is not a chainfs repository (no chainfs.json; "
                                            "create one with 'chainfs init " + path + "')");
   std::unique_ptr<Env> rooted;
   if (env == nullptr) {
+    // A file (a qcow2 image given as SOURCE) is read as a foreign source
+    // through the plain Env: only a directory can be a root.
+    if (auto st = Env::Default()->Stat(path); st.ok() && !st.value().is_dir)
+      return OpenForeign(path, Env::Default(), nullptr, not_repo);
     auto r = NewRootedPosixEnv(path);
     if (!r.ok()) return r.status().code() == Status::Code::kNotFound ? not_repo : r.status();
     rooted = std::move(r).value();
@@ -58,14 +75,7 @@ Result<std::unique_ptr<Repository>> Repository::Open(const std::string& path, En
   auto text = env->ReadWholeFile(cfg_path, 1 << 20);
   if (!text.ok()) {
     if (text.status().code() != Status::Code::kNotFound) return text.status();
-    auto foreign = OpenForeignCatalog(env, path);
-    if (!foreign.ok()) return foreign.status().code() == Status::Code::kNotFound ? not_repo : foreign.status();
-    RepoConfig cfg;
-    cfg.block_size = foreign.value()->block_size();
-    cfg.compression = "none";
-    std::unique_ptr<Repository> repo(new Repository(path, cfg, env, std::move(rooted)));
-    repo->foreign_ = std::move(foreign).value();
-    return repo;
+    return OpenForeign(path, env, std::move(rooted), not_repo);
   }
   auto cfg = RepoConfig::Decode(text.value(), cfg_path);
   if (!cfg.ok()) return cfg.status();

@@ -194,6 +194,11 @@ class Repository {
   void SetOpenFileLimit(size_t n) { file_cache_.SetCapacity(n); }
 
  private:
+  // A foreign source at path (chain/repo/foreign.h) read through env (owned
+  // by the repository if owned is set); not_repo if no catalogue knows it.
+  static Result<std::unique_ptr<Repository>> OpenForeign(const std::string& path, Env* env,
+                                                         std::unique_ptr<Env> owned,
+                                                         const Status& not_repo);
   Repository(std::string path, RepoConfig config, Env* env, std::unique_ptr<Env> owned_env)
       : path_(std::move(path)),
         config_(std::move(config)),

@@ -473,6 +473,8 @@ Result<std::unique_ptr<ForeignCatalog>> OpenVnbCatalog(Env* env, const std::stri
   if (auto domain = ProbeDir(env, path)) {
     dirs.push_back({"", *domain});
   } else {
+    if (auto st = env->Stat(path); st.ok() && !st.value().is_dir)
+      return Status::NotFound(path + " is a file, not a virtnbdbackup output directory");
     auto names = env->ListDir(path);
     if (!names.ok()) return names.status();
     std::sort(names.value().begin(), names.value().end());

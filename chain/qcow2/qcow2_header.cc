@@ -1,0 +1,144 @@
+#include "chain/qcow2/qcow2_header.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "chain/qcow2/big_endian.h"
+
+namespace chainfs {
+namespace {
+
+constexpr uint32_t kExtEnd = 0;
+constexpr uint32_t kExtBackingFormat = 0xe2792aca;
+constexpr uint32_t kExtDataFile = 0x44415441;
+constexpr uint32_t kExtCrypto = 0x0537be77;
+
+constexpr uint64_t kIncDirty = 1u << 0;
+constexpr uint64_t kIncCorrupt = 1u << 1;
+constexpr uint64_t kIncDataFile = 1u << 2;
+constexpr uint64_t kIncCompression = 1u << 3;
+constexpr uint64_t kIncExtendedL2 = 1u << 4;
+constexpr uint64_t kIncKnown = kIncDirty | kIncCorrupt | kIncDataFile | kIncCompression | kIncExtendedL2;
+
+}  // namespace
+
+bool LooksLikeQcow2(const char* head, size_t n) {
+  return n >= 4 && std::memcmp(head, "QFI\xfb", 4) == 0;
+}
+
+Result<Qcow2Header> ReadQcow2Header(const RandomAccessFile& file) {
+  const std::string& path = file.Path();
+  auto bad = [&](const std::string& what) { return Status::Corruption(path + ": " + what); };
+  if (file.Size() < 72) return bad("truncated qcow2 header (" + std::to_string(file.Size()) + " bytes)");
+  // The header and its extensions lie in the first cluster (at most 2 MiB);
+  // read what the file has of it, at most 64 KiB (the extensions QEMU writes
+  // are a few hundred bytes; a larger header is read on demand below).
+  std::vector<char> h(std::min<uint64_t>(file.Size(), 64 << 10));
+  CHAINFS_RETURN_IF_ERROR(file.ReadAt(0, h.size(), h.data()));
+  if (!LooksLikeQcow2(h.data(), h.size())) return bad("not a qcow2 image (no QFI\\xfb magic)");
+
+  Qcow2Header q;
+  q.version = LoadBe32(&h[4]);
+  if (q.version != 2 && q.version != 3)
+    return Status::NotSupported(path + ": qcow2 version " + std::to_string(q.version) +
+                                " (this chainfs reads versions 2 and 3)");
+  const uint64_t backing_offset = LoadBe64(&h[8]);
+  const uint32_t backing_size = LoadBe32(&h[16]);
+  q.cluster_bits = LoadBe32(&h[20]);
+  q.virtual_size = LoadBe64(&h[24]);
+  const uint32_t crypt = LoadBe32(&h[32]);
+  q.l1_size = LoadBe32(&h[36]);
+  q.l1_offset = LoadBe64(&h[40]);
+  q.nb_snapshots = LoadBe32(&h[60]);
+  if (q.cluster_bits < 9 || q.cluster_bits > 21)
+    return bad("cluster_bits " + std::to_string(q.cluster_bits) + " (qcow2 allows 9..21: 512 B to 2 MiB)");
+  if (crypt != 0)
+    return Status::NotSupported(path + ": encrypted qcow2 image (crypt_method " + std::to_string(crypt) +
+                                (crypt == 1 ? ", AES" : crypt == 2 ? ", LUKS" : "") +
+                                "): chainfs does not read encrypted images");
+
+  uint32_t header_length = 72;
+  if (q.version == 3) {
+    if (h.size() < 104) return bad("truncated qcow2 v3 header");
+    q.incompatible = LoadBe64(&h[72]);
+    q.refcount_order = LoadBe32(&h[96]);
+    header_length = LoadBe32(&h[100]);
+    if (header_length < 104 || header_length > h.size())
+      return bad("header_length " + std::to_string(header_length) + " out of range");
+    if (q.incompatible & kIncCorrupt)
+      return bad("the corrupt bit is set (incompatible feature bit 1): QEMU found this image's "
+                 "metadata damaged; repair a copy with qemu-img check -r all before reading it");
+    if (q.incompatible & ~kIncKnown) {
+      char hex[32];
+      std::snprintf(hex, sizeof hex, "0x%llx",
+                    static_cast<unsigned long long>(q.incompatible & ~kIncKnown));
+      return Status::NotSupported(path + ": unknown incompatible qcow2 features " + hex +
+                                  " (this chainfs knows dirty, corrupt, external data file, "
+                                  "compression type, extended L2)");
+    }
+    if (q.incompatible & kIncDataFile)
+      return Status::NotSupported(path + ": qcow2 image with an external data file (incompatible "
+                                  "feature bit 2): not supported by this chainfs");
+    q.extended_l2 = (q.incompatible & kIncExtendedL2) != 0;
+    if (q.incompatible & kIncCompression) {
+      if (header_length < 105) return bad("compression type bit set but header_length < 105");
+      const uint8_t t = static_cast<uint8_t>(h[104]);
+      if (t > 1)
+        return Status::NotSupported(path + ": unknown compression type " + std::to_string(t) +
+                                    " (this chainfs reads zlib and zstd)");
+      q.compression = static_cast<Qcow2Compression>(t);
+    } else if (header_length >= 105 && h[104] != 0) {
+      return bad("compression type " + std::to_string(static_cast<uint8_t>(h[104])) +
+                 " without the compression type feature bit");
+    }
+    if (q.extended_l2 && q.cluster_bits < 14)
+      return bad("extended L2 entries with clusters below 16 KiB");
+  }
+
+  // Header extensions.
+  for (uint64_t at = header_length;;) {
+    if (at + 8 > h.size()) return bad("header extensions run past the first 64 KiB");
+    const uint32_t type = LoadBe32(&h[at]);
+    const uint32_t len = LoadBe32(&h[at + 4]);
+    if (type == kExtEnd) break;
+    if (at + 8 + len > h.size()) return bad("header extension 0x" + std::to_string(type) + " runs past its cluster");
+    if (type == kExtBackingFormat) q.backing_format.assign(&h[at + 8], len);
+    if (type == kExtDataFile)
+      return Status::NotSupported(path + ": qcow2 image with an external data file: not supported "
+                                  "by this chainfs");
+    if (type == kExtCrypto)
+      return Status::NotSupported(path + ": encrypted qcow2 image: chainfs does not read encrypted images");
+    at += 8 + ((uint64_t{len} + 7) & ~uint64_t{7});
+  }
+
+  if (backing_offset != 0) {
+    if (backing_size == 0 || backing_size > 1023 || backing_offset + backing_size > h.size() ||
+        backing_offset + backing_size > q.cluster_size())
+      return bad("backing file name at offset " + std::to_string(backing_offset) + " (" +
+                 std::to_string(backing_size) + " bytes) lies outside the header");
+    q.backing_file.assign(&h[backing_offset], backing_size);
+    if (q.backing_file.find('\0') != std::string::npos) return bad("backing file name holds a NUL byte");
+  }
+
+  // The L1 table: inside the file, cluster-aligned, covering the disk.
+  const uint64_t per_l1 = q.cluster_size() * q.l2_entries();  // bytes one L1 entry maps
+  const uint64_t need = (q.virtual_size + per_l1 - 1) / per_l1;
+  if (q.virtual_size > (uint64_t{1} << 56)) return bad("virtual size " + std::to_string(q.virtual_size) + " is absurd");
+  if (uint64_t{q.l1_size} * 8 > kQcow2MaxL1Bytes)
+    return bad("L1 table of " + std::to_string(q.l1_size) + " entries (QEMU's limit is 32 MiB)");
+  if (q.l1_size < need)
+    return bad("L1 table of " + std::to_string(q.l1_size) + " entries, the virtual size needs " +
+               std::to_string(need));
+  if (q.l1_size > 0) {
+    if (q.l1_offset % q.cluster_size() != 0)
+      return bad("L1 table offset " + std::to_string(q.l1_offset) + " is not cluster-aligned");
+    if (q.l1_offset + uint64_t{q.l1_size} * 8 > file.Size())
+      return bad("L1 table at offset " + std::to_string(q.l1_offset) + " (" + std::to_string(q.l1_size) +
+                 " entries) runs past the end of the file (" + std::to_string(file.Size()) +
+                 " bytes): truncated image");
+  }
+  return q;
+}
+
+}  // namespace chainfs

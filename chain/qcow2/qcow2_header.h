@@ -1,0 +1,63 @@
+// The header of a qcow2 image (QEMU's docs/interop/qcow2.txt), versions 2
+// and 3, as chainfs reads it: geometry, backing file, the features that
+// change how data clusters are read, and the refusals.
+//
+//   0  magic "QFI\xfb"          24 size (virtual)        72 incompatible_features (v3)
+//   4  version (2, 3)           32 crypt_method          80 compatible_features
+//   8  backing_file_offset      36 l1_size               88 autoclear_features
+//   16 backing_file_size        40 l1_table_offset       96 refcount_order
+//   20 cluster_bits (9..21)     48..71 refcounts, snaps  100 header_length
+//                                                        104 compression_type
+//   then header extensions (type, length, data padded to 8) up to type 0:
+//   0xe2792aca backing format name, 0x44415441 external data file name.
+//
+// Refused (kNotSupported naming the file and the feature): encryption, an
+// external data file, incompatible features this reader does not know.
+// Refused as damaged (kCorruption naming file and field): the corrupt bit,
+// cluster_bits out of range, an L1 table outside the file or smaller than
+// the virtual size needs, a backing file name outside the header cluster.
+// The dirty bit is accepted: it says refcounts may be stale, which reading
+// does not use.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "chain/base/file.h"
+#include "chain/base/status.h"
+
+namespace chainfs {
+
+inline constexpr size_t kQcow2ProbeSize = 4;
+// QEMU's own limit on an L1 table (QCOW_MAX_L1_SIZE): 32 MiB.
+inline constexpr uint64_t kQcow2MaxL1Bytes = 32ull << 20;
+
+enum class Qcow2Compression : uint8_t { kZlib = 0, kZstd = 1 };
+
+struct Qcow2Header {
+  uint32_t version = 0;
+  uint32_t cluster_bits = 0;
+  uint64_t virtual_size = 0;
+  uint64_t l1_offset = 0;
+  uint32_t l1_size = 0;        // entries
+  uint64_t incompatible = 0;   // v3 feature bits (dirty: bit 0)
+  bool extended_l2 = false;    // incompatible bit 4: 128-bit L2 entries, 32 subclusters
+  Qcow2Compression compression = Qcow2Compression::kZlib;
+  uint32_t refcount_order = 4;
+  uint32_t nb_snapshots = 0;
+  std::string backing_file;    // as recorded (relative to the image, or absolute); "" none
+  std::string backing_format;  // from the header extension; "" if not recorded
+
+  uint64_t cluster_size() const { return uint64_t{1} << cluster_bits; }
+  // L2 entries per table (a table is one cluster).
+  uint64_t l2_entries() const { return cluster_size() / (extended_l2 ? 16 : 8); }
+  bool dirty() const { return (incompatible & 1) != 0; }
+};
+
+// True if head (n bytes, the file's first) starts with the qcow2 magic.
+bool LooksLikeQcow2(const char* head, size_t n);
+
+// Reads and validates the header of file.
+Result<Qcow2Header> ReadQcow2Header(const RandomAccessFile& file);
+
+}  // namespace chainfs
