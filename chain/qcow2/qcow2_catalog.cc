@@ -245,6 +245,9 @@ class Qcow2Catalog : public ForeignCatalog {
         rev.push_back(std::move(l));
         break;
       }
+      // A refused image (the corrupt bit, encryption, ...) is shown refused;
+      // its header still names the chain below it.
+      if (l.image.format == "qcow2") l.why = l.image.header->refused.message();
       if (l.image.format == "raw" || l.image.header->backing_file.empty()) {
         rev.push_back(std::move(l));
         break;
@@ -252,8 +255,9 @@ class Qcow2Catalog : public ForeignCatalog {
       format = l.image.header->backing_format;
       path = BackingPath(l.image);
       if (!format.empty() && format != "qcow2" && format != "raw") {
-        l.why = l.image.path + ": backing file " + path + " has format '" + format +
-                "', which chainfs does not read (qcow2, raw)";
+        if (l.why.empty())
+          l.why = l.image.path + ": backing file " + path + " has format '" + format +
+                  "', which chainfs does not read (qcow2, raw)";
         rev.push_back(std::move(l));
         break;
       }

@@ -54,7 +54,7 @@ Result<Qcow2Header> ReadQcow2Header(const RandomAccessFile& file) {
   if (q.cluster_bits < 9 || q.cluster_bits > 21)
     return bad("cluster_bits " + std::to_string(q.cluster_bits) + " (qcow2 allows 9..21: 512 B to 2 MiB)");
   if (crypt != 0)
-    return Status::NotSupported(path + ": encrypted qcow2 image (crypt_method " + std::to_string(crypt) +
+    q.refused = Status::NotSupported(path + ": encrypted qcow2 image (crypt_method " + std::to_string(crypt) +
                                 (crypt == 1 ? ", AES" : crypt == 2 ? ", LUKS" : "") +
                                 "): chainfs does not read encrypted images");
 
@@ -67,18 +67,18 @@ Result<Qcow2Header> ReadQcow2Header(const RandomAccessFile& file) {
     if (header_length < 104 || header_length > h.size())
       return bad("header_length " + std::to_string(header_length) + " out of range");
     if (q.incompatible & kIncCorrupt)
-      return bad("the corrupt bit is set (incompatible feature bit 1): QEMU found this image's "
+      q.refused = bad("the corrupt bit is set (incompatible feature bit 1): QEMU found this image's "
                  "metadata damaged; repair a copy with qemu-img check -r all before reading it");
     if (q.incompatible & ~kIncKnown) {
       char hex[32];
       std::snprintf(hex, sizeof hex, "0x%llx",
                     static_cast<unsigned long long>(q.incompatible & ~kIncKnown));
-      return Status::NotSupported(path + ": unknown incompatible qcow2 features " + hex +
+      q.refused = Status::NotSupported(path + ": unknown incompatible qcow2 features " + hex +
                                   " (this chainfs knows dirty, corrupt, external data file, "
                                   "compression type, extended L2)");
     }
     if (q.incompatible & kIncDataFile)
-      return Status::NotSupported(path + ": qcow2 image with an external data file (incompatible "
+      q.refused = Status::NotSupported(path + ": qcow2 image with an external data file (incompatible "
                                   "feature bit 2): not supported by this chainfs");
     q.extended_l2 = (q.incompatible & kIncExtendedL2) != 0;
     if (q.incompatible & kIncCompression) {
@@ -104,11 +104,11 @@ Result<Qcow2Header> ReadQcow2Header(const RandomAccessFile& file) {
     if (type == kExtEnd) break;
     if (at + 8 + len > h.size()) return bad("header extension 0x" + std::to_string(type) + " runs past its cluster");
     if (type == kExtBackingFormat) q.backing_format.assign(&h[at + 8], len);
-    if (type == kExtDataFile)
-      return Status::NotSupported(path + ": qcow2 image with an external data file: not supported "
-                                  "by this chainfs");
-    if (type == kExtCrypto)
-      return Status::NotSupported(path + ": encrypted qcow2 image: chainfs does not read encrypted images");
+    if (type == kExtDataFile && q.refused.ok())
+      q.refused = Status::NotSupported(path + ": qcow2 image with an external data file: not supported "
+                                       "by this chainfs");
+    if (type == kExtCrypto && q.refused.ok())
+      q.refused = Status::NotSupported(path + ": encrypted qcow2 image: chainfs does not read encrypted images");
     at += 8 + ((uint64_t{len} + 7) & ~uint64_t{7});
   }
 

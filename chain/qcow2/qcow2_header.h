@@ -11,10 +11,10 @@
 //   then header extensions (type, length, data padded to 8) up to type 0:
 //   0xe2792aca backing format name, 0x44415441 external data file name.
 //
-// Refused (kNotSupported naming the file and the feature): encryption, an
-// external data file, incompatible features this reader does not know.
-// Refused as damaged (kCorruption naming file and field): the corrupt bit,
-// cluster_bits out of range, an L1 table outside the file or smaller than
+// Refused (Qcow2Header::refused, kNotSupported naming the file and the
+// feature): encryption, an external data file, incompatible features this
+// reader does not know; and (kCorruption) the corrupt bit. Not a usable
+// header (kCorruption naming file and field): cluster_bits out of range, an L1 table outside the file or smaller than
 // the virtual size needs, a backing file name outside the header cluster.
 // The dirty bit is accepted: it says refcounts may be stale, which reading
 // does not use.
@@ -47,6 +47,11 @@ struct Qcow2Header {
   uint32_t nb_snapshots = 0;
   std::string backing_file;    // as recorded (relative to the image, or absolute); "" none
   std::string backing_format;  // from the header extension; "" if not recorded
+  // Why the image cannot be read (encryption, the corrupt bit, an unknown
+  // incompatible feature, an external data file), while the rest of the
+  // header, the backing file above all, is known: the chain below the image
+  // is still found. Ok when readable.
+  Status refused = Status::Ok();
 
   uint64_t cluster_size() const { return uint64_t{1} << cluster_bits; }
   // L2 entries per table (a table is one cluster).
@@ -57,7 +62,9 @@ struct Qcow2Header {
 // True if head (n bytes, the file's first) starts with the qcow2 magic.
 bool LooksLikeQcow2(const char* head, size_t n);
 
-// Reads and validates the header of file.
+// Reads and validates the header of file: an error if it is not a qcow2
+// header chainfs can make sense of; a header with `refused` set if it can,
+// but the image's data cannot be read.
 Result<Qcow2Header> ReadQcow2Header(const RandomAccessFile& file);
 
 }  // namespace chainfs

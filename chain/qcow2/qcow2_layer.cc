@@ -378,6 +378,7 @@ class Qcow2Layer : public Layer {
 
 Result<std::unique_ptr<Qcow2Layer>> OpenImage(std::unique_ptr<RandomAccessFile> file) {
   CHAINFS_ASSIGN_OR_RETURN(Qcow2Header h, ReadQcow2Header(*file));
+  CHAINFS_RETURN_IF_ERROR(h.refused);
   std::vector<uint64_t> l1(h.l1_size);
   if (h.l1_size > 0) {
     std::vector<char> raw(uint64_t{h.l1_size} * 8);

@@ -1,0 +1,398 @@
+// qcow2 images and backing chains read as a source (chain/qcow2): images
+// made by the real qemu-img and qemu-io, every view compared with
+// `qemu-img convert -O raw` of its image; refusals and damage by hand.
+#include <gtest/gtest.h>
+
+#include <boost/filesystem.hpp>
+#include <cstdlib>
+#include <fstream>
+
+#include "chain/base/env.h"
+#include "chain/qcow2/qcow2_header.h"
+#include "chain/qcow2/qcow2_layer.h"
+#include "chain/repo/check.h"
+#include "chain/repo/repository.h"
+#include "tests/chain/test_util.h"
+
+namespace chainfs {
+namespace {
+
+using testing::TempDir;
+
+constexpr uint64_t kMiB = 1 << 20;
+
+// Runs a shell command in dir; its output goes to the test log.
+void Sh(const std::string& dir, const std::string& cmd) {
+  const std::string full = "cd '" + dir + "' && { " + cmd + "; } >/dev/null";
+  ASSERT_EQ(std::system(full.c_str()), 0) << full;
+}
+
+std::string ReadAll(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+}
+
+// What QEMU reads from image: qemu-img convert -O raw.
+std::string QemuRaw(const std::string& image) {
+  const std::string out = image + ".ref";
+  const std::string cmd = "qemu-img convert -O raw '" + image + "' '" + out + "'";
+  if (std::system(cmd.c_str()) != 0) return "qemu-img failed";
+  std::string s = ReadAll(out);
+  boost::filesystem::remove(out);
+  return s;
+}
+
+std::string ReadView(const Repository& repo, const std::string& g, const std::string& cp, Status* st) {
+  auto v = repo.OpenView(g, cp, "disk");
+  if (!v.ok()) {
+    *st = v.status();
+    return "";
+  }
+  std::string out(v.value()->size(), '\0');
+  *st = v.value()->Read(0, out.size(), out.data());
+  return out;
+}
+
+// Every checkpoint of every group of source equals QEMU's reading of its
+// image; returns how many were compared.
+size_t ExpectAllViewsMatchQemu(const std::string& source) {
+  auto repo = Repository::Open(source);
+  EXPECT_TRUE(repo.ok()) << repo.status().ToString();
+  if (!repo.ok()) return 0;
+  auto groups = repo.value()->ListGroups();
+  EXPECT_TRUE(groups.ok());
+  size_t n = 0;
+  for (const std::string& g : groups.value()) {
+    auto state = repo.value()->LoadGroup(g);
+    EXPECT_TRUE(state.ok()) << state.status().ToString();
+    EXPECT_TRUE(state->refused.empty()) << g << ": " << state->refused[0].reason;
+    for (const Checkpoint& cp : state->checkpoints) {
+      const std::string image = repo.value()->DeltaPath(g, cp.disks[0].delta_file);
+      Status st;
+      const std::string got = ReadView(*repo.value(), g, cp.name, &st);
+      EXPECT_TRUE(st.ok()) << g << "/" << cp.name << ": " << st.ToString();
+      const std::string want = QemuRaw(image);
+      EXPECT_EQ(got.size(), want.size()) << g << "/" << cp.name;
+      EXPECT_TRUE(got == want) << g << "/" << cp.name << " (" << image << ") differs from qemu-img convert";
+      ++n;
+    }
+  }
+  auto report = Check(*repo.value(), "", "", /*deep=*/true);
+  EXPECT_TRUE(report.ok());
+  if (report.ok()) {
+    EXPECT_TRUE(report->problems.empty()) << report->problems[0].message;
+  }
+  return n;
+}
+
+// A raw file of size bytes: random in the first half, text in the rest.
+void MakeRaw(const std::string& dir, const std::string& name, uint64_t size) {
+  Sh(dir, "head -c " + std::to_string(size / 2) + " /dev/urandom > " + name + " && yes chainfs | head -c " +
+              std::to_string(size / 2) + " >> " + name);
+}
+
+TEST(Qcow2Chain, ZeroDiscardAndOverwritesAlongAChain) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  Sh(d, "qemu-img create -q -f qcow2 base.qcow2 16M");
+  Sh(d, "qemu-io -c 'write -P 0x11 0 3M' -c 'write -P 0x12 8M 1M' -c 'write -z 12M 1M' base.qcow2");
+  std::string prev = "base";
+  for (int i = 1; i <= 4; ++i) {
+    const std::string name = "inc" + std::to_string(i);
+    Sh(d, "qemu-img create -q -f qcow2 -b " + prev + ".qcow2 -F qcow2 " + name + ".qcow2");
+    const std::string off = std::to_string(i * 512 * 1024);
+    Sh(d, "qemu-io -c 'write -P 0x" + std::to_string(20 + i) + " " + off + " 100K' -c 'write -z " +
+              std::to_string(i * kMiB + 4096) + " 64K' -c 'discard 8M 64K' " + name + ".qcow2");
+    prev = name;
+  }
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  auto groups = repo.value()->ListGroups();
+  ASSERT_TRUE(groups.ok());
+  EXPECT_EQ(groups.value(), std::vector<std::string>{"inc4"});
+  auto g = repo.value()->LoadGroup("inc4");
+  ASSERT_TRUE(g.ok());
+  ASSERT_EQ(g->checkpoints.size(), 5u);
+  EXPECT_EQ(g->checkpoints[0].name, "base");
+  EXPECT_EQ(g->checkpoints[4].name, "inc4");
+  EXPECT_EQ(g->checkpoints[4].parent, "inc3");
+  const ConfigFile* info = g->checkpoints[4].FindConfig("image.json");
+  ASSERT_NE(info, nullptr);
+  EXPECT_NE(info->content.find("\"backing-filename\": \"inc3.qcow2\""), std::string::npos) << info->content;
+  EXPECT_NE(info->content.find("\"cluster-size\": 65536"), std::string::npos);
+  EXPECT_EQ(ExpectAllViewsMatchQemu(d), 5u);
+  // The source is read-only.
+  EXPECT_FALSE(repo.value()->Lock("backup").ok());
+}
+
+TEST(Qcow2Chain, CompressedSubclustersClusterSizesRawBaseV2AndGrowth) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  MakeRaw(d, "r.raw", 24 * kMiB);
+  // zlib and zstd compressed bases, each with an incremental.
+  Sh(d, "qemu-img convert -c -O qcow2 -o compression_type=zlib r.raw cz.qcow2");
+  Sh(d, "qemu-img convert -c -O qcow2 -o compression_type=zstd r.raw cs.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -b cz.qcow2 -F qcow2 czt.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x44 5M 100K' czt.qcow2");
+  // Extended L2 over a compressed base: unallocated subclusters from below.
+  Sh(d, "qemu-img create -q -f qcow2 -o extended_l2=on -b cs.qcow2 -F qcow2 ext.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x55 4K 4K' -c 'write -P 0x56 9000K 2K' -c 'write -z 12M 8K' ext.qcow2");
+  // Clusters of 512 B over a raw base, 2 MiB with subclusters, then v2 grown.
+  Sh(d, "qemu-img create -q -f qcow2 -o cluster_size=512 -b r.raw -F raw c512.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x57 1000 3000' -c 'write -z 20M 4K' c512.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -o cluster_size=2M,extended_l2=on -b c512.qcow2 -F qcow2 c2m.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x58 3M 64K' -c 'write -P 0x59 23M 3K' c2m.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -o compat=0.10 -b c2m.qcow2 -F qcow2 v2.qcow2 40M");
+  Sh(d, "qemu-io -c 'write -P 0x5a 30M 1M' -c 'write -P 0x5b 1M 4K' v2.qcow2");
+  // Shrunk: a top smaller than its base.
+  Sh(d, "qemu-img create -q -f qcow2 -b cz.qcow2 -F qcow2 small.qcow2 10M");
+  EXPECT_EQ(ExpectAllViewsMatchQemu(d), 2u + 2u + 4u + 2u);
+
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok());
+  auto g = repo.value()->LoadGroup("v2");
+  ASSERT_TRUE(g.ok());
+  EXPECT_EQ(g->checkpoints[0].disks[0].format, "raw");
+  EXPECT_EQ(g->checkpoints[2].disks[0].virtual_size, 24 * kMiB);
+  EXPECT_EQ(g->checkpoints[3].disks[0].virtual_size, 40 * kMiB);
+  EXPECT_NE(g->checkpoints[3].FindConfig("image.json")->content.find("\"compat\": \"0.10\""), std::string::npos);
+  auto s = repo.value()->LoadGroup("ext");
+  ASSERT_TRUE(s.ok());
+  EXPECT_NE(s->checkpoints[0].FindConfig("image.json")->content.find("\"compression-type\": \"zstd\""),
+            std::string::npos);
+  EXPECT_NE(s->checkpoints[1].FindConfig("image.json")->content.find("\"extended-l2\": true"),
+            std::string::npos);
+}
+
+TEST(Qcow2Chain, SharedBaseTwoGroupsAndOneImageAsSource) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  const std::string other = tmp / "elsewhere";
+  boost::filesystem::create_directories(d);
+  boost::filesystem::create_directories(other);
+  // The base lives outside the directory, named by a relative path.
+  Sh(other, "qemu-img create -q -f qcow2 base.qcow2 8M && qemu-io -c 'write -P 0x31 0 8M' base.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -b ../elsewhere/base.qcow2 -F qcow2 a.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -b ../elsewhere/base.qcow2 -F qcow2 b.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x32 1M 64K' a.qcow2 && qemu-io -c 'write -P 0x33 2M 64K' b.qcow2");
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok());
+  EXPECT_EQ(repo.value()->ListGroups().value(), (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(ExpectAllViewsMatchQemu(d), 4u);
+  // One image as SOURCE: its chain only.
+  auto one = Repository::Open(d + "/b.qcow2");
+  ASSERT_TRUE(one.ok()) << one.status().ToString();
+  EXPECT_EQ(one.value()->ListGroups().value(), std::vector<std::string>{"b"});
+  EXPECT_EQ(ExpectAllViewsMatchQemu(d + "/b.qcow2"), 2u);
+}
+
+// Sets bytes of file at offset.
+void Poke(const std::string& path, uint64_t offset, const std::string& bytes) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekp(static_cast<std::streamoff>(offset));
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+uint64_t Be64(const std::string& s, size_t at) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i) v = v << 8 | static_cast<uint8_t>(s[at + i]);
+  return v;
+}
+std::string ToBe64(uint64_t v) {
+  std::string s(8, '\0');
+  for (int i = 7; i >= 0; --i, v >>= 8) s[i] = static_cast<char>(v & 0xff);
+  return s;
+}
+
+TEST(Qcow2Refusal, CorruptBitUnknownFeatureLoopAndMissingBackingNameTheFile) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  Sh(d, "qemu-img create -q -f qcow2 base.qcow2 4M && qemu-io -c 'write -P 0x1 0 1M' base.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mid.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2");
+  Poke(d + "/mid.qcow2", 79, std::string(1, '\x02'));  // the corrupt bit
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok());
+  auto g = repo.value()->LoadGroup("top");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  ASSERT_EQ(g->checkpoints.size(), 1u);  // base is served
+  ASSERT_NE(g->FindRefused("mid"), nullptr);
+  EXPECT_NE(g->FindRefused("mid")->reason.find(d + "/mid.qcow2: the corrupt bit is set"), std::string::npos)
+      << g->FindRefused("mid")->reason;
+  ASSERT_NE(g->FindRefused("top"), nullptr);
+  EXPECT_NE(g->FindRefused("top")->reason.find("passes through refused image " + d + "/mid.qcow2"),
+            std::string::npos);
+  Status st;
+  ReadView(*repo.value(), "top", "base", &st);
+  EXPECT_TRUE(st.ok()) << st.ToString();
+
+  // An unknown incompatible feature (bit 40).
+  Poke(d + "/mid.qcow2", 79, std::string(1, '\x00'));
+  Poke(d + "/mid.qcow2", 74, std::string(1, '\x01'));
+  g = repo.value()->LoadGroup("top");
+  ASSERT_TRUE(g.ok());
+  ASSERT_NE(g->FindRefused("mid"), nullptr);
+  EXPECT_NE(g->FindRefused("mid")->reason.find("unknown incompatible qcow2 features 0x10000000000"),
+            std::string::npos)
+      << g->FindRefused("mid")->reason;
+  Poke(d + "/mid.qcow2", 74, std::string(1, '\x00'));
+
+  // A missing backing file refuses the image naming it.
+  Sh(d, "qemu-img create -q -f qcow2 -b gone.qcow2 -F qcow2 -u orphan.qcow2 4M");
+  g = repo.value()->LoadGroup("orphan");
+  ASSERT_TRUE(g.ok());
+  ASSERT_NE(g->FindRefused("orphan"), nullptr);
+  EXPECT_NE(g->FindRefused("orphan")->reason.find("its backing file 'gone.qcow2' cannot be opened"),
+            std::string::npos)
+      << g->FindRefused("orphan")->reason;
+
+  // A loop: x and y back each other.
+  Sh(d, "qemu-img create -q -f qcow2 x.qcow2 4M && qemu-img create -q -f qcow2 -b x.qcow2 -F qcow2 y.qcow2");
+  Sh(d, "qemu-img rebase -u -b y.qcow2 -F qcow2 x.qcow2");
+  auto groups = repo.value()->ListGroups();
+  ASSERT_TRUE(groups.ok());
+  bool loop_named = false;
+  for (const std::string& name : groups.value()) {
+    auto lg = repo.value()->LoadGroup(name);
+    ASSERT_TRUE(lg.ok());
+    for (const RefusedCheckpoint& r : lg->refused)
+      if (r.reason.find("backing chain loop") != std::string::npos) loop_named = true;
+  }
+  EXPECT_TRUE(loop_named);
+  // mid repaired (its feature bits restored): the whole chain is served again.
+  EXPECT_TRUE(repo.value()->OpenView("top", "top", "disk").ok());
+}
+
+TEST(Qcow2Refusal, EncryptedImageIsRefused) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  Sh(d, "qemu-img create -q -f qcow2 --object secret,id=s0,data=abc -o encrypt.format=luks,"
+        "encrypt.key-secret=s0 enc.qcow2 4M");
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok());
+  auto g = repo.value()->LoadGroup("enc");
+  ASSERT_TRUE(g.ok());
+  ASSERT_NE(g->FindRefused("enc"), nullptr);
+  EXPECT_NE(g->FindRefused("enc")->reason.find("encrypted qcow2 image"), std::string::npos)
+      << g->FindRefused("enc")->reason;
+}
+
+// The host offset of the L2 entry of guest cluster 0 of a 64 KiB-cluster
+// image, and its value.
+std::pair<uint64_t, uint64_t> FirstL2Entry(const std::string& path) {
+  const std::string img = ReadAll(path);
+  const uint64_t l1 = Be64(img, 40);
+  const uint64_t l2 = Be64(img, l1) & 0x00fffffffffffe00ull;
+  return {l2, Be64(img, l2)};
+}
+
+TEST(Qcow2Damage, PastTheEndOverlapAndTruncationAreEioAndDeepCheckProblems) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  Sh(d, "qemu-img create -q -f qcow2 base.qcow2 4M && qemu-io -c 'write -P 0x7 0 4M' base.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x8 0 128K' -c 'write -P 0x9 1M 64K' top.qcow2");
+  const std::string good_base = QemuRaw(d + "/base.qcow2");
+  // Guest cluster 0 of top now points far past the end of the file.
+  auto [at, entry] = FirstL2Entry(d + "/top.qcow2");
+  ASSERT_NE(entry & 0x00fffffffffffe00ull, 0u);
+  Poke(d + "/top.qcow2", at, ToBe64((entry & ~0x00fffffffffffe00ull) | (uint64_t{1} << 40)));
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok());
+  auto v = repo.value()->OpenView("top", "top", "disk");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  std::string buf(64 << 10, '\0');
+  Status st = v.value()->Read(0, buf.size(), buf.data());
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(d + "/top.qcow2 at guest offset 0"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("past the end of the file"), std::string::npos) << st.message();
+  // Every other range reads right.
+  std::string rest(2 * kMiB, '\0');
+  ASSERT_TRUE(v.value()->Read(2 * kMiB, rest.size(), rest.data()).ok());
+  EXPECT_TRUE(rest == good_base.substr(2 * kMiB, 2 * kMiB));
+  std::string second(64 << 10, '\0');
+  ASSERT_TRUE(v.value()->Read(64 << 10, second.size(), second.data()).ok());
+  EXPECT_TRUE(second == std::string(64 << 10, '\x08'));
+  auto report = Check(*repo.value(), "", "", /*deep=*/true);
+  ASSERT_TRUE(report.ok());
+  ASSERT_FALSE(report->problems.empty());
+  bool named = false;
+  for (const CheckProblem& p : report->problems)
+    if (p.message.find(d + "/top.qcow2") != std::string::npos) named = true;
+  EXPECT_TRUE(named);
+
+  // Two guest clusters on one host cluster: the structure check names it.
+  Poke(d + "/top.qcow2", at, ToBe64(entry));
+  const std::string img = ReadAll(d + "/top.qcow2");
+  const uint64_t second_entry = Be64(img, at + 8);
+  const uint64_t sixteenth_entry = Be64(img, at + 16 * 8);
+  ASSERT_NE(second_entry & 0x00fffffffffffe00ull, 0u);
+  Poke(d + "/top.qcow2", at + 16 * 8, ToBe64(second_entry));
+  auto f = Env::Default()->NewRandomAccessFile(d + "/top.qcow2");
+  ASSERT_TRUE(f.ok());
+  auto problems = CheckQcow2Structure(*f.value());
+  ASSERT_TRUE(problems.ok());
+  ASSERT_FALSE(problems->empty());
+  EXPECT_NE((*problems)[0].find("are used twice"), std::string::npos) << (*problems)[0];
+  Poke(d + "/top.qcow2", at + 16 * 8, ToBe64(sixteenth_entry));
+
+  // Truncated: the last data cluster cut off.
+  boost::filesystem::resize_file(d + "/top.qcow2", boost::filesystem::file_size(d + "/top.qcow2") - 4096);
+  auto repo2 = Repository::Open(d);
+  ASSERT_TRUE(repo2.ok());
+  auto v2 = repo2.value()->OpenView("top", "top", "disk");
+  ASSERT_TRUE(v2.ok());
+  std::string all(4 * kMiB, '\0');
+  st = v2.value()->Read(0, all.size(), all.data());
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("truncated or damaged image"), std::string::npos) << st.message();
+  report = Check(*repo2.value(), "", "", /*deep=*/true);
+  ASSERT_TRUE(report.ok());
+  EXPECT_FALSE(report->problems.empty());
+}
+
+TEST(Qcow2Scale, TerabyteSparseChainOpensWithoutAWholeImageMap) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  Sh(d, "qemu-img create -q -f qcow2 i0.qcow2 1T");
+  for (int i = 1; i <= 10; ++i) {
+    Sh(d, "qemu-img create -q -f qcow2 -b i" + std::to_string(i - 1) + ".qcow2 -F qcow2 i" +
+              std::to_string(i) + ".qcow2");
+    Sh(d, "qemu-io -c 'write -P " + std::to_string(0x40 + i) + " " + std::to_string(i * 97) + "G 64K' i" +
+              std::to_string(i) + ".qcow2");
+  }
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok());
+  auto v = repo.value()->OpenView("i10", "i10", "disk");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v.value()->size(), uint64_t{1} << 40);
+  for (int i = 1; i <= 10; ++i) {
+    std::string buf(64 << 10, '\0');
+    ASSERT_TRUE(v.value()->Read(static_cast<uint64_t>(i) * 97 * (uint64_t{1} << 30), buf.size(), buf.data()).ok());
+    EXPECT_TRUE(buf == std::string(64 << 10, static_cast<char>(0x40 + i))) << i;
+  }
+  std::string hole(4096, 'x');
+  ASSERT_TRUE(v.value()->Read(5 * (uint64_t{1} << 30), hole.size(), hole.data()).ok());
+  EXPECT_TRUE(hole == std::string(4096, '\0'));
+  // The layer's extents are the clusters written, not a map of the terabyte.
+  auto f = Env::Default()->NewRandomAccessFile(d + "/i10.qcow2");
+  ASSERT_TRUE(f.ok());
+  auto layer = OpenQcow2Layer(std::move(f).value());
+  ASSERT_TRUE(layer.ok());
+  size_t extents = 0;
+  layer.value()->ForEachExtent([&](const LayerExtent& e) {
+    ++extents;
+    EXPECT_EQ(e.offset, 970 * (uint64_t{1} << 30));
+    EXPECT_EQ(e.length, 64u << 10);
+  });
+  EXPECT_EQ(extents, 1u);
+}
+
+}  // namespace
+}  // namespace chainfs
