@@ -86,7 +86,20 @@ class Qcow2Layer : public Layer {
       : id_(NextLayerId()), file_(std::move(file)), h_(h), l1_(std::move(l1)),
         cs_(h.cluster_size()), bs_(static_cast<uint32_t>(h.extended_l2 ? cs_ / kSubclusters : cs_)),
         width_(h.extended_l2 ? 2 : 1), l2e_(h.l2_entries()),
-        csize_shift_(62 - (h.cluster_bits - 8)) {}
+        csize_shift_(62 - (h.cluster_bits - 8)) {
+    // Each L2 table belongs to one L1 entry. Tables two entries share are
+    // damage (and would let a small file claim a huge map): both ranges
+    // read as errors.
+    std::vector<std::pair<uint64_t, uint64_t>> offs;  // (table offset, L1 index)
+    for (uint64_t i = 0; i < l1_.size(); ++i)
+      if (const uint64_t off = l1_[i] & kOffsetMask) offs.push_back({off, i});
+    std::sort(offs.begin(), offs.end());
+    for (size_t k = 1; k < offs.size(); ++k)
+      if (offs[k].first == offs[k - 1].first) {
+        shared_.emplace(offs[k].second, offs[k - 1].second);
+        shared_.emplace(offs[k - 1].second, offs[k].second);
+      }
+  }
 
   uint64_t id() const override { return id_; }
   uint32_t block_size() const override { return bs_; }
@@ -98,6 +111,12 @@ class Qcow2Layer : public Layer {
   Result<Table> L2(uint64_t i) const {
     const uint64_t off = l1_[i] & kOffsetMask;
     if (off == 0) return Table();
+    if (auto it = shared_.find(i); it != shared_.end())
+      return Status::Corruption(file_->Path() + ": the L2 table at host offset " + std::to_string(off) +
+                                " belongs to L1 entries " + std::to_string(std::min(i, it->second)) + " and " +
+                                std::to_string(std::max(i, it->second)) + " (guest offsets " +
+                                std::to_string(i * l2e_ * cs_) + " and " +
+                                std::to_string(it->second * l2e_ * cs_) + "): damaged image");
     if (off % cs_ != 0 || off + cs_ > file_->Size())
       return Status::Corruption(file_->Path() + ": L1 entry " + std::to_string(i) + " (guest offset " +
                                 std::to_string(i * l2e_ * cs_) + ") points to an L2 table at host offset " +
@@ -305,13 +324,25 @@ class Qcow2Layer : public Layer {
     auto problem = [&](std::string s) {
       if (problems.size() < 10) problems.push_back(std::move(s));
     };
+    // Host ranges in use: what holds them is told only for a problem.
+    enum What : uint8_t { kHeader, kL1, kL2, kData };
     struct Range {
       uint64_t start, end;
-      std::string what;
+      What what;
+      uint64_t arg;  // kL2: the L1 index; kData: the guest offset
+    };
+    auto name = [](const Range& r) {
+      switch (r.what) {
+        case kHeader: return std::string("the header");
+        case kL1: return std::string("the L1 table");
+        case kL2: return "the L2 table of L1 entry " + std::to_string(r.arg);
+        case kData: return "the data cluster of guest offset " + std::to_string(r.arg);
+      }
+      return std::string();
     };
     std::vector<Range> used;
-    used.push_back({0, cs_, "the header"});
-    used.push_back({h_.l1_offset, h_.l1_offset + (l1_.size() * 8 + cs_ - 1) / cs_ * cs_, "the L1 table"});
+    used.push_back({0, cs_, kHeader, 0});
+    used.push_back({h_.l1_offset, h_.l1_offset + (l1_.size() * 8 + cs_ - 1) / cs_ * cs_, kL1, 0});
     const uint64_t size = file_->Size();
     const uint64_t per_l1 = l2e_ * cs_;
     for (uint64_t i = 0; i < l1_.size(); ++i) {
@@ -322,7 +353,7 @@ class Qcow2Layer : public Layer {
       }
       if (t.value() == nullptr) continue;
       const uint64_t l2off = l1_[i] & kOffsetMask;
-      used.push_back({l2off, l2off + cs_, "the L2 table of L1 entry " + std::to_string(i)});
+      used.push_back({l2off, l2off + cs_, kL2, i});
       for (uint64_t j = 0; j < l2e_; ++j) {
         const uint64_t g = i * per_l1 + j * cs_;
         const uint64_t e = Entry(t.value(), j), b = Bitmap(t.value(), j);
@@ -353,14 +384,14 @@ class Qcow2Layer : public Layer {
         if (need > 0 && host + need > size)
           problem(Where(g) + ": data cluster at host offset " + std::to_string(host) +
                   " lies past the end of the file (" + std::to_string(size) + " bytes)");
-        used.push_back({host, host + cs_, "the data cluster of guest offset " + std::to_string(g)});
+        used.push_back({host, host + cs_, kData, g});
       }
     }
     std::sort(used.begin(), used.end(), [](const Range& a, const Range& b) { return a.start < b.start; });
     for (size_t k = 1; k < used.size(); ++k)
       if (used[k].start < used[k - 1].end)
         problem(file_->Path() + ": host bytes at offset " + std::to_string(used[k].start) + " are used twice: by " +
-                used[k - 1].what + " and by " + used[k].what);
+                name(used[k - 1]) + " and by " + name(used[k]));
     return problems;
   }
 
@@ -374,6 +405,7 @@ class Qcow2Layer : public Layer {
   const uint32_t width_;  // 64-bit words per L2 entry
   const uint64_t l2e_;
   const uint32_t csize_shift_;
+  std::unordered_map<uint64_t, uint64_t> shared_;  // L1 index -> another sharing its table
 };
 
 Result<std::unique_ptr<Qcow2Layer>> OpenImage(std::unique_ptr<RandomAccessFile> file) {
