@@ -53,7 +53,9 @@ std::string WriteThroughRegistry(const TempDir& dir, const std::string& name) {
 TEST(Registry, NativeIsKnownAndTheWriteFormat) {
   ASSERT_NE(FindLayerFormat("native"), nullptr);
   EXPECT_EQ(FindLayerFormat("native"), &WriteLayerFormat());
-  EXPECT_EQ(FindLayerFormat("qcow2"), nullptr);
+  EXPECT_NE(FindLayerFormat("qcow2"), nullptr);
+  EXPECT_NE(FindLayerFormat("raw"), nullptr);
+  EXPECT_EQ(FindLayerFormat("vmdk"), nullptr);
   EXPECT_EQ(FindLayerFormat(""), nullptr);
   EXPECT_NE(LayerFormatNames().find("native"), std::string::npos);
   for (const LayerFormat* f : LayerFormats()) EXPECT_EQ(FindLayerFormat(f->name), f);
@@ -68,13 +70,21 @@ TEST(Registry, ProbesByContentNotByName) {
   ASSERT_TRUE(f.ok()) << f.status().ToString();
   EXPECT_STREQ((*f)->name, "native");
 
-  WriteFile(dir / "fake.delta", "QFI\xfb not a chainfs delta, whatever its name says");
+  WriteFile(dir / "fake.delta", "KDMV not a chainfs delta, whatever its name says");
   auto other = OpenRandomAccessFile(dir / "fake.delta");
   ASSERT_TRUE(other.ok());
   auto none = ProbeLayerFormat(**other);
   ASSERT_FALSE(none.ok());
   EXPECT_EQ(none.status().code(), Status::Code::kCorruption);
   EXPECT_NE(none.status().message().find(dir / "fake.delta"), std::string::npos);
+
+  // The qcow2 magic is qcow2's (raw is never probed: any bytes would do).
+  WriteFile(dir / "image", "QFI\xfb...");
+  auto q = OpenRandomAccessFile(dir / "image");
+  ASSERT_TRUE(q.ok());
+  auto qf = ProbeLayerFormat(**q);
+  ASSERT_TRUE(qf.ok());
+  EXPECT_STREQ((*qf)->name, "qcow2");
 
   WriteFile(dir / "short", "cha");
   auto tiny = OpenRandomAccessFile(dir / "short");
