@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "chain/base/env.h"
+#include "chain/ingest/import.h"
 #include "chain/qcow2/qcow2_header.h"
 #include "chain/qcow2/qcow2_layer.h"
 #include "chain/repo/check.h"
@@ -186,6 +187,38 @@ TEST(Qcow2Chain, SharedBaseTwoGroupsAndOneImageAsSource) {
   ASSERT_TRUE(one.ok()) << one.status().ToString();
   EXPECT_EQ(one.value()->ListGroups().value(), std::vector<std::string>{"b"});
   EXPECT_EQ(ExpectAllViewsMatchQemu(d + "/b.qcow2"), 2u);
+}
+
+TEST(Qcow2Chain, ImportsIntoARepositoryReadingOnlyEachImagesClusters) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  MakeRaw(d, "r.raw", 8 * kMiB);
+  Sh(d, "qemu-img convert -c -O qcow2 -o compression_type=zstd r.raw base.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mon.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x61 1M 64K' -c 'write -z 3M 64K' mon.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -o extended_l2=on -b mon.qcow2 -F qcow2 tue.qcow2 12M");
+  Sh(d, "qemu-io -c 'write -P 0x62 5K 2K' -c 'write -P 0x63 10M 64K' tue.qcow2");
+  RepoConfig cfg;
+  ASSERT_TRUE(Repository::Init(tmp / "repo", cfg).ok());
+  auto dst = Repository::Open(tmp / "repo");
+  ASSERT_TRUE(dst.ok());
+  auto src = Repository::Open(d);
+  ASSERT_TRUE(src.ok());
+  auto r = Import(*src.value(), *dst.value(), {});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->checkpoints.size(), 3u);
+  EXPECT_LE(r->checkpoints[1].bytes_read, 2u << 16);  // mon: its two clusters
+  EXPECT_LE(r->checkpoints[2].bytes_read, 2u << 16);
+  for (const char* cp : {"base", "mon", "tue"}) {
+    Status st;
+    const std::string got = ReadView(*dst.value(), "tue", cp, &st);
+    ASSERT_TRUE(st.ok()) << cp << ": " << st.ToString();
+    EXPECT_TRUE(got == QemuRaw(d + "/" + cp + ".qcow2")) << cp;
+  }
+  auto again = Import(*src.value(), *dst.value(), {});
+  ASSERT_TRUE(again.ok());
+  for (const auto& c : again->checkpoints) EXPECT_TRUE(c.skipped) << c.name;
 }
 
 // Sets bytes of file at offset.
