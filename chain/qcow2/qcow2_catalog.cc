@@ -167,8 +167,8 @@ class Qcow2Catalog : public ForeignCatalog {
     }
     json data;
     data["compat"] = h.version == 2 ? "0.10" : "1.1";
+    data["compression-type"] = h.compression == Qcow2Compression::kZstd ? "zstd" : "zlib";
     if (h.version == 3) {
-      data["compression-type"] = h.compression == Qcow2Compression::kZstd ? "zstd" : "zlib";
       data["extended-l2"] = h.extended_l2;
       data["refcount-bits"] = 1u << h.refcount_order;
       data["corrupt"] = false;
