@@ -319,16 +319,12 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
       file_->WillNeed(p->pos + k, std::min<uint64_t>(count * bs_, p->length - k));
       return;
     }
-    // The frames holding these entries, and the next one: decoded in the
-    // background, whole. A sequential reader's hints cover one 32 MiB frame
-    // at a time; with the next one queued too, both decode threads work
-    // (lz4 decodes at about one core's speed per frame).
+    // The frames holding these entries: decoded in the background, whole.
     std::weak_ptr<const VnbLayer> weak = weak_from_this();
-    int beyond = 1;
     for (size_t i = index; i < pieces_.size(); ++i) {
       const Piece& q = pieces_[i];
       if (q.zero) continue;
-      if (q.first_entry >= first + count && beyond-- == 0) break;
+      if (q.first_entry >= first + count) break;
       if (q.length < kMinDecodeAheadBytes) continue;  // decoded on demand at once
       auto f = FrameCache::Get().Get(id_, i, [&] { return NewFrame(q); });
       {

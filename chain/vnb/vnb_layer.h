@@ -11,9 +11,8 @@
 // incremental's extent) is decoded straight into it; a larger one is decoded
 // front to back, as far as readers need, into a small process-wide cache of
 // frames (kVnbFrameCacheBytes), and the frames readahead announces
-// (WillNeed), with the one after them, are decoded ahead on two threads of
-// their own, so a sequential pass decodes each frame once, two at a time,
-// on other cores than the one reading. lz4
+// (WillNeed) are decoded ahead on two threads of their own, so a sequential
+// pass decodes each frame once, on another core than the one reading. lz4
 // checks its block checksums (a decoded prefix is served only once they
 // hold; a frame without them only when whole, after its content checksum);
 // a damaged frame is kCorruption naming the file and offset (EIO through the
