@@ -8,13 +8,17 @@
 // hold.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "chain/base/file.h"
+#include "chain/layer/view.h"
 
 #define FUZZ_CHECK(cond)                                                          \
   do {                                                                            \
@@ -56,6 +60,47 @@ T DecodeAgainStable(const T& decoded, const std::string& where) {
   FUZZ_CHECK(again.ok());
   FUZZ_CHECK(again->Encode() == once);
   return std::move(again).value();
+}
+
+// What a layer that opened must keep (chain/layer/layer.h), checked on a
+// fuzzed one: extents in order, disjoint, inside the virtual size; every
+// data entry reads or fails as corruption (never crashes); a View over the
+// layer reads each zero extent as zeros. At most max_bytes are read, and
+// the first max_extents extents looked at.
+inline void CheckLayerContract(const std::shared_ptr<const Layer>& layer, uint64_t max_bytes,
+                               size_t max_extents = SIZE_MAX) {
+  const Layer& l = *layer;
+  const uint32_t bs = l.block_size();
+  FUZZ_CHECK(bs > 0 && (bs & (bs - 1)) == 0);
+  std::vector<LayerExtent> extents;
+  l.ForEachExtent([&](const LayerExtent& e) {
+    if (extents.size() < max_extents) extents.push_back(e);
+  });
+  uint64_t prev = 0;
+  for (const LayerExtent& e : extents) {
+    FUZZ_CHECK(e.length > 0 && e.offset >= prev && e.end() <= l.virtual_size());
+    prev = e.end();
+  }
+  std::vector<char> buf(bs);
+  uint64_t read = 0;
+  for (const LayerExtent& e : extents) {
+    if (e.kind != LayerExtent::Kind::kData) continue;
+    const uint64_t entries = (e.length + bs - 1) / bs;
+    for (uint64_t i = 0; i < entries && read < max_bytes; ++i, read += bs) {
+      Status st = l.ReadBlock(e.first_entry + i, buf.data());
+      FUZZ_CHECK(st.ok() || st.code() == Status::Code::kCorruption);
+    }
+  }
+  auto view = View::Create({{layer, "fuzz"}}, "fuzz");
+  FUZZ_CHECK(view.ok());
+  for (const LayerExtent& e : extents) {
+    if (e.kind != LayerExtent::Kind::kZero || read >= max_bytes) continue;
+    const uint64_t n = std::min<uint64_t>(e.length, 1 << 16);
+    std::string z(n, 'x');
+    FUZZ_CHECK(view.value()->Read(e.offset, n, z.data()).ok());
+    FUZZ_CHECK(z.find_first_not_of('\0') == std::string::npos);
+    read += n;
+  }
 }
 
 inline std::string AsString(const uint8_t* data, size_t size) {

@@ -8,12 +8,7 @@
 // crashes: lz4 frames are decoded with their checksums) and a View over the
 // layer reads each zero extent as zeros. Claimed sizes never make it
 // allocate beyond what the input's bytes can decode to.
-#include <algorithm>
-#include <cstring>
-#include <vector>
-
 #include "chain/layer/registry.h"
-#include "chain/layer/view.h"
 #include "chain/vnb/sparse_stream.h"
 #include "tests/fuzz/fuzz_util.h"
 
@@ -32,36 +27,7 @@ void OpenAndRead(std::string bytes) {
                layer.status().code() == Status::Code::kNotSupported);
     return;
   }
-  const Layer& l = *layer.value();
-  const uint32_t bs = l.block_size();
-  FUZZ_CHECK(bs > 0 && (bs & (bs - 1)) == 0);
-  std::vector<LayerExtent> extents;
-  l.ForEachExtent([&](const LayerExtent& e) { extents.push_back(e); });
-  uint64_t prev = 0;
-  for (const LayerExtent& e : extents) {
-    FUZZ_CHECK(e.length > 0 && e.offset >= prev && e.end() <= l.virtual_size());
-    prev = e.end();
-  }
-  std::vector<char> buf(bs);
-  uint64_t read = 0;
-  for (const LayerExtent& e : extents) {
-    if (e.kind != LayerExtent::Kind::kData) continue;
-    const uint64_t entries = (e.length + bs - 1) / bs;
-    for (uint64_t i = 0; i < entries && read < kMaxBytesRead; ++i, read += bs) {
-      Status st = l.ReadBlock(e.first_entry + i, buf.data());
-      FUZZ_CHECK(st.ok() || st.code() == Status::Code::kCorruption);
-    }
-  }
-  auto view = View::Create({{layer.value(), "fuzz"}}, "fuzz");
-  FUZZ_CHECK(view.ok());
-  for (const LayerExtent& e : extents) {
-    if (e.kind != LayerExtent::Kind::kZero || read >= kMaxBytesRead) continue;
-    const uint64_t n = std::min<uint64_t>(e.length, 1 << 16);
-    std::string z(n, 'x');
-    FUZZ_CHECK(view.value()->Read(e.offset, n, z.data()).ok());
-    FUZZ_CHECK(z.find_first_not_of('\0') == std::string::npos);
-    read += n;
-  }
+  CheckLayerContract(layer.value(), kMaxBytesRead);
 }
 
 }  // namespace
