@@ -81,10 +81,8 @@ class Qcow2Catalog : public ForeignCatalog {
   Status VerifyFile(const std::string& group, const std::string& file) const override {
     const std::string path = DeltaPath(group, file);
     CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> f, env_->NewRandomAccessFile(path));
-    char head[kQcow2ProbeSize] = {};
-    if (f->Size() < sizeof head) return Status::Ok();
-    CHAINFS_RETURN_IF_ERROR(f->ReadAt(0, sizeof head, head));
-    if (!LooksLikeQcow2(head, sizeof head)) return Status::Ok();  // raw: nothing to check
+    CHAINFS_ASSIGN_OR_RETURN(bool qcow2, IsQcow2File(*f));
+    if (!qcow2) return Status::Ok();  // raw: nothing to check
     CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> problems, CheckQcow2Structure(*f));
     if (problems.empty()) return Status::Ok();
     std::string all;
@@ -97,7 +95,7 @@ class Qcow2Catalog : public ForeignCatalog {
     CHAINFS_ASSIGN_OR_RETURN(auto tops, Tops());
     auto it = tops.find(group);
     if (it == tops.end()) return Status::NotFound("group '" + group + "' not found in " + dir_);
-    std::vector<Link> chain = Chain(it->second);
+    const std::vector<Link>& chain = it->second;
     GroupState g;
     g.name = group;
     std::set<std::string> names;
@@ -190,9 +188,8 @@ class Qcow2Catalog : public ForeignCatalog {
     im.size = f->Size();
     im.mtime_ns = st.mtime_ns;
     if (format.empty()) {
-      char head[kQcow2ProbeSize] = {};
-      if (im.size >= sizeof head) CHAINFS_RETURN_IF_ERROR(f->ReadAt(0, sizeof head, head));
-      format = LooksLikeQcow2(head, im.size >= sizeof head ? sizeof head : 0) ? "qcow2" : "raw";
+      CHAINFS_ASSIGN_OR_RETURN(bool qcow2, IsQcow2File(*f));
+      format = qcow2 ? "qcow2" : "raw";
     }
     im.format = format;
     if (format != "qcow2") return im;
@@ -272,8 +269,8 @@ class Qcow2Catalog : public ForeignCatalog {
     return rev;
   }
 
-  // Group name -> top image path.
-  Result<std::map<std::string, std::string>> Tops() const {
+  // Group name -> the chain below its top image, base first.
+  Result<std::map<std::string, std::vector<Link>>> Tops() const {
     std::vector<Image> images;
     if (!only_.empty()) {
       CHAINFS_ASSIGN_OR_RETURN(Image im, Inspect(only_, "qcow2"));
@@ -294,13 +291,13 @@ class Qcow2Catalog : public ForeignCatalog {
       if (auto b = env_->NewRandomAccessFile(BackingPath(im)); b.ok() && b.value()->Id().known())
         backing.insert({b.value()->Id().dev, b.value()->Id().ino});
     }
-    std::map<std::string, std::string> tops;
+    std::map<std::string, std::vector<Link>> tops;
     std::set<std::pair<uint64_t, uint64_t>> reached;
     auto add = [&](const Image& im) {
       std::string name = ShownName(im.path);
       for (int k = 2; tops.count(name); ++k) name = ShownName(im.path) + "-" + std::to_string(k);
-      tops[name] = im.path;
-      for (const Link& l : Chain(im.path)) reached.insert({l.image.id.dev, l.image.id.ino});
+      std::vector<Link>& chain = tops[name] = Chain(im.path);
+      for (const Link& l : chain) reached.insert({l.image.id.dev, l.image.id.ino});
     };
     for (const Image& im : images)
       if (!backing.count({im.id.dev, im.id.ino})) add(im);
@@ -325,9 +322,9 @@ Result<std::unique_ptr<ForeignCatalog>> OpenQcow2Catalog(Env* env, const std::st
   CHAINFS_ASSIGN_OR_RETURN(FileInfo st, env->Stat(path));
   auto is_qcow2 = [&](const std::string& p) {
     auto f = env->NewRandomAccessFile(p);
-    char head[kQcow2ProbeSize];
-    return f.ok() && f.value()->Size() >= sizeof head && f.value()->ReadAt(0, sizeof head, head).ok() &&
-           LooksLikeQcow2(head, sizeof head);
+    if (!f.ok()) return false;
+    auto q = IsQcow2File(*f.value());
+    return q.ok() && q.value();
   };
   if (!st.is_dir) {
     if (!is_qcow2(path)) return Status::NotFound(path + " is not a qcow2 image");

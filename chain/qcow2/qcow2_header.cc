@@ -27,6 +27,13 @@ bool LooksLikeQcow2(const char* head, size_t n) {
   return n >= 4 && std::memcmp(head, "QFI\xfb", 4) == 0;
 }
 
+Result<bool> IsQcow2File(const RandomAccessFile& file) {
+  char head[kQcow2ProbeSize];
+  if (file.Size() < sizeof head) return false;
+  CHAINFS_RETURN_IF_ERROR(file.ReadAt(0, sizeof head, head));
+  return LooksLikeQcow2(head, sizeof head);
+}
+
 Result<Qcow2Header> ReadQcow2Header(const RandomAccessFile& file) {
   const std::string& path = file.Path();
   auto bad = [&](const std::string& what) { return Status::Corruption(path + ": " + what); };

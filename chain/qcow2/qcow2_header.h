@@ -62,6 +62,9 @@ struct Qcow2Header {
 // True if head (n bytes, the file's first) starts with the qcow2 magic.
 bool LooksLikeQcow2(const char* head, size_t n);
 
+// True if file starts with the qcow2 magic (false for a shorter file).
+Result<bool> IsQcow2File(const RandomAccessFile& file);
+
 // Reads and validates the header of file: an error if it is not a qcow2
 // header chainfs can make sense of; a header with `refused` set if it can,
 // but the image's data cannot be read.
