@@ -40,6 +40,11 @@ class RandomAccessFile {
     (void)offset;
     (void)n;
   }
+  // Hints that the file will be read at scattered places: the kernel's
+  // sequential readahead is turned off for it (POSIX_FADV_RANDOM), so that
+  // only what is read or asked for with WillNeed comes from disk. For the
+  // life of the object (wrappers that reopen apply it again). Never fails.
+  virtual void AdviseRandom() const {}
 };
 
 // How an AppendFile reaches the disk.

@@ -3,6 +3,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <cstdlib>
 #include <list>
@@ -51,6 +52,15 @@ class CachedFile final : public RandomAccessFile {
     std::shared_ptr<RandomAccessFile> f;
     if (Acquire(&f).ok()) f->WillNeed(offset, n);
   }
+  void AdviseRandom() const override {
+    random_.store(true, std::memory_order_relaxed);  // for descriptors opened later
+    std::shared_ptr<RandomAccessFile> f;
+    {
+      std::lock_guard<std::mutex> lock(state_->mu);
+      f = open_;
+    }
+    if (f != nullptr) f->AdviseRandom();
+  }
   uint64_t Size() const override { return size_; }
   const std::string& Path() const override { return path_; }
   FileId Id() const override { return id_; }
@@ -85,6 +95,7 @@ class CachedFile final : public RandomAccessFile {
     std::shared_ptr<RandomAccessFile> fresh;  // both dropped after the lock is released
     std::shared_ptr<RandomAccessFile> closed;
     CHAINFS_RETURN_IF_ERROR(Reopen(&fresh));
+    if (random_.load(std::memory_order_relaxed)) fresh->AdviseRandom();
     std::lock_guard<std::mutex> lock(state_->mu);
     if (open_ != nullptr) {  // another reader reopened it meanwhile
       state_->lru.splice(state_->lru.begin(), state_->lru, pos_);
@@ -118,6 +129,7 @@ class CachedFile final : public RandomAccessFile {
   Env* const env_;
   const std::string path_;
   const uint64_t size_;
+  mutable std::atomic<bool> random_{false};  // AdviseRandom was called
   const FileId id_;
   mutable std::shared_ptr<RandomAccessFile> open_;         // guarded by state_->mu
   mutable std::list<const CachedFile*>::iterator pos_;     // guarded by state_->mu; valid if open_

@@ -182,6 +182,7 @@ class Qcow2Catalog : public ForeignCatalog {
     CHAINFS_ASSIGN_OR_RETURN(FileInfo st, env_->Stat(path));
     if (st.is_dir) return Status::InvalidArgument(path + ": a directory, not an image");
     CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> f, env_->NewRandomAccessFile(path));
+    f->AdviseRandom();  // as OpenQcow2Layer's: no readahead around the header
     Image im;
     im.path = path;
     im.id = f->Id();
@@ -323,6 +324,7 @@ Result<std::unique_ptr<ForeignCatalog>> OpenQcow2Catalog(Env* env, const std::st
   auto is_qcow2 = [&](const std::string& p) {
     auto f = env->NewRandomAccessFile(p);
     if (!f.ok()) return false;
+    f.value()->AdviseRandom();
     auto q = IsQcow2File(*f.value());
     return q.ok() && q.value();
   };

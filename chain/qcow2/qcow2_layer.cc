@@ -443,7 +443,6 @@ class RawLayer : public Layer {
   void WillNeed(uint64_t first, uint64_t count) const override {
     file_->WillNeed(first * kRawBlockSize, count * kRawBlockSize);
   }
-
  private:
   const uint64_t id_;
   const std::unique_ptr<RandomAccessFile> file_;
@@ -457,12 +456,21 @@ Result<std::shared_ptr<const Layer>> OpenQcow2(std::unique_ptr<RandomAccessFile>
   return OpenQcow2Layer(std::move(file));
 }
 Result<std::shared_ptr<const Layer>> OpenRaw(std::unique_ptr<RandomAccessFile> file, const LayerIdFn&) {
+  file->AdviseRandom();  // as OpenQcow2Layer's
   return std::shared_ptr<const Layer>(std::make_shared<RawLayer>(std::move(file)));
 }
 
 }  // namespace
 
 Result<std::shared_ptr<const Layer>> OpenQcow2Layer(std::unique_ptr<RandomAccessFile> file) {
+  // The kernel's own readahead is off for the image: in a chain most of an
+  // older image's clusters are shadowed by newer ones, and a cluster read
+  // (or an L2 table read) with readahead on fetched up to read_ahead_kb
+  // (8 MiB here) around it: 1.69 GB read from disk for a 1 GiB view at depth
+  // 100, where 1.05 GB is what the view shows. Sequential reads still stream
+  // from disk: the view's readahead asks for exactly the clusters it will
+  // read, windows ahead (WillNeed).
+  file->AdviseRandom();
   CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<Qcow2Layer> l, OpenImage(std::move(file)));
   return std::shared_ptr<const Layer>(std::move(l));
 }
