@@ -3,7 +3,9 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <boost/filesystem.hpp>
@@ -345,5 +347,36 @@ class FaultyEnv : public Env {
   int total_ = 0;
   std::vector<Op> ops_;
 };
+
+// The page cache of one file, for tests of what a read fetches from disk.
+// Bytes of path resident in the page cache now (mincore).
+inline uint64_t ResidentBytes(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return 0;
+  const off_t size = ::lseek(fd, 0, SEEK_END);
+  uint64_t resident = 0;
+  if (size > 0) {
+    void* m = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
+    if (m != MAP_FAILED) {
+      const long page = ::sysconf(_SC_PAGESIZE);
+      std::vector<unsigned char> in((static_cast<size_t>(size) + page - 1) / page);
+      if (::mincore(m, static_cast<size_t>(size), in.data()) == 0)
+        for (unsigned char c : in) resident += (c & 1) ? static_cast<uint64_t>(page) : 0;
+      ::munmap(m, static_cast<size_t>(size));
+    }
+  }
+  ::close(fd);
+  return resident;
+}
+// Drops the file's clean pages (POSIX_FADV_DONTNEED after fdatasync); true if
+// none is left resident (false on a filesystem that keeps them, e.g. tmpfs).
+inline bool EvictFromPageCache(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  ::fdatasync(fd);
+  ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+  ::close(fd);
+  return ResidentBytes(path) == 0;
+}
 
 }  // namespace chainfs::testing

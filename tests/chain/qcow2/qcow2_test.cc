@@ -127,6 +127,39 @@ TEST(Qcow2Chain, ZeroDiscardAndOverwritesAlongAChain) {
   EXPECT_FALSE(repo.value()->Lock("backup").ok());
 }
 
+// A view reads an image only where it shows it: the kernel's readahead
+// around reads of a mostly shadowed base (read_ahead_kb is 8 MiB on these
+// machines) must not fetch the clusters newer images hide. The base's 32 MiB
+// are all written; the overlay rewrites all but the first cluster of each
+// MiB, so the top view shows 2 MiB of the base.
+TEST(Qcow2Chain, ASequentialReadFetchesOnlyTheClustersTheViewShows) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  Sh(d, "qemu-img create -q -f qcow2 base.qcow2 32M && qemu-io -c 'write -P 0x11 0 32M' base.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2");
+  std::string writes;
+  for (uint64_t i = 0; i < 32; ++i)
+    writes += " -c 'write -P 0x22 " + std::to_string(i * kMiB + 65536) + " " + std::to_string(kMiB - 65536) + "'";
+  Sh(d, "qemu-io" + writes + " top.qcow2");
+  for (const char* f : {"base.qcow2", "top.qcow2"})
+    ASSERT_TRUE(testing::EvictFromPageCache(d + "/" + f)) << "the page cache of " << f << " cannot be dropped";
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  auto v = repo.value()->OpenView("top", "top", "disk");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  std::string buf(kMiB, '\0');
+  for (uint64_t off = 0; off < 32 * kMiB; off += kMiB) {
+    ASSERT_TRUE(v.value()->Read(off, kMiB, buf.data()).ok());
+    ASSERT_EQ(buf[0], 0x11) << off;  // the base's cluster
+    ASSERT_EQ(buf[65536], 0x22) << off;
+  }
+  // 2 MiB of clusters, plus the header, L1 and L2 tables (a cluster each).
+  const uint64_t base = testing::ResidentBytes(d + "/base.qcow2");
+  EXPECT_GE(base, 2 * kMiB);
+  EXPECT_LE(base, 2 * kMiB + 4 * 65536) << "bytes of base.qcow2 read from disk";
+}
+
 TEST(Qcow2Chain, CompressedSubclustersClusterSizesRawBaseV2AndGrowth) {
   TempDir tmp;
   const std::string d = tmp / "img";
