@@ -27,6 +27,9 @@ class ViewSource : public Source {
     if (offset > view_->size() || n > view_->size() - offset)
       return Status::InvalidArgument(name_ + ": read of " + std::to_string(n) + " bytes at " +
                                      std::to_string(offset) + " past its end");
+    // All of the piece's stored bytes are asked for at once: a qcow2 image
+    // is read without the kernel's readahead (OpenQcow2Layer).
+    view_->WillNeed(offset, n);
     return view_->Read(offset, n, static_cast<char*>(buf));
   }
   bool HasChangedRanges() const override { return changed_.has_value(); }
