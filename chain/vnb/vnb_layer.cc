@@ -3,6 +3,7 @@
 #include <lz4frame.h>
 
 #include "chain/base/worker_pool.h"
+#include "chain/vnb/frame_buffer.h"
 
 #include <algorithm>
 #include <cstring>
@@ -33,51 +34,6 @@ struct Piece {
 // before it). A reader of bytes already decoded copies them at once, so a
 // sequential pass is served while the frame is still being decoded, and a
 // random read decodes only up to what it reads.
-// Memory for one decoded frame, recycled. A fresh buffer per frame (32 MiB)
-// cost a page fault and the kernel's zeroing of each of its pages, and a
-// zero fill of all of it again (std::string): a quarter of the daemon's CPU
-// in a cold sequential read of an lz4 view (perf). Up to kSpare buffers are
-// kept for the next frames; bytes are never read before they are decoded.
-class FrameBuffer {
- public:
-  explicit FrameBuffer(size_t n) : n_(n) {
-    {
-      Spares& s = Get();
-      std::lock_guard<std::mutex> l(s.mu);
-      for (auto it = s.free.begin(); it != s.free.end(); ++it)
-        if (it->first == n) {
-          p_ = std::move(it->second);
-          s.free.erase(it);
-          return;
-        }
-    }
-    p_ = std::make_unique_for_overwrite<char[]>(n);
-  }
-  ~FrameBuffer() {
-    Spares& s = Get();
-    std::lock_guard<std::mutex> l(s.mu);
-    if (s.free.size() < kSpare) s.free.emplace_back(n_, std::move(p_));
-  }
-  FrameBuffer(const FrameBuffer&) = delete;
-  FrameBuffer& operator=(const FrameBuffer&) = delete;
-  char* data() { return p_.get(); }
-  const char* data() const { return p_.get(); }
-  size_t size() const { return n_; }
-
- private:
-  static constexpr size_t kSpare = 2;
-  struct Spares {
-    std::mutex mu;
-    std::vector<std::pair<size_t, std::unique_ptr<char[]>>> free;
-  };
-  static Spares& Get() {
-    static Spares* s = new Spares();  // never destroyed: frames may outlive statics
-    return *s;
-  }
-  const size_t n_;
-  std::unique_ptr<char[]> p_;
-};
-
 struct FrameState {
   explicit FrameState(size_t size) : out(size) {}
   ~FrameState() {

@@ -9,6 +9,7 @@
 #include "chain/ingest/import.h"
 #include "chain/repo/check.h"
 #include "chain/repo/repository.h"
+#include "chain/vnb/frame_buffer.h"
 #include "chain/vnb/sparse_stream.h"
 #include "chain/vnb/vnb_layer.h"
 #include "tests/chain/test_util.h"
@@ -543,6 +544,45 @@ TEST(VnbDecodeAhead, RepositoryOutlivesItsBackgroundDecoding) {
   std::string out(d.image.size(), '\0');
   ASSERT_TRUE(v.value()->Read(0, out.size(), out.data()).ok());
   EXPECT_TRUE(out == d.image);
+}
+
+// Decoded frames differ in size (one per extent, cut at 32 MiB): a spare
+// buffer serves any frame it can hold, or every frame of a full stream was a
+// fresh mapping, faulted in and zeroed page by page by the kernel.
+TEST(VnbFrameBuffer, ASpareServesAnyFrameItHoldsAndTheLargestAreKept) {
+  constexpr size_t kMiB = 1 << 20;
+  // Take whatever spares earlier tests left.
+  std::vector<std::unique_ptr<FrameBuffer>> held;
+  for (size_t i = 0; i < FrameBuffer::kSpare; ++i) held.push_back(std::make_unique<FrameBuffer>(1));
+  const char* p = nullptr;
+  {
+    FrameBuffer a(5 * kMiB);
+    p = a.data();
+    EXPECT_EQ(a.capacity(), 5 * kMiB);
+  }
+  {
+    FrameBuffer b(3 * kMiB + 17);  // smaller, odd size: a's memory
+    EXPECT_EQ(b.data(), p);
+    EXPECT_EQ(b.size(), 3 * kMiB + 17);
+    EXPECT_EQ(b.capacity(), 5 * kMiB);
+  }
+  {
+    FrameBuffer c(5 * kMiB + 1);  // larger than any spare: new, rounded up to 1 MiB
+    EXPECT_NE(c.data(), p);
+    EXPECT_EQ(c.capacity(), 6 * kMiB);
+  }
+  // Spares now: 5 and 6 MiB. Four more released: the kSpare largest stay.
+  {
+    FrameBuffer d(1 * kMiB), e(2 * kMiB), f(7 * kMiB), g(8 * kMiB);
+  }
+  std::vector<size_t> caps;
+  for (size_t i = 0; i < FrameBuffer::kSpare; ++i) {
+    held.push_back(std::make_unique<FrameBuffer>(1));  // the smallest spare first
+    caps.push_back(held.back()->capacity());
+  }
+  EXPECT_EQ(caps, (std::vector<size_t>{6 * kMiB, 7 * kMiB, 8 * kMiB}));
+  FrameBuffer fresh(1);  // none left: a new buffer of 1 MiB
+  EXPECT_EQ(fresh.capacity(), kMiB);
 }
 
 }  // namespace
