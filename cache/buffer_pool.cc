@@ -1,6 +1,6 @@
 #include "cache/buffer_pool.h"
 
-#include <sys/mman.h>
+#include "chain/base/huge_map.h"
 
 #include <cstdint>
 #include <new>
@@ -11,7 +11,7 @@ BufferPool::~BufferPool() {
   for (FreeList& l : free_)
     if (l.size > kMaxSlabBuffer)
       for (char* b : l.buffers) delete[] b;
-  for (char* s : slabs_) ::munmap(s, kSlabBytes);
+  for (char* s : slabs_) UnmapHuge(s, kSlabBytes);
 }
 
 BufferPool::FreeList& BufferPool::ListFor(uint32_t size) {
@@ -23,19 +23,7 @@ BufferPool::FreeList& BufferPool::ListFor(uint32_t size) {
 
 char* BufferPool::Carve(uint32_t size) {
   if (slab_left_ < size) {
-    // Map twice the slab and keep the 2 MiB-aligned middle, so that the slab
-    // can be one huge page.
-    void* p = ::mmap(nullptr, 2 * kSlabBytes, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    const auto start = reinterpret_cast<uintptr_t>(p);
-    const uintptr_t aligned = (start + kSlabBytes - 1) & ~(kSlabBytes - 1);
-    if (aligned > start) ::munmap(p, aligned - start);
-    if (aligned + kSlabBytes < start + 2 * kSlabBytes)
-      ::munmap(reinterpret_cast<void*>(aligned + kSlabBytes),
-               start + 2 * kSlabBytes - aligned - kSlabBytes);
-    char* slab = reinterpret_cast<char*>(aligned);
-    (void)::madvise(slab, kSlabBytes, MADV_HUGEPAGE);  // a hint: fine if refused
+    char* slab = MapHugeAligned(kSlabBytes);  // one huge page
     slabs_.push_back(slab);
     // The rest of the previous slab (less than one buffer) is left unused.
     slab_next_ = slab;

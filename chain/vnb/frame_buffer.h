@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "chain/base/huge_map.h"
+
 namespace chainfs {
 
 // Memory for one decoded frame, recycled. A fresh buffer per frame (up to
@@ -17,7 +19,8 @@ namespace chainfs {
 // (std::string): a quarter of the daemon's CPU in a cold sequential read of
 // an lz4 view (perf). Frames differ in size (one per extent of the stream,
 // big extents cut at 32 MiB), so a spare serves any frame it can hold: the
-// smallest that fits is taken, and capacities are rounded up to 1 MiB. Up to
+// smallest that fits is taken. Buffers are huge-page mappings
+// (chain/base/huge_map.h), their capacity a multiple of 2 MiB. Up to
 // kSpare buffers are kept, the largest; bytes are never read before they are
 // decoded.
 class FrameBuffer {
@@ -36,9 +39,8 @@ class FrameBuffer {
         return;
       }
     }
-    constexpr size_t kRound = 1 << 20;
-    cap_ = (n + kRound - 1) / kRound * kRound;
-    p_ = std::make_unique_for_overwrite<char[]>(cap_);
+    cap_ = std::max<size_t>(1, (n + kHugePageBytes - 1) / kHugePageBytes) * kHugePageBytes;
+    p_ = Memory(MapHugeAligned(cap_), Unmap{cap_});
   }
   ~FrameBuffer() {
     Spares& s = Get();
@@ -58,9 +60,14 @@ class FrameBuffer {
   static constexpr size_t kSpare = 3;
 
  private:
+  struct Unmap {
+    size_t bytes;
+    void operator()(char* p) const { UnmapHuge(p, bytes); }
+  };
+  using Memory = std::unique_ptr<char, Unmap>;
   struct Spares {
     std::mutex mu;
-    std::vector<std::pair<size_t, std::unique_ptr<char[]>>> free;
+    std::vector<std::pair<size_t, Memory>> free;
   };
   static Spares& Get() {
     static Spares* s = new Spares();  // never destroyed: frames may outlive statics
@@ -68,7 +75,7 @@ class FrameBuffer {
   }
   const size_t n_;
   size_t cap_ = 0;
-  std::unique_ptr<char[]> p_;
+  Memory p_{nullptr, Unmap{0}};
 };
 
 }  // namespace chainfs

@@ -83,7 +83,7 @@ class FrameCache {
   // REQUIRES: mu_ held.
   void Insert(const Key& key, Frame v) {
     lru_.push_front(key);
-    bytes_ += v->out.size();
+    bytes_ += v->out.capacity();  // what it maps, not what it holds
     map_[key] = {std::move(v), lru_.begin()};
     // Oldest first, skipping frames in use (being decoded or read: the
     // cache's reference is not the only one), which an eviction would have
@@ -92,7 +92,7 @@ class FrameCache {
       --at;
       auto it = map_.find(*at);
       if (it->second.first.use_count() > 1) continue;
-      bytes_ -= it->second.first->out.size();
+      bytes_ -= it->second.first->out.capacity();
       map_.erase(it);
       at = lru_.erase(at);
     }
@@ -322,13 +322,25 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
       file_->WillNeed(p->pos + k, std::min<uint64_t>(count * bs_, p->length - k));
       return;
     }
-    // The frames holding these entries: decoded in the background, whole.
+    // The frames holding these entries: large ones decoded in the
+    // background, whole; small ones (an incremental's extents, decoded by
+    // whoever reads them) only fetched from disk, a run of them that follow
+    // each other in the file as one hint.
     std::weak_ptr<const VnbLayer> weak = weak_from_this();
+    uint64_t run_start = 0, run_end = 0;
+    auto flush = [&] {
+      if (run_end > run_start) file_->WillNeed(run_start, run_end - run_start);
+      run_start = run_end = 0;
+    };
     for (size_t i = index; i < pieces_.size(); ++i) {
       const Piece& q = pieces_[i];
       if (q.zero) continue;
       if (q.first_entry >= first + count) break;
-      if (q.length < kMinDecodeAheadBytes) continue;  // decoded on demand at once
+      if (q.length < kMinDecodeAheadBytes) {
+        if (q.pos != run_end) flush(), run_start = q.pos;
+        run_end = q.pos + q.stored;
+        continue;
+      }
       auto f = FrameCache::Get().Get(id_, i, [&] { return NewFrame(q); });
       {
         std::lock_guard<std::mutex> l(f->mu);
@@ -348,6 +360,7 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
         if (--a.n == 0) a.idle.notify_all();
       });
     }
+    flush();
   }
 
   Status Verify(const std::function<void(uint64_t)>& progress) const {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/filesystem.hpp>
+#include <cstring>
 #include <fstream>
 
 #include "chain/ingest/import.h"
@@ -548,9 +549,9 @@ TEST(VnbDecodeAhead, RepositoryOutlivesItsBackgroundDecoding) {
 
 // Decoded frames differ in size (one per extent, cut at 32 MiB): a spare
 // buffer serves any frame it can hold, or every frame of a full stream was a
-// fresh mapping, faulted in and zeroed page by page by the kernel.
+// fresh mapping, faulted in and zeroed page by page by the kernel. Buffers
+// are huge-page mappings: capacities are multiples of 2 MiB.
 TEST(VnbFrameBuffer, ASpareServesAnyFrameItHoldsAndTheLargestAreKept) {
-  constexpr size_t kMiB = 1 << 20;
   // Take whatever spares earlier tests left.
   std::vector<std::unique_ptr<FrameBuffer>> held;
   for (size_t i = 0; i < FrameBuffer::kSpare; ++i) held.push_back(std::make_unique<FrameBuffer>(1));
@@ -558,31 +559,65 @@ TEST(VnbFrameBuffer, ASpareServesAnyFrameItHoldsAndTheLargestAreKept) {
   {
     FrameBuffer a(5 * kMiB);
     p = a.data();
-    EXPECT_EQ(a.capacity(), 5 * kMiB);
+    EXPECT_EQ(a.capacity(), 6 * kMiB);
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (2 * kMiB), 0u);  // huge-page aligned
+    std::memset(a.data(), 0x5a, a.capacity());                   // all of it is writable
   }
   {
     FrameBuffer b(3 * kMiB + 17);  // smaller, odd size: a's memory
     EXPECT_EQ(b.data(), p);
     EXPECT_EQ(b.size(), 3 * kMiB + 17);
-    EXPECT_EQ(b.capacity(), 5 * kMiB);
+    EXPECT_EQ(b.capacity(), 6 * kMiB);
   }
   {
-    FrameBuffer c(5 * kMiB + 1);  // larger than any spare: new, rounded up to 1 MiB
+    FrameBuffer c(6 * kMiB + 1);  // larger than any spare: new
     EXPECT_NE(c.data(), p);
-    EXPECT_EQ(c.capacity(), 6 * kMiB);
+    EXPECT_EQ(c.capacity(), 8 * kMiB);
   }
-  // Spares now: 5 and 6 MiB. Four more released: the kSpare largest stay.
+  // Spares now: 6 and 8 MiB. Four more released: the kSpare largest stay.
   {
-    FrameBuffer d(1 * kMiB), e(2 * kMiB), f(7 * kMiB), g(8 * kMiB);
+    FrameBuffer d(1 * kMiB), e(3 * kMiB), f(9 * kMiB), g(11 * kMiB);
   }
   std::vector<size_t> caps;
   for (size_t i = 0; i < FrameBuffer::kSpare; ++i) {
     held.push_back(std::make_unique<FrameBuffer>(1));  // the smallest spare first
     caps.push_back(held.back()->capacity());
   }
-  EXPECT_EQ(caps, (std::vector<size_t>{6 * kMiB, 7 * kMiB, 8 * kMiB}));
-  FrameBuffer fresh(1);  // none left: a new buffer of 1 MiB
-  EXPECT_EQ(fresh.capacity(), kMiB);
+  EXPECT_EQ(caps, (std::vector<size_t>{8 * kMiB, 10 * kMiB, 12 * kMiB}));
+  FrameBuffer fresh(1);  // none left: a new buffer of one huge page
+  EXPECT_EQ(fresh.capacity(), 2 * kMiB);
+}
+
+// An incremental's extents are small lz4 frames, decoded by whoever reads
+// them; readahead's hint fetches their bytes from disk ahead, as it does for
+// an uncompressed stream, or each read waited for its own disk read.
+TEST(VnbDecodeAhead, WillNeedFetchesAnIncrementalsSmallFrames) {
+  TempDir tmp;
+  VnbDisk d;
+  d.Resize(16 * kMiB);
+  (void)d.Take(true);
+  for (uint64_t k = 0; k < 40; ++k) d.Write(k * 384 * 1024, RandomBytes(64 << 10, 100 + k));
+  const std::string path = tmp / "vda.inc.data";
+  WriteFile(path, VnbStreamBytes(d.image.size(), CpName(1), CpName(0), "vda", d.Take(false), true,
+                                 32 * kMiB));
+  auto f = Env::Default()->NewRandomAccessFile(path);
+  ASSERT_TRUE(f.ok());
+  auto layer = OpenVnbLayer(std::move(f).value(), NextLayerId());  // reads every frame header
+  ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+  auto view = View::Create({{layer.value(), "c"}}, "t");
+  ASSERT_TRUE(view.ok());
+  ASSERT_TRUE(testing::EvictFromPageCache(path)) << "the page cache of " << path << " cannot be dropped";
+  view.value()->WillNeed(0, d.image.size());
+  // The reads run in the background: wait for them (20 s for a loaded machine).
+  const uint64_t size = boost::filesystem::file_size(path);
+  uint64_t resident = 0;
+  for (int i = 0; i < 200 && (resident = testing::ResidentBytes(path)) < size * 9 / 10; ++i)
+    ::usleep(100 * 1000);
+  EXPECT_GE(resident, size * 9 / 10) << "of " << size << " bytes";
+  // And what was fetched reads right.
+  std::string out(d.image.size(), '\0');
+  ASSERT_TRUE(view.value()->Read(0, out.size(), out.data()).ok());
+  EXPECT_TRUE(out == d.image);
 }
 
 }  // namespace
