@@ -40,10 +40,14 @@ struct Resident {
   uint32_t next_offset = 0;        // where the last read of this block ended
 };
 
-// A read of a sequential scan that reaches the end of the block: the scan is
-// done with it (S3Fifo holds such blocks to the small FIFO's share).
-bool ConsumedByScan(bool scan, uint32_t offset, uint32_t n, uint32_t block_size) {
-  return scan && n > 0 && offset + n == block_size;
+// A read of a sequential scan that reaches the end of the block, or the last
+// the scan makes of it (ReadOptions::last_of_block: the rest of the block is
+// shadowed in the view, or holds none of its data): the scan is done with it
+// (S3Fifo holds such blocks to the small FIFO's share). Without the second
+// case a view whose newer layers shadow pieces of older blocks kept every
+// such block, and a one-pass read of a deep view filled the whole cache.
+bool ConsumedByScan(const ReadOptions& o, uint32_t offset, uint32_t n, uint32_t block_size) {
+  return o.scan && n > 0 && (o.last_of_block || offset + n == block_size);
 }
 
 unsigned AutoShards(uint64_t capacity) {
@@ -64,8 +68,9 @@ struct BlockCache::Shard {
 
   // A read (not a prefetch) of [offset, offset + n) of resident entry e.
   // REQUIRES: mu held.
-  void RecordRead(S3Fifo<Resident>::Entry* e, uint32_t offset, uint32_t n, bool scan,
+  void RecordRead(S3Fifo<Resident>::Entry* e, uint32_t offset, uint32_t n, const ReadOptions& o,
                   Counters& c) {
+    const bool scan = o.scan;
     Resident& r = e->value;
     if (r.prefetched_unused) {
       r.prefetched_unused = false;  // the prefetch's use, not a re-use
@@ -73,7 +78,7 @@ struct BlockCache::Shard {
     } else if (!scan && (offset == 0 || offset != r.next_offset)) {
       policy.Use(e);  // not a scan, nor the continuation of a read of the block
     }
-    if (ConsumedByScan(scan, offset, n, r.block->size())) policy.MarkScan(e);
+    if (ConsumedByScan(o, offset, n, r.block->size())) policy.MarkScan(e);
     r.next_offset = offset + n;
   }
 };
@@ -102,7 +107,7 @@ BlockCache::Shard& BlockCache::ShardFor(const CacheKey& key) const {
 Status BlockCache::ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n,
                                   char* out, const ReadOptions& options) {
   bool skipped = false;
-  Result<Handle> h = Lookup(layer, entry, offset, n, Origin::kRead, options.scan, &skipped);
+  Result<Handle> h = Lookup(layer, entry, offset, n, Origin::kRead, options, &skipped);
   if (!h.ok()) return h.status();
   std::memcpy(out, h.value()->data() + offset, n);
   return Status::Ok();
@@ -112,7 +117,7 @@ Result<std::shared_ptr<const char>> BlockCache::PinBlock(const Layer& layer, uin
                                                          uint32_t offset, uint32_t n,
                                                          const ReadOptions& options) {
   bool skipped = false;
-  Result<Handle> h = Lookup(layer, entry, offset, n, Origin::kRead, options.scan, &skipped);
+  Result<Handle> h = Lookup(layer, entry, offset, n, Origin::kRead, options, &skipped);
   if (!h.ok()) return h.status();
   const char* data = h.value()->data();
   return std::shared_ptr<const char>(std::move(h).value(), data);
@@ -120,12 +125,12 @@ Result<std::shared_ptr<const char>> BlockCache::PinBlock(const Layer& layer, uin
 
 Result<BlockCache::Handle> BlockCache::Get(const Layer& layer, uint64_t entry) {
   bool skipped = false;
-  return Lookup(layer, entry, 0, layer.block_size(), Origin::kRead, /*scan=*/false, &skipped);
+  return Lookup(layer, entry, 0, layer.block_size(), Origin::kRead, ReadOptions{}, &skipped);
 }
 
 bool BlockCache::Prefetch(const Layer& layer, uint64_t entry) {
   bool skipped = false;
-  Lookup(layer, entry, 0, 0, Origin::kPrefetch, /*scan=*/false, &skipped);
+  Lookup(layer, entry, 0, 0, Origin::kPrefetch, ReadOptions{}, &skipped);
   return !skipped;
 }
 
@@ -137,8 +142,8 @@ bool BlockCache::Contains(uint64_t layer_id, uint64_t entry) const {
 }
 
 Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry, uint32_t offset,
-                                              uint32_t n, Origin origin, bool scan,
-                                              bool* skipped) {
+                                              uint32_t n, Origin origin,
+                                              const ReadOptions& options, bool* skipped) {
   const CacheKey key{layer.id(), entry};
   Shard& shard = ShardFor(key);
   Counters& c = *counters_;
@@ -149,7 +154,7 @@ Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry
       Add(c.readahead_skipped);
       return Handle();
     }
-    shard.RecordRead(e, offset, n, scan, c);
+    shard.RecordRead(e, offset, n, options, c);
     Add(c.hits);
     return e->value.block;
   }
@@ -165,7 +170,7 @@ Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry
     Result<Handle> r = pending.get();
     if (r.ok()) {  // it may have been a prefetch: this read is its use
       lock.lock();
-      if (auto* e = shard.policy.Find(key)) shard.RecordRead(e, offset, n, scan, c);
+      if (auto* e = shard.policy.Find(key)) shard.RecordRead(e, offset, n, options, c);
     }
     return r;
   }
@@ -191,7 +196,7 @@ Result<BlockCache::Handle> BlockCache::Lookup(const Layer& layer, uint64_t entry
     uint64_t freed = 0, dropped = 0;
     Resident res{r.value(), origin == Origin::kPrefetch, offset + n};
     const bool consumed =
-        origin == Origin::kRead && ConsumedByScan(scan, offset, n, layer.block_size());
+        origin == Origin::kRead && ConsumedByScan(options, offset, n, layer.block_size());
     shard.policy.Insert(
         key, std::move(res), charge,
         [&](S3Fifo<Resident>::Entry&& gone) {

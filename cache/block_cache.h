@@ -33,7 +33,8 @@
 // scan (ReadOptions::scan), and is not the first read of a block that readahead
 // loaded (that read is the prefetch's "use").
 //
-// A block a sequential scan has read to its end is a scan entry: it leaves
+// A block a sequential scan has read to its end (or read for the last time,
+// ReadOptions::last_of_block) is a scan entry: it leaves
 // the small FIFO as soon as that FIFO is over its share, even while the
 // cache has room (S3Fifo). A `cat`, `dd` or `rsync` of a whole disk then
 // recycles about 10% of the capacity instead of filling it: it does not
@@ -206,7 +207,7 @@ class BlockCache : public BlockReader {
   // The block, from the shard or loaded; *skipped (prefetch only) when it was
   // resident or in flight and nothing was done.
   Result<Handle> Lookup(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n,
-                        Origin origin, bool scan, bool* skipped);
+                        Origin origin, const ReadOptions& options, bool* skipped);
   // Loads the block (this thread owns the shard's in-flight slot for it).
   Result<Handle> LoadBlock(const Layer& layer, uint64_t entry);
   Shard& ShardFor(const CacheKey& key) const;

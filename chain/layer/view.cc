@@ -95,7 +95,20 @@ Status View::Walk(uint64_t offset, size_t n, Zero zero, Data data) const {
     const EntryPos at = run->EntryAt(pos);
     const uint64_t len =
         std::min({run->end, data_end, pos + (run->entry_size() - at.offset)}) - pos;
-    Status st = data(run->layer, at.entry, at.offset, static_cast<uint32_t>(len));
+    // The last piece of this entry a forward pass reads: one that reaches
+    // the entry's end, or the end of its run when no later run (before the
+    // entry's end) maps the same entry.
+    const uint64_t entry_end = pos + (run->entry_size() - at.offset);
+    bool last = pos + len == entry_end;
+    if (!last && pos + len == run->end) {
+      last = true;
+      for (const MapRun* r = run + 1; r != runs_end && r->start < entry_end; ++r)
+        if (!r->is_zero() && r->layer == run->layer && r->EntryAt(r->start).entry == at.entry) {
+          last = false;
+          break;
+        }
+    }
+    Status st = data(run->layer, at.entry, at.offset, static_cast<uint32_t>(len), last);
     if (!st.ok())
       return st.Context("view " + label_ + " offset " + std::to_string(pos) +
                         " (stored by checkpoint " + layers_[run->layer].checkpoint + ")");
@@ -113,8 +126,10 @@ Status View::Read(uint64_t offset, size_t n, char* out, const ReadOptions& optio
         std::memset(p, 0, len);
         p += len;
       },
-      [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len) {
-        Status st = reader_->ReadBlockRange(*layers_[li].layer, entry, in_block, len, p, options);
+      [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len, bool last) {
+        ReadOptions o = options;
+        o.last_of_block = last;
+        Status st = reader_->ReadBlockRange(*layers_[li].layer, entry, in_block, len, p, o);
         p += len;
         return st;
       });
@@ -130,8 +145,10 @@ Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out,
         else
           out->push_back(ReadPiece{nullptr, len, nullptr});
       },
-      [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len) -> Status {
-        auto pinned = reader_->PinBlock(*layers_[li].layer, entry, in_block, len, options);
+      [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len, bool last) -> Status {
+        ReadOptions o = options;
+        o.last_of_block = last;
+        auto pinned = reader_->PinBlock(*layers_[li].layer, entry, in_block, len, o);
         if (!pinned.ok()) return pinned.status();
         const char* data = pinned.value().get() + in_block;
         out->push_back(ReadPiece{data, len, std::move(pinned).value()});

@@ -34,6 +34,11 @@ struct ReadOptions {
   // readahead sees it): a cache does not count it as a re-use of the blocks
   // it touches, so a one-pass read leaves them to be evicted first.
   bool scan = false;
+  // Set by View per block it reads: the view reads nothing more of this
+  // block in a forward pass (the rest of it is shadowed by newer layers, or
+  // holds no data of this view). A scan is then done with the block, as if it
+  // had read it to its end.
+  bool last_of_block = false;
 };
 
 // How a view obtains decoded block bytes. Implementations must be thread-safe.
@@ -158,7 +163,7 @@ class View {
                                             std::vector<uint64_t>* clip_bytes);
   // Splits [offset, offset + n) into zero ranges, zero(length), and data
   // ranges within one entry, data(layer index, entry, offset in entry,
-  // length);
+  // length, last: no later range of this walk's runs reads this entry);
   // returns the first error of data() with the view and position added.
   template <typename Zero, typename Data>
   Status Walk(uint64_t offset, size_t n, Zero zero, Data data) const;

@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstring>
 #include <random>
 #include <thread>
 #include <vector>
 
+#include "chain/layer/view.h"
 #include "tests/cache/fake_layer.h"
 
 namespace chainfs {
@@ -154,6 +156,39 @@ TEST(BlockCacheTest, SequentialScanRecyclesTheSmallShareInsteadOfFillingTheCache
   // Blocks read outside a scan still fill the room.
   for (uint64_t e = 1000; e < 1050; ++e) ExpectBlock(cache, layer, e);
   EXPECT_GE(cache.Stats().blocks_held, 50u);
+}
+
+// A deep view reads most old blocks in pieces around what newer layers
+// shadow, and a newer layer's small extent fills only the front of its
+// block: such blocks are never read to their end. The view tells the cache
+// which read is the last of a block (ReadOptions::last_of_block), so a scan
+// still recycles the small share; before, every such block was kept and a
+// one-pass read of a deep view filled the whole cache with cold memory.
+TEST(BlockCacheTest, AScanOfAViewWithShadowedPiecesRecyclesTheSmallShare) {
+  constexpr uint64_t kBlocks = 500;
+  auto base = std::make_shared<testing::ExtentLayer>(kBs, kBlocks * kBs);
+  base->AddData(0, kBlocks * kBs);
+  auto top = std::make_shared<testing::ExtentLayer>(kBs, kBlocks * kBs);
+  for (uint64_t b = 0; b < kBlocks; ++b) top->AddData(b * kBs + 24 * 1024, 16 * 1024);
+  BlockCache cache(Options(100));  // small FIFO: 10 blocks
+  auto view = View::Create({{top, "top"}, {base, "base"}}, "t", &cache);
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  const ReadOptions scan{.scan = true};
+  std::vector<char> got(128 * 1024), want(kBs), top_block(kBs);
+  for (uint64_t off = 0; off < kBlocks * kBs; off += got.size()) {
+    ASSERT_TRUE(view.value()->Read(off, got.size(), got.data(), scan).ok());
+    for (uint64_t b = off / kBs; b < (off + got.size()) / kBs; ++b) {
+      base->Fill(b, want.data());
+      top->Fill(b, top_block.data());  // the top's entry b holds its 16 KiB first
+      std::memcpy(want.data() + 24 * 1024, top_block.data(), 16 * 1024);
+      ASSERT_EQ(0, std::memcmp(got.data() + (b * kBs - off), want.data(), kBs)) << "block " << b;
+    }
+  }
+  BlockCacheStats s = cache.Stats();
+  EXPECT_LE(s.blocks_held, 10u + 2u) << "a one-pass scan of the view filled the cache";
+  for (uint64_t e : base->read()) ASSERT_LT(e, kBlocks);
+  EXPECT_EQ(base->read().size(), kBlocks);
+  EXPECT_EQ(top->read().size(), kBlocks);
 }
 
 TEST(BlockCacheTest, ConcurrentMissesLoadOnce) {
