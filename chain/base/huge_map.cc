@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <bit>
 #include <cstdint>
 #include <new>
 
@@ -24,6 +25,44 @@ char* MapHugeAligned(size_t bytes) {
 
 void UnmapHuge(char* p, size_t bytes) {
   if (p != nullptr) ::munmap(p, bytes);
+}
+
+HugeSlots& HugeSlots::Get() {
+  static HugeSlots* slots = new HugeSlots;  // never destroyed: buffers may outlive statics
+  return *slots;
+}
+
+HugeSlots::~HugeSlots() {
+  for (auto& [p, bytes] : chunks_) UnmapHuge(p, bytes);
+}
+
+char* HugeSlots::Alloc(size_t bytes) {
+  if (!std::has_single_bit(bytes) || std::countr_zero(bytes) >= static_cast<int>(free_.size()))
+    throw std::bad_alloc();
+  std::vector<char*>& list = free_[static_cast<size_t>(std::countr_zero(bytes))];
+  std::lock_guard<std::mutex> l(mu_);
+  if (list.empty()) {
+    // One mapping of at least a huge page, cut into slots.
+    const size_t chunk = bytes > kHugePageBytes ? bytes : kHugePageBytes;
+    char* p = MapHugeAligned(chunk);
+    chunks_.emplace_back(p, chunk);
+    mapped_ += chunk;
+    for (size_t at = chunk; at > 0; at -= bytes) list.push_back(p + at - bytes);
+  }
+  char* out = list.back();
+  list.pop_back();
+  return out;
+}
+
+void HugeSlots::Free(char* p, size_t bytes) {
+  if (p == nullptr) return;
+  std::lock_guard<std::mutex> l(mu_);
+  free_[static_cast<size_t>(std::countr_zero(bytes))].push_back(p);
+}
+
+size_t HugeSlots::MappedBytes() {
+  std::lock_guard<std::mutex> l(mu_);
+  return mapped_;
 }
 
 }  // namespace chainfs

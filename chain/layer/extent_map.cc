@@ -38,6 +38,7 @@ class CoveredSet {
 // Appends the runs of layers (newest first) not covered yet to runs.
 void AddLayers(const std::vector<const Layer*>& layers, const std::vector<uint64_t>& clip_bytes,
                CoveredSet& covered, std::vector<MapRun>& runs) {
+  for (const Layer* layer : layers) layer->WillNeedExtents();
   for (uint32_t li = 0; li < layers.size(); ++li) {
     const uint64_t clip = clip_bytes[li];
     const uint8_t shift = static_cast<uint8_t>(std::countr_zero(layers[li]->block_size()));

@@ -95,6 +95,11 @@ class Layer {
     (void)first;
     (void)count;
   }
+  // Hints that ForEachExtent will be called soon, so that what it reads (a
+  // qcow2 image's L2 tables) can be fetched from disk in the background. A
+  // view over N layers hints them all before walking any, so N layers' reads
+  // wait on the disk together, not one after another. No-op by default.
+  virtual void WillNeedExtents() const {}
   // The stored blocks of entries [first, first + count), as is (not decoded),
   // each checksum verified, passed to fn in entry order: consolidation copies
   // them into a new file of the same format. Reads in bulk (one read for

@@ -118,6 +118,16 @@ Status View::Walk(uint64_t offset, size_t n, Zero zero, Data data) const {
   return Status::Ok();
 }
 
+namespace {
+// The options of one piece of a read: the caller's, and whether the piece is
+// the last this pass reads of its block (see ReadOptions::last_of_block).
+ReadOptions PieceOptions(const ReadOptions& options, bool last) {
+  ReadOptions o = options;
+  o.last_of_block = last;
+  return o;
+}
+}  // namespace
+
 Status View::Read(uint64_t offset, size_t n, char* out, const ReadOptions& options) const {
   char* p = out;
   return Walk(
@@ -127,9 +137,8 @@ Status View::Read(uint64_t offset, size_t n, char* out, const ReadOptions& optio
         p += len;
       },
       [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len, bool last) {
-        ReadOptions o = options;
-        o.last_of_block = last;
-        Status st = reader_->ReadBlockRange(*layers_[li].layer, entry, in_block, len, p, o);
+        Status st = reader_->ReadBlockRange(*layers_[li].layer, entry, in_block, len, p,
+                                            PieceOptions(options, last));
         p += len;
         return st;
       });
@@ -146,9 +155,8 @@ Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out,
           out->push_back(ReadPiece{nullptr, len, nullptr});
       },
       [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len, bool last) -> Status {
-        ReadOptions o = options;
-        o.last_of_block = last;
-        auto pinned = reader_->PinBlock(*layers_[li].layer, entry, in_block, len, o);
+        auto pinned = reader_->PinBlock(*layers_[li].layer, entry, in_block, len,
+                                        PieceOptions(options, last));
         if (!pinned.ok()) return pinned.status();
         const char* data = pinned.value().get() + in_block;
         out->push_back(ReadPiece{data, len, std::move(pinned).value()});

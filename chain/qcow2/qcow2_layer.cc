@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "chain/base/huge_map.h"
 #include "chain/qcow2/big_endian.h"
 
 namespace chainfs {
@@ -20,7 +21,8 @@ constexpr uint64_t kCompressedBit = 1ull << 62;
 constexpr uint64_t kZeroBit = 1;                         // standard L2 entry, no extended L2
 constexpr uint32_t kSubclusters = 32;
 
-using Table = std::shared_ptr<const std::vector<uint64_t>>;
+// A decoded L2 table: cluster size / 8 entries, in HugeSlots memory.
+using Table = std::shared_ptr<const uint64_t>;
 
 // L2 tables of every qcow2 layer of the process, decoded, least recently
 // used first out beyond kQcow2L2CacheBytes. Keyed by layer id (unique per
@@ -38,16 +40,16 @@ class L2Cache {
     lru_.splice(lru_.end(), lru_, it->second.pos);
     return it->second.table;
   }
-  void Insert(uint64_t layer, uint64_t off, Table t) {
+  void Insert(uint64_t layer, uint64_t off, Table t, uint64_t bytes) {
     std::lock_guard<std::mutex> l(mu_);
     const Key k{layer, off};
     if (map_.count(k)) return;
-    bytes_ += t->size() * 8;
+    bytes_ += bytes;
     lru_.push_back(k);
-    map_.emplace(k, Slot{std::move(t), std::prev(lru_.end())});
+    map_.emplace(k, Slot{std::move(t), bytes, std::prev(lru_.end())});
     while (bytes_ > kQcow2L2CacheBytes && lru_.size() > 1) {
       auto victim = map_.find(lru_.front());
-      bytes_ -= victim->second.table->size() * 8;
+      bytes_ -= victim->second.bytes;
       map_.erase(victim);
       lru_.pop_front();
     }
@@ -63,6 +65,7 @@ class L2Cache {
   };
   struct Slot {
     Table table;
+    uint64_t bytes;
     std::list<Key>::iterator pos;
   };
   std::mutex mu_;
@@ -124,16 +127,38 @@ class Qcow2Layer : public Layer {
                                                                       : ", past the end of the file (" +
                                                                             std::to_string(file_->Size()) + " bytes)"));
     if (Table t = L2Cache::Get().Find(id_, off)) return t;
-    std::vector<char> raw(cs_);
-    CHAINFS_RETURN_IF_ERROR(file_->ReadAt(off, cs_, raw.data()));
-    auto t = std::make_shared<std::vector<uint64_t>>(cs_ / 8);
-    for (size_t k = 0; k < t->size(); ++k) (*t)[k] = LoadBe64(&raw[k * 8]);
-    L2Cache::Get().Insert(id_, off, t);
+    // Read in place, then decoded in place.
+    char* mem = HugeSlots::Get().Alloc(cs_);
+    std::shared_ptr<uint64_t> t(reinterpret_cast<uint64_t*>(mem),
+                                [n = cs_](uint64_t* p) { HugeSlots::Get().Free(reinterpret_cast<char*>(p), n); });
+    CHAINFS_RETURN_IF_ERROR(file_->ReadAt(off, cs_, mem));
+    for (uint64_t k = 0; k < cs_ / 8; ++k) t.get()[k] = LoadBe64(mem + k * 8);
+    L2Cache::Get().Insert(id_, off, t, cs_);
     return Table(std::move(t));
   }
 
-  uint64_t Entry(const Table& t, uint64_t j) const { return (*t)[j * width_]; }
-  uint64_t Bitmap(const Table& t, uint64_t j) const { return width_ == 2 ? (*t)[j * 2 + 1] : 0; }
+  // The L2 tables ForEachExtent will read and the cache does not hold, as
+  // hints; tables next to each other in the file as one. Tables L2() refuses
+  // are skipped (it reports them).
+  void WillNeedExtents() const override {
+    const uint64_t per_l1 = l2e_ * cs_;
+    uint64_t run_start = 0, run_end = 0;
+    for (uint64_t i = 0; i < l1_.size() && i * per_l1 < h_.virtual_size; ++i) {
+      const uint64_t off = l1_[i] & kOffsetMask;
+      if (off == 0 || off % cs_ != 0 || off + cs_ > file_->Size() || shared_.count(i) != 0 ||
+          L2Cache::Get().Find(id_, off) != nullptr)
+        continue;
+      if (off != run_end) {
+        if (run_end > run_start) file_->WillNeed(run_start, run_end - run_start);
+        run_start = off;
+      }
+      run_end = off + cs_;
+    }
+    if (run_end > run_start) file_->WillNeed(run_start, run_end - run_start);
+  }
+
+  uint64_t Entry(const Table& t, uint64_t j) const { return t.get()[j * width_]; }
+  uint64_t Bitmap(const Table& t, uint64_t j) const { return width_ == 2 ? t.get()[j * 2 + 1] : 0; }
 
   // Unit u (0 for a whole cluster, else the subcluster) of L2 entry e.
   Unit Classify(uint64_t e, uint64_t bitmap, uint32_t u) const {

@@ -8,8 +8,11 @@
 // subclusters (cluster size / 32) in an image with extended L2 entries, so
 // that a read finds its L2 entry by arithmetic. Opening reads the header and
 // the L1 table only; L2 tables are read when the view is built
-// (ForEachExtent) or a block is read, and kept in a process-wide cache of
-// kQcow2L2CacheBytes. A standard cluster is one pread; a compressed one
+// (ForEachExtent, after WillNeedExtents has asked the disk for all of them)
+// or a block is read, and kept in a process-wide cache of
+// kQcow2L2CacheBytes, decoded in place in HugeSlots memory
+// (chain/base/huge_map.h; the slots it recycles are bounded by that cache
+// plus the tables in use). A standard cluster is one pread; a compressed one
 // (zlib raw deflate or zstd, per the header) is decoded whole, the last one
 // per thread kept for the next subcluster. A data cluster outside the file,
 // not aligned, or that does not decode is kCorruption naming the file, the

@@ -48,6 +48,11 @@ std::string NewDeltaFileName(const std::string& checkpoint, const std::string& d
 // NAME.json.tmp.SUFFIX), never for a manifest itself.
 bool IsManifestTemporary(const std::string& file);
 
+// What Repository::Open accepts, as a command's --help says it.
+inline constexpr const char* kSourceHelp =
+    "repository, a virtnbdbackup output directory (or a directory of them), or a qcow2 image (or a "
+    "directory of images)";
+
 class Repository {
  public:
   // Creates REPO (or uses an empty existing directory) with a config. env

@@ -337,7 +337,10 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
       if (q.zero) continue;
       if (q.first_entry >= first + count) break;
       if (q.length < kMinDecodeAheadBytes) {
-        if (q.pos != run_end) flush(), run_start = q.pos;
+        if (q.pos != run_end) {
+          flush();
+          run_start = q.pos;
+        }
         run_end = q.pos + q.stored;
         continue;
       }

@@ -312,7 +312,7 @@ Action AddListCommand(CLI::App& app) {
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("REPO", o->repo, "repository, or a virtnbdbackup output directory (or a directory of them)")->required();
+  cmd->add_option("REPO", o->repo, kSourceHelp)->required();
   cmd->add_option("GROUP", o->group, "only this group");
   cmd->add_flag("--json", o->json, "print as JSON");
   return [o]() -> int {
@@ -382,7 +382,7 @@ Action AddExportCommand(CLI::App& app) {
     bool json = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("REPO", o->repo, "repository, or a virtnbdbackup output directory (or a directory of them)")->required();
+  cmd->add_option("REPO", o->repo, kSourceHelp)->required();
   cmd->add_option("GROUP", o->group, "group")->required();
   cmd->add_option("CHECKPOINT", o->checkpoint, "checkpoint")->required();
   cmd->add_option("DISK", o->disk, "disk")->required();
@@ -438,7 +438,7 @@ Action AddCheckCommand(CLI::App& app) {
     bool deep = false, json = false;
   };
   auto o = std::make_shared<Opts>();
-  cmd->add_option("REPO", o->repo, "repository, or a virtnbdbackup output directory (or a directory of them)")->required();
+  cmd->add_option("REPO", o->repo, kSourceHelp)->required();
   cmd->add_option("GROUP", o->group, "only this group");
   cmd->add_option("CHECKPOINT", o->checkpoint, "only this checkpoint");
   cmd->add_flag("--deep", o->deep, "also read and verify every stored block");

@@ -148,7 +148,7 @@ Action AddMountCommand(CLI::App& app) {
       "checkpoint, plus checkpoint.json, the VM config and GROUP/latest");
   cmd->footer(MountOptions::Help());
   auto r = std::make_shared<MountRequest>();
-  cmd->add_option("REPO", r->repo, "repository, or a virtnbdbackup output directory (or a directory of them)")->required();
+  cmd->add_option("REPO", r->repo, kSourceHelp)->required();
   cmd->add_option("MOUNTPOINT", r->mountpoint, "an existing directory")->required();
   cmd->add_flag("-f,--foreground", r->foreground, "stay in the foreground (default: daemonize)");
   cmd->add_flag("-d,--debug", r->debug, "trace FUSE requests on stderr (implies -f)");

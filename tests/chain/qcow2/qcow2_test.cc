@@ -6,6 +6,8 @@
 #include <boost/filesystem.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <unistd.h>
+#include <vector>
 
 #include "chain/base/env.h"
 #include "chain/ingest/import.h"
@@ -461,6 +463,38 @@ TEST(Qcow2Scale, TerabyteSparseChainOpensWithoutAWholeImageMap) {
     EXPECT_EQ(e.length, 64u << 10);
   });
   EXPECT_EQ(extents, 1u);
+}
+
+// A view over many images asks the disk for all their L2 tables before it
+// walks any (Layer::WillNeedExtents), so a depth-100 chain's 200 table reads
+// wait on the disk together. The hint fetches the tables and nothing else.
+TEST(Qcow2Scale, WillNeedExtentsFetchesTheL2TablesOnly) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  // 64 KiB clusters: an L2 table maps 512 MiB, so four writes far apart
+  // make four tables.
+  Sh(d, "qemu-img create -q -f qcow2 a.qcow2 2G && qemu-io -c 'write -P 1 0 64K' -c 'write -P 2 600M 64K' "
+        "-c 'write -P 3 1300M 64K' -c 'write -P 4 1900M 64K' a.qcow2");
+  const std::string path = d + "/a.qcow2";
+  auto f = Env::Default()->NewRandomAccessFile(path);
+  ASSERT_TRUE(f.ok());
+  auto layer = OpenQcow2Layer(std::move(f).value());
+  ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+  ASSERT_TRUE(testing::EvictFromPageCache(path)) << "the page cache of " << path << " cannot be dropped";
+  layer.value()->WillNeedExtents();
+  // The reads run in the background: wait for them (20 s for a loaded machine).
+  constexpr uint64_t kTables = 4 * 65536;
+  uint64_t resident = 0;
+  for (int i = 0; i < 200 && (resident = testing::ResidentBytes(path)) < kTables; ++i) ::usleep(100 * 1000);
+  EXPECT_GE(resident, kTables);
+  EXPECT_LE(resident, kTables + 65536) << "bytes of " << path << " fetched: data clusters too?";
+  // And the walk that follows sees the four clusters.
+  std::vector<uint64_t> offsets;
+  layer.value()->ForEachExtent([&](const LayerExtent& e) {
+    if (e.kind == LayerExtent::Kind::kData) offsets.push_back(e.offset);
+  });
+  EXPECT_EQ(offsets, (std::vector<uint64_t>{0, 600 * kMiB, 1300 * kMiB, 1900 * kMiB}));
 }
 
 }  // namespace

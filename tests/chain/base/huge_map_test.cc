@@ -1,0 +1,73 @@
+#include "chain/base/huge_map.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <new>
+#include <set>
+#include <vector>
+
+namespace chainfs {
+namespace {
+
+bool AlignedTo(const char* p, size_t a) { return reinterpret_cast<uintptr_t>(p) % a == 0; }
+
+// Slots of one size come from one 2 MiB mapping until it is used up, do not
+// overlap, and are reused after Free before anything new is mapped.
+TEST(HugeSlots, SlotsOfASizeShareAHugePageAndAreReused) {
+  HugeSlots slots;
+  constexpr size_t kSlot = 64 << 10;
+  constexpr size_t kPerChunk = kHugePageBytes / kSlot;  // 32
+  std::vector<char*> got;
+  std::set<uintptr_t> pages;
+  for (size_t i = 0; i < kPerChunk; ++i) {
+    char* p = slots.Alloc(kSlot);
+    ASSERT_TRUE(AlignedTo(p, kSlot));
+    std::memset(p, static_cast<int>(i), kSlot);  // writable, all of it
+    pages.insert(reinterpret_cast<uintptr_t>(p) / kHugePageBytes);
+    got.push_back(p);
+  }
+  EXPECT_EQ(slots.MappedBytes(), kHugePageBytes);
+  EXPECT_EQ(pages.size(), 1u) << "32 slots of 64 KiB lie in one aligned 2 MiB page";
+  for (size_t i = 0; i < kPerChunk; ++i) EXPECT_EQ(got[i][kSlot - 1], static_cast<char>(i)) << i;
+
+  // Freed slots come back before a new mapping is made.
+  slots.Free(got[5], kSlot);
+  slots.Free(got[9], kSlot);
+  std::set<char*> again{slots.Alloc(kSlot), slots.Alloc(kSlot)};
+  EXPECT_EQ(again, (std::set<char*>{got[5], got[9]}));
+  EXPECT_EQ(slots.MappedBytes(), kHugePageBytes);
+
+  // The next one needs a new mapping.
+  char* more = slots.Alloc(kSlot);
+  EXPECT_EQ(slots.MappedBytes(), 2 * kHugePageBytes);
+  EXPECT_EQ(std::count(got.begin(), got.end(), more), 0);
+}
+
+// Other sizes have slots of their own; sizes above 2 MiB are whole,
+// 2 MiB-aligned mappings; what is not a power of two is refused.
+TEST(HugeSlots, SizesKeepTheirOwnSlotsAndOddSizesAreRefused) {
+  HugeSlots slots;
+  char* small = slots.Alloc(512);
+  EXPECT_TRUE(AlignedTo(small, 512));
+  slots.Free(small, 512);
+  char* other = slots.Alloc(4096);
+  EXPECT_EQ(slots.MappedBytes(), 2 * kHugePageBytes);
+  EXPECT_TRUE(AlignedTo(other, 4096));
+  EXPECT_EQ(slots.Alloc(512), small);
+
+  char* big = slots.Alloc(4 * kHugePageBytes);
+  EXPECT_TRUE(AlignedTo(big, kHugePageBytes));
+  std::memset(big, 7, 4 * kHugePageBytes);
+  EXPECT_EQ(slots.MappedBytes(), 6 * kHugePageBytes);
+  slots.Free(big, 4 * kHugePageBytes);
+  EXPECT_EQ(slots.Alloc(4 * kHugePageBytes), big);
+
+  EXPECT_THROW(slots.Alloc(3000), std::bad_alloc);
+  EXPECT_THROW(slots.Alloc(0), std::bad_alloc);
+}
+
+}  // namespace
+}  // namespace chainfs
