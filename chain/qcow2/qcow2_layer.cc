@@ -110,10 +110,11 @@ class Qcow2Layer : public Layer {
   const std::string& location() const override { return file_->Path(); }
   std::optional<ContentHash> BlockHash(uint64_t) const override { return std::nullopt; }
 
-  // The L2 table of L1 entry i: null if unallocated.
-  Result<Table> L2(uint64_t i) const {
+  // The host offset of L1 entry i's L2 table: 0 if unallocated; an error if
+  // the entry is damaged.
+  Result<uint64_t> TableOffset(uint64_t i) const {
     const uint64_t off = l1_[i] & kOffsetMask;
-    if (off == 0) return Table();
+    if (off == 0) return uint64_t{0};
     if (auto it = shared_.find(i); it != shared_.end())
       return Status::Corruption(file_->Path() + ": the L2 table at host offset " + std::to_string(off) +
                                 " belongs to L1 entries " + std::to_string(std::min(i, it->second)) + " and " +
@@ -126,6 +127,13 @@ class Qcow2Layer : public Layer {
                                 std::to_string(off) + (off % cs_ != 0 ? ", not cluster-aligned"
                                                                       : ", past the end of the file (" +
                                                                             std::to_string(file_->Size()) + " bytes)"));
+    return off;
+  }
+
+  // The L2 table of L1 entry i: null if unallocated.
+  Result<Table> L2(uint64_t i) const {
+    CHAINFS_ASSIGN_OR_RETURN(const uint64_t off, TableOffset(i));
+    if (off == 0) return Table();
     if (Table t = L2Cache::Get().Find(id_, off)) return t;
     // Read in place, then decoded in place.
     char* mem = HugeSlots::Get().Alloc(cs_);
@@ -138,16 +146,15 @@ class Qcow2Layer : public Layer {
   }
 
   // The L2 tables ForEachExtent will read and the cache does not hold, as
-  // hints; tables next to each other in the file as one. Tables L2() refuses
-  // are skipped (it reports them).
+  // hints; tables next to each other in the file as one. Damaged entries are
+  // skipped (L2() reports them).
   void WillNeedExtents() const override {
     const uint64_t per_l1 = l2e_ * cs_;
     uint64_t run_start = 0, run_end = 0;
     for (uint64_t i = 0; i < l1_.size() && i * per_l1 < h_.virtual_size; ++i) {
-      const uint64_t off = l1_[i] & kOffsetMask;
-      if (off == 0 || off % cs_ != 0 || off + cs_ > file_->Size() || shared_.count(i) != 0 ||
-          L2Cache::Get().Find(id_, off) != nullptr)
-        continue;
+      const Result<uint64_t> at = TableOffset(i);
+      const uint64_t off = at.ok() ? at.value() : 0;
+      if (off == 0 || L2Cache::Get().Find(id_, off) != nullptr) continue;
       if (off != run_end) {
         if (run_end > run_start) file_->WillNeed(run_start, run_end - run_start);
         run_start = off;
