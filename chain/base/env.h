@@ -45,6 +45,7 @@ struct FileInfo {
   uint64_t size = 0;      // bytes (0 for a block device: open it to learn its size)
   int64_t mtime_ns = 0;   // last modification, ns since the epoch
   int64_t ctime_ns = 0;   // last status change, ns since the epoch
+  FileId id;              // device and inode (of the link's target)
 };
 
 // What Env::StatFs reports of the file system holding a path.

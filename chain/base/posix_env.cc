@@ -438,6 +438,7 @@ FileInfo InfoOf(const struct stat& st) {
   info.size = static_cast<uint64_t>(st.st_size);
   info.mtime_ns = Nanos(st.st_mtim);
   info.ctime_ns = Nanos(st.st_ctim);
+  info.id = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
   return info;
 }
 

@@ -69,5 +69,28 @@ TEST(HugeSlots, SizesKeepTheirOwnSlotsAndOddSizesAreRefused) {
   EXPECT_THROW(slots.Alloc(0), std::bad_alloc);
 }
 
+// SlotArray keeps its elements across doublings, and a second array of the
+// same sizes reuses the process's slots instead of mapping more.
+TEST(SlotArray, GrowsKeepingItsElementsAndReusesSlots) {
+  auto fill = [](size_t n) {
+    SlotArray<uint64_t> a(4096);
+    for (uint64_t i = 0; i < n; ++i) a.push_back(i * 0x9e3779b97f4a7c15ull);
+    EXPECT_EQ(a.size(), n);
+    for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(a[i], i * 0x9e3779b97f4a7c15ull) << i;
+    EXPECT_TRUE(AlignedTo(reinterpret_cast<char*>(a.begin()), 4096));
+    a.truncate(3);
+    EXPECT_EQ(a.size(), 3u);
+    EXPECT_EQ(a.back(), 2 * 0x9e3779b97f4a7c15ull);
+  };
+  fill(100000);  // 4 KiB doubled to 1 MiB
+  const size_t mapped = HugeSlots::Get().MappedBytes();
+  EXPECT_GT(mapped, 0u);
+  fill(100000);
+  EXPECT_EQ(HugeSlots::Get().MappedBytes(), mapped);
+  SlotArray<uint64_t> none;
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(none.begin(), none.end());
+}
+
 }  // namespace
 }  // namespace chainfs

@@ -272,5 +272,70 @@ TEST(ExtentMap, EntriesOfARange) {
   EXPECT_EQ(r.EntriesOf(0, 65536), std::make_pair(uint64_t{3}, uint64_t{18}));
 }
 
+// Thousands of layers (the sweep's set of covering layers spans several
+// summary words past 4,096), each holding a few random units of a small
+// disk over a full base: every unit resolves to the newest layer holding it.
+TEST(ExtentMap, ThousandsOfLayersAgainstBruteForce) {
+  std::mt19937 rng(4242);
+  constexpr size_t kLayers = 5000, kUnits = 96;
+  std::vector<std::string> units(kLayers, std::string(kUnits, '.'));
+  for (size_t l = 0; l + 1 < kLayers; ++l)
+    for (char& c : units[l])
+      if (rng() % 3000 == 0) c = rng() % 4 == 0 ? 'Z' : 'D';
+  units.back().assign(kUnits, 'D');
+  std::vector<const FakeLayer*> layers;
+  for (const std::string& u : units) {
+    Keep().push_back(std::make_unique<FakeLayer>(u));
+    layers.push_back(Keep().back().get());
+  }
+  const ExtentMap m = BuildFrom(layers, {});
+  size_t deep = 0;
+  for (size_t u = 0; u < kUnits; ++u) {
+    size_t l = 0;
+    while (units[l][u] == '.') ++l;
+    deep += l > 4096;
+    const MapRun* r = m.Find(u * 4096 + 100);
+    ASSERT_NE(r, nullptr) << "unit " << u;
+    if (units[l][u] == 'Z') {
+      EXPECT_TRUE(r->is_zero()) << "unit " << u;
+      continue;
+    }
+    ASSERT_EQ(r->layer, l) << "unit " << u;
+    const LayerExtent* want = nullptr;
+    for (const LayerExtent& x : layers[l]->extents())
+      if (x.offset <= u * 4096 && u * 4096 < x.end()) want = &x;
+    ASSERT_NE(want, nullptr);
+    EXPECT_EQ(r->EntryAt(u * 4096 + 100).entry, want->first_entry + (u * 4096 - want->offset) / 4096);
+  }
+  EXPECT_GT(deep, 0u) << "no unit resolved past layer 4096: the test lost its point";
+  for (size_t i = 1; i < m.runs().size(); ++i) EXPECT_LE(m.runs()[i - 1].end, m.runs()[i].start);
+}
+
+// A layer whose extents come out of order (Layer::ForEachExtent promises
+// increasing, disjoint ones) still gives the map of its extents in order.
+class ReversedLayer : public FakeLayer {
+ public:
+  using FakeLayer::FakeLayer;
+  void ForEachExtent(const std::function<void(const LayerExtent&)>& fn) const override {
+    for (auto it = extents().rbegin(); it != extents().rend(); ++it) fn(*it);
+  }
+};
+
+TEST(ExtentMap, ExtentsOutOfOrderAreSortedFirst) {
+  FakeLayer top("..DD.Z..D.");
+  FakeLayer base("DDDDZZDD.DDD");
+  ReversedLayer reversed_top("..DD.Z..D.");
+  const ExtentMap want = BuildFrom({&top, &base}, {});
+  const ExtentMap got = BuildFrom({&reversed_top, &base}, {});
+  EXPECT_EQ(Render(got, 12), "1100ZZ110111");
+  ASSERT_EQ(got.runs().size(), want.runs().size());
+  for (size_t i = 0; i < want.runs().size(); ++i) {
+    EXPECT_EQ(got.runs()[i].start, want.runs()[i].start);
+    EXPECT_EQ(got.runs()[i].end, want.runs()[i].end);
+    EXPECT_EQ(got.runs()[i].layer, want.runs()[i].layer);
+    EXPECT_EQ(got.runs()[i].entry_pos, want.runs()[i].entry_pos);
+  }
+}
+
 }  // namespace
 }  // namespace chainfs
