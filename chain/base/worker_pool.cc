@@ -44,4 +44,21 @@ void WorkerPool::Run() {
   }
 }
 
+void ParallelFor(size_t n, size_t min_parallel, unsigned threads,
+                 const std::function<void(size_t)>& fn) {
+  if (n < std::max<size_t>(min_parallel, 2) || threads < 2) {
+    for (size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  WorkerPool pool(threads);
+  const size_t chunks = std::min<size_t>(n, 4 * static_cast<size_t>(pool.size() + 1));
+  const size_t step = (n + chunks - 1) / chunks;
+  std::vector<std::future<void>> done;
+  for (size_t from = 0; from < n; from += step)
+    done.push_back(pool.Submit([&fn, from, to = std::min(n, from + step)] {
+      for (size_t i = from; i < to; ++i) fn(i);
+    }));
+  for (auto& f : done) f.get();
+}
+
 }  // namespace chainfs

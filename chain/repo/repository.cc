@@ -185,23 +185,37 @@ Result<GroupState> Repository::LoadGroup(const std::string& group) const {
   if (!info.ok() || !info.value().is_dir)
     return Status::NotFound("group '" + group + "' not found in " + path_);
   CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> files, env_->ListDir(dir));
-  for (const std::string& file : files) {
-    if (file.size() <= 5 || file.compare(file.size() - 5, 5, ".json") != 0) continue;
-    std::string name = file.substr(0, file.size() - 5);
-    if (!ValidateName("checkpoint", name).ok()) continue;  // temporaries, foreign files
-    std::string where = dir + "/" + file;
-    auto text = env_->ReadWholeFile(where, kMaxManifestBytes);
+  // Manifests are read on several threads in a deep group: reading 1,000
+  // one after another, disk-cold, took ~170 ms of a fresh mount's first
+  // lookup (depth 1: under 1 ms).
+  struct Read {
+    bool skip = true;
+    std::string name, where;
+    Result<Checkpoint> cp = Status::NotFound("");
+  };
+  std::vector<Read> reads(files.size());
+  ParallelFor(files.size(), kParallelManifests, kManifestThreads, [&](size_t i) {
+    const std::string& file = files[i];
+    if (file.size() <= 5 || file.compare(file.size() - 5, 5, ".json") != 0) return;
+    Read& r = reads[i];
+    r.name = file.substr(0, file.size() - 5);
+    if (!ValidateName("checkpoint", r.name).ok()) return;  // temporaries, foreign files
+    r.where = dir + "/" + file;
+    auto text = env_->ReadWholeFile(r.where, kMaxManifestBytes);
     if (!text.ok() && text.status().code() == Status::Code::kNotFound)
-      continue;  // removed meanwhile
-    Result<Checkpoint> cp = text.ok() ? Checkpoint::Decode(text.value(), where)
-                                      : Result<Checkpoint>(text.status());
-    if (cp.ok() && (cp->name != name || cp->group != group))
-      cp = Status::Corruption(where + ": names checkpoint " + cp->group + "/" + cp->name);
-    if (!cp.ok()) {
-      g.refused.push_back({name, where, cp.status().message()});
+      return;  // removed meanwhile
+    r.skip = false;
+    r.cp = text.ok() ? Checkpoint::Decode(text.value(), r.where) : Result<Checkpoint>(text.status());
+    if (r.cp.ok() && (r.cp->name != r.name || r.cp->group != group))
+      r.cp = Status::Corruption(r.where + ": names checkpoint " + r.cp->group + "/" + r.cp->name);
+  });
+  for (Read& r : reads) {
+    if (r.skip) continue;
+    if (!r.cp.ok()) {
+      g.refused.push_back({r.name, r.where, r.cp.status().message()});
       continue;
     }
-    g.checkpoints.push_back(std::move(cp).value());
+    g.checkpoints.push_back(std::move(r.cp).value());
   }
   RefuseDisorder(dir, &g);
   std::sort(g.checkpoints.begin(), g.checkpoints.end(),

@@ -212,6 +212,10 @@ class Repository {
   // Chains at least this deep open their layers on kOpenThreads threads.
   static constexpr size_t kParallelOpenDepth = 64;
   static constexpr unsigned kOpenThreads = 4;
+  // Groups of at least this many manifest files read them on
+  // kManifestThreads threads.
+  static constexpr size_t kParallelManifests = 64;
+  static constexpr unsigned kManifestThreads = 8;
   // OpenView from a view map of the chain (the view's own, or the nearest
   // older one's with the layers above it laid over it); nullopt when there
   // is no usable map.
