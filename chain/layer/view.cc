@@ -235,13 +235,10 @@ void View::WillNeed(uint64_t offset, uint64_t n) const {
   // Layers not opened yet are opened together first (only a hint: a layer
   // that fails to open is the read's to report).
   std::vector<const Layer*> closed;
-  for (const Ask& a : asks) {
-    const Layer* l = layers_[a.layer].layer.get();
-    if (!l->Loaded() && (closed.empty() || closed.back() != l)) closed.push_back(l);
-  }
+  for (const Ask& a : asks) closed.push_back(layers_[a.layer].layer.get());
   std::sort(closed.begin(), closed.end());
   closed.erase(std::unique(closed.begin(), closed.end()), closed.end());
-  (void)LoadAll(closed);
+  (void)LoadAll(closed);  // only those not loaded yet
   for (const Ask& a : asks) layers_[a.layer].layer->WillNeed(a.first, a.count);
 }
 

@@ -563,19 +563,8 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
   // is the one reported, as if they were opened in order.
   std::vector<Result<std::shared_ptr<const Layer>>> opened(chain.size(),
                                                            Status::NotFound("not opened"));
-  auto open_range = [&](size_t from, size_t to) {
-    for (size_t i = from; i < to; ++i) opened[i] = OpenChainLayer(g.name, chain[i]);
-  };
-  if (chain.size() < kParallelOpenDepth) {
-    open_range(0, chain.size());
-  } else {
-    WorkerPool pool(kOpenThreads);
-    std::vector<std::future<void>> done;
-    const size_t step = (chain.size() + 4 * kOpenThreads - 1) / (4 * kOpenThreads);
-    for (size_t from = 0; from < chain.size(); from += step)
-      done.push_back(pool.Submit([&, from] { open_range(from, std::min(chain.size(), from + step)); }));
-    for (auto& f : done) f.get();
-  }
+  ParallelFor(chain.size(), kParallelOpenDepth, kOpenThreads,
+              [&](size_t i) { opened[i] = OpenChainLayer(g.name, chain[i]); });
   std::vector<View::LayerRef> refs;
   refs.reserve(chain.size());
   for (size_t i = 0; i < chain.size(); ++i) {
