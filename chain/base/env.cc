@@ -34,7 +34,7 @@ Status Env::WriteFileAtomicImpl(const std::string& path, const std::string& cont
   return st;
 }
 
-Result<std::string> Env::ReadWholeFile(const std::string& path, size_t max_bytes) {
+Result<std::string> Env::ReadSmallFile(const std::string& path, size_t max_bytes) {
   auto f = NewRandomAccessFile(path);
   if (!f.ok()) return f.status();
   uint64_t size = f.value()->Size();

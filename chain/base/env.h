@@ -123,7 +123,9 @@ class Env {
   // rename, the rename only after the caller's SyncDir of path's directory.
   Status WriteFileAtomicNoDirSync(const std::string& path, const std::string& contents);
   // A whole small file; kCorruption if it is larger than max_bytes.
-  Result<std::string> ReadWholeFile(const std::string& path, size_t max_bytes = 64 << 20);
+  Result<std::string> ReadWholeFile(const std::string& path, size_t max_bytes = 64 << 20) {
+    return ReadSmallFile(path, max_bytes);
+  }
   // False only if Stat says path does not exist: any other failure counts
   // as present, so callers that refuse or keep things on "exists" stay careful.
   bool FileExists(const std::string& path);
@@ -134,6 +136,11 @@ class Env {
  private:
   // WriteFileAtomic's body; sync_dir picks RenameFile or RenameFileNoDirSync.
   Status WriteFileAtomicImpl(const std::string& path, const std::string& contents, bool sync_dir);
+
+ protected:
+  // ReadWholeFile: NewRandomAccessFile, Size and one ReadAt. An Env may do
+  // it in fewer system calls, with the same result and the same errors.
+  virtual Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes);
 };
 
 // An Env that forwards every call to another (LevelDB's EnvWrapper): a

@@ -135,12 +135,19 @@ class CachedFile final : public RandomAccessFile {
   mutable std::list<const CachedFile*>::iterator pos_;     // guarded by state_->mu; valid if open_
 };
 
-// Forwards everything to its target but NewRandomAccessFile.
+// Forwards everything to its target but NewRandomAccessFile. A whole small
+// file (a manifest, a view map) is read once and closed: it is not cached,
+// so reading a deep group's 1,000 manifests evicts no layer's descriptor.
 class CachingEnv : public EnvWrapper {
  public:
   CachingEnv(Env* base, FileCache* cache) : EnvWrapper(base), cache_(cache) {}
   Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
     return cache_->Open(target(), path);
+  }
+
+ protected:
+  Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) override {
+    return target()->ReadWholeFile(path, max_bytes);
   }
 
  private:

@@ -650,6 +650,11 @@ class RootedPosixEnv : public PosixEnv {
 
  protected:
   Result<Place> Resolve(const std::string& path, const char* what) override;
+  // One openat2 of the whole path, fstat, pread and close: a manifest in 4
+  // system calls instead of 10 (a deep group has thousands). Anything but a
+  // plain success (no openat2, an error, a link, not a regular file, too
+  // large, a short read) takes Env's way, which gives the error.
+  Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) override;
 
  private:
   // path's components beneath root_ ("." and empty ones dropped); false if
@@ -706,6 +711,32 @@ Result<Place> RootedPosixEnv::Resolve(const std::string& path, const char* what)
     p.dir = p.owned.get();
   }
   return p;
+}
+
+Result<std::string> RootedPosixEnv::ReadSmallFile(const std::string& path, size_t max_bytes) {
+  std::vector<std::string> parts;
+  auto beneath = Split(path, &parts);
+  if (!beneath.ok() || !beneath.value() || parts.empty() ||
+      !openat2_.load(std::memory_order_relaxed))
+    return PosixEnv::ReadSmallFile(path, max_bytes);
+  std::string rel = parts[0];
+  for (size_t i = 1; i < parts.size(); ++i) rel += "/" + parts[i];
+  struct open_how how = {};
+  how.flags = O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC;  // O_NONBLOCK: a FIFO must not hang
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
+  UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, root_fd_.get(), rel.c_str(), &how, sizeof how)));
+  struct stat st;
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      static_cast<uint64_t>(st.st_size) > max_bytes)
+    return PosixEnv::ReadSmallFile(path, max_bytes);
+  std::string s(static_cast<size_t>(st.st_size), '\0');
+  for (size_t done = 0; done < s.size();) {
+    const ssize_t n = ::pread(fd.get(), s.data() + done, s.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return PosixEnv::ReadSmallFile(path, max_bytes);  // an error, or shrunk meanwhile
+    done += static_cast<size_t>(n);
+  }
+  return s;
 }
 
 Result<UniqueFd> RootedPosixEnv::OpenDir(const std::vector<std::string>& parts, size_t n,

@@ -28,6 +28,7 @@
 #define FUSE_USE_VERSION 312
 #include <fuse3/fuse_lowlevel.h>
 
+#include <atomic>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -85,6 +86,9 @@ class RepositoryFs {
     std::shared_ptr<const Node> disk;  // kDisk: its node
     std::shared_ptr<const Node> node;  // kManifest, kConfig: the content
     std::vector<DirEntry> entries;     // directories: the listing at opendir
+    // kDisk: the view's lazily opened layers are still to be loaded (by
+    // loader_, once the first read has its reply).
+    std::atomic<bool> load_layers{false};
   };
   friend struct FsOps;
 
@@ -132,6 +136,8 @@ class RepositoryFs {
   Result<std::shared_ptr<const View>> ViewOf(uint64_t ino, const Node& node,
                                              const View* stale = nullptr);
   void SetKernelReadaheadOnce();
+  // Opens view's unopened layers on loader_ (View::LoadLayers).
+  void LoadLayersLater(std::shared_ptr<const View> view);
   // Puts f in fi->fh and replies to an open; f is kept in open_files_ until
   // its release (Forget), or until the mount ends.
   void ReplyOpen(fuse_req_t req, fuse_file_info* fi, std::unique_ptr<OpenFile> f);
@@ -176,9 +182,9 @@ class RepositoryFs {
   std::mutex open_mu_;
   std::unordered_map<const OpenFile*, std::unique_ptr<OpenFile>> open_files_;
   // Opens, in the background, the layers a view from a view map left
-  // unopened, once a file of it is open (View::LoadLayers): the open file
-  // then holds them, and keeps reading its bytes if a consolidation removes
-  // their files. Made by Start (threads after the fork). Last member: its
+  // unopened, once a file of it has answered its first read
+  // (View::LoadLayers): the open file then holds them, and keeps reading its
+  // bytes if a consolidation removes their files. Made by Start (threads after the fork). Last member: its
   // tasks end before the views' Repository and the cache go.
   std::unique_ptr<WorkerPool> loader_;
 };

@@ -29,17 +29,21 @@ for c in 64 70; do
 done
 
 step "mounted; the loader opens c000064's layers, then is held before c000070's"
-# The second file opened pauses the loader: the first one's layers are open.
+# A file's layers are loaded once its first read has its reply. The second
+# file read pauses the loader: the first one's layers are open.
 # No readahead of ours or the kernel's: a read opens only the layers it needs.
 CHAINFS_FAILPOINTS="mount.before-load-layers=2*pause" mount_fg "$R" "$M" -o readahead_threads=0,direct_io
 exec 7<"$M/vm0001/c000064/vda.raw"
 exec 8<"$M/vm0001/c000070/vda.raw"
+sleep 0.5
+[ ! -e "$CHAINFS_FAILPOINT_DIR/mount.before-load-layers.paused" ] ||
+  fail "the loader started before any read"
+dd bs=64K count=1 iflag=fullblock status=none <&7 >"$T/head64"
+cmp -s "$T/head64" <(head -c 65536 "$T/want64") || fail "c000064's first 64 KiB read wrong"
+dd bs=64K count=1 iflag=fullblock status=none <&8 >"$T/head70"
+cmp -s "$T/head70" <(head -c 65536 "$T/want70") || fail "c000070's first 64 KiB read wrong"
 eventually test -e "$CHAINFS_FAILPOINT_DIR/mount.before-load-layers.paused" ||
   fail "the loader did not reach the second file"
-head -c 65536 <&8 >"$T/head70"
-cmp -s "$T/head70" <(head -c 65536 "$T/want70") || fail "c000070's first 64 KiB read wrong"
-head -c 65536 <&7 >"$T/head64"
-cmp -s "$T/head64" <(head -c 65536 "$T/want64") || fail "c000064's first 64 KiB read wrong"
 
 step "prune --keep-last 5 while both are open"
 ok "$CHAINFS" prune "$R" vm0001 --keep-last 5 >/dev/null

@@ -390,6 +390,33 @@ TEST_P(RootedEnvTest, ReadsAndRemovesOnlyRegularFiles) {
                 root_ + "/groups/vm1");
 }
 
+// ReadWholeFile beneath the root (one openat2 of the whole path when the
+// kernel has it): the bytes, and on every failure the error an open gives.
+TEST_P(RootedEnvTest, ReadWholeFileReadsWhatAnOpenReadsAndFailsAsAnOpenFails) {
+  const std::string cps = root_ + "/groups/vm1/checkpoints";
+  const std::string big = testing::RandomBytes(3 << 20, 5);
+  testing::WriteFile(cps + "/big.json", big);
+  testing::WriteFile(cps + "/empty.json", "");
+  EXPECT_EQ(env_->ReadWholeFile(cps + "/big.json").value(), big);
+  EXPECT_EQ(env_->ReadWholeFile(cps + "/empty.json").value(), "");
+  ExpectFailure(env_->ReadWholeFile(cps + "/big.json", (3 << 20) - 1).status(),
+                Status::Code::kCorruption, "more than the");
+  ExpectFailure(env_->ReadWholeFile(cps + "/none.json").status(), Status::Code::kNotFound,
+                cps + "/none.json");
+  ExpectFailure(env_->ReadWholeFile(root_ + "/groups/../../outside/a").status(),
+                Status::Code::kInvalidArgument, "..");
+  const std::string fifo = cps + "/fifo.json";  // refused at once, not a hang
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ExpectFailure(env_->ReadWholeFile(fifo).status(), Status::Code::kCorruption, fifo);
+  Link(outside_ + "/a", cps + "/link.json");
+  ExpectLinkRefused(env_->ReadWholeFile(cps + "/link.json").status(), cps + "/link.json");
+  Link(outside_, root_ + "/groups/vm1/deltas");
+  ExpectLinkRefused(env_->ReadWholeFile(root_ + "/groups/vm1/deltas/a").status(),
+                    root_ + "/groups/vm1/deltas");
+  ExpectFailure(env_->ReadWholeFile(cps).status(), Status::Code::kCorruption, cps);
+  ExpectOutsideIntact();
+}
+
 INSTANTIATE_TEST_SUITE_P(Resolution, RootedEnvTest, ::testing::Values(true, false),
                          [](const ::testing::TestParamInfo<bool>& p) {
                            return p.param ? "Openat2" : "OpenatWalk";

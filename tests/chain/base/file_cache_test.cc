@@ -262,6 +262,23 @@ TEST(FileCache, CachingEnvOpensThroughTheCacheAndForwardsTheRest) {
   EXPECT_EQ(env->NewRandomAccessFile(dir / "none").status().code(), Status::Code::kNotFound);
 }
 
+// A whole small file (a manifest) is read and closed past the cache: reading
+// a deep group's manifests must not evict the layers' descriptors.
+TEST(FileCache, CachingEnvReadsWholeFilesWithoutEvictingADescriptor) {
+  TempDir dir;
+  FileCache cache(1);
+  auto env = NewCachingEnv(Env::Default(), &cache);
+  testing::WriteFile(dir / "layer", std::string(100, 'l'));
+  for (const char* n : {"m1.json", "m2.json"}) testing::WriteFile(dir / n, n);
+  auto layer = env->NewRandomAccessFile(dir / "layer");
+  ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+  for (const char* n : {"m1.json", "m2.json"}) EXPECT_EQ(env->ReadWholeFile(dir / n).value(), n);
+  EXPECT_EQ(env->ReadWholeFile(dir / "none.json").status().code(), Status::Code::kNotFound);
+  EXPECT_EQ(cache.open_count(), 1u);
+  ASSERT_EQ(::unlink((dir / "layer").c_str()), 0);
+  EXPECT_EQ(ReadAll(*layer.value()), std::string(100, 'l')) << "the layer's descriptor was evicted";
+}
+
 TEST(FileCache, CapacityFromTheSoftLimit) {
   EXPECT_EQ(FileCacheCapacityFor(1024), 512u);
   EXPECT_EQ(FileCacheCapacityFor(20), 16u);
