@@ -662,6 +662,8 @@ class RootedPosixEnv : public PosixEnv {
   Result<bool> Split(const std::string& path, std::vector<std::string>* parts) const;
   // root_ + the first n parts, for messages.
   std::string Join(const std::vector<std::string>& parts, size_t n) const;
+  // The first n parts joined by '/': a path relative to root_ (openat2).
+  static std::string Relative(const std::vector<std::string>& parts, size_t n);
   // Opens the directory of the first n parts beneath root_, following no link.
   Result<UniqueFd> OpenDir(const std::vector<std::string>& parts, size_t n,
                            const std::string& path, const char* what);
@@ -698,6 +700,12 @@ std::string RootedPosixEnv::Join(const std::vector<std::string>& parts, size_t n
   return s;
 }
 
+std::string RootedPosixEnv::Relative(const std::vector<std::string>& parts, size_t n) {
+  std::string rel = parts[0];
+  for (size_t i = 1; i < n; ++i) rel += "/" + parts[i];
+  return rel;
+}
+
 Result<Place> RootedPosixEnv::Resolve(const std::string& path, const char* what) {
   std::vector<std::string> parts;
   CHAINFS_ASSIGN_OR_RETURN(bool beneath, Split(path, &parts));
@@ -719,8 +727,7 @@ Result<std::string> RootedPosixEnv::ReadSmallFile(const std::string& path, size_
   if (!beneath.ok() || !beneath.value() || parts.empty() ||
       !openat2_.load(std::memory_order_relaxed))
     return PosixEnv::ReadSmallFile(path, max_bytes);
-  std::string rel = parts[0];
-  for (size_t i = 1; i < parts.size(); ++i) rel += "/" + parts[i];
+  const std::string rel = Relative(parts, parts.size());
   struct open_how how = {};
   how.flags = O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC;  // O_NONBLOCK: a FIFO must not hang
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
@@ -742,8 +749,7 @@ Result<std::string> RootedPosixEnv::ReadSmallFile(const std::string& path, size_
 Result<UniqueFd> RootedPosixEnv::OpenDir(const std::vector<std::string>& parts, size_t n,
                                          const std::string& path, const char* what) {
   if (!openat2_.load(std::memory_order_relaxed)) return WalkDir(parts, n, path, what);
-  std::string rel = parts[0];
-  for (size_t i = 1; i < n; ++i) rel += "/" + parts[i];
+  const std::string rel = Relative(parts, n);
   struct open_how how = {};
   how.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC;
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
