@@ -1,10 +1,13 @@
 #include "chain/vnb/sparse_stream.h"
 
 #include <lz4frame.h>
+#include <xxhash.h>
 
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
+
+#include "chain/vnb/lz4_check.h"
 
 namespace chainfs {
 namespace {
@@ -330,18 +333,33 @@ Result<VnbStream> ParseSparseStream(const RandomAccessFile& f) {
 
 Status DecodeLz4Frame(const char* in, size_t stored, char* out, size_t size,
                       const std::string& where) {
+  // With block checksums, they are verified here (libxxhash, fast) and
+  // liblz4 skips its own, slow copy of XXH32 (chain/vnb/lz4_check.h); the
+  // content checksum too, the frame being small and whole.
+  Lz4FrameChecker checker;
+  const bool checked = stored >= 5 && (static_cast<uint8_t>(in[4]) & kLz4FlagBlockChecksum) != 0;
+  if (checked) {
+    CHAINFS_RETURN_IF_ERROR(checker.Feed(in, stored, where));
+    if (!checker.ended())
+      return Status::Corruption(where + ": damaged lz4 frame (truncated: no end mark in its " +
+                                std::to_string(stored) + " bytes)");
+  }
   LZ4F_dctx* d = nullptr;
   if (LZ4F_isError(LZ4F_createDecompressionContext(&d, LZ4F_VERSION)))
     return Status::IoError(where + ": cannot create an lz4 context");
   std::unique_ptr<LZ4F_dctx, decltype(&LZ4F_freeDecompressionContext)> hold(
       d, LZ4F_freeDecompressionContext);
+  LZ4F_decompressOptions_t opts{};
+  opts.skipChecksums = checked ? 1 : 0;
   size_t in_n = stored, out_n = size;
-  const size_t r = LZ4F_decompress(d, out, &out_n, in, &in_n, nullptr);
+  const size_t r = LZ4F_decompress(d, out, &out_n, in, &in_n, &opts);
   if (LZ4F_isError(r))
     return Status::Corruption(where + ": damaged lz4 frame (" + LZ4F_getErrorName(r) + ")");
   if (r != 0 || in_n != stored || out_n != size)
     return Status::Corruption(where + ": damaged lz4 frame (decodes to " + std::to_string(out_n) +
                               " of " + std::to_string(size) + " bytes)");
+  if (checked && checker.content_checksum() && XXH32(out, size, 0) != *checker.content_checksum())
+    return Status::Corruption(where + ": damaged lz4 frame (content checksum does not hold)");
   return Status::Ok();
 }
 

@@ -148,10 +148,23 @@ class VnbCatalog : public ForeignCatalog {
     return GroupDir(group) + "/" + it->second.domain + ".cpt (" + cp + ")";
   }
 
-  // virtnbdbackup (from 1.9.4x) writes FILE.chksum beside each stream: the
-  // zlib adler32 of the whole file, in decimal.
+  // `check --deep` of one stream: every lz4 frame decoded whole with its
+  // block and content checksums (reads check the block checksums only:
+  // chain/vnb/lz4_check.h), and the .chksum file where there is one.
   Status VerifyFile(const std::string& group, const std::string& file) const override {
     const std::string path = DeltaPath(group, file);
+    {
+      CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> f, env_->NewRandomAccessFile(path));
+      CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
+                               OpenVnbLayer(std::move(f), NextLayerId()));
+      CHAINFS_RETURN_IF_ERROR(VerifyVnbLayer(*layer));
+    }
+    return VerifyChksumFile(path);
+  }
+
+  // virtnbdbackup (from 1.9.4x) writes FILE.chksum beside each stream: the
+  // zlib adler32 of the whole file, in decimal.
+  Status VerifyChksumFile(const std::string& path) const {
     auto text = env_->ReadWholeFile(path + ".chksum", 64);
     if (!text.ok()) {
       return text.status().code() == Status::Code::kNotFound ? Status::Ok() : text.status();

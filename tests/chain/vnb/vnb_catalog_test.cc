@@ -11,6 +11,7 @@
 #include "chain/repo/check.h"
 #include "chain/repo/repository.h"
 #include "chain/vnb/frame_buffer.h"
+#include "chain/vnb/lz4_check.h"
 #include "chain/vnb/sparse_stream.h"
 #include "chain/vnb/vnb_layer.h"
 #include "tests/chain/test_util.h"
@@ -284,6 +285,41 @@ TEST(VnbDamage, DamagedLz4FrameIsAnErrorNeverWrongBytes) {
   ASSERT_TRUE(report.ok());
   ASSERT_FALSE(report->problems.empty());
   EXPECT_EQ(report->problems[0].file, f);
+}
+
+TEST(VnbDamage, ContentChecksumIsCheckedByDeepCheck) {
+  // Reads check each block's checksum (which fixes its decoded bytes) and
+  // skip the frame's content checksum; `check --deep` checks both. A frame
+  // whose stored content checksum alone is damaged still reads right, and
+  // the deep check reports it.
+  TempDir tmp;
+  auto fx = VnbFixture::Make(tmp / "vnb", "vm1", true);
+  const std::string f = fx.dir + "/vda.full.data";
+  std::string bytes = testing::ReadFile(f);
+  const size_t at = bytes.find("data 0000000000000000") + 40;
+  Lz4FrameChecker c;
+  size_t end = at;
+  while (!c.ended() && end < bytes.size()) ASSERT_TRUE(c.Feed(&bytes[end++], 1, "f").ok());
+  ASSERT_TRUE(c.ended());
+  ASSERT_TRUE(c.content_checksum().has_value());
+  bytes[end - 1] ^= 0x01;  // the frame's last byte: its content checksum
+  WriteFile(f, bytes);
+  auto repo = Repository::Open(fx.dir);
+  ASSERT_TRUE(repo.ok());
+  auto v = repo.value()->OpenView("vm1", CpName(0), "vda");
+  ASSERT_TRUE(v.ok());
+  std::string buf(kMiB, '\0');
+  ASSERT_TRUE(v.value()->Read(0, buf.size(), buf.data()).ok());
+  EXPECT_EQ(buf, fx.truth[0]["vda"].substr(0, kMiB));
+  auto report = Check(*repo.value(), "", "", /*deep=*/true);
+  ASSERT_TRUE(report.ok());
+  ASSERT_EQ(report->problems.size(), 1u);
+  EXPECT_EQ(report->problems[0].file, f);
+  EXPECT_NE(report->problems[0].message.find("content checksum"), std::string::npos)
+      << report->problems[0].message;
+  auto shallow = Check(*repo.value(), "", "", /*deep=*/false);
+  ASSERT_TRUE(shallow.ok());
+  EXPECT_TRUE(shallow->problems.empty());
 }
 
 TEST(VnbStream, FramesWithoutStoredSizeAndBigRequests) {
