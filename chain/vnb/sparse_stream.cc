@@ -332,10 +332,9 @@ Result<VnbStream> ParseSparseStream(const RandomAccessFile& f) {
 }
 
 Status DecodeLz4Frame(const char* in, size_t stored, char* out, size_t size,
-                      const std::string& where) {
+                      const std::string& where, bool content_checksum) {
   // With block checksums, they are verified here (libxxhash, fast) and
-  // liblz4 skips its own, slow copy of XXH32 (chain/vnb/lz4_check.h); the
-  // content checksum too, the frame being small and whole.
+  // liblz4 skips its own, slow copy of XXH32 (chain/vnb/lz4_check.h).
   Lz4FrameChecker checker;
   const bool checked = stored >= 5 && (static_cast<uint8_t>(in[4]) & kLz4FlagBlockChecksum) != 0;
   if (checked) {
@@ -358,7 +357,8 @@ Status DecodeLz4Frame(const char* in, size_t stored, char* out, size_t size,
   if (r != 0 || in_n != stored || out_n != size)
     return Status::Corruption(where + ": damaged lz4 frame (decodes to " + std::to_string(out_n) +
                               " of " + std::to_string(size) + " bytes)");
-  if (checked && checker.content_checksum() && XXH32(out, size, 0) != *checker.content_checksum())
+  if (checked && content_checksum && checker.content_checksum() &&
+      XXH32(out, size, 0) != *checker.content_checksum())
     return Status::Corruption(where + ": damaged lz4 frame (content checksum does not hold)");
   return Status::Ok();
 }

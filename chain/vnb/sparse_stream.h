@@ -87,8 +87,11 @@ Result<VnbStream> ParseSparseStream(const RandomAccessFile& file);
 
 // Decodes one lz4 frame of `stored` bytes into exactly `size` bytes at out;
 // a damaged frame (checksum, truncation, other size) is kCorruption with
-// `where` in the message.
+// `where` in the message. Block checksums are checked with libxxhash
+// (chain/vnb/lz4_check.h); the content checksum of a frame that has block
+// checksums only when content_checksum is set (`check --deep`: the block
+// checksums already vouch for every decoded byte).
 Status DecodeLz4Frame(const char* in, size_t stored, char* out, size_t size,
-                      const std::string& where);
+                      const std::string& where, bool content_checksum = true);
 
 }  // namespace chainfs
