@@ -10,8 +10,6 @@
 namespace chainfs {
 namespace {
 
-constexpr uint32_t kLz4Magic = 0x184D2204u;
-
 XXH32_state_t* Xxh(void* p) { return static_cast<XXH32_state_t*>(p); }
 
 }  // namespace

@@ -21,7 +21,8 @@
 
 namespace chainfs {
 
-inline constexpr uint8_t kLz4FlagBlockChecksum = 0x10;
+inline constexpr uint32_t kLz4Magic = 0x184D2204u;  // a frame's first 4 bytes, little-endian
+inline constexpr uint8_t kLz4FlagBlockChecksum = 0x10;  // in the FLG byte (the 5th)
 inline constexpr uint8_t kLz4FlagContentChecksum = 0x04;
 
 class Lz4FrameChecker {

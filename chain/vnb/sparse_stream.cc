@@ -6,7 +6,9 @@
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
+#include "chain/base/coding.h"
 #include "chain/vnb/lz4_check.h"
 
 namespace chainfs {
@@ -19,13 +21,6 @@ struct Header {
   uint64_t start = 0;
   uint64_t length = 0;
 };
-
-uint32_t DecodeLe32(const char* p) {
-  return static_cast<uint32_t>(static_cast<uint8_t>(p[0])) |
-         static_cast<uint32_t>(static_cast<uint8_t>(p[1])) << 8 |
-         static_cast<uint32_t>(static_cast<uint8_t>(p[2])) << 16 |
-         static_cast<uint32_t>(static_cast<uint8_t>(p[3])) << 24;
-}
 
 std::string At(const RandomAccessFile& f, uint64_t pos) {
   return f.Path() + " at offset " + std::to_string(pos);
@@ -98,7 +93,7 @@ uint64_t MaxDecoded(uint64_t stored) {
 
 // The decoded size an lz4 frame's header records; 0 when it records none.
 Result<uint64_t> Lz4ContentSize(const char* p, size_t n, const std::string& where) {
-  if (n < 7 || DecodeLe32(p) != 0x184D2204u)
+  if (n < 7 || DecodeFixed32(p) != kLz4Magic)
     return Status::Corruption(where + ": not an lz4 frame (bad magic)");
   const uint8_t flg = static_cast<uint8_t>(p[4]);
   if ((flg >> 6) != 1) return Status::Corruption(where + ": lz4 frame of an unknown version");
@@ -298,7 +293,7 @@ Result<VnbStream> ParseSparseStream(const RandomAccessFile& f) {
                                       " bytes does not fit the data frame's " +
                                       std::to_string(h.length) + " (or its " + std::to_string(c) +
                                       " compressed bytes)");
-          const bool block_sums = (static_cast<uint8_t>(lz4head[4]) & 0x10) != 0;
+          const bool block_sums = (static_cast<uint8_t>(lz4head[4]) & kLz4FlagBlockChecksum) != 0;
           e.frames.push_back(
               {fpos, static_cast<uint32_t>(c), static_cast<uint32_t>(size), block_sums});
           stored += c;
@@ -335,11 +330,11 @@ Status DecodeLz4Frame(const char* in, size_t stored, char* out, size_t size,
                       const std::string& where, bool content_checksum) {
   // With block checksums, they are verified here (libxxhash, fast) and
   // liblz4 skips its own, slow copy of XXH32 (chain/vnb/lz4_check.h).
-  Lz4FrameChecker checker;
-  const bool checked = stored >= 5 && (static_cast<uint8_t>(in[4]) & kLz4FlagBlockChecksum) != 0;
-  if (checked) {
-    CHAINFS_RETURN_IF_ERROR(checker.Feed(in, stored, where));
-    if (!checker.ended())
+  std::optional<Lz4FrameChecker> checker;  // only for a frame with block checksums
+  if (stored >= 5 && (static_cast<uint8_t>(in[4]) & kLz4FlagBlockChecksum) != 0) {
+    checker.emplace();
+    CHAINFS_RETURN_IF_ERROR(checker->Feed(in, stored, where));
+    if (!checker->ended())
       return Status::Corruption(where + ": damaged lz4 frame (truncated: no end mark in its " +
                                 std::to_string(stored) + " bytes)");
   }
@@ -349,7 +344,7 @@ Status DecodeLz4Frame(const char* in, size_t stored, char* out, size_t size,
   std::unique_ptr<LZ4F_dctx, decltype(&LZ4F_freeDecompressionContext)> hold(
       d, LZ4F_freeDecompressionContext);
   LZ4F_decompressOptions_t opts{};
-  opts.skipChecksums = checked ? 1 : 0;
+  opts.skipChecksums = checker ? 1 : 0;
   size_t in_n = stored, out_n = size;
   const size_t r = LZ4F_decompress(d, out, &out_n, in, &in_n, &opts);
   if (LZ4F_isError(r))
@@ -357,8 +352,8 @@ Status DecodeLz4Frame(const char* in, size_t stored, char* out, size_t size,
   if (r != 0 || in_n != stored || out_n != size)
     return Status::Corruption(where + ": damaged lz4 frame (decodes to " + std::to_string(out_n) +
                               " of " + std::to_string(size) + " bytes)");
-  if (checked && content_checksum && checker.content_checksum() &&
-      XXH32(out, size, 0) != *checker.content_checksum())
+  if (checker && content_checksum && checker->content_checksum() &&
+      XXH32(out, size, 0) != *checker->content_checksum())
     return Status::Corruption(where + ": damaged lz4 frame (content checksum does not hold)");
   return Status::Ok();
 }
