@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "chain/base/status.h"
 
@@ -45,6 +46,29 @@ class RandomAccessFile {
   // only what is read or asked for with WillNeed comes from disk. For the
   // life of the object (wrappers that reopen apply it again). Never fails.
   virtual void AdviseRandom() const {}
+};
+
+// Byte ranges of one file gathered for WillNeed, asked for in file order:
+// ranges closer than max_gap bytes to each other become one hint, gap
+// included. On a disk each hint is a request of its own (a system call, a
+// queue entry, a completion interrupt), so reading a few bytes nobody asked
+// for costs less than two requests: a deep chain's layer holds a window's
+// live blocks next to each other in its file, with shadowed blocks between.
+//
+// kWillNeedMaxGap: one 64 KiB block. On a depth-100 qcow2 chain (bench-qcow2's
+// d100) it took the disk requests of a cold read of the top view from about
+// 15,200 to 9,500 for 7% more bytes; on this project's virtual disk the read
+// took as long (its requests are cheap), on a disk that seeks or a network
+// filesystem each request saved is worth far more than 64 KiB.
+inline constexpr uint64_t kWillNeedMaxGap = 64 << 10;
+class WillNeedRanges {
+ public:
+  void Add(uint64_t offset, uint64_t n);
+  // Hints every range to f, merged; empties the list.
+  void Issue(const RandomAccessFile& f, uint64_t max_gap);
+
+ private:
+  std::vector<std::pair<uint64_t, uint64_t>> ranges_;  // [start, end)
 };
 
 // How an AppendFile reaches the disk.

@@ -16,6 +16,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "chain/base/hash.h"
 #include "chain/base/status.h"
@@ -94,6 +95,16 @@ class Layer {
   virtual void WillNeed(uint64_t first, uint64_t count) const {
     (void)first;
     (void)count;
+  }
+  // WillNeed of several runs of entries at once, in any order (a view asks
+  // each layer once per window): a layer can then ask its file for their
+  // stored bytes in file order, neighbours merged (WillNeedRanges,
+  // chain/base/file.h). By default, WillNeed of each run.
+  struct EntryRun {
+    uint64_t first, count;
+  };
+  virtual void WillNeedRuns(const std::vector<EntryRun>& runs) const {
+    for (const EntryRun& r : runs) WillNeed(r.first, r.count);
   }
   // Hints that ForEachExtent will be called soon, so that what it reads (a
   // qcow2 image's L2 tables) can be fetched from disk in the background. A

@@ -239,7 +239,16 @@ void View::WillNeed(uint64_t offset, uint64_t n) const {
   std::sort(closed.begin(), closed.end());
   closed.erase(std::unique(closed.begin(), closed.end()), closed.end());
   (void)LoadAll(closed);  // only those not loaded yet
-  for (const Ask& a : asks) layers_[a.layer].layer->WillNeed(a.first, a.count);
+  // Each layer's runs together, so that it can merge them in its file.
+  std::stable_sort(asks.begin(), asks.end(),
+                   [](const Ask& a, const Ask& b) { return a.layer < b.layer; });
+  std::vector<Layer::EntryRun> runs;
+  for (size_t i = 0; i < asks.size();) {
+    const size_t li = asks[i].layer;
+    runs.clear();
+    for (; i < asks.size() && asks[i].layer == li; ++i) runs.push_back({asks[i].first, asks[i].count});
+    layers_[li].layer->WillNeedRuns(runs);
+  }
 }
 
 uint64_t View::SeekData(uint64_t offset) const {

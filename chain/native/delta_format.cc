@@ -405,7 +405,7 @@ Status DeltaReader::ReadBlock(size_t i, char* out) const {
   return DecodeBlock(e.Stored(stored.data()), header_.block_size, out, path());
 }
 
-void DeltaReader::WillNeed(size_t first, size_t count) const {
+void DeltaReader::AddStoredRange(size_t first, size_t count, WillNeedRanges* ranges) const {
   const size_t stop = std::min(entries_.size(), first + count);
   if (first >= stop) return;
   uint64_t begin = UINT64_MAX, end = 0;
@@ -413,7 +413,7 @@ void DeltaReader::WillNeed(size_t first, size_t count) const {
     begin = std::min(begin, entries_[i].offset);
     end = std::max(end, entries_[i].offset + entries_[i].stored_len);
   }
-  file_->WillNeed(begin, end - begin);
+  ranges->Add(begin, end - begin);
 }
 
 }  // namespace chainfs

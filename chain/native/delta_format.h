@@ -180,10 +180,12 @@ class DeltaReader {
   // Reads, checks and decompresses entry i into out (block_size bytes), then
   // checks the content hash.
   Status ReadBlock(size_t i, char* out) const;
-  // Asks the kernel to read the stretch of the file holding the stored bytes
-  // of entries [first, first + count) in the background (posix_fadvise
-  // WILLNEED, one call; entries between that are not needed come along).
-  void WillNeed(size_t first, size_t count) const;
+  // Adds the stretch of the file holding the stored bytes of entries
+  // [first, first + count) to *ranges (entries between that are not needed
+  // come along), for WillNeed(ranges): the kernel reads them in the
+  // background (posix_fadvise WILLNEED), neighbouring stretches as one.
+  void AddStoredRange(size_t first, size_t count, WillNeedRanges* ranges) const;
+  void WillNeed(WillNeedRanges* ranges) const { ranges->Issue(*file_, kWillNeedMaxGap); }
 
  private:
   DeltaReader() = default;

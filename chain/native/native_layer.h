@@ -38,8 +38,11 @@ class NativeLayer : public Layer {
   uint64_t StoredLength(uint64_t entry) const override {
     return entry < reader_->entries().size() ? reader_->entries()[entry].stored_len : 0;
   }
-  void WillNeed(uint64_t first, uint64_t count) const override {
-    reader_->WillNeed(first, count);
+  void WillNeed(uint64_t first, uint64_t count) const override { WillNeedRuns({{first, count}}); }
+  void WillNeedRuns(const std::vector<EntryRun>& runs) const override {
+    WillNeedRanges ranges;
+    for (const EntryRun& r : runs) reader_->AddStoredRange(r.first, r.count, &ranges);
+    reader_->WillNeed(&ranges);
   }
   Status ReadStored(uint64_t first, uint64_t count, std::string* scratch,
                     const StoredBlockFn& fn) const override;

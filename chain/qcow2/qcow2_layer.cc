@@ -329,25 +329,24 @@ class Qcow2Layer : public Layer {
 
   uint64_t StoredLength(uint64_t) const override { return bs_; }
 
-  void WillNeed(uint64_t first, uint64_t count) const override {
-    uint64_t start = 0, end = 0;  // a run of host bytes
-    for (uint64_t k = 0; k < count; ++k) {
-      const uint64_t g = (first + k) * bs_;
-      if (g >= h_.virtual_size) break;
-      const uint64_t cl = g >> h_.cluster_bits;
-      auto t = L2(cl / l2e_);
-      if (!t.ok() || t.value() == nullptr) continue;
-      const uint64_t e = Entry(t.value(), cl % l2e_);
-      if (e & kCompressedBit) continue;
-      const uint64_t host = (e & kOffsetMask) + (g - (cl << h_.cluster_bits));
-      if ((e & kOffsetMask) == 0) continue;
-      if (host != end) {
-        if (end > start) file_->WillNeed(start, end - start);
-        start = host;
+  void WillNeed(uint64_t first, uint64_t count) const override { WillNeedRuns({{first, count}}); }
+  // Clusters are laid out in the order they were written, so an overlay's
+  // clusters of one window lie together, with shadowed ones between.
+  void WillNeedRuns(const std::vector<EntryRun>& runs) const override {
+    WillNeedRanges ranges;
+    for (const EntryRun& r : runs) {
+      for (uint64_t k = 0; k < r.count; ++k) {
+        const uint64_t g = (r.first + k) * bs_;
+        if (g >= h_.virtual_size) break;
+        const uint64_t cl = g >> h_.cluster_bits;
+        auto t = L2(cl / l2e_);
+        if (!t.ok() || t.value() == nullptr) continue;
+        const uint64_t e = Entry(t.value(), cl % l2e_);
+        if ((e & kCompressedBit) || (e & kOffsetMask) == 0) continue;
+        ranges.Add((e & kOffsetMask) + (g - (cl << h_.cluster_bits)), bs_);
       }
-      end = host + bs_;
     }
-    if (end > start) file_->WillNeed(start, end - start);
+    ranges.Issue(*file_, kWillNeedMaxGap);
   }
 
   // CheckQcow2Structure's walk.

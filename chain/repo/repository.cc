@@ -359,6 +359,9 @@ class LazyLayer : public Layer {
     // Only a hint: a layer that cannot be opened is the read's to report.
     if (auto l = Get(); l.ok()) l.value()->WillNeed(first, count);
   }
+  void WillNeedRuns(const std::vector<EntryRun>& runs) const override {
+    if (auto l = Get(); l.ok()) l.value()->WillNeedRuns(runs);
+  }
   Status ReadStored(uint64_t first, uint64_t count, std::string* scratch,
                     const StoredBlockFn& fn) const override {
     CHAINFS_ASSIGN_OR_RETURN(const Layer* l, Get());

@@ -68,8 +68,13 @@ class FakeLayer : public Layer {
   std::optional<ContentHash> BlockHash(uint64_t) const override { return std::nullopt; }
   uint64_t StoredLength(uint64_t) const override { return block_size_ / 2; }
   void WillNeed(uint64_t first, uint64_t count) const override { will_need_.Add(first, count); }
-  // Entries WillNeed was called for.
+  void WillNeedRuns(const std::vector<EntryRun>& runs) const override {
+    will_need_runs_calls_.fetch_add(1);
+    Layer::WillNeedRuns(runs);
+  }
+  // Entries WillNeed was called for, and how many WillNeedRuns calls asked.
   std::set<uint64_t> will_need() const { return will_need_.Get(); }
+  int will_need_runs_calls() const { return will_need_runs_calls_.load(); }
 
   // The bytes block `entry` holds.
   void Fill(uint64_t entry, char* out) const {
@@ -95,6 +100,7 @@ class FakeLayer : public Layer {
   std::string location_ = "fake.delta";
   mutable std::vector<std::atomic<uint64_t>> reads_;
   EntrySet will_need_;
+  mutable std::atomic<int> will_need_runs_calls_{0};
 };
 
 // Data entry e holds pattern bytes up to its extent's end (Byte(e, offset))

@@ -104,7 +104,8 @@ class SparseLayer : public FakeLayer {
 
 // The disk hints of a window never ask for entries of an older layer that a
 // newer one shadows (in a deep chain most of them are), and ask for every
-// entry the view reads.
+// entry the view reads. Each layer gets all its runs of the window in one
+// WillNeedRuns call, so that it can merge them in its file.
 TEST(ReadaheadTest, DiskHintsSkipShadowedEntries) {
   auto older = std::make_shared<FakeLayer>(64);
   auto newer = std::make_shared<SparseLayer>(
@@ -119,6 +120,7 @@ TEST(ReadaheadTest, DiskHintsSkipShadowedEntries) {
   for (uint64_t e = 0; e < 12; ++e) want_new.insert(e);
   EXPECT_EQ(want_old, older->will_need());
   EXPECT_EQ(want_new, newer->will_need());
+  EXPECT_EQ(1, older->will_need_runs_calls()) << "the older layer's three runs, asked apart";
 }
 
 TEST(ReadaheadTest, SlightlyReorderedRequestsAreSequential) {

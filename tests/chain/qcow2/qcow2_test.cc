@@ -6,6 +6,7 @@
 #include <boost/filesystem.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <unistd.h>
 #include <vector>
 
@@ -534,6 +535,63 @@ TEST(Qcow2Scale, WillNeedExtentsFetchesTheL2TablesOnly) {
     if (e.kind == LayerExtent::Kind::kData) offsets.push_back(e.offset);
   });
   EXPECT_EQ(offsets, (std::vector<uint64_t>{0, 600 * kMiB, 1300 * kMiB, 1900 * kMiB}));
+}
+
+// A window's disk hints for one image come in one WillNeedRuns call; the
+// image asks its file for them in file order, clusters that lie closer than
+// 64 KiB in the file merged (a deep chain's overlay holds a window's live
+// clusters next to each other in write order, shadowed ones between).
+TEST(Qcow2Scale, WillNeedRunsMergesNeighbouringClustersInTheFile) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  // Guest clusters 0, 10, ..., 60 written in that order: their data
+  // clusters follow each other in the file.
+  std::string writes;
+  for (int i = 0; i <= 6; ++i)
+    writes += " -c 'write -P " + std::to_string(i + 1) + " " + std::to_string(i * 10 * 64) + "K 64K'";
+  Sh(d, "qemu-img create -q -f qcow2 a.qcow2 64M && qemu-io" + writes + " a.qcow2");
+  // Records the hints it is given, reads through.
+  class HintLog : public RandomAccessFile {
+   public:
+    explicit HintLog(std::unique_ptr<RandomAccessFile> f) : f_(std::move(f)) {}
+    Status ReadAt(uint64_t o, size_t n, void* b) const override { return f_->ReadAt(o, n, b); }
+    uint64_t Size() const override { return f_->Size(); }
+    const std::string& Path() const override { return f_->Path(); }
+    void WillNeed(uint64_t offset, uint64_t n) const override {
+      std::lock_guard<std::mutex> lock(mu);
+      calls.emplace_back(offset, n);
+    }
+    mutable std::mutex mu;
+    mutable std::vector<std::pair<uint64_t, uint64_t>> calls;
+
+   private:
+    std::unique_ptr<RandomAccessFile> f_;
+  };
+  auto f = Env::Default()->NewRandomAccessFile(d + "/a.qcow2");
+  ASSERT_TRUE(f.ok());
+  auto log = std::make_unique<HintLog>(std::move(f).value());
+  const HintLog* hints = log.get();
+  auto layer = OpenQcow2Layer(std::move(log));
+  ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+  ASSERT_EQ(layer.value()->block_size(), 64u << 10);
+  // Guest clusters 60, 0, 20 and 30 (10, 40 and 50 shadowed by a newer
+  // image), and 5, which the image does not hold.
+  layer.value()->WillNeedRuns({{60, 1}, {0, 1}, {5, 1}, {30, 1}, {20, 1}});
+  ASSERT_EQ(hints->calls.size(), 2u) << "clusters 0, 20, 30 (one cluster apart in the file) as one hint, "
+                                        "60 (two clusters past 30) as another";
+  const auto [first, first_n] = hints->calls[0];
+  EXPECT_EQ(first_n, 4u * 65536) << "clusters 0 to 30, the shadowed 10 between";
+  EXPECT_EQ(hints->calls[1], std::make_pair(first + 6 * 65536, uint64_t{65536}));
+  // The hinted bytes are the clusters written (cluster k holds pattern k + 1).
+  std::string buf(65536, '\0');
+  auto file = Env::Default()->NewRandomAccessFile(d + "/a.qcow2");
+  ASSERT_TRUE(file.ok());
+  for (auto [at, pattern] : {std::pair<uint64_t, char>{first, 1}, {first + 2 * 65536, 3},
+                             {first + 3 * 65536, 4}, {first + 6 * 65536, 7}}) {
+    ASSERT_TRUE(file.value()->ReadAt(at, buf.size(), buf.data()).ok());
+    EXPECT_EQ(buf, std::string(65536, pattern)) << "host offset " << at;
+  }
 }
 
 }  // namespace
