@@ -376,15 +376,35 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
     return p->stored * n / p->length;  // the frame's share
   }
 
-  void WillNeed(uint64_t first, uint64_t count) const override {
+  void WillNeed(uint64_t first, uint64_t count) const override { WillNeedRuns({{first, count}}); }
+  // An uncompressed stream's payload bytes of every data frame the runs
+  // touch, in file order (WillNeedRanges). Compressed: WillNeedFrames.
+  void WillNeedRuns(const std::vector<EntryRun>& runs) const override {
+    if (compressed_) {
+      for (const EntryRun& r : runs) WillNeedFrames(r.first, r.count);
+      return;
+    }
+    WillNeedRanges ranges;
+    for (const EntryRun& r : runs) {
+      size_t index = 0;
+      if (r.count == 0 || PieceOf(r.first, &index) == nullptr) continue;
+      const uint64_t stop = r.first + r.count;
+      for (size_t i = index; i < pieces_.size(); ++i) {
+        const Piece& q = pieces_[i];
+        if (q.zero) continue;
+        if (q.first_entry >= stop) break;
+        const uint64_t from = std::max(r.first, q.first_entry);
+        const uint64_t k = (from - q.first_entry) * bs_;
+        if (k < q.length) ranges.Add(q.pos + k, std::min<uint64_t>((stop - from) * bs_, q.length - k));
+      }
+    }
+    ranges.Issue(*file_, kWillNeedMaxGap);
+  }
+
+  void WillNeedFrames(uint64_t first, uint64_t count) const {
     size_t index = 0;
     const Piece* p = PieceOf(first, &index);
     if (p == nullptr || count == 0) return;
-    if (!compressed_) {
-      const uint64_t k = (first - p->first_entry) * bs_;
-      file_->WillNeed(p->pos + k, std::min<uint64_t>(count * bs_, p->length - k));
-      return;
-    }
     // The frames holding these entries: large ones decoded in the
     // background, whole; small ones (an incremental's extents, decoded by
     // whoever reads them) only fetched from disk, a run of them that follow

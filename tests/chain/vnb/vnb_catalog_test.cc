@@ -583,6 +583,47 @@ TEST(VnbDecodeAhead, RepositoryOutlivesItsBackgroundDecoding) {
   EXPECT_TRUE(out == d.image);
 }
 
+// An uncompressed stream keeps each extent as a data frame of its own: a
+// window's hint that spans several frames fetches all of them, not only the
+// first (each byte a cold sequential read needs is asked for ahead).
+TEST(VnbWillNeed, AHintOverFramesThatFollowEachOtherFetchesThemAll) {
+  TempDir tmp;
+  const std::string path = tmp / "vda.full.data";
+  std::vector<testing::VnbFrameSpec> frames;
+  std::string image;
+  for (int i = 0; i < 6; ++i) {
+    frames.push_back({static_cast<uint64_t>(i) * kMiB, RandomBytes(kMiB, 40 + i), 0});
+    image += frames.back().data;
+  }
+  WriteFile(path, testing::VnbStreamBytes(image.size(), "virtnbdbackup.0", "", "vda", frames, false));
+  auto f = Env::Default()->NewRandomAccessFile(path);
+  ASSERT_TRUE(f.ok());
+  f.value()->AdviseRandom();  // the kernel's own readahead must not bring in what the hint misses
+  auto layer = OpenVnbLayer(std::move(f).value(), NextLayerId());
+  ASSERT_TRUE(layer.ok()) << layer.status().ToString();
+  uint64_t entries = 0;
+  layer.value()->ForEachExtent([&](const LayerExtent& e) {
+    if (e.kind == LayerExtent::Kind::kData)
+      entries = std::max(entries, e.first_entry + (e.length + layer.value()->block_size() - 1) /
+                                                      layer.value()->block_size());
+  });
+  ASSERT_GT(entries, 0u);
+  ASSERT_TRUE(testing::EvictFromPageCache(path)) << "the page cache of " << path << " cannot be dropped";
+  layer.value()->WillNeedRuns({{0, entries}});
+  // The reads run in the background: wait for them (20 s for a loaded machine).
+  uint64_t resident = 0;
+  for (int i = 0; i < 200 && (resident = testing::ResidentBytes(path)) < image.size(); ++i)
+    ::usleep(100 * 1000);
+  EXPECT_GE(resident, image.size()) << "six frames of 1 MiB hinted, not all fetched";
+  for (uint64_t e = 0; e < entries; ++e) {
+    std::string block(layer.value()->block_size(), '\0');
+    ASSERT_TRUE(layer.value()->ReadBlock(e, block.data()).ok());
+    const uint64_t at = e * block.size();
+    EXPECT_EQ(block.substr(0, std::min<uint64_t>(block.size(), image.size() - at)),
+              image.substr(at, block.size())) << "entry " << e;
+  }
+}
+
 // Decoded frames differ in size (one per extent, cut at 32 MiB): a spare
 // buffer serves any frame it can hold, or every frame of a full stream was a
 // fresh mapping, faulted in and zeroed page by page by the kernel. Buffers
