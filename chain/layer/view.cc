@@ -219,9 +219,12 @@ void View::WillNeed(uint64_t offset, uint64_t n) const {
     if (lo < hi) asks.push_back({li, lo, hi - lo});
     lo = hi = 0;
   };
+  std::vector<size_t> rank(layers_.size(), SIZE_MAX);  // by the layer's first run
+  size_t ranked = 0;
   for (const MapRun* r = map_.FindAtOrAfter(offset); r != nullptr && r != map_.runs_end(); ++r) {
     if (r->start >= stop) break;
     if (r->is_zero()) continue;
+    if (rank[r->layer] == SIZE_MAX) rank[r->layer] = ranked++;
     const auto [lo, last] = r->EntriesOf(std::max(offset, r->start), std::min(stop, r->end));
     auto& p = pending[r->layer];
     if (p.first < p.second && p.first <= lo && lo <= p.second) {
@@ -239,9 +242,13 @@ void View::WillNeed(uint64_t offset, uint64_t n) const {
   std::sort(closed.begin(), closed.end());
   closed.erase(std::unique(closed.begin(), closed.end()), closed.end());
   (void)LoadAll(closed);  // only those not loaded yet
-  // Each layer's runs together, so that it can merge them in its file.
+  // Each layer's runs together, so that it can merge them in its file; the
+  // layers in the order of their first run in the window, so that what the
+  // reader needs first is asked for first (by layer index, a deep native
+  // chain's cold read was 10% slower: the window's first blocks were asked
+  // for last).
   std::stable_sort(asks.begin(), asks.end(),
-                   [](const Ask& a, const Ask& b) { return a.layer < b.layer; });
+                   [&](const Ask& a, const Ask& b) { return rank[a.layer] < rank[b.layer]; });
   std::vector<Layer::EntryRun> runs;
   for (size_t i = 0; i < asks.size();) {
     const size_t li = asks[i].layer;

@@ -70,11 +70,15 @@ class FakeLayer : public Layer {
   void WillNeed(uint64_t first, uint64_t count) const override { will_need_.Add(first, count); }
   void WillNeedRuns(const std::vector<EntryRun>& runs) const override {
     will_need_runs_calls_.fetch_add(1);
+    static std::atomic<uint64_t> calls{0};  // over all FakeLayers
+    will_need_runs_last_.store(calls.fetch_add(1) + 1);
     Layer::WillNeedRuns(runs);
   }
-  // Entries WillNeed was called for, and how many WillNeedRuns calls asked.
+  // Entries WillNeed was called for; how many WillNeedRuns calls asked, and
+  // when the last one came (a count of every FakeLayer's calls; 0: never).
   std::set<uint64_t> will_need() const { return will_need_.Get(); }
   int will_need_runs_calls() const { return will_need_runs_calls_.load(); }
+  uint64_t will_need_runs_last() const { return will_need_runs_last_.load(); }
 
   // The bytes block `entry` holds.
   void Fill(uint64_t entry, char* out) const {
@@ -101,6 +105,7 @@ class FakeLayer : public Layer {
   mutable std::vector<std::atomic<uint64_t>> reads_;
   EntrySet will_need_;
   mutable std::atomic<int> will_need_runs_calls_{0};
+  mutable std::atomic<uint64_t> will_need_runs_last_{0};
 };
 
 // Data entry e holds pattern bytes up to its extent's end (Byte(e, offset))

@@ -105,7 +105,9 @@ class SparseLayer : public FakeLayer {
 // The disk hints of a window never ask for entries of an older layer that a
 // newer one shadows (in a deep chain most of them are), and ask for every
 // entry the view reads. Each layer gets all its runs of the window in one
-// WillNeedRuns call, so that it can merge them in its file.
+// WillNeedRuns call, so that it can merge them in its file, and the layer
+// whose first run comes first in the window is asked first (here the older
+// one: the window starts with its blocks).
 TEST(ReadaheadTest, DiskHintsSkipShadowedEntries) {
   auto older = std::make_shared<FakeLayer>(64);
   auto newer = std::make_shared<SparseLayer>(
@@ -121,6 +123,9 @@ TEST(ReadaheadTest, DiskHintsSkipShadowedEntries) {
   EXPECT_EQ(want_old, older->will_need());
   EXPECT_EQ(want_new, newer->will_need());
   EXPECT_EQ(1, older->will_need_runs_calls()) << "the older layer's three runs, asked apart";
+  EXPECT_EQ(1, newer->will_need_runs_calls());
+  EXPECT_LT(older->will_need_runs_last(), newer->will_need_runs_last())
+      << "the window's first blocks (the older layer's) were asked for after the newer layer's";
 }
 
 TEST(ReadaheadTest, SlightlyReorderedRequestsAreSequential) {
