@@ -150,18 +150,14 @@ class Qcow2Layer : public Layer {
   // skipped (L2() reports them).
   void WillNeedExtents() const override {
     const uint64_t per_l1 = l2e_ * cs_;
-    uint64_t run_start = 0, run_end = 0;
+    WillNeedRanges tables;
     for (uint64_t i = 0; i < l1_.size() && i * per_l1 < h_.virtual_size; ++i) {
       const Result<uint64_t> at = TableOffset(i);
       const uint64_t off = at.ok() ? at.value() : 0;
       if (off == 0 || L2Cache::Get().Find(id_, off) != nullptr) continue;
-      if (off != run_end) {
-        if (run_end > run_start) file_->WillNeed(run_start, run_end - run_start);
-        run_start = off;
-      }
-      run_end = off + cs_;
+      tables.Add(off, cs_);
     }
-    if (run_end > run_start) file_->WillNeed(run_start, run_end - run_start);
+    tables.Issue(*file_, 0);  // the tables only: no data cluster between them
   }
 
   uint64_t Entry(const Table& t, uint64_t j) const { return t.get()[j * width_]; }

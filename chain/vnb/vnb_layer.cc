@@ -378,14 +378,15 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
 
   void WillNeed(uint64_t first, uint64_t count) const override { WillNeedRuns({{first, count}}); }
   // An uncompressed stream's payload bytes of every data frame the runs
-  // touch, in file order (WillNeedRanges). Compressed: WillNeedFrames.
+  // touch, in file order (WillNeedRanges). Compressed: WillNeedFrames, whose
+  // small frames are merged the same way.
   void WillNeedRuns(const std::vector<EntryRun>& runs) const override {
-    if (compressed_) {
-      for (const EntryRun& r : runs) WillNeedFrames(r.first, r.count);
-      return;
-    }
     WillNeedRanges ranges;
     for (const EntryRun& r : runs) {
+      if (compressed_) {
+        WillNeedFrames(r.first, r.count, &ranges);
+        continue;
+      }
       size_t index = 0;
       if (r.count == 0 || PieceOf(r.first, &index) == nullptr) continue;
       const uint64_t stop = r.first + r.count;
@@ -401,30 +402,20 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
     ranges.Issue(*file_, kWillNeedMaxGap);
   }
 
-  void WillNeedFrames(uint64_t first, uint64_t count) const {
+  // The lz4 frames holding entries [first, first + count): large ones
+  // decoded in the background, whole; small ones (an incremental's extents,
+  // decoded by whoever reads them) only fetched from disk, added to *small.
+  void WillNeedFrames(uint64_t first, uint64_t count, WillNeedRanges* small) const {
     size_t index = 0;
     const Piece* p = PieceOf(first, &index);
     if (p == nullptr || count == 0) return;
-    // The frames holding these entries: large ones decoded in the
-    // background, whole; small ones (an incremental's extents, decoded by
-    // whoever reads them) only fetched from disk, a run of them that follow
-    // each other in the file as one hint.
     std::weak_ptr<const VnbLayer> weak = weak_from_this();
-    uint64_t run_start = 0, run_end = 0;
-    auto flush = [&] {
-      if (run_end > run_start) file_->WillNeed(run_start, run_end - run_start);
-      run_start = run_end = 0;
-    };
     for (size_t i = index; i < pieces_.size(); ++i) {
       const Piece& q = pieces_[i];
       if (q.zero) continue;
       if (q.first_entry >= first + count) break;
       if (q.length < kMinDecodeAheadBytes) {
-        if (q.pos != run_end) {
-          flush();
-          run_start = q.pos;
-        }
-        run_end = q.pos + q.stored;
+        small->Add(q.pos, q.stored);
         continue;
       }
       auto f = FrameCache::Get().Get(id_, i, [&] { return NewFrame(q); });
@@ -446,7 +437,6 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
         if (--a.n == 0) a.idle.notify_all();
       });
     }
-    flush();
   }
 
   // Decodes every lz4 frame whole, past the frame cache, checking block and
