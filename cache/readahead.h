@@ -67,6 +67,10 @@ struct ReadaheadOptions {
   uint64_t max_window = 16ull << 20;
   unsigned threads = 2;  // 0 disables readahead
   size_t max_queued_blocks = 4096;
+  // Blocks stored raw (Layer::RawSpan) are not loaded into the cache, only
+  // asked from disk (View::WillNeed): a reader that splices them from the
+  // page cache (ReadOptions::file_pieces) would never use the copy.
+  bool skip_raw = false;
 };
 
 struct ReadaheadStats {

@@ -35,10 +35,18 @@ json ReadaheadStatsToJson(const ReadaheadStats& s) {
               {"collapses", s.collapses}};
 }
 
-std::string MountStatsJson(const BlockCache* cache, const Readahead* readahead) {
+json ReplyStatsToJson(const ReplyStats& s) {
+  return json{{"spliced_replies", s.spliced_replies.load(std::memory_order_relaxed)},
+              {"spliced_bytes", s.spliced_bytes.load(std::memory_order_relaxed)},
+              {"splice_fallbacks", s.splice_fallbacks.load(std::memory_order_relaxed)}};
+}
+
+std::string MountStatsJson(const BlockCache* cache, const Readahead* readahead,
+                           const ReplyStats* replies) {
   json doc;
   doc["cache"] = cache ? CacheStatsToJson(cache->Stats()) : json(nullptr);
   doc["readahead"] = readahead ? ReadaheadStatsToJson(readahead->Stats()) : json(nullptr);
+  doc["replies"] = replies ? ReplyStatsToJson(*replies) : json(nullptr);
   return doc.dump(2) + "\n";
 }
 

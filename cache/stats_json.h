@@ -3,13 +3,15 @@
 // and read back by `chainfs stats`.
 //
 //   {"cache": {"capacity_bytes": ..., "hits": ..., ...},
-//    "readahead": {"batches": ..., ...}}
+//    "readahead": {"batches": ..., ...},
+//    "replies": {"spliced_replies": ..., "spliced_bytes": ..., "splice_fallbacks": ...}}
 //
 // Field names are the member names of BlockCacheStats and ReadaheadStats;
 // "cache": null when the mount runs without a cache, "readahead": null
 // without readahead. New fields may be added; none is renamed.
 #pragma once
 
+#include <atomic>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -24,7 +26,15 @@ inline constexpr char kStatsFileName[] = ".chainfs-stats";
 
 nlohmann::json CacheStatsToJson(const BlockCacheStats& s);
 nlohmann::json ReadaheadStatsToJson(const ReadaheadStats& s);
-// The whole document; either pointer may be null. Ends with a newline.
-std::string MountStatsJson(const BlockCache* cache, const Readahead* readahead);
+// How a mount answered reads (fusefs/driver/splice_reply.h), "replies".
+struct ReplyStats {
+  std::atomic<uint64_t> spliced_replies{0};  // answered by splice
+  std::atomic<uint64_t> spliced_bytes{0};    // their bytes
+  std::atomic<uint64_t> splice_fallbacks{0};  // had file pieces, copied instead
+};
+nlohmann::json ReplyStatsToJson(const ReplyStats& s);
+// The whole document; any pointer may be null. Ends with a newline.
+std::string MountStatsJson(const BlockCache* cache, const Readahead* readahead,
+                           const ReplyStats* replies = nullptr);
 
 }  // namespace chainfs

@@ -46,6 +46,18 @@ class RandomAccessFile {
   // only what is read or asked for with WillNeed comes from disk. For the
   // life of the object (wrappers that reopen apply it again). Never fails.
   virtual void AdviseRandom() const {}
+  // Moves exactly n bytes at offset into the pipe whose write end is
+  // pipe_fd (splice(2): the page cache's pages, not a copy of them); the
+  // pipe must have room for them. A file that ends first is kCorruption, as
+  // ReadAt's short read, and whatever was moved stays in the pipe (the
+  // caller discards the pipe). kNotSupported where there is no descriptor
+  // to splice from: the caller reads instead.
+  virtual Status SpliceTo(uint64_t offset, size_t n, int pipe_fd) const {
+    (void)offset;
+    (void)n;
+    (void)pipe_fd;
+    return Status::NotSupported(Path() + ": no splice");
+  }
 };
 
 // Byte ranges of one file gathered for WillNeed, asked for in file order:

@@ -48,6 +48,11 @@ class CachedFile final : public RandomAccessFile {
     CHAINFS_RETURN_IF_ERROR(Acquire(&f));
     return f->ReadAt(offset, n, buf);
   }
+  Status SpliceTo(uint64_t offset, size_t n, int pipe_fd) const override {
+    std::shared_ptr<RandomAccessFile> f;  // held: not closed while splicing
+    CHAINFS_RETURN_IF_ERROR(Acquire(&f));
+    return f->SpliceTo(offset, n, pipe_fd);
+  }
   void WillNeed(uint64_t offset, uint64_t n) const override {
     std::shared_ptr<RandomAccessFile> f;
     if (Acquire(&f).ok()) f->WillNeed(offset, n);

@@ -167,12 +167,31 @@ class PosixRandomAccessFile : public RandomAccessFile {
   void AdviseRandom() const override { (void)::posix_fadvise(f_.fd, 0, 0, POSIX_FADV_RANDOM); }
   Status ReadAt(uint64_t offset, size_t n, void* buf) const override {
     auto* p = static_cast<char*>(buf);
+    return Exactly(offset, n, "read", [&](size_t done) {
+      return ::pread(f_.fd, p + done, n - done, static_cast<off_t>(offset + done));
+    });
+  }
+  Status SpliceTo(uint64_t offset, size_t n, int pipe_fd) const override {
+    return Exactly(offset, n, "splice", [&](size_t done) {
+      loff_t at = static_cast<loff_t>(offset + done);
+      return ::splice(f_.fd, &at, pipe_fd, nullptr, n - done, SPLICE_F_MOVE);
+    });
+  }
+  uint64_t Size() const override { return f_.size; }
+  const std::string& Path() const override { return f_.path; }
+
+ private:
+  // Calls op(done), a system call moving up to n - done bytes at offset +
+  // done, until all n bytes are moved. A file that ends first is
+  // kCorruption ("truncated"), a failure kIoError naming what failed.
+  template <typename Op>
+  Status Exactly(uint64_t offset, size_t n, const char* what, Op op) const {
     size_t done = 0;
     while (done < n) {
-      ssize_t r = ::pread(f_.fd, p + done, n - done, static_cast<off_t>(offset + done));
+      const ssize_t r = op(done);
       if (r < 0) {
         if (errno == EINTR) continue;
-        return Status::FromErrno(errno, f_.path + ": read at offset " +
+        return Status::FromErrno(errno, f_.path + ": " + what + " at offset " +
                                             std::to_string(offset + done));
       }
       if (r == 0)
@@ -183,10 +202,7 @@ class PosixRandomAccessFile : public RandomAccessFile {
     }
     return Status::Ok();
   }
-  uint64_t Size() const override { return f_.size; }
-  const std::string& Path() const override { return f_.path; }
 
- private:
   OpenFd f_;
   FileId id_;
 };

@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "chain/base/file.h"
 #include "chain/base/hash.h"
 #include "chain/base/status.h"
 #include "chain/layer/layer_identity.h"
@@ -105,6 +106,26 @@ class Layer {
   };
   virtual void WillNeedRuns(const std::vector<EntryRun>& runs) const {
     for (const EntryRun& r : runs) WillNeed(r.first, r.count);
+  }
+  // Where bytes [offset, offset + n) of entry `entry`, as ReadBlock gives
+  // them, lie unchanged in a file: stored raw, with no checksum of their own
+  // to check and nothing to decode (a qcow2 image's uncompressed cluster, an
+  // uncompressed virtnbdbackup stream's data). A reader may then move them
+  // from the file's page cache to the kernel without copying them into the
+  // process (splice(2), fusefs/driver/splice_reply.h): the bytes are as
+  // trustworthy as ReadBlock's, which reads them the same way. nullopt (the
+  // default) where they must be read: decoded, verified, zeros or not known
+  // (ReadBlock then says why). The file lives as long as the layer.
+  // REQUIRES: offset + n <= block_size().
+  struct FileSpan {
+    const RandomAccessFile* file;
+    uint64_t offset;
+  };
+  virtual std::optional<FileSpan> RawSpan(uint64_t entry, uint32_t offset, uint32_t n) const {
+    (void)entry;
+    (void)offset;
+    (void)n;
+    return std::nullopt;
   }
   // Hints that ForEachExtent will be called soon, so that what it reads (a
   // qcow2 image's L2 tables) can be fetched from disk in the background. A

@@ -152,12 +152,22 @@ Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out,
   return Walk(
       offset, n,
       [&](uint64_t len) {
-        if (!out->empty() && out->back().data == nullptr)
+        if (!out->empty() && out->back().data == nullptr && out->back().file == nullptr)
           out->back().size += len;
         else
           out->push_back(ReadPiece{nullptr, len, nullptr});
       },
       [&](uint32_t li, uint64_t entry, uint32_t in_block, uint32_t len, bool last) -> Status {
+        if (options.file_pieces) {
+          if (auto span = layers_[li].layer->RawSpan(entry, in_block, len)) {
+            ReadPiece* b = out->empty() ? nullptr : &out->back();
+            if (b != nullptr && b->file == span->file && b->file_offset + b->size == span->offset)
+              b->size += len;  // the next bytes of the same file
+            else
+              out->push_back(ReadPiece{nullptr, len, nullptr, span->file, span->offset});
+            return Status::Ok();
+          }
+        }
         auto pinned = reader_->PinBlock(*layers_[li].layer, entry, in_block, len,
                                         PieceOptions(options, last));
         if (!pinned.ok()) return pinned.status();

@@ -39,6 +39,9 @@ struct ReadOptions {
   // holds no data of this view). A scan is then done with the block, as if it
   // had read it to its end.
   bool last_of_block = false;
+  // ReadPieces may answer with file pieces (ReadPiece::file) where a layer
+  // stores bytes raw (Layer::RawSpan): the caller moves them with splice(2).
+  bool file_pieces = false;
 };
 
 // How a view obtains decoded block bytes. Implementations must be thread-safe.
@@ -76,6 +79,10 @@ struct ReadPiece {
   const char* data = nullptr;
   size_t size = 0;
   std::shared_ptr<const char> hold;
+  // With ReadOptions::file_pieces: `size` bytes at file_offset of file
+  // (data null), which lives as long as the view.
+  const RandomAccessFile* file = nullptr;
+  uint64_t file_offset = 0;
 };
 
 class View {

@@ -323,6 +323,24 @@ class Qcow2Layer : public Layer {
     return Status::Ok();
   }
 
+  // An allocated, uncompressed cluster inside the file: ReadBlock's bytes.
+  std::optional<FileSpan> RawSpan(uint64_t entry, uint32_t offset, uint32_t n) const override {
+    const uint64_t g = entry * bs_;
+    if (g >= h_.virtual_size || offset + n > std::min<uint64_t>(bs_, h_.virtual_size - g))
+      return std::nullopt;
+    const uint64_t cl = g >> h_.cluster_bits;
+    const uint64_t in_cluster = g - (cl << h_.cluster_bits);
+    auto t = L2(cl / l2e_);
+    if (!t.ok() || !t.value()) return std::nullopt;
+    const uint64_t e = Entry(t.value(), cl % l2e_), b = Bitmap(t.value(), cl % l2e_);
+    if (Classify(e, b, static_cast<uint32_t>(in_cluster / bs_)) != Unit::kData ||
+        (e & kCompressedBit))
+      return std::nullopt;
+    const uint64_t host = e & kOffsetMask;
+    if (host == 0 || host % cs_ != 0 || host + in_cluster + offset + n > file_->Size())
+      return std::nullopt;
+    return FileSpan{file_.get(), host + in_cluster + offset};
+  }
   uint64_t StoredLength(uint64_t) const override { return bs_; }
 
   void WillNeed(uint64_t first, uint64_t count) const override { WillNeedRuns({{first, count}}); }
@@ -466,6 +484,11 @@ class RawLayer : public Layer {
     return Status::Ok();
   }
   std::optional<ContentHash> BlockHash(uint64_t) const override { return std::nullopt; }
+  std::optional<FileSpan> RawSpan(uint64_t entry, uint32_t offset, uint32_t n) const override {
+    const uint64_t off = entry * kRawBlockSize + offset;
+    if (off >= size_ || n > size_ - off) return std::nullopt;  // zeros past the end
+    return FileSpan{file_.get(), off};
+  }
   uint64_t StoredLength(uint64_t) const override { return kRawBlockSize; }
   void WillNeed(uint64_t first, uint64_t count) const override {
     file_->WillNeed(first * kRawBlockSize, count * kRawBlockSize);

@@ -362,6 +362,11 @@ class LazyLayer : public Layer {
   void WillNeedRuns(const std::vector<EntryRun>& runs) const override {
     if (auto l = Get(); l.ok()) l.value()->WillNeedRuns(runs);
   }
+  std::optional<FileSpan> RawSpan(uint64_t entry, uint32_t offset, uint32_t n) const override {
+    // A layer that cannot be opened has no span: ReadBlock reports why.
+    if (auto l = Get(); l.ok()) return l.value()->RawSpan(entry, offset, n);
+    return std::nullopt;
+  }
   Status ReadStored(uint64_t first, uint64_t count, std::string* scratch,
                     const StoredBlockFn& fn) const override {
     CHAINFS_ASSIGN_OR_RETURN(const Layer* l, Get());

@@ -366,6 +366,16 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
 
   std::optional<ContentHash> BlockHash(uint64_t) const override { return std::nullopt; }
 
+  // An uncompressed stream's data bytes, where ReadBlock reads them.
+  std::optional<FileSpan> RawSpan(uint64_t entry, uint32_t offset, uint32_t n) const override {
+    size_t index = 0;
+    const Piece* p = compressed_ ? nullptr : PieceOf(entry, &index);
+    if (p == nullptr) return std::nullopt;
+    const uint64_t k = (entry - p->first_entry) * bs_;
+    if (k + offset + n > p->length) return std::nullopt;  // zeros past the extent
+    return FileSpan{file_.get(), p->pos + k + offset};
+  }
+
   uint64_t StoredLength(uint64_t entry) const override {
     size_t index = 0;
     const Piece* p = PieceOf(entry, &index);

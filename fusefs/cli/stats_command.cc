@@ -79,11 +79,19 @@ void PrintReadahead(const json& r) {
   Row("collapses", std::to_string(U(r, "collapses")));
 }
 
+void PrintReplies(const json& r) {
+  if (r.is_null()) return;
+  std::printf("replies:\n");
+  Row("spliced", std::to_string(U(r, "spliced_replies")) + " (" +
+                     std::to_string(U(r, "spliced_bytes") >> 20) + " MiB)");
+  Row("copied instead", std::to_string(U(r, "splice_fallbacks")));
+}
+
 }  // namespace
 
 Action AddStatsCommand(CLI::App& app) {
   auto* cmd =
-      app.add_subcommand("stats", "Show the block cache and readahead counters of a running mount");
+      app.add_subcommand("stats", "Show the block cache, readahead and reply counters of a running mount");
   struct Opts {
     std::string mountpoint;
     bool json = false;
@@ -111,6 +119,7 @@ Action AddStatsCommand(CLI::App& app) {
     }
     PrintCache(doc.value("cache", json(nullptr)));
     PrintReadahead(doc.value("readahead", json(nullptr)));
+    PrintReplies(doc.value("replies", json(nullptr)));
     return 0;
   };
 }

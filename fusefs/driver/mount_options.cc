@@ -144,6 +144,8 @@ Result<MountOptions> MountOptions::Parse(const std::vector<std::string>& args) {
         o.allow_other = true;
       } else if (opt == "direct_io") {
         o.direct_io = true;
+      } else if (opt == "nosplice") {
+        o.splice = false;
       } else if (Contains(kKernelFlags, opt)) {
         if (opt != "default_permissions") o.kernel.push_back(opt);
       } else if (auto eq = opt.find('='); eq != std::string::npos) {
@@ -193,6 +195,9 @@ const char* MountOptions::Help() {
          "                   not copied into the page cache. Slower for loop mounts and\n"
          "                   cp (smaller reads, each a round trip). Re-reads of more\n"
          "                   than cache_size decode again; shared mmap of a view fails\n"
+         "  nosplice         copy every byte of a reply through the daemon; by default\n"
+         "                   stored raw bytes (qcow2 clusters, uncompressed virtnbdbackup\n"
+         "                   streams) are spliced from the page cache (splice(2))\n"
          "  (a hidden file MOUNTPOINT/.chainfs-stats holds the counters: chainfs stats)\n"
          "  fsname=, subtype=, auto_unmount, nodev, nosuid, noexec, max_read=, ...\n"
          "                   passed to the kernel (fsname defaults to chainfs:REPO)\n"

@@ -56,6 +56,11 @@ struct MountOptions {
   // them; re-reads beyond cache_size decode again; MAP_SHARED mmap of a view
   // fails (ENODEV). README, "Streaming a whole disk out".
   bool direct_io = false;
+  // Stored raw bytes (a qcow2 image's uncompressed clusters, an uncompressed
+  // virtnbdbackup stream) are spliced from their file's page cache into the
+  // reply, not copied through the daemon (fusefs/driver/splice_reply.h);
+  // nosplice copies them as other bytes are.
+  bool splice = true;
   static constexpr uint64_t kDirectIoBlksize = 1ull << 20;
   bool allow_other = false;
   std::string fsname;   // default "chainfs:REPO" (set by the caller)

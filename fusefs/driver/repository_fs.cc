@@ -75,6 +75,7 @@ void RepositoryFs::Start() {
     ra.min_window = options_.readahead_min;
     ra.max_window = options_.readahead_max;
     ra.threads = options_.readahead_threads;
+    ra.skip_raw = SplicesReplies();
     readahead_ = std::make_unique<Readahead>(cache_.get(), ra);
   }
   loader_ = std::make_unique<WorkerPool>(1);

@@ -38,6 +38,7 @@
 
 #include "cache/block_cache.h"
 #include "cache/readahead.h"
+#include "cache/stats_json.h"
 #include "chain/base/worker_pool.h"
 #include "chain/repo/repository.h"
 #include "fusefs/driver/inode_table.h"
@@ -104,6 +105,14 @@ class RepositoryFs {
   int ReadDir(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi);
   int ReleaseDir(fuse_req_t req, fuse_file_info* fi);
   int StatFs(fuse_req_t req);
+  // FUSE init: asks libfuse to splice replies when the options allow it.
+  void Init(fuse_conn_info* conn);
+  // Whether reads are to be answered by splice where they can (the option,
+  // and a source with raw layers).
+  bool SplicesReplies() const;
+  // Answers a read whose pieces include file pieces by splicing them; false
+  // (nothing answered) if they cannot be spliced, to be copied instead.
+  bool ReplySpliced(fuse_req_t req, const std::vector<ReadPiece>& pieces, size_t n);
 
   // A child of a node, looked up by name: its inode and attributes.
   struct Entry {
@@ -176,6 +185,10 @@ class RepositoryFs {
   void ForgetStaleViews(const GroupState& g);
   std::string bdi_dir_;
   std::once_flag kernel_readahead_once_;
+  // Replies by splice (fusefs/driver/splice_reply.h): set at FUSE init when
+  // options_.splice and libfuse can; counted for .chainfs-stats.
+  std::atomic<bool> splice_{false};
+  ReplyStats reply_stats_;
   // Every open file and directory. A release still queued in the kernel
   // when the mount goes away is never delivered; the files are freed here
   // then (declared last: before the cache and readahead they use).

@@ -11,6 +11,7 @@
 #include "cache/stats_json.h"
 #include "chain/base/failpoint.h"
 #include "fusefs/driver/repository_fs.h"
+#include "fusefs/driver/splice_reply.h"
 
 namespace chainfs {
 
@@ -114,7 +115,7 @@ int RepositoryFs::Open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     fi->direct_io = options_.direct_io;
   } else if (n->kind == NodeKind::kStats) {
     auto snapshot = std::make_shared<Node>(*n);
-    snapshot->content = MountStatsJson(cache_.get(), readahead_.get());
+    snapshot->content = MountStatsJson(cache_.get(), readahead_.get(), &reply_stats_);
     f->node = std::move(snapshot);
     fi->direct_io = 1;
   } else {
@@ -187,8 +188,9 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
     return 0;
   }
   n = static_cast<size_t>(std::min<uint64_t>(n, size - off));
-  const ReadOptions options =
+  ReadOptions options =
       stream ? readahead_->OnRead(*stream, static_cast<uint64_t>(off), n) : ReadOptions{};
+  options.file_pieces = splice_.load(std::memory_order_relaxed);
   // The reply is gathered from the decoded blocks themselves (pinned in the
   // cache until it is written) and a shared zero page: no copy in between.
   thread_local std::vector<ReadPiece> pieces;
@@ -216,8 +218,24 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
           f.stream = std::move(fresh_stream);
         }
       }
-      st = fresh.value()->ReadPieces(static_cast<uint64_t>(off), n, &pieces, options);
+      view = fresh.value();
+      st = view->ReadPieces(static_cast<uint64_t>(off), n, &pieces, options);
     }
+  }
+  std::shared_ptr<const View> load;  // f may be gone once the reply is out
+  if (st.ok() && HasFilePieces(pieces)) {
+    if (f.load_layers.exchange(false, std::memory_order_relaxed)) {
+      std::lock_guard<std::mutex> lock(f.mu);
+      load = f.view;
+    }
+    if (ReplySpliced(req, pieces, n)) {
+      pieces.clear();  // unpin
+      if (load != nullptr) LoadLayersLater(std::move(load));
+      return 0;
+    }
+    pieces.clear();
+    options.file_pieces = false;
+    st = view->ReadPieces(static_cast<uint64_t>(off), n, &pieces, options);
   }
   if (!st.ok()) {
     pieces.clear();
@@ -233,8 +251,7 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
     for (size_t done = 0; done < p.size; done += zeros.size())
       iov.push_back({const_cast<char*>(zeros.data()), std::min(zeros.size(), p.size - done)});
   }
-  std::shared_ptr<const View> load;  // f may be gone once the reply is out
-  if (f.load_layers.exchange(false, std::memory_order_relaxed)) {
+  if (load == nullptr && f.load_layers.exchange(false, std::memory_order_relaxed)) {
     std::lock_guard<std::mutex> lock(f.mu);
     load = f.view;
   }
@@ -324,6 +341,44 @@ int RepositoryFs::ReadDir(fuse_req_t req, size_t n, off_t off, fuse_file_info* f
 
 int RepositoryFs::ReleaseDir(fuse_req_t req, fuse_file_info* fi) { return Release(req, fi); }
 
+void RepositoryFs::Init(fuse_conn_info* conn) {
+  // Up to 1 MiB per request: max_write sizes libfuse's buffers and the
+  // kernel's max_pages; readahead to match.
+  conn->max_write = 1 << 20;
+  conn->max_readahead = 1 << 20;
+  conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Only foreign sources have raw layers; a native repository's blocks are
+  // checked and decoded, never spliced.
+  if (SplicesReplies() && (conn->capable & FUSE_CAP_SPLICE_WRITE)) {
+    conn->want |= FUSE_CAP_SPLICE_WRITE;
+    splice_.store(true, std::memory_order_relaxed);
+    // libfuse splices a reply only if its pipe holds it, its header and
+    // three pages more: 2 MiB of pipe for a 1 MiB reply, where pipes stop
+    // at 1 MiB (pipe-max-size) without CAP_SYS_RESOURCE. Requests of
+    // 512 KiB then, all spliced: at 1 MiB, none would be.
+    if (!SplicePipe::CanGrowTo(2u << 20)) conn->max_write = SplicePipe::kSmallReply;
+  }
+}
+
+bool RepositoryFs::SplicesReplies() const {
+  return options_.splice && repo_->foreign() != nullptr;
+}
+
+bool RepositoryFs::ReplySpliced(fuse_req_t req, const std::vector<ReadPiece>& pieces, size_t n) {
+  SplicePipe& pipe = SplicePipe::ForThisThread();
+  if (Status st = pipe.Fill(pieces, ZeroPages()); !st.ok()) {
+    // Copied instead; a damaged or shortened file is reported by that read.
+    reply_stats_.splice_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("read copied, not spliced: {}", st.message());
+    return false;
+  }
+  if (pipe.Reply(req, n) == 0) {
+    reply_stats_.spliced_replies.fetch_add(1, std::memory_order_relaxed);
+    reply_stats_.spliced_bytes.fetch_add(n, std::memory_order_relaxed);
+  }
+  return true;
+}
+
 int RepositoryFs::StatFs(fuse_req_t req) {
   struct statvfs s = {};
   s.f_bsize = s.f_frsize = repo_->config().block_size;
@@ -369,13 +424,7 @@ struct FsOps {
   static void StatFs(fuse_req_t req, fuse_ino_t) {
     Run(req, [&] { return Fs(req)->StatFs(req); });
   }
-  static void Init(void*, fuse_conn_info* conn) {
-    // Up to 1 MiB per request: max_write sizes libfuse's buffers and the
-    // kernel's max_pages; readahead to match.
-    conn->max_write = 1 << 20;
-    conn->max_readahead = 1 << 20;
-    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
-  }
+  static void Init(void* fs, fuse_conn_info* conn) { static_cast<RepositoryFs*>(fs)->Init(conn); }
   // Write-like operations: the filesystem is read-only.
   static void Rofs(fuse_req_t req) { fuse_reply_err(req, EROFS); }
   static void SetAttr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) {

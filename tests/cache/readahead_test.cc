@@ -89,6 +89,45 @@ TEST(ReadaheadTest, DiskReadsAreRequestedAheadOfDecoding) {
   EXPECT_TRUE(g.layer->will_need().empty());
 }
 
+// A layer that says every block is stored raw in a file (Layer::RawSpan).
+class RawLayer : public FakeLayer {
+ public:
+  using FakeLayer::FakeLayer;
+  std::optional<FileSpan> RawSpan(uint64_t entry, uint32_t offset, uint32_t) const override {
+    return FileSpan{nullptr, entry * block_size() + offset};
+  }
+};
+
+// With skip_raw (a mount that splices raw blocks to the reader), such
+// blocks are asked from disk but not loaded into the cache; without it they
+// are prefetched as any other.
+TEST(ReadaheadTest, RawBlocksAreOnlyAskedFromDiskWhenSpliced) {
+  for (bool skip : {false, true}) {
+    auto layer = std::make_shared<RawLayer>(256);
+    BlockCache cache(Fixture::CacheOptions(1024));
+    ReadaheadOptions o = Fixture::Small();
+    o.skip_raw = skip;
+    Readahead readahead(&cache, o);
+    auto v = View::Create({{layer, "c1"}}, "vm/c1/vda", &cache);
+    ASSERT_TRUE(v.ok());
+    auto s = readahead.Open(v.value());
+    std::vector<char> buf(128 * kKiB);
+    for (uint64_t off = 0; off < 16 * 128 * kKiB; off += 128 * kKiB) {
+      readahead.OnRead(*s, off, buf.size());
+      ASSERT_TRUE(v.value()->Read(off, buf.size(), buf.data()).ok());
+    }
+    readahead.Drain();
+    EXPECT_FALSE(layer->will_need().empty()) << "skip_raw " << skip << ": no disk hint";
+    if (skip) {
+      EXPECT_EQ(readahead.Stats().queued, 0u) << "raw blocks loaded into the cache";
+      EXPECT_EQ(layer->total_reads(), 16u * 128 * kKiB / kBs) << "only what was read";
+    } else {
+      EXPECT_GT(readahead.Stats().queued, 0u);
+      EXPECT_GT(layer->total_reads(), 16u * 128 * kKiB / kBs) << "nothing read ahead";
+    }
+  }
+}
+
 // A layer whose data covers only some blocks (entries numbered in block order).
 class SparseLayer : public FakeLayer {
  public:

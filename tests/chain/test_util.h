@@ -54,6 +54,23 @@ inline std::string RandomBytes(size_t n, unsigned seed) {
   return s;
 }
 
+// Up to n bytes waiting in a pipe (or any descriptor), read without
+// blocking: what a splice put there.
+inline std::string DrainPipe(int fd, size_t n) {
+  std::string out(n, '\0');
+  size_t got = 0;
+  const int flags = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  while (got < n) {
+    const ssize_t r = ::read(fd, out.data() + got, n - got);
+    if (r <= 0) break;
+    got += static_cast<size_t>(r);
+  }
+  ::fcntl(fd, F_SETFL, flags);
+  out.resize(got);
+  return out;
+}
+
 inline std::string ReadFile(const std::string& path) {
   auto r = Env::Default()->ReadWholeFile(path, 1u << 30);
   EXPECT_TRUE(r.ok()) << r.status().ToString();

@@ -16,7 +16,10 @@
 namespace chainfs {
 namespace {
 
+using testing::DrainPipe;
+using testing::RandomBytes;
 using testing::TempDir;
+using testing::WriteFile;
 
 Env* env() { return Env::Default(); }
 
@@ -46,6 +49,26 @@ TEST(PosixEnv, AppendFileThenRandomAccessReadsTheBytes) {
   ExpectFailure(env()->NewAppendFile(path).status(), Status::Code::kAlreadyExists, path);
   ExpectFailure(env()->NewRandomAccessFile(dir / "missing").status(), Status::Code::kNotFound,
                 dir / "missing");
+}
+
+// SpliceTo moves exactly the bytes asked for into a pipe; a file that ends
+// first is kCorruption naming it, as ReadAt's short read.
+TEST(PosixEnv, SpliceToMovesTheBytesIntoAPipe) {
+  TempDir dir;
+  const std::string path = dir / "f", data = RandomBytes(300000, 5);
+  WriteFile(path, data);
+  auto f = env()->NewRandomAccessFile(path);
+  ASSERT_TRUE(f.ok()) << f.status().ToString();
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  ASSERT_GT(::fcntl(p[1], F_SETPIPE_SZ, 1 << 20), 0);
+  ASSERT_TRUE(f.value()->SpliceTo(12345, 200000, p[1]).ok());
+  ASSERT_TRUE(f.value()->SpliceTo(7, 3, p[1]).ok());
+  EXPECT_TRUE(DrainPipe(p[0], 1 << 20) == data.substr(12345, 200000) + data.substr(7, 3));
+  ExpectFailure(f.value()->SpliceTo(299990, 20, p[1]), Status::Code::kCorruption, path);
+  EXPECT_EQ(DrainPipe(p[0], 100), data.substr(299990)) << "what the file had is in the pipe";
+  ::close(p[0]);
+  ::close(p[1]);
 }
 
 // POSIX_FADV_WILLNEED reads at most the kernel's readahead size per call

@@ -21,6 +21,7 @@ namespace {
 using testing::RandomBytes;
 using testing::TempDir;
 using testing::WriteFile;
+using testing::DrainPipe;
 
 // Entries of /proc/self/fd: the descriptors this process has open.
 int OpenDescriptors() {
@@ -260,6 +261,24 @@ TEST(FileCache, CachingEnvOpensThroughTheCacheAndForwardsTheRest) {
   EXPECT_EQ(ReadAll(*f.value()), "hello");
   EXPECT_TRUE(env->FileExists(dir / "x"));
   EXPECT_EQ(env->NewRandomAccessFile(dir / "none").status().code(), Status::Code::kNotFound);
+}
+
+// A cached file splices through its descriptor, reopened after eviction.
+TEST(FileCache, SpliceToReopensAnEvictedFile) {
+  TempDir dir;
+  FileCache cache(1);
+  WriteFile(dir / "a", std::string(5000, 'a'));
+  WriteFile(dir / "b", std::string(5000, 'b'));
+  auto a = cache.Open(Env::Default(), dir / "a");
+  auto b = cache.Open(Env::Default(), dir / "b");  // evicts a's descriptor
+  ASSERT_TRUE(a.ok() && b.ok());
+  int p[2];
+  ASSERT_EQ(::pipe(p), 0);
+  ASSERT_TRUE(a.value()->SpliceTo(10, 4000, p[1]).ok());
+  ASSERT_TRUE(b.value()->SpliceTo(0, 100, p[1]).ok());
+  EXPECT_EQ(DrainPipe(p[0], 8192), std::string(4000, 'a') + std::string(100, 'b'));
+  ::close(p[0]);
+  ::close(p[1]);
 }
 
 // A whole small file (a manifest) is read and closed past the cache: reading

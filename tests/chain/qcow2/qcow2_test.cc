@@ -17,6 +17,7 @@
 #include "chain/qcow2/qcow2_layer.h"
 #include "chain/repo/check.h"
 #include "chain/repo/repository.h"
+#include "tests/chain/raw_span_check.h"
 #include "tests/chain/test_util.h"
 
 namespace chainfs {
@@ -592,6 +593,53 @@ TEST(Qcow2Scale, WillNeedRunsMergesNeighbouringClustersInTheFile) {
     ASSERT_TRUE(file.value()->ReadAt(at, buf.size(), buf.data()).ok());
     EXPECT_EQ(buf, std::string(65536, pattern)) << "host offset " << at;
   }
+}
+
+// What a mount splices (Layer::RawSpan) is what ReadBlock reads: raw
+// clusters of every cluster size, subclusters, a raw backing file and the
+// end of a disk whose size is no multiple of the cluster; compressed and zero
+// clusters are never spans.
+TEST(Qcow2Splice, RawSpansAreReadBlocksBytesAndOnlyOfRawClusters) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  MakeRaw(d, "r.raw", 8 * kMiB + 512);
+  Sh(d, "qemu-img convert -c -O qcow2 -o compression_type=zstd r.raw cs.qcow2");  // text compressed,
+                                                                                 // random raw
+  Sh(d, "qemu-img create -q -f qcow2 -b cs.qcow2 -F qcow2 top.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x44 1M 100K' -c 'write -z 3M 64K' -c 'write -P 0x45 8M 512' top.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -o extended_l2=on -b top.qcow2 -F qcow2 ext.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x55 4K 4K' -c 'write -P 0x56 5000K 2K' -c 'write -z 6M 8K' ext.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -o cluster_size=512 -b ext.qcow2 -F qcow2 c512.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x57 1000 3000' c512.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -b r.raw -F raw overraw.qcow2");
+  Sh(d, "qemu-io -c 'write -P 0x58 64K 64K' overraw.qcow2");
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  testing::RawSpanCount all;
+  for (const char* group : {"c512", "overraw"}) {
+    auto g = repo.value()->LoadGroup(group);
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    auto view = repo.value()->OpenView(group, g->checkpoints.back().name, "disk");
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    const testing::RawSpanCount c = testing::ExpectRawSpansMatchReadBlock(*view.value());
+    all.spans += c.spans;
+    all.reads += c.reads;
+  }
+  EXPECT_GT(all.spans, 100u);
+  EXPECT_GT(all.reads, 100u) << "compressed clusters and the disk's last, short block are read";
+  // A compressed base alone: spans only where qemu stored clusters raw
+  // (random data does not compress), never for the text.
+  auto cs = Env::Default()->NewRandomAccessFile(d + "/cs.qcow2");
+  ASSERT_TRUE(cs.ok());
+  auto layer = OpenQcow2Layer(std::move(cs).value());
+  ASSERT_TRUE(layer.ok());
+  const uint64_t text = 6 * kMiB / layer.value()->block_size();  // in the text half
+  EXPECT_FALSE(layer.value()->RawSpan(text, 0, layer.value()->block_size()))
+      << "a compressed cluster given as a span";
+  const uint64_t random = kMiB / layer.value()->block_size();
+  EXPECT_TRUE(layer.value()->RawSpan(random, 0, layer.value()->block_size()))
+      << "an incompressible cluster is stored raw";
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 #include "chain/vnb/sparse_stream.h"
 #include "chain/vnb/vnb_layer.h"
 #include "tests/chain/test_util.h"
+#include "tests/chain/raw_span_check.h"
 #include "tests/chain/vnb/vnb_writer.h"
 
 namespace chainfs {
@@ -132,6 +133,27 @@ TEST_P(VnbCatalogTest, EveryCheckpointReadsAsItsTruth) {
   ASSERT_TRUE(report.ok());
   EXPECT_TRUE(report->problems.empty()) << report->problems[0].message;
   EXPECT_GT(report->blocks_verified, 0u);
+}
+
+// What a mount splices (Layer::RawSpan) is what ReadBlock reads: every
+// data byte of an uncompressed stream, including an extent that ends inside
+// its last block; nothing of an lz4 stream (decoded, checksummed).
+TEST_P(VnbCatalogTest, RawSpansAreReadBlocksBytesOnlyUncompressed) {
+  TempDir tmp;
+  auto fx = VnbFixture::Make(tmp / "vnb", "vm-one", GetParam());
+  auto repo = Repository::Open(fx.dir);
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  for (const char* disk : {"vda", "vdb"}) {
+    auto view = repo.value()->OpenView("vm-one", CpName(3), disk);
+    ASSERT_TRUE(view.ok()) << view.status().ToString();
+    const testing::RawSpanCount c = testing::ExpectRawSpansMatchReadBlock(*view.value());
+    if (GetParam()) {
+      EXPECT_EQ(c.spans, 0u) << disk << ": an lz4 stream's bytes given as spans";
+    } else {
+      EXPECT_GT(c.spans, 0u) << disk;
+    }
+    EXPECT_GT(c.reads + c.spans, 0u) << disk;
+  }
 }
 
 TEST_P(VnbCatalogTest, SourceIsReadOnlyAndUntouched) {
