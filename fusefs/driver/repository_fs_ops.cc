@@ -372,7 +372,14 @@ bool RepositoryFs::ReplySpliced(fuse_req_t req, const std::vector<ReadPiece>& pi
     spdlog::debug("read copied, not spliced: {}", st.message());
     return false;
   }
-  if (pipe.Reply(req, n) == 0) {
+  const size_t filled = pipe.filled();
+  if (filled != n) {  // cannot happen: the pieces cover the read
+    spdlog::error("read of {} bytes gathered {} for its reply", n, filled);
+    fuse_reply_err(req, EIO);
+    pipe.Discard();
+    return true;
+  }
+  if (pipe.Reply(req) == 0) {
     reply_stats_.spliced_replies.fetch_add(1, std::memory_order_relaxed);
     reply_stats_.spliced_bytes.fetch_add(n, std::memory_order_relaxed);
   }

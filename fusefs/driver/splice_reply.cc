@@ -50,6 +50,7 @@ void SplicePipe::Discard() {
   if (w_ >= 0) ::close(w_);
   r_ = w_ = -1;
   slots_ = 0;
+  filled_ = 0;
 }
 
 Status SplicePipe::Ensure(size_t slots) {
@@ -101,9 +102,11 @@ Status SplicePipe::Fill(const std::vector<ReadPiece>& pieces, std::span<const ch
   }
   if (slots > kMaxSlots)
     return Status::NotSupported("a reply of " + std::to_string(slots) + " pipe pages");
+  filled_ = 0;
   Status st = Ensure(slots);
   for (size_t i = 0; st.ok() && i < pieces.size(); ++i) {
     const ReadPiece& p = pieces[i];
+    filled_ += p.size;
     if (p.file != nullptr) {
       st = p.file->SpliceTo(p.file_offset, p.size, w_);
     } else if (p.data != nullptr) {
@@ -117,9 +120,11 @@ Status SplicePipe::Fill(const std::vector<ReadPiece>& pieces, std::span<const ch
   return st;
 }
 
-int SplicePipe::Reply(fuse_req_t req, size_t n) {
-  fuse_bufvec bv = FUSE_BUFVEC_INIT(n);
-  bv.buf[0].flags = FUSE_BUF_IS_FD;
+int SplicePipe::Reply(fuse_req_t req) {
+  fuse_bufvec bv = FUSE_BUFVEC_INIT(filled_);
+  // RETRY: libfuse's fallback (a reply under two pages, or its pipe too
+  // small) reads the pipe until it has all filled_ bytes, which it holds.
+  bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_RETRY);
   bv.buf[0].fd = r_;
   const int rc = fuse_reply_data(req, &bv, static_cast<fuse_buf_copy_flags>(0));
   // Whatever libfuse did not take (it failed, or the request was

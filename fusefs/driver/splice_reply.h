@@ -15,7 +15,7 @@
 //
 //   pieces = view.ReadPieces(off, n, {.file_pieces = true})
 //   SplicePipe& p = SplicePipe::ForThisThread();
-//   if (p.Fill(pieces, zeros).ok()) p.Reply(req, n);   // answered
+//   if (p.Fill(pieces, zeros).ok()) p.Reply(req);   // answered
 //   else: read the pieces again without file pieces and copy (as before)
 //
 // Never wrong bytes: Fill moves exactly each piece's bytes or fails (a file
@@ -73,10 +73,14 @@ class SplicePipe {
   // the file's error when a splice fails. REQUIRES: the pipe is empty (it is
   // after Reply or a failed Fill).
   Status Fill(const std::vector<ReadPiece>& pieces, std::span<const char> zeros);
-  // Sends the n bytes Fill put into the pipe as req's reply. Always answers
-  // req (an error reply if libfuse cannot send them). Returns libfuse's
-  // result (0: sent).
-  int Reply(fuse_req_t req, size_t n);
+  // Sends what the last Fill put into the pipe as req's reply. Always
+  // answers req (an error reply if libfuse cannot send it). Returns
+  // libfuse's result (0: sent). REQUIRES: the last Fill succeeded.
+  int Reply(fuse_req_t req);
+  // Bytes the last successful Fill put into the pipe.
+  size_t filled() const { return filled_; }
+  // Closes the pipe: whatever is in it is dropped.
+  void Discard();
 
   // The read end, for tests that check what Fill put in.
   int read_fd() const { return r_; }
@@ -84,11 +88,11 @@ class SplicePipe {
  private:
   // Opens the pipe if needed and makes it hold at least `slots` pages.
   Status Ensure(size_t slots);
-  void Discard();  // closes the pipe: whatever is in it is dropped
   Status VmspliceAll(const char* p, size_t n);
 
   int r_ = -1, w_ = -1;
   size_t slots_ = 0;  // capacity in pages
+  size_t filled_ = 0;
 };
 
 }  // namespace chainfs

@@ -37,6 +37,7 @@ TEST(SplicePipe, FillsFileMemoryAndZeroPiecesInOrder) {
   ASSERT_TRUE(pipe.Fill(pieces, zeros).ok());
   const std::string want =
       data.substr(4096, 65536) + memory + std::string(200000, '\0') + data.substr(777, 12345);
+  EXPECT_EQ(pipe.filled(), want.size());
   EXPECT_TRUE(DrainPipe(pipe.read_fd(), 1 << 20) == want);
   // Emptied, the pipe serves the next reply.
   ASSERT_TRUE(pipe.Fill({{nullptr, 100, nullptr, f.value().get(), 0}}, zeros).ok());
