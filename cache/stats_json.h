@@ -6,9 +6,10 @@
 //    "readahead": {"batches": ..., ...},
 //    "replies": {"spliced_replies": ..., "spliced_bytes": ..., "splice_fallbacks": ...}}
 //
-// Field names are the member names of BlockCacheStats and ReadaheadStats;
-// "cache": null when the mount runs without a cache, "readahead": null
-// without readahead. New fields may be added; none is renamed.
+// Field names are the member names of BlockCacheStats, ReadaheadStats and
+// ReplyStats; "cache": null when the mount runs without a cache,
+// "readahead": null without readahead. New fields may be added; none is
+// renamed.
 #pragma once
 
 #include <atomic>
