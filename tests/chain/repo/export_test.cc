@@ -126,6 +126,35 @@ TEST_F(ExportTest, Issue13DevicesAndFifosAreWrittenInPlace) {
   EXPECT_TRUE(S_ISFIFO(st.st_mode));
 }
 
+// Chunks' buffers are reused: a hole where an earlier chunk held data must
+// still come out as zeros on a stream (FIFO) and in a sparse file.
+TEST_F(ExportTest, HolesReadAsZerosAfterChunksOfData) {
+  // One thread: four chunks in flight, whose buffers the next four reuse.
+  // Four 4 MiB chunks of data, then eight of zeros with 4 KiB of data each.
+  ExportOptions one;
+  one.threads = 1;
+  std::string disk;
+  for (int i = 0; i < 12; ++i) {
+    std::string chunk = i < 4 ? testing::RandomBytes(4 << 20, i) : std::string(4 << 20, '\0');
+    if (i >= 4) chunk.replace(1 << 20, 4096, std::string(4096, 'x'));
+    disk += chunk;
+  }
+  testing::WriteFile(dir_ / "big.raw", disk);
+  ASSERT_TRUE(testing::BackupVda(*repo_, "c2", dir_ / "big.raw").ok());
+  auto view = repo_->OpenView("vm1", "c2", "vda");
+  ASSERT_TRUE(view.ok()) << view.status().ToString();
+  const std::string fifo = dir_ / "out/pipe";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::string got;
+  std::thread reader([&] { got = testing::ReadFileStream(fifo); });
+  auto r = ExportView(&env_, *view.value(), fifo, one);
+  reader.join();
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(got == disk) << "the stream differs from the disk";
+  ASSERT_TRUE(ExportView(&env_, *view.value(), dir_ / "out/big.raw", one).ok());
+  EXPECT_TRUE(testing::ReadFile(dir_ / "out/big.raw") == disk) << "the sparse file differs";
+}
+
 // Issue 13: a stop (SIGINT/SIGTERM in the CLI) ends the export, leaving
 // neither OUTPUT nor its temporary.
 TEST_F(ExportTest, Issue13AStopRemovesThePartialFile) {
