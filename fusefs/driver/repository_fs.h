@@ -30,6 +30,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -110,9 +111,11 @@ class RepositoryFs {
   // Whether reads are to be answered by splice where they can (the option,
   // and a source with raw layers).
   bool SplicesReplies() const;
-  // Answers a read whose pieces include file pieces by splicing them; false
-  // (nothing answered) if they cannot be spliced, to be copied instead.
-  bool ReplySpliced(fuse_req_t req, const std::vector<ReadPiece>& pieces, size_t n);
+  // Answers a read whose pieces include file pieces by splicing them
+  // (before_reply runs once they are in the pipe); false (nothing answered,
+  // before_reply not run) if they cannot be spliced, to be copied instead.
+  bool ReplySpliced(fuse_req_t req, const std::vector<ReadPiece>& pieces, size_t n,
+                    const std::function<void()>& before_reply);
 
   // A child of a node, looked up by name: its inode and attributes.
   struct Entry {

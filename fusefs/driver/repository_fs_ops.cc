@@ -222,13 +222,16 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
       st = view->ReadPieces(static_cast<uint64_t>(off), n, &pieces, options);
     }
   }
-  std::shared_ptr<const View> load;  // f may be gone once the reply is out
-  if (st.ok() && HasFilePieces(pieces)) {
-    if (f.load_layers.exchange(false, std::memory_order_relaxed)) {
-      std::lock_guard<std::mutex> lock(f.mu);
-      load = f.view;
-    }
-    if (ReplySpliced(req, pieces, n)) {
+  // The view whose unopened layers to open after this file's first reply,
+  // taken just before the reply: f may be gone once it is out.
+  std::shared_ptr<const View> load;
+  auto take_load = [&] {
+    if (!f.load_layers.exchange(false, std::memory_order_relaxed)) return;
+    std::lock_guard<std::mutex> lock(f.mu);
+    load = f.view;
+  };
+  if (st.ok() && options.file_pieces && HasFilePieces(pieces)) {
+    if (ReplySpliced(req, pieces, n, take_load)) {
       pieces.clear();  // unpin
       if (load != nullptr) LoadLayersLater(std::move(load));
       return 0;
@@ -251,10 +254,7 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
     for (size_t done = 0; done < p.size; done += zeros.size())
       iov.push_back({const_cast<char*>(zeros.data()), std::min(zeros.size(), p.size - done)});
   }
-  if (load == nullptr && f.load_layers.exchange(false, std::memory_order_relaxed)) {
-    std::lock_guard<std::mutex> lock(f.mu);
-    load = f.view;
-  }
+  take_load();
   if (iov.size() < kMaxReplyIov) {
     fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
   } else {
@@ -364,7 +364,8 @@ bool RepositoryFs::SplicesReplies() const {
   return options_.splice && repo_->foreign() != nullptr;
 }
 
-bool RepositoryFs::ReplySpliced(fuse_req_t req, const std::vector<ReadPiece>& pieces, size_t n) {
+bool RepositoryFs::ReplySpliced(fuse_req_t req, const std::vector<ReadPiece>& pieces, size_t n,
+                                const std::function<void()>& before_reply) {
   SplicePipe& pipe = SplicePipe::ForThisThread();
   if (Status st = pipe.Fill(pieces, ZeroPages()); !st.ok()) {
     // Copied instead; a damaged or shortened file is reported by that read.
@@ -372,6 +373,7 @@ bool RepositoryFs::ReplySpliced(fuse_req_t req, const std::vector<ReadPiece>& pi
     spdlog::debug("read copied, not spliced: {}", st.message());
     return false;
   }
+  before_reply();
   const size_t filled = pipe.filled();
   if (filled != n) {  // cannot happen: the pieces cover the read
     spdlog::error("read of {} bytes gathered {} for its reply", n, filled);
