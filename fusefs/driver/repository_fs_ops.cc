@@ -144,6 +144,7 @@ void RepositoryFs::Forget(fuse_file_info* fi) {
   if (it == open_files_.end()) return;
   f = std::move(it->second);
   open_files_.erase(it);
+  TakeOverAfterRelease(f.get());  // the reads answered before this release
 }
 
 namespace {
@@ -226,9 +227,11 @@ int RepositoryFs::Read(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) 
   // taken just before the reply: f may be gone once it is out.
   std::shared_ptr<const View> load;
   auto take_load = [&] {
-    if (!f.load_layers.exchange(false, std::memory_order_relaxed)) return;
-    std::lock_guard<std::mutex> lock(f.mu);
-    load = f.view;
+    if (f.load_layers.exchange(false, std::memory_order_relaxed)) {
+      std::lock_guard<std::mutex> lock(f.mu);
+      load = f.view;
+    }
+    HandOffBeforeReply(&f);  // the last use of f (splice_reply.h)
   };
   if (st.ok() && options.file_pieces && HasFilePieces(pieces)) {
     if (ReplySpliced(req, pieces, n, take_load)) {

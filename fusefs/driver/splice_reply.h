@@ -42,7 +42,33 @@
 #include "chain/base/status.h"
 #include "chain/layer/view.h"
 
+#if defined(__SANITIZE_THREAD__)
+extern "C" void __tsan_acquire(void* addr);
+extern "C" void __tsan_release(void* addr);
+#endif
+
 namespace chainfs {
+
+// ThreadSanitizer orders a reply written to /dev/fuse (writev) before the
+// requests read from it afterwards (read), but splice(2) is outside its model
+// of file descriptors: it would see no order between a read handler's last
+// use of its open file before a spliced reply and the release, on another
+// thread, that frees the file once the reader has the reply and closes it.
+// The kernel orders them; these tell ThreadSanitizer so (no-ops otherwise).
+inline void HandOffBeforeReply(const void* object) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_release(const_cast<void*>(object));
+#else
+  (void)object;
+#endif
+}
+inline void TakeOverAfterRelease(const void* object) {
+#if defined(__SANITIZE_THREAD__)
+  __tsan_acquire(const_cast<void*>(object));
+#else
+  (void)object;
+#endif
+}
 
 // True if some piece is to be moved from a file (ReadPiece::file).
 bool HasFilePieces(const std::vector<ReadPiece>& pieces);
