@@ -55,20 +55,13 @@ namespace chainfs {
 // use of its open file before a spliced reply and the release, on another
 // thread, that frees the file once the reader has the reply and closes it.
 // The kernel orders them; these tell ThreadSanitizer so (no-ops otherwise).
-inline void HandOffBeforeReply(const void* object) {
 #if defined(__SANITIZE_THREAD__)
-  __tsan_release(const_cast<void*>(object));
+inline void HandOffBeforeReply(const void* object) { __tsan_release(const_cast<void*>(object)); }
+inline void TakeOverAfterRelease(const void* object) { __tsan_acquire(const_cast<void*>(object)); }
 #else
-  (void)object;
+inline void HandOffBeforeReply(const void*) {}
+inline void TakeOverAfterRelease(const void*) {}
 #endif
-}
-inline void TakeOverAfterRelease(const void* object) {
-#if defined(__SANITIZE_THREAD__)
-  __tsan_acquire(const_cast<void*>(object));
-#else
-  (void)object;
-#endif
-}
 
 // True if some piece is to be moved from a file (ReadPiece::file).
 bool HasFilePieces(const std::vector<ReadPiece>& pieces);
