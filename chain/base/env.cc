@@ -46,6 +46,21 @@ Result<std::string> Env::ReadSmallFile(const std::string& path, size_t max_bytes
   return s;
 }
 
+Result<std::vector<DirEntryInfo>> Env::ListDirWithInfo(const std::string& dir) {
+  CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir));
+  std::vector<DirEntryInfo> out;
+  out.reserve(names.size());
+  for (std::string& n : names) {
+    DirEntryInfo e{std::move(n), {}};
+    auto info = Stat(dir + "/" + e.name);
+    if (!info.ok() && info.status().code() == Status::Code::kNotFound) continue;
+    if (info.ok()) e.info = info.value();
+    else e.info.type = FileType::kOther;
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
 bool Env::FileExists(const std::string& path) {
   auto info = Stat(path);
   return info.ok() || info.status().code() != Status::Code::kNotFound;

@@ -48,6 +48,13 @@ struct FileInfo {
   FileId id;              // device and inode (of the link's target)
 };
 
+// A directory entry and what is there, the entry itself (a symbolic link
+// is kSymlink, never followed): Env::ListDirInfo.
+struct DirEntryInfo {
+  std::string name;
+  FileInfo info;
+};
+
 // What Env::StatFs reports of the file system holding a path.
 struct FsInfo {
   uint64_t free_bytes = 0;  // available to an unprivileged writer
@@ -122,6 +129,12 @@ class Env {
   // The same with RenameFileNoDirSync: the contents are durable before the
   // rename, the rename only after the caller's SyncDir of path's directory.
   Status WriteFileAtomicNoDirSync(const std::string& path, const std::string& contents);
+  // Names in dir with what each entry is (not following links), in no
+  // particular order; an entry removed meanwhile is left out, one that
+  // cannot be examined is kOther.
+  Result<std::vector<DirEntryInfo>> ListDirInfo(const std::string& dir) {
+    return ListDirWithInfo(dir);
+  }
   // A whole small file; kCorruption if it is larger than max_bytes.
   Result<std::string> ReadWholeFile(const std::string& path, size_t max_bytes = 64 << 20) {
     return ReadSmallFile(path, max_bytes);
@@ -141,6 +154,9 @@ class Env {
   // ReadWholeFile: NewRandomAccessFile, Size and one ReadAt. An Env may do
   // it in fewer system calls, with the same result and the same errors.
   virtual Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes);
+  // ListDirInfo: ListDir and a Stat of each entry (a link: is_symlink). An
+  // Env may do it with one lstat per entry and no path resolution.
+  virtual Result<std::vector<DirEntryInfo>> ListDirWithInfo(const std::string& dir);
 };
 
 // An Env that forwards every call to another (LevelDB's EnvWrapper): a
@@ -180,6 +196,12 @@ class EnvWrapper : public Env {
   }
   Result<FileInfo> Stat(const std::string& path) override { return target_->Stat(path); }
   Result<FsInfo> StatFs(const std::string& path) override { return target_->StatFs(path); }
+
+ protected:
+  // The target's own (a wrapper that changes ListDir or Stat overrides this too).
+  Result<std::vector<DirEntryInfo>> ListDirWithInfo(const std::string& dir) override {
+    return target_->ListDirInfo(dir);
+  }
 
  private:
   Env* target_;

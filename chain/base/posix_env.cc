@@ -21,6 +21,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <future>
 #include <new>
 #include <utility>
@@ -28,6 +29,7 @@
 
 #include "chain/base/env.h"
 #include "chain/base/failpoint.h"
+#include "chain/base/worker_pool.h"
 
 namespace chainfs {
 namespace {
@@ -137,6 +139,12 @@ class PosixEnv : public Env {
   Result<FileInfo> Stat(const std::string& path) override;
   Result<FsInfo> StatFs(const std::string& path) override;
 
+ protected:
+  // One fstatat(AT_SYMLINK_NOFOLLOW) per entry, relative to the listed
+  // directory's descriptor: no path is resolved again.
+  Result<std::vector<DirEntryInfo>> ListDirWithInfo(const std::string& dir) override;
+
+ public:
   // Opens path with flags (+O_CLOEXEC; +O_NOFOLLOW where confined). `what`
   // begins the error message ("opening"). regular_if_confined: beneath a
   // root, anything but a regular file is refused.
@@ -581,23 +589,66 @@ Status PosixEnv::CreateDirs(const std::string& dir) {
   return Status::Ok();
 }
 
-Result<std::vector<std::string>> PosixEnv::ListDir(const std::string& dir) {
-  CHAINFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenAt(dir, O_RDONLY | O_DIRECTORY, 0, "listing"));
+namespace {
+// Calls each(dir_fd, name) for every entry of the open directory fd but "."
+// and "..", and closes it.
+Status ForEachEntry(UniqueFd fd, const std::string& dir,
+                    const std::function<void(int, const char*)>& each) {
   DIR* d = ::fdopendir(fd.get());
   if (d == nullptr) return Status::FromErrno(errno, "listing " + dir);
   fd.release();  // closedir closes it
-  std::vector<std::string> names;
   while (true) {
     errno = 0;
     const struct dirent* e = ::readdir(d);
     if (e == nullptr) break;
-    const std::string n = e->d_name;
-    if (n != "." && n != "..") names.push_back(n);
+    if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0)
+      each(::dirfd(d), e->d_name);
   }
   const int err = errno;
   ::closedir(d);
   if (err != 0) return Status::FromErrno(err, "listing " + dir);
+  return Status::Ok();
+}
+}  // namespace
+
+Result<std::vector<std::string>> PosixEnv::ListDir(const std::string& dir) {
+  CHAINFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenAt(dir, O_RDONLY | O_DIRECTORY, 0, "listing"));
+  std::vector<std::string> names;
+  CHAINFS_RETURN_IF_ERROR(
+      ForEachEntry(std::move(fd), dir, [&](int, const char* name) { names.push_back(name); }));
   return names;
+}
+
+Result<std::vector<DirEntryInfo>> PosixEnv::ListDirWithInfo(const std::string& dir) {
+  CHAINFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenAt(dir, O_RDONLY | O_DIRECTORY, 0, "listing"));
+  // Kept open for the lstats (ForEachEntry closes the one it is given).
+  UniqueFd at(::dup(fd.get()));
+  if (at.get() < 0) return Status::FromErrno(errno, "listing " + dir);
+  std::vector<DirEntryInfo> out;
+  CHAINFS_RETURN_IF_ERROR(ForEachEntry(std::move(fd), dir, [&](int, const char* name) {
+    out.push_back({name, {}});
+  }));
+  // A stat costs microseconds here (10,000 manifests: ~40 ms on one thread).
+  std::vector<char> gone(out.size(), 0);
+  ParallelFor(out.size(), 1024, 4, [&](size_t i) {
+    struct stat st;
+    FileInfo& info = out[i].info;
+    if (::fstatat(at.get(), out[i].name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      if (errno == ENOENT) gone[i] = 1;  // removed meanwhile
+      else info.type = FileType::kOther;
+      return;
+    }
+    info = InfoOf(st);
+    info.is_symlink = S_ISLNK(st.st_mode);
+  });
+  size_t kept = 0;
+  for (size_t i = 0; i < out.size(); ++i)
+    if (!gone[i]) {
+      if (kept != i) out[kept] = std::move(out[i]);
+      ++kept;
+    }
+  out.resize(kept);
+  return out;
 }
 
 Result<std::unique_ptr<FileLock>> PosixEnv::LockFile(const std::string& path,

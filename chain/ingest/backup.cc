@@ -435,6 +435,9 @@ Result<BackupReport> BackupRun::Run() {
   if (auto maps = repo_.UpdateViewMaps(g, g.checkpoints.back()); !maps.ok())
     spdlog::warn("view maps of checkpoint {}/{} not written (its views open slower): {}",
                  opts_.group, opts_.checkpoint, maps.message());
+  if (Status cat = repo_.WriteCatalog(g); !cat.ok())
+    spdlog::warn("manifest catalogue of group {} not written (the group loads slower until "
+                 "the next writer writes it): {}", opts_.group, cat.message());
   for (auto& p : plans_) report.disks.push_back(p.report);
   report.checkpoint = cp_;
   report.seconds =

@@ -75,7 +75,9 @@ void ReportUnreferenced(const Repository& repo, const GroupState& g, CheckReport
 
 void CheckGroup(const Repository& repo, const std::string& group, const std::string& only,
                 bool deep, CheckReport* r) {
-  auto gs = repo.LoadGroup(group);
+  // Every manifest itself, not the catalogue: a manifest damaged in place
+  // (a bad sector keeps its stamp) must show here.
+  auto gs = repo.LoadGroup(group, Repository::ManifestSource::kManifests);
   if (!gs.ok()) {
     r->problems.push_back({group, "", "", "", -1, gs.status().message()});
     return;

@@ -581,6 +581,9 @@ Result<ConsolidateReport> Consolidation::Run() {
   if (!maps.ok())
     spdlog::warn("view maps of group {} not refreshed (views open slower until the next "
                  "writer refreshes them): {}", opts_.group, maps.status().message());
+  if (Status cat = now.ok() ? repo_.WriteCatalog(now.value()) : Status::Ok(); !cat.ok())
+    spdlog::warn("manifest catalogue of group {} not written (the group loads slower until "
+                 "the next writer writes it): {}", opts_.group, cat.message());
   return done();
 }
 

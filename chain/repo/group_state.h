@@ -14,9 +14,11 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "chain/base/status.h"
+#include "chain/repo/catalog.h"
 #include "chain/repo/manifest.h"
 
 namespace chainfs {
@@ -62,6 +64,12 @@ struct GroupState {
   std::string name;
   std::vector<Checkpoint> checkpoints;
   std::vector<RefusedCheckpoint> refused;  // by name
+  // The stamps of the manifests LoadGroup read or took from the catalogue
+  // that had settled (chain/repo/catalog.h), by checkpoint name: what
+  // Repository::WriteCatalog records. catalog_current: the catalogue read
+  // held exactly these, unchanged.
+  std::unordered_map<std::string, ManifestStamp> manifest_stamps;
+  bool catalog_current = false;
 
   // Builds the index; LoadGroup calls it once checkpoints and refused are
   // final. A GroupState changed afterwards must be indexed again. Without

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <map>
+#include <unordered_map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -93,7 +94,19 @@ class Repository {
   // the same sequence; a parent whose sequence is not smaller: both ends are
   // refused) goes to GroupState::refused with its reason; the others are
   // served. Fails only if the group's directory cannot be listed.
-  Result<GroupState> LoadGroup(const std::string& group) const;
+  // kCatalog takes each manifest whose file is unchanged from the group's
+  // manifest catalogue (chain/repo/catalog.h) instead of reading it; the
+  // result is the same. kManifests reads every manifest (check).
+  enum class ManifestSource { kCatalog, kManifests };
+  Result<GroupState> LoadGroup(const std::string& group,
+                               ManifestSource from = ManifestSource::kCatalog) const;
+  // REPO/groups/G/catalog.
+  std::string CatalogPath(const std::string& group) const;
+  // REQUIRES: the lock; g is the group as LoadGroup read it (plus
+  // checkpoints committed since, which it leaves out). Rewrites the group's
+  // catalogue with g's settled manifests, unless it holds exactly those
+  // already. A cache: callers log a failure and go on.
+  Status WriteCatalog(const GroupState& g) const;
 
   // g.ResolveChain(cp, disk) (chain/repo/group_state.h).
   static Result<std::vector<ChainLink>> ResolveChain(const GroupState& g, const Checkpoint& cp,
@@ -248,7 +261,7 @@ class Repository {
     uint64_t fingerprint = 0;
   };
   mutable std::mutex layers_mu_;
-  mutable std::map<std::string, LayerSlot> layers_;
+  mutable std::unordered_map<std::string, LayerSlot> layers_;
   // Layers open their files through layer_env_: env_ with descriptors from file_cache_.
   FileCache file_cache_{DefaultFileCacheCapacity()};
   std::unique_ptr<Env> layer_env_ = NewCachingEnv(env_, &file_cache_);

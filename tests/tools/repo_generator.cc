@@ -346,6 +346,7 @@ Result<GenerateReport> GenerateRepository(const GenerateOptions& opts) {
   for (const std::string& g : run.groups) {
     CHAINFS_ASSIGN_OR_RETURN(GroupState state, repo->LoadGroup(g));
     CHAINFS_RETURN_IF_ERROR(repo->RefreshViewMaps(state).status().Context("view maps of " + g));
+    CHAINFS_RETURN_IF_ERROR(repo->WriteCatalog(state).Context("manifest catalogue of " + g));
   }
   CHAINFS_RETURN_IF_ERROR(SyncFileSystem(opts.repo));
   GenerateReport report;

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -437,6 +438,47 @@ TEST_P(RootedEnvTest, ReadWholeFileReadsWhatAnOpenReadsAndFailsAsAnOpenFails) {
   ExpectLinkRefused(env_->ReadWholeFile(root_ + "/groups/vm1/deltas/a").status(),
                     root_ + "/groups/vm1/deltas");
   ExpectFailure(env_->ReadWholeFile(cps).status(), Status::Code::kCorruption, cps);
+  ExpectOutsideIntact();
+}
+
+// ListDirInfo: each entry as lstat sees it (a link is not followed), through
+// the rooted Env's one-lstat-per-entry way (in parallel past 1,024 entries)
+// and Env's own (ListDir and Stat, here through a FaultyEnv) alike; a link
+// in the path is refused as by ListDir.
+TEST_P(RootedEnvTest, ListDirInfoTellsEachEntryAsLstatDoes) {
+  const std::string cps = root_ + "/groups/vm1/checkpoints";
+  for (int i = 0; i < 1500; ++i)
+    testing::WriteFile(cps + "/c" + std::to_string(i) + ".json", std::string(i % 97, 'x'));
+  ASSERT_EQ(::mkdir((cps + "/sub").c_str(), 0700), 0);
+  Link(outside_ + "/a", cps + "/link.json");
+  testing::FaultyEnv plain(env_.get());
+  for (Env* env : {env_.get(), static_cast<Env*>(&plain)}) {
+    auto got = env->ListDirInfo(cps);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    ASSERT_EQ(got->size(), 1502u);
+    std::set<std::string> names;
+    for (const DirEntryInfo& e : got.value()) {
+      names.insert(e.name);
+      struct stat st;
+      ASSERT_EQ(::lstat((cps + "/" + e.name).c_str(), &st), 0) << e.name;
+      if (e.name == "link.json") {
+        // Env's Stat of a rooted path refuses the link: kOther, never the target.
+        EXPECT_TRUE(e.info.is_symlink || e.info.type == FileType::kOther) << e.name;
+        EXPECT_NE(e.info.type, FileType::kRegular);
+        continue;
+      }
+      EXPECT_EQ(e.info.is_dir, e.name == "sub") << e.name;
+      EXPECT_EQ(e.info.id.ino, st.st_ino) << e.name;
+      EXPECT_EQ(e.info.size, static_cast<uint64_t>(st.st_size)) << e.name;
+      EXPECT_EQ(e.info.ctime_ns, st.st_ctim.tv_sec * 1'000'000'000LL + st.st_ctim.tv_nsec);
+      EXPECT_EQ(e.info.mtime_ns, st.st_mtim.tv_sec * 1'000'000'000LL + st.st_mtim.tv_nsec);
+    }
+    EXPECT_EQ(names.size(), 1502u);
+    EXPECT_EQ(names.count("c1499.json"), 1u);
+  }
+  Link(outside_, root_ + "/groups/vm1/deltas");
+  ExpectLinkRefused(env_->ListDirInfo(root_ + "/groups/vm1/deltas").status(),
+                    root_ + "/groups/vm1/deltas");
   ExpectOutsideIntact();
 }
 
