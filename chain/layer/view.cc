@@ -197,17 +197,25 @@ std::vector<Status> LoadAll(const std::vector<const Layer*>& layers) {
 
 }  // namespace
 
+std::vector<const Layer*> View::ServingLayers() const {
+  std::vector<char> serves(layers_.size(), 0);
+  for (const MapRun& r : map_.runs())
+    if (!r.is_zero()) serves[r.layer] = 1;
+  std::vector<const Layer*> out;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    if (serves[i]) out.push_back(layers_[i].layer.get());
+  return out;
+}
+
 Status View::LoadLayers() const {
-  std::vector<const Layer*> raw;
-  for (const LayerRef& ref : layers_) raw.push_back(ref.layer.get());
   // Newest first, the first failure, as if opened one after another.
-  for (const Status& st : LoadAll(raw)) CHAINFS_RETURN_IF_ERROR(st);
+  for (const Status& st : LoadAll(ServingLayers())) CHAINFS_RETURN_IF_ERROR(st);
   return Status::Ok();
 }
 
 bool View::LayersLoaded() const {
-  return std::all_of(layers_.begin(), layers_.end(),
-                     [](const LayerRef& ref) { return ref.layer->Loaded(); });
+  const std::vector<const Layer*> serving = ServingLayers();
+  return std::all_of(serving.begin(), serving.end(), [](const Layer* l) { return l->Loaded(); });
 }
 
 void View::WillNeed(uint64_t offset, uint64_t n) const {

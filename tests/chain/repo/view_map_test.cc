@@ -107,6 +107,36 @@ TEST_F(ViewMapTest, Issue14NewestViewOpensFromItsMapAlone) {
   EXPECT_TRUE(ReadAll(*v.value()) == contents_.back());
 }
 
+// LoadLayers (what the mount runs after a file's first read, so that an open
+// file keeps its bytes through a consolidation) opens the layers that serve
+// a byte of the view, and no layer the newer ones shadow whole: at depth
+// 10,000 those were most of the work, competing with the reader.
+TEST_F(ViewMapTest, Issue14LoadLayersOpensOnlyTheLayersThatServeTheView) {
+  auto repo = Fresh();
+  auto v = repo->OpenView("vm1", Name(kDepth - 1), "vda");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  const View& view = *v.value();
+  std::set<uint32_t> named;  // by the map's data runs
+  for (const MapRun& r : view.map().runs())
+    if (!r.is_zero()) named.insert(r.layer);
+  ASSERT_GT(named.size(), 0u);
+  ASSERT_LT(named.size(), view.layers().size() / 2);  // most are shadowed here
+  EXPECT_FALSE(view.LayersLoaded());
+  // Every file the view does not need is removed first: nothing misses it.
+  for (size_t i = 0; i < view.layers().size(); ++i) {
+    if (named.count(static_cast<uint32_t>(i))) continue;
+    ASSERT_TRUE(fs::remove(view.layers()[i].layer->location())) << i;
+  }
+  const int opens = env_.calls(testing::FaultyEnv::Op::kOpenRead);
+  ASSERT_TRUE(view.LoadLayers().ok());
+  EXPECT_EQ(env_.calls(testing::FaultyEnv::Op::kOpenRead) - opens,
+            static_cast<int>(named.size()));
+  EXPECT_TRUE(view.LayersLoaded());
+  for (size_t i = 0; i < view.layers().size(); ++i)
+    EXPECT_EQ(view.layers()[i].layer->Loaded(), named.count(static_cast<uint32_t>(i)) == 1) << i;
+  EXPECT_TRUE(ReadAll(view) == contents_.back());
+}
+
 TEST_F(ViewMapTest, Issue14DamagedOrMissingMapsCostSpeedNotBytes) {
   // Damage the newest map (one byte, then its tail), remove another.
   const std::string newest = repo_->MapPath("vm1", Name(kDepth - 1), "vda");
