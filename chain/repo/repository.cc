@@ -373,8 +373,11 @@ Result<std::shared_ptr<const Layer>> Repository::OpenChainLayer(const std::strin
 namespace {
 
 // A layer of a view opened from a view map: what the map and the manifest
-// entry tell (id, block size, virtual size, location) is known without the
-// file; the file is opened, bound to its entry and checked
+// entry tell (block size, virtual size, location) is known without the
+// file, and its id is asked of the repository's layer table on the first
+// call of id() (most layers of a deep view are shadowed whole and never
+// asked: at depth 10,000, taking 10,000 ids was a third of a view's open);
+// the file is opened, bound to its entry and checked
 // (Repository::OpenChainLayer) on the first call that needs its contents.
 // A failed open is not kept: the next call tries again. A call that cannot
 // return an error (ForEachExtent, BlockHash, StoredLength, WillNeed,
@@ -384,15 +387,27 @@ namespace {
 class LazyLayer : public Layer {
  public:
   using Opener = std::function<Result<std::shared_ptr<const Layer>>()>;
-  LazyLayer(uint64_t id, uint32_t block_size, uint64_t virtual_size, std::string location,
-            Opener open)
-      : id_(id),
+  // The layer table's id of (location, fingerprint): Repository::LayerIdFor.
+  using IdFor = std::function<uint64_t(const std::string&, uint64_t)>;
+  LazyLayer(IdFor id_for, uint64_t fingerprint, uint32_t block_size, uint64_t virtual_size,
+            std::string location, Opener open)
+      : id_for_(std::move(id_for)),
+        fingerprint_(fingerprint),
         block_size_(block_size),
         virtual_size_(virtual_size),
         location_(std::move(location)),
         open_(std::move(open)) {}
 
-  uint64_t id() const override { return id_; }
+  // Taken once and kept: ids are never reused, so even two threads that
+  // got different ones (the table's slot changed between their calls)
+  // would both name this layer's bytes; the first one stored stays.
+  uint64_t id() const override {
+    uint64_t id = id_.load(std::memory_order_acquire);
+    if (id != 0) return id;
+    uint64_t mine = id_for_(location_, fingerprint_);
+    if (id_.compare_exchange_strong(id, mine, std::memory_order_acq_rel)) return mine;
+    return id;
+  }
   uint32_t block_size() const override { return block_size_; }
   uint64_t virtual_size() const override { return virtual_size_; }
   const std::string& location() const override { return location_; }
@@ -441,7 +456,7 @@ class LazyLayer : public Layer {
     std::lock_guard<std::mutex> lock(mu_);
     if (layer_ == nullptr) {
       CHAINFS_ASSIGN_OR_RETURN(layer_, open_());
-      if (layer_->id() != id_ || layer_->block_size() != block_size_) {
+      if (layer_->id() != id() || layer_->block_size() != block_size_) {
         Status st = Status::Corruption(location_ + ": opened as another layer than its view map names");
         layer_.reset();
         return st;
@@ -459,7 +474,9 @@ class LazyLayer : public Layer {
     return l.value();
   }
 
-  const uint64_t id_;
+  const IdFor id_for_;
+  const uint64_t fingerprint_;
+  mutable std::atomic<uint64_t> id_{0};  // 0: not taken yet
   const uint32_t block_size_;
   const uint64_t virtual_size_;
   const std::string location_;
@@ -527,6 +544,11 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     // The layers above the map's view are opened now (as OpenView's), the
     // map's own when a read needs them.
     std::vector<View::LayerRef> refs;
+    refs.reserve(chain.size());
+    const std::string delta_dir = DeltaDir(g.name) + "/";  // DeltaPath's, once
+    const LazyLayer::IdFor id_for = [this](const std::string& path, uint64_t fingerprint) {
+      return LayerIdFor(path, fingerprint);
+    };
     std::vector<const Layer*> above;
     std::vector<uint64_t> above_clip;
     uint64_t clip = UINT64_MAX;
@@ -540,13 +562,13 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
         refs.push_back({std::move(layer).value(), link.checkpoint->name});
         continue;
       }
-      std::string file = DeltaPath(g.name, link.disk->delta_file);
-      const uint64_t id = LayerIdFor(file, *link.disk->index_digest);
       auto open = [this, group = g.name, cp = link.checkpoint->name, entry = *link.disk] {
         return OpenChainLayer(group, cp, entry);
       };
-      refs.push_back({std::make_shared<LazyLayer>(id, config_.block_size,
-                                                  link.disk->virtual_size, std::move(file),
+      refs.push_back({std::make_shared<LazyLayer>(id_for, *link.disk->index_digest,
+                                                  config_.block_size, link.disk->virtual_size,
+                                                  foreign_ ? DeltaPath(g.name, link.disk->delta_file)
+                                                           : delta_dir + link.disk->delta_file,
                                                   std::move(open)),
                       link.checkpoint->name});
     }
