@@ -372,6 +372,17 @@ Result<std::shared_ptr<const Layer>> Repository::OpenChainLayer(const std::strin
 
 namespace {
 
+// What the lazy layers of one view share: how to take a layer's id and open
+// a link, and the links' manifest entries, copied once (the group snapshot
+// the view came from may go first).
+struct LazyChain {
+  // The layer table's id of (location, fingerprint): Repository::LayerIdFor.
+  std::function<uint64_t(const std::string&, uint64_t)> id_for;
+  // Repository::OpenChainLayer of (checkpoint, entry).
+  std::function<Result<std::shared_ptr<const Layer>>(const std::string&, const DiskEntry&)> open;
+  std::vector<std::pair<std::string, DiskEntry>> links;  // (checkpoint, entry), by position
+};
+
 // A layer of a view opened from a view map: what the map and the manifest
 // entry tell (block size, virtual size, location) is known without the
 // file, and its id is asked of the repository's layer table on the first
@@ -386,17 +397,13 @@ namespace {
 // its reads (ReadBlock) report the error.
 class LazyLayer : public Layer {
  public:
-  using Opener = std::function<Result<std::shared_ptr<const Layer>>()>;
-  // The layer table's id of (location, fingerprint): Repository::LayerIdFor.
-  using IdFor = std::function<uint64_t(const std::string&, uint64_t)>;
-  LazyLayer(IdFor id_for, uint64_t fingerprint, uint32_t block_size, uint64_t virtual_size,
-            std::string location, Opener open)
-      : id_for_(std::move(id_for)),
-        fingerprint_(fingerprint),
+  // Link `link` of chain, whose entry has an index digest.
+  LazyLayer(std::shared_ptr<const LazyChain> chain, size_t link, uint32_t block_size,
+            std::string location)
+      : chain_(std::move(chain)),
+        link_(link),
         block_size_(block_size),
-        virtual_size_(virtual_size),
-        location_(std::move(location)),
-        open_(std::move(open)) {}
+        location_(std::move(location)) {}
 
   // Taken once and kept: ids are never reused, so even two threads that
   // got different ones (the table's slot changed between their calls)
@@ -404,12 +411,12 @@ class LazyLayer : public Layer {
   uint64_t id() const override {
     uint64_t id = id_.load(std::memory_order_acquire);
     if (id != 0) return id;
-    uint64_t mine = id_for_(location_, fingerprint_);
+    uint64_t mine = chain_->id_for(location_, *entry().index_digest);
     if (id_.compare_exchange_strong(id, mine, std::memory_order_acq_rel)) return mine;
     return id;
   }
+  uint64_t virtual_size() const override { return entry().virtual_size; }
   uint32_t block_size() const override { return block_size_; }
-  uint64_t virtual_size() const override { return virtual_size_; }
   const std::string& location() const override { return location_; }
   const LayerIdentity* identity() const override {
     const Layer* l = Logged();
@@ -455,7 +462,7 @@ class LazyLayer : public Layer {
     if (const Layer* l = opened_.load(std::memory_order_acquire)) return l;
     std::lock_guard<std::mutex> lock(mu_);
     if (layer_ == nullptr) {
-      CHAINFS_ASSIGN_OR_RETURN(layer_, open_());
+      CHAINFS_ASSIGN_OR_RETURN(layer_, chain_->open(chain_->links[link_].first, entry()));
       if (layer_->id() != id() || layer_->block_size() != block_size_) {
         Status st = Status::Corruption(location_ + ": opened as another layer than its view map names");
         layer_.reset();
@@ -474,13 +481,13 @@ class LazyLayer : public Layer {
     return l.value();
   }
 
-  const IdFor id_for_;
-  const uint64_t fingerprint_;
+  const DiskEntry& entry() const { return chain_->links[link_].second; }
+
+  const std::shared_ptr<const LazyChain> chain_;
+  const size_t link_;
   mutable std::atomic<uint64_t> id_{0};  // 0: not taken yet
   const uint32_t block_size_;
-  const uint64_t virtual_size_;
   const std::string location_;
-  const Opener open_;
   mutable std::mutex mu_;
   mutable std::shared_ptr<const Layer> layer_;  // guarded by mu_
   mutable std::atomic<const Layer*> opened_{nullptr};
@@ -546,9 +553,16 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     std::vector<View::LayerRef> refs;
     refs.reserve(chain.size());
     const std::string delta_dir = DeltaDir(g.name) + "/";  // DeltaPath's, once
-    const LazyLayer::IdFor id_for = [this](const std::string& path, uint64_t fingerprint) {
+    auto lazy = std::make_shared<LazyChain>();
+    lazy->id_for = [this](const std::string& path, uint64_t fingerprint) {
       return LayerIdFor(path, fingerprint);
     };
+    lazy->open = [this, group = g.name](const std::string& cp, const DiskEntry& entry) {
+      return OpenChainLayer(group, cp, entry);
+    };
+    lazy->links.reserve(chain.size() - i);
+    for (size_t j = i; j < chain.size(); ++j)
+      lazy->links.emplace_back(chain[j].checkpoint->name, *chain[j].disk);
     std::vector<const Layer*> above;
     std::vector<uint64_t> above_clip;
     uint64_t clip = UINT64_MAX;
@@ -562,14 +576,10 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
         refs.push_back({std::move(layer).value(), link.checkpoint->name});
         continue;
       }
-      auto open = [this, group = g.name, cp = link.checkpoint->name, entry = *link.disk] {
-        return OpenChainLayer(group, cp, entry);
-      };
-      refs.push_back({std::make_shared<LazyLayer>(id_for, *link.disk->index_digest,
-                                                  config_.block_size, link.disk->virtual_size,
-                                                  foreign_ ? DeltaPath(g.name, link.disk->delta_file)
-                                                           : delta_dir + link.disk->delta_file,
-                                                  std::move(open)),
+      refs.push_back({std::make_shared<LazyLayer>(
+                          lazy, j - i, config_.block_size,
+                          foreign_ ? DeltaPath(g.name, link.disk->delta_file)
+                                   : delta_dir + link.disk->delta_file),
                       link.checkpoint->name});
     }
     ExtentMap composed =
