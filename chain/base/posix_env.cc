@@ -622,7 +622,7 @@ Result<std::vector<std::string>> PosixEnv::ListDir(const std::string& dir) {
 Result<std::vector<DirEntryInfo>> PosixEnv::ListDirWithInfo(const std::string& dir) {
   CHAINFS_ASSIGN_OR_RETURN(UniqueFd fd, OpenAt(dir, O_RDONLY | O_DIRECTORY, 0, "listing"));
   // Kept open for the lstats (ForEachEntry closes the one it is given).
-  UniqueFd at(::dup(fd.get()));
+  UniqueFd at(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
   if (at.get() < 0) return Status::FromErrno(errno, "listing " + dir);
   std::vector<DirEntryInfo> out;
   CHAINFS_RETURN_IF_ERROR(ForEachEntry(std::move(fd), dir, [&](int, const char* name) {

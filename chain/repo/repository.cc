@@ -226,7 +226,9 @@ Result<GroupState> Repository::LoadGroup(const std::string& group, ManifestSourc
     r.stamp = StampOf(f.info);
     auto hit = cached.find(r.name);
     if (r.stamp && hit != cached.end() && hit->second->stamp == *r.stamp) {
-      r.cp = std::move(hit->second->checkpoint);
+      CatalogEntry* e = hit->second;
+      cached.erase(hit);  // its key views the name about to move
+      r.cp = std::move(e->checkpoint);
       ++hits;
     } else {
       misses.push_back(reads.size());
