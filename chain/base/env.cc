@@ -14,22 +14,28 @@ std::string UnpredictableSuffix() {
 }
 
 Status Env::WriteFileAtomic(const std::string& path, const std::string& contents) {
-  return WriteFileAtomicImpl(path, contents, /*sync_dir=*/true);
+  return WriteFileAtomicImpl(path, contents, Durability::kFileAndRename);
 }
 
 Status Env::WriteFileAtomicNoDirSync(const std::string& path, const std::string& contents) {
-  return WriteFileAtomicImpl(path, contents, /*sync_dir=*/false);
+  return WriteFileAtomicImpl(path, contents, Durability::kFile);
+}
+
+Status Env::WriteFileAtomicNoSync(const std::string& path, const std::string& contents) {
+  return WriteFileAtomicImpl(path, contents, Durability::kNone);
 }
 
 Status Env::WriteFileAtomicImpl(const std::string& path, const std::string& contents,
-                                bool sync_dir) {
+                                Durability durability) {
   const std::string tmp = path + ".tmp." + UnpredictableSuffix();
   auto f = NewAppendFile(tmp);
   if (!f.ok()) return f.status();
   Status st = f.value()->Append(contents.data(), contents.size());
-  if (st.ok()) st = f.value()->Sync();
+  if (st.ok() && durability != Durability::kNone) st = f.value()->Sync();
   if (st.ok()) st = f.value()->Close();
-  if (st.ok()) st = sync_dir ? RenameFile(tmp, path) : RenameFileNoDirSync(tmp, path);
+  if (st.ok())
+    st = durability == Durability::kFileAndRename ? RenameFile(tmp, path)
+                                                  : RenameFileNoDirSync(tmp, path);
   if (!st.ok()) (void)RemoveFile(tmp);
   return st;
 }

@@ -129,6 +129,10 @@ class Env {
   // The same with RenameFileNoDirSync: the contents are durable before the
   // rename, the rename only after the caller's SyncDir of path's directory.
   Status WriteFileAtomicNoDirSync(const std::string& path, const std::string& contents);
+  // The same with no fsync at all: visible whole or not at all, durable
+  // whenever the system writes it back. For caches whose readers verify
+  // them (a torn file after a crash fails its checksum).
+  Status WriteFileAtomicNoSync(const std::string& path, const std::string& contents);
   // Names in dir with what each entry is (not following links), in no
   // particular order; an entry removed meanwhile is left out, one that
   // cannot be examined is kOther.
@@ -147,8 +151,12 @@ class Env {
   Result<bool> Exists(const std::string& path);
 
  private:
-  // WriteFileAtomic's body; sync_dir picks RenameFile or RenameFileNoDirSync.
-  Status WriteFileAtomicImpl(const std::string& path, const std::string& contents, bool sync_dir);
+  // What WriteFileAtomic* make durable: the file and the rename, the file only,
+  // or nothing (a cache that checks itself).
+  enum class Durability { kFileAndRename, kFile, kNone };
+  // WriteFileAtomic's body.
+  Status WriteFileAtomicImpl(const std::string& path, const std::string& contents,
+                             Durability durability);
 
  protected:
   // ReadWholeFile: NewRandomAccessFile, Size and one ReadAt. An Env may do

@@ -278,16 +278,7 @@ Status Repository::WriteCatalog(const GroupState& g) const {
       entries.push_back({it->second, &c});
   // No fsync of its own: a catalogue torn by a crash fails its checksum and
   // is ignored; the rename makes a whole one visible at once.
-  const std::string path = CatalogPath(g.name);
-  const std::string tmp = path + ".tmp." + UnpredictableSuffix();
-  const std::string bytes = EncodeCatalog(g.name, entries);
-  auto f = env_->NewAppendFile(tmp);
-  if (!f.ok()) return f.status();
-  Status st = f.value()->Append(bytes.data(), bytes.size());
-  if (st.ok()) st = f.value()->Close();
-  if (st.ok()) st = env_->RenameFileNoDirSync(tmp, path);
-  if (!st.ok()) (void)env_->RemoveFile(tmp);
-  return st;
+  return env_->WriteFileAtomicNoSync(CatalogPath(g.name), EncodeCatalog(g.name, entries));
 }
 
 std::string Repository::ManifestPath(const std::string& group,
