@@ -714,6 +714,10 @@ class RootedPosixEnv : public PosixEnv {
   RootedPosixEnv(std::string root, UniqueFd root_fd, bool use_openat2)
       : root_(std::move(root)), root_fd_(std::move(root_fd)), openat2_(use_openat2) {}
   Status CreateDirs(const std::string& dir) override;
+  // As ReadSmallFile below, for a file opened to be read: openat2, fstat and
+  // one fcntl instead of eight calls (a deep view opens thousands of delta
+  // files).
+  Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override;
 
  protected:
   Result<Place> Resolve(const std::string& path, const char* what) override;
@@ -724,6 +728,10 @@ class RootedPosixEnv : public PosixEnv {
   Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes) override;
 
  private:
+  // One openat2 of path beneath root_ (O_RDONLY | O_NONBLOCK, no link
+  // followed anywhere); an invalid descriptor for anything but a plain
+  // success, or when path is not beneath root_ or openat2 is not there.
+  UniqueFd OpenBeneath(const std::string& path) const;
   // path's components beneath root_ ("." and empty ones dropped); false if
   // path is not under root_. ".." is an error.
   Result<bool> Split(const std::string& path, std::vector<std::string>* parts) const;
@@ -788,17 +796,35 @@ Result<Place> RootedPosixEnv::Resolve(const std::string& path, const char* what)
   return p;
 }
 
-Result<std::string> RootedPosixEnv::ReadSmallFile(const std::string& path, size_t max_bytes) {
+UniqueFd RootedPosixEnv::OpenBeneath(const std::string& path) const {
   std::vector<std::string> parts;
   auto beneath = Split(path, &parts);
   if (!beneath.ok() || !beneath.value() || parts.empty() ||
       !openat2_.load(std::memory_order_relaxed))
-    return PosixEnv::ReadSmallFile(path, max_bytes);
+    return UniqueFd();
   const std::string rel = Relative(parts, parts.size());
   struct open_how how = {};
   how.flags = O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC;  // O_NONBLOCK: a FIFO must not hang
   how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS;
-  UniqueFd fd(static_cast<int>(::syscall(SYS_openat2, root_fd_.get(), rel.c_str(), &how, sizeof how)));
+  return UniqueFd(static_cast<int>(::syscall(SYS_openat2, root_fd_.get(), rel.c_str(), &how, sizeof how)));
+}
+
+Result<std::unique_ptr<RandomAccessFile>> RootedPosixEnv::NewRandomAccessFile(
+    const std::string& path) {
+  UniqueFd fd = OpenBeneath(path);
+  struct stat st;
+  // F_SETFL 0 clears O_NONBLOCK, the only status flag the open set.
+  if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
+      ::fcntl(fd.get(), F_SETFL, 0) != 0)
+    return PosixEnv::NewRandomAccessFile(path);
+  auto f = std::make_unique<PosixRandomAccessFile>(fd.release(), path,
+                                                   static_cast<uint64_t>(st.st_size));
+  f->SetId(FileId{static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)});
+  return std::unique_ptr<RandomAccessFile>(std::move(f));
+}
+
+Result<std::string> RootedPosixEnv::ReadSmallFile(const std::string& path, size_t max_bytes) {
+  UniqueFd fd = OpenBeneath(path);
   struct stat st;
   if (fd.get() < 0 || ::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) ||
       static_cast<uint64_t>(st.st_size) > max_bytes)

@@ -441,6 +441,35 @@ TEST_P(RootedEnvTest, ReadWholeFileReadsWhatAnOpenReadsAndFailsAsAnOpenFails) {
   ExpectOutsideIntact();
 }
 
+// NewRandomAccessFile beneath the root (one openat2 of the whole path when
+// the kernel has it): the size, identity and bytes an open and fstat give,
+// also for an empty file and after the file grew.
+TEST_P(RootedEnvTest, NewRandomAccessFileTellsSizeAndIdAsFstatDoes) {
+  const std::string deltas = root_ + "/groups/vm1/deltas";
+  ASSERT_TRUE(env_->CreateDirs(deltas).ok());
+  const std::string bytes = testing::RandomBytes(100000, 3);
+  testing::WriteFile(deltas + "/c1.vda.1.delta", bytes);
+  testing::WriteFile(deltas + "/empty.delta", "");
+  for (const char* name : {"c1.vda.1.delta", "empty.delta"}) {
+    const std::string path = deltas + "/" + name;
+    auto f = env_->NewRandomAccessFile(path);
+    ASSERT_TRUE(f.ok()) << f.status().ToString();
+    struct stat st;
+    ASSERT_EQ(::stat(path.c_str(), &st), 0);
+    EXPECT_EQ(f.value()->Size(), static_cast<uint64_t>(st.st_size)) << name;
+    EXPECT_EQ(f.value()->Id().dev, static_cast<uint64_t>(st.st_dev)) << name;
+    EXPECT_EQ(f.value()->Id().ino, static_cast<uint64_t>(st.st_ino)) << name;
+    std::string got(static_cast<size_t>(st.st_size), '\0');
+    ASSERT_TRUE(f.value()->ReadAt(0, got.size(), got.data()).ok());
+    EXPECT_EQ(got, std::string(name) == "empty.delta" ? "" : bytes);
+    EXPECT_FALSE(f.value()->ReadAt(static_cast<uint64_t>(st.st_size), 1, got.data()).ok())
+        << "a read past the end is an error, not a short read";
+  }
+  ExpectFailure(env_->NewRandomAccessFile(deltas + "/none.delta").status(),
+                Status::Code::kNotFound, deltas + "/none.delta");
+  ExpectFailure(env_->NewRandomAccessFile(deltas).status(), Status::Code::kCorruption, deltas);
+}
+
 // ListDirInfo: each entry as lstat sees it (a link is not followed), through
 // the rooted Env's one-lstat-per-entry way (in parallel past 1,024 entries)
 // and Env's own (ListDir and Stat, here through a FaultyEnv) alike; a link
