@@ -1,9 +1,13 @@
 #include "chain/base/worker_pool.h"
 
-#include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <exception>
 #include <system_error>
+
+#include <spdlog/spdlog.h>
 
 namespace chainfs {
 
@@ -44,21 +48,78 @@ void WorkerPool::Run() {
   }
 }
 
+namespace {
+
+// ParallelFor's threads: made on first use and kept, so that a deep view's
+// readahead (one ParallelFor per window) does not make and join eight
+// threads each time. A process made by fork() has none of its parent's
+// threads: it makes its own pool (the parent's is left alone, never used).
+constexpr unsigned kSharedThreads = 8;
+WorkerPool& SharedPool(unsigned* usable) {
+  static std::mutex mu;
+  static WorkerPool* pool = nullptr;
+  static pid_t owner = 0;
+  std::lock_guard<std::mutex> lock(mu);
+  if (pool == nullptr || owner != ::getpid()) {
+    pool = new WorkerPool(kSharedThreads);  // never destroyed: threads may outlive main
+    owner = ::getpid();
+  }
+  *usable = pool->size();
+  return *pool;
+}
+
+// One call's chunks, taken in turn by the caller and by helpers; a helper
+// that comes after the last chunk was taken does nothing (the call may have
+// returned: it touches only this shared state).
+struct ForChunks {
+  std::atomic<size_t> next{0};
+  size_t chunks = 0, step = 0, n = 0;
+  const std::function<void(size_t)>* fn = nullptr;
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t finished = 0;
+  std::exception_ptr error;
+
+  void Work() {
+    for (size_t c; (c = next.fetch_add(1)) < chunks;) {
+      std::exception_ptr e;
+      try {
+        for (size_t i = c * step, end = std::min(n, i + step); i < end; ++i) (*fn)(i);
+      } catch (...) {
+        e = std::current_exception();
+      }
+      std::lock_guard<std::mutex> lock(mu);
+      if (e && !error) error = e;
+      if (++finished == chunks) cv.notify_all();
+    }
+  }
+};
+
+}  // namespace
+
 void ParallelFor(size_t n, size_t min_parallel, unsigned threads,
                  const std::function<void(size_t)>& fn) {
   if (n < std::max<size_t>(min_parallel, 2) || threads < 2) {
     for (size_t i = 0; i < n; ++i) fn(i);
     return;
   }
-  WorkerPool pool(threads);
-  const size_t chunks = std::min<size_t>(n, 4 * static_cast<size_t>(pool.size() + 1));
-  const size_t step = (n + chunks - 1) / chunks;
-  std::vector<std::future<void>> done;
-  for (size_t from = 0; from < n; from += step)
-    done.push_back(pool.Submit([&fn, from, to = std::min(n, from + step)] {
-      for (size_t i = from; i < to; ++i) fn(i);
-    }));
-  for (auto& f : done) f.get();
+  unsigned usable = 0;
+  WorkerPool& pool = SharedPool(&usable);
+  const unsigned helpers = std::min(threads - 1, usable);
+  auto work = std::make_shared<ForChunks>();
+  work->chunks = std::min<size_t>(n, 4 * static_cast<size_t>(helpers + 1));
+  work->step = (n + work->chunks - 1) / work->chunks;
+  work->chunks = (n + work->step - 1) / work->step;
+  work->n = n;
+  work->fn = &fn;
+  // The caller works too: a call made from a pool thread (nested), or while
+  // the pool is busy, still finishes, on its own thread if need be.
+  for (unsigned h = 0; h < helpers && h + 1 < work->chunks; ++h)
+    (void)pool.Submit([work] { work->Work(); });
+  work->Work();
+  std::unique_lock<std::mutex> lock(work->mu);
+  work->cv.wait(lock, [&] { return work->finished == work->chunks; });
+  if (work->error) std::rethrow_exception(work->error);
 }
 
 }  // namespace chainfs

@@ -60,11 +60,13 @@ class WorkerPool {
 };
 
 // Calls fn(i) for every i in [0, n): on the calling thread when n is below
-// min_parallel, else on a pool of `threads` made for the call (threads made
-// before a daemon's fork would not exist after it, so none are kept), in
-// chunks. For work that waits on the disk (opening hundreds of layers or
-// reading hundreds of manifests), where one thread leaves the device idle
-// between its requests. fn must be safe to call from several threads.
+// min_parallel, else in chunks on the calling thread and up to threads - 1
+// threads of a pool the process keeps for these calls (at most 8; a forked
+// child makes its own). For work that waits on the disk (opening hundreds of
+// layers or reading hundreds of manifests), where one thread leaves the
+// device idle between its requests. fn must be safe to call from several
+// threads; calls may nest. The first exception fn throws is rethrown once
+// every chunk is done.
 void ParallelFor(size_t n, size_t min_parallel, unsigned threads,
                  const std::function<void(size_t)>& fn);
 
