@@ -11,6 +11,7 @@
 #include <fstream>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <unordered_set>
 
 #include "chain/base/env.h"
@@ -19,6 +20,7 @@
 #include "chain/base/worker_pool.h"
 #include "chain/layer/layer.h"
 #include "chain/native/delta_format.h"
+#include "chain/repo/catalog.h"
 #include "chain/repo/delta_binding.h"
 #include "chain/repo/manifest.h"
 #include "chain/repo/repository.h"
@@ -341,6 +343,13 @@ Result<GenerateReport> GenerateRepository(const GenerateOptions& opts) {
     for (auto& f : done) f.get();
   }
   CHAINFS_RETURN_IF_ERROR(first_error);
+  // The manifest catalogue records only settled manifests (catalog.h): the
+  // last ones written are left out unless their change time is old enough,
+  // and every process would then parse them. A backup made a while later
+  // would record them; wait as long, so that the repository is as it would
+  // be then (about a second, once).
+  std::this_thread::sleep_for(std::chrono::nanoseconds(kCatalogSettleNs) +
+                              std::chrono::milliseconds(50));
   // The view maps a backup keeps (chain/repo/view_map.h), as backups would
   // have left them.
   for (const std::string& g : run.groups) {
