@@ -4,10 +4,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <functional>
 #include <chrono>
 #include <cstdio>
+#include <functional>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <string_view>
@@ -365,38 +367,27 @@ Result<std::shared_ptr<const Layer>> Repository::OpenChainLayer(const std::strin
 
 namespace {
 
-// What the lazy layers of one view share: how to take a layer's id and open
-// a link, and the links' manifest entries, copied once (the group snapshot
-// the view came from may go first).
+// What the lazy layers of one view share: how to take a layer's id, find its
+// file and open a link, and the links' manifest entries.
 struct LazyChain {
   // The layer table's id of (location, fingerprint): Repository::LayerIdFor.
   std::function<uint64_t(const std::string&, uint64_t)> id_for;
+  // The path of a delta file: Repository::DeltaPath.
+  std::function<std::string(const std::string&)> delta_path;
   // Repository::OpenChainLayer of (checkpoint, entry).
   std::function<Result<std::shared_ptr<const Layer>>(const std::string&, const DiskEntry&)> open;
-  std::vector<std::pair<std::string, DiskEntry>> links;  // (checkpoint, entry), by position
+  // The view's group snapshot, when shared, which links point into; else
+  // copies of the entries (the snapshot the view came from may go first).
+  std::shared_ptr<const GroupState> snapshot;
+  std::vector<std::pair<std::string, DiskEntry>> copies;
+  std::vector<std::pair<const std::string*, const DiskEntry*>> links;  // (checkpoint, entry)
 };
 
-// A layer of a view opened from a view map: what the map and the manifest
-// entry tell (block size, virtual size, location) is known without the
-// file, and its id is asked of the repository's layer table on the first
-// call of id() (most layers of a deep view are shadowed whole and never
-// asked: at depth 10,000, taking 10,000 ids was a third of a view's open);
-// the file is opened, bound to its entry and checked
-// (Repository::OpenChainLayer) on the first call that needs its contents.
-// A failed open is not kept: the next call tries again. A call that cannot
-// return an error (ForEachExtent, BlockHash, StoredLength, WillNeed,
-// identity) gets nothing from a layer that cannot be opened, and the failure
-// is logged; View never asks a mapped view's layers for their extents, and
-// its reads (ReadBlock) report the error.
 class LazyLayer : public Layer {
  public:
-  // Link `link` of chain, whose entry has an index digest.
-  LazyLayer(std::shared_ptr<const LazyChain> chain, size_t link, uint32_t block_size,
-            std::string location)
-      : chain_(std::move(chain)),
-        link_(link),
-        block_size_(block_size),
-        location_(std::move(location)) {}
+  // Link `link` of chain, whose entry has an index digest; chain outlives it.
+  LazyLayer(const LazyChain* chain, size_t link, uint32_t block_size)
+      : chain_(chain), link_(link), block_size_(block_size) {}
 
   // Taken once and kept: ids are never reused, so even two threads that
   // got different ones (the table's slot changed between their calls)
@@ -404,13 +395,17 @@ class LazyLayer : public Layer {
   uint64_t id() const override {
     uint64_t id = id_.load(std::memory_order_acquire);
     if (id != 0) return id;
-    uint64_t mine = chain_->id_for(location_, *entry().index_digest);
+    uint64_t mine = chain_->id_for(location(), *entry().index_digest);
     if (id_.compare_exchange_strong(id, mine, std::memory_order_acq_rel)) return mine;
     return id;
   }
   uint64_t virtual_size() const override { return entry().virtual_size; }
   uint32_t block_size() const override { return block_size_; }
-  const std::string& location() const override { return location_; }
+  // Made on first use: most layers of a deep view are never asked.
+  const std::string& location() const override {
+    std::call_once(location_once_, [this] { location_ = chain_->delta_path(entry().delta_file); });
+    return location_;
+  }
   const LayerIdentity* identity() const override {
     const Layer* l = Logged();
     return l ? l->identity() : nullptr;
@@ -455,9 +450,9 @@ class LazyLayer : public Layer {
     if (const Layer* l = opened_.load(std::memory_order_acquire)) return l;
     std::lock_guard<std::mutex> lock(mu_);
     if (layer_ == nullptr) {
-      CHAINFS_ASSIGN_OR_RETURN(layer_, chain_->open(chain_->links[link_].first, entry()));
+      CHAINFS_ASSIGN_OR_RETURN(layer_, chain_->open(*chain_->links[link_].first, entry()));
       if (layer_->id() != id() || layer_->block_size() != block_size_) {
-        Status st = Status::Corruption(location_ + ": opened as another layer than its view map names");
+        Status st = Status::Corruption(location() + ": opened as another layer than its view map names");
         layer_.reset();
         return st;
       }
@@ -474,16 +469,25 @@ class LazyLayer : public Layer {
     return l.value();
   }
 
-  const DiskEntry& entry() const { return chain_->links[link_].second; }
+  const DiskEntry& entry() const { return *chain_->links[link_].second; }
 
-  const std::shared_ptr<const LazyChain> chain_;
+  const LazyChain* const chain_;
   const size_t link_;
   mutable std::atomic<uint64_t> id_{0};  // 0: not taken yet
   const uint32_t block_size_;
-  const std::string location_;
+  mutable std::once_flag location_once_;
+  mutable std::string location_;  // set once, under location_once_
   mutable std::mutex mu_;
   mutable std::shared_ptr<const Layer> layer_;  // guarded by mu_
   mutable std::atomic<const Layer*> opened_{nullptr};
+};
+
+// A view's lazy layers, made together (one allocation, not one per link)
+// and kept alive together: the view holds each through a shared_ptr that
+// shares this one's ownership.
+struct LazyLayers {
+  LazyChain chain;
+  std::vector<std::optional<LazyLayer>> layers;  // by link; built in place
 };
 
 // The largest map file read or written (a disk's map is 32 bytes a run).
@@ -527,8 +531,9 @@ Result<ExtentMap> Repository::ReadViewMap(const std::string& group,
 }
 
 std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
-    const GroupState& g, const std::vector<ChainLink>& chain, const std::string& disk,
-    const std::string& label, BlockReader* reader) const {
+    const GroupState& g, std::shared_ptr<const GroupState> shared,
+    const std::vector<ChainLink>& chain, const std::string& disk, const std::string& label,
+    BlockReader* reader) const {
   const std::optional<std::vector<uint64_t>> keys = ViewMapKeys(chain);
   if (!keys) return std::nullopt;
   for (size_t i = 0; i + kMinViewMapDepth <= chain.size(); ++i) {
@@ -545,17 +550,30 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     // map's own when a read needs them.
     std::vector<View::LayerRef> refs;
     refs.reserve(chain.size());
-    const std::string delta_dir = DeltaDir(g.name) + "/";  // DeltaPath's, once
-    auto lazy = std::make_shared<LazyChain>();
-    lazy->id_for = [this](const std::string& path, uint64_t fingerprint) {
+    auto lazy = std::make_shared<LazyLayers>();
+    lazy->chain.id_for = [this](const std::string& path, uint64_t fingerprint) {
       return LayerIdFor(path, fingerprint);
     };
-    lazy->open = [this, group = g.name](const std::string& cp, const DiskEntry& entry) {
+    lazy->chain.delta_path = [this, group = g.name](const std::string& file) {
+      return DeltaPath(group, file);
+    };
+    lazy->chain.open = [this, group = g.name](const std::string& cp, const DiskEntry& entry) {
       return OpenChainLayer(group, cp, entry);
     };
-    lazy->links.reserve(chain.size() - i);
-    for (size_t j = i; j < chain.size(); ++j)
-      lazy->links.emplace_back(chain[j].checkpoint->name, *chain[j].disk);
+    LazyChain& lc = lazy->chain;
+    lc.links.reserve(chain.size() - i);
+    if (shared != nullptr) {  // chain points into it
+      lc.snapshot = std::move(shared);
+      for (size_t j = i; j < chain.size(); ++j)
+        lc.links.emplace_back(&chain[j].checkpoint->name, chain[j].disk);
+    } else {
+      lc.copies.reserve(chain.size() - i);
+      for (size_t j = i; j < chain.size(); ++j) {
+        lc.copies.emplace_back(chain[j].checkpoint->name, *chain[j].disk);
+        lc.links.emplace_back(&lc.copies.back().first, &lc.copies.back().second);
+      }
+    }
+    lazy->layers = std::vector<std::optional<LazyLayer>>(chain.size() - i);
     std::vector<const Layer*> above;
     std::vector<uint64_t> above_clip;
     uint64_t clip = UINT64_MAX;
@@ -569,11 +587,9 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
         refs.push_back({std::move(layer).value(), link.checkpoint->name});
         continue;
       }
-      refs.push_back({std::make_shared<LazyLayer>(
-                          lazy, j - i, config_.block_size,
-                          foreign_ ? DeltaPath(g.name, link.disk->delta_file)
-                                   : delta_dir + link.disk->delta_file),
-                      link.checkpoint->name});
+      std::optional<LazyLayer>& slot = lazy->layers[j - i];
+      slot.emplace(&lazy->chain, j - i, config_.block_size);
+      refs.push_back({std::shared_ptr<const Layer>(lazy, &*slot), link.checkpoint->name});
     }
     ExtentMap composed =
         i == 0 ? std::move(map).value()
@@ -648,10 +664,27 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const GroupState& g,
                                                          const Checkpoint& cp,
                                                          const std::string& disk,
                                                          BlockReader* reader) const {
+  return OpenViewOf(g, nullptr, cp, disk, reader);
+}
+
+Result<std::shared_ptr<const View>> Repository::OpenView(std::shared_ptr<const GroupState> g,
+                                                         const Checkpoint& cp,
+                                                         const std::string& disk,
+                                                         BlockReader* reader) const {
+  const GroupState& state = *g;
+  return OpenViewOf(state, std::move(g), cp, disk, reader);
+}
+
+Result<std::shared_ptr<const View>> Repository::OpenViewOf(const GroupState& g,
+                                                           std::shared_ptr<const GroupState> shared,
+                                                           const Checkpoint& cp,
+                                                           const std::string& disk,
+                                                           BlockReader* reader) const {
   CHAINFS_ASSIGN_OR_RETURN(std::vector<ChainLink> chain, ResolveChain(g, cp, disk));
   const std::string label = g.name + "/" + cp.name + "/" + disk;
   if (chain.size() >= kMinViewMapDepth)
-    if (auto mapped = OpenViewFromMap(g, chain, disk, label, reader)) return std::move(*mapped);
+    if (auto mapped = OpenViewFromMap(g, std::move(shared), chain, disk, label, reader))
+      return std::move(*mapped);
   // Opening a layer is a few system calls (open, fstat, header, footer and
   // index reads) that wait on the kernel more than on a core: a deep chain's
   // are opened by several threads at once. The first failure newest first

@@ -362,7 +362,7 @@ Result<std::shared_ptr<const View>> RepositoryFs::ViewOf(uint64_t ino, const Nod
           return r.view;
         }
     }
-    opened = repo_->OpenView(*g, *cp, node.disk, block_reader_);
+    opened = repo_->OpenView(g, *cp, node.disk, block_reader_);
     // kNotFound: a delta replaced meanwhile; kCorruption: possibly a chain
     // read half before and half after a consolidation's step.
     if (opened.ok() || (opened.status().code() != Status::Code::kNotFound &&

@@ -137,6 +137,29 @@ TEST_F(ViewMapTest, Issue14LoadLayersOpensOnlyTheLayersThatServeTheView) {
   EXPECT_TRUE(ReadAll(view) == contents_.back());
 }
 
+// A view opened from a group snapshot its caller shares (the mount's way)
+// points into the snapshot's entries instead of copying them, and keeps it:
+// the view still reads right after the caller let the snapshot go, and lets
+// it go in turn when closed.
+TEST_F(ViewMapTest, Issue14AViewFromASharedSnapshotKeepsIt) {
+  auto repo = Fresh();
+  auto g = repo->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  auto shared = std::make_shared<const GroupState>(std::move(g).value());
+  const std::weak_ptr<const GroupState> watch = shared;
+  auto v = repo->OpenView(shared, *shared->Find(Name(kDepth - 1)), "vda");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  std::shared_ptr<const View> view = std::move(v).value();
+  EXPECT_FALSE(view->LayersLoaded());  // opened from its map: lazy layers
+  shared.reset();
+  EXPECT_FALSE(watch.expired()) << "the view's layers point into the snapshot";
+  EXPECT_TRUE(ReadAll(*view) == contents_.back());
+  ASSERT_TRUE(view->LoadLayers().ok());
+  EXPECT_TRUE(ReadAll(*view) == contents_.back());
+  view.reset();
+  EXPECT_TRUE(watch.expired()) << "a closed view keeps nothing";
+}
+
 TEST_F(ViewMapTest, Issue14DamagedOrMissingMapsCostSpeedNotBytes) {
   // Damage the newest map (one byte, then its tail), remove another.
   const std::string newest = repo_->MapPath("vm1", Name(kDepth - 1), "vda");
