@@ -3,6 +3,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "chain/base/coding.h"
 #include "chain/base/hash.h"
 
 namespace chainfs {
@@ -42,6 +43,12 @@ uint64_t ChainFingerprint(const DiskEntry& d, uint64_t base) {
   return Checksum64(key.data(), key.size());
 }
 
+// The key of d's chain given its base's (nullopt for a full delta's base).
+std::optional<uint64_t> MapKey(const DiskEntry& d, std::optional<uint64_t> below) {
+  if (!d.delta_id || !d.index_digest || !below) return std::nullopt;
+  return ViewMapLinkKey(d, *below);
+}
+
 // "checkpoint C has base B" + why the link is broken, or "" when it holds.
 // The same words as the scan's (ResolveChainByScan).
 std::string LinkPrefix(const Checkpoint& c, const DiskEntry& d) {
@@ -49,6 +56,18 @@ std::string LinkPrefix(const Checkpoint& c, const DiskEntry& d) {
 }
 
 }  // namespace
+
+uint64_t ViewMapLinkKey(const DiskEntry& d, uint64_t below) {
+  std::string k;
+  k.reserve(d.delta_file.size() + d.format.size() + 42);
+  k.append(d.delta_file).push_back('\0');
+  k.append(d.format).push_back('\0');
+  k.append(reinterpret_cast<const char*>(d.delta_id->bytes.data()), d.delta_id->bytes.size());
+  PutFixed64(&k, *d.index_digest);
+  PutFixed64(&k, d.virtual_size);
+  PutFixed64(&k, below);
+  return Checksum64(k.data(), k.size());
+}
 
 void GroupState::Index() {
   index_.reset();
@@ -111,6 +130,7 @@ void GroupState::Index() {
         info.depth = 1;
         info.stored_bytes = d.stored_bytes;
         info.fingerprint = ChainFingerprint(d, 0);
+        info.view_map_key = MapKey(d, 0);
         continue;
       }
       const int32_t b = Lookup(ix->by_name, d.base);
@@ -146,6 +166,7 @@ void GroupState::Index() {
       info.depth = base.depth + 1;
       info.stored_bytes = base.stored_bytes + d.stored_bytes;
       info.fingerprint = ChainFingerprint(d, base.fingerprint);
+      info.view_map_key = MapKey(d, base.view_map_key);
     }
   }
   index_ = std::move(ix);

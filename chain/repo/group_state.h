@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -53,7 +54,15 @@ struct DiskChainInfo {
   // first: equal fingerprints name the same layers (the mount's key for
   // views it keeps after their files are closed).
   uint64_t fingerprint = 0;
+  // The view map key of the chain (chain/repo/view_map.h, ViewMapKeys):
+  // taken once here, not by every open of a deep view. None when a link has
+  // no delta id or index digest.
+  std::optional<uint64_t> view_map_key;
 };
+
+// ViewMapKeys' key of the chain whose newest link is d and whose older links'
+// key is below (0 for none); d must have its delta id and index digest.
+uint64_t ViewMapLinkKey(const DiskEntry& d, uint64_t below);
 
 struct GroupIndex;
 
@@ -70,6 +79,9 @@ struct GroupState {
   // held exactly these, unchanged.
   std::unordered_map<std::string, ManifestStamp> manifest_stamps;
   bool catalog_current = false;
+  // The temporary manifests (a failed writer's) LoadGroup's listing saw:
+  // what Repository::CollectLeftovers removes, without listing again.
+  std::vector<std::string> manifest_temporaries;
 
   // Builds the index; LoadGroup calls it once checkpoints and refused are
   // final. A GroupState changed afterwards must be indexed again. Without

@@ -11,18 +11,10 @@ namespace chainfs {
 std::optional<std::vector<uint64_t>> ViewMapKeys(const std::vector<ChainLink>& chain) {
   std::vector<uint64_t> keys(chain.size());
   uint64_t below = 0;
-  std::string k;
   for (size_t i = chain.size(); i-- > 0;) {
     const DiskEntry& d = *chain[i].disk;
     if (!d.delta_id || !d.index_digest) return std::nullopt;
-    k.clear();
-    k.append(d.delta_file).push_back('\0');
-    k.append(d.format).push_back('\0');
-    k.append(reinterpret_cast<const char*>(d.delta_id->bytes.data()), d.delta_id->bytes.size());
-    PutFixed64(&k, *d.index_digest);
-    PutFixed64(&k, d.virtual_size);
-    PutFixed64(&k, below);
-    below = keys[i] = Checksum64(k.data(), k.size());
+    below = keys[i] = ViewMapLinkKey(d, below);
   }
   return keys;
 }
@@ -85,18 +77,19 @@ Result<ExtentMap> DecodeViewMap(const std::string& bytes, const std::string& whe
     r.entry_pos = DecodeFixed64(q + 16);
     r.layer = DecodeFixed32(q + 24);
     r.entry_shift = static_cast<uint8_t>(q[28]);
-    const std::string at = "run " + std::to_string(i);
+    auto at = [i] { return "run " + std::to_string(i); };  // only for a message
     if (r.start >= r.end || r.start < prev_end || r.end > size)
-      return bad(at + " [" + std::to_string(r.start) + ", " + std::to_string(r.end) +
+      return bad(at() + " [" + std::to_string(r.start) + ", " + std::to_string(r.end) +
                  ") is out of order or outside the view");
     prev_end = r.end;
     if (r.is_zero()) {
-      if (r.entry_pos != 0 || r.entry_shift != 0) return bad(at + ": a zero run with data fields");
+      if (r.entry_pos != 0 || r.entry_shift != 0) return bad(at() + ": a zero run with data fields");
       continue;
     }
     if (r.layer >= layers || r.entry_shift != shift || r.end > expect.clip_bytes[r.layer] ||
         r.entry_pos > UINT64_MAX - (r.end - r.start))
-      return bad(at + ": names layer " + std::to_string(r.layer) + " outside the chain or past its size");
+      return bad(at() + ": names layer " + std::to_string(r.layer) +
+                 " outside the chain or past its size");
   }
   return ExtentMap::FromRuns(std::move(runs));
 }

@@ -203,6 +203,27 @@ TEST_F(ViewMapTest, Issue14AGoneLayerFailsTheReadThatNeedsItNamingTheFile) {
   EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
 }
 
+// Index takes each chain's map key once (an open of a deep view hashed its
+// whole chain, and RefreshViewMaps did for every map it kept): the same key
+// ViewMapKeys gives for the chain, for every checkpoint.
+TEST_F(ViewMapTest, Issue14TheIndexTakesEachChainsMapKeyAsViewMapKeysDoes) {
+  auto g = repo_->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  std::set<uint64_t> distinct;
+  for (const Checkpoint& cp : g.value().checkpoints) {
+    auto chain = g.value().ResolveChain(cp, "vda");
+    ASSERT_TRUE(chain.ok()) << cp.name;
+    auto keys = ViewMapKeys(chain.value());
+    ASSERT_TRUE(keys.has_value()) << cp.name;
+    const DiskChainInfo* info = g.value().ChainInfo(cp, "vda");
+    ASSERT_NE(info, nullptr);
+    ASSERT_TRUE(info->view_map_key.has_value()) << cp.name;
+    EXPECT_EQ(*info->view_map_key, (*keys)[0]) << cp.name;
+    distinct.insert(*info->view_map_key);
+  }
+  EXPECT_EQ(distinct.size(), g.value().checkpoints.size());
+}
+
 TEST_F(ViewMapTest, Issue14AMapNamingAnEntryTheLayerLacksFailsTheRead) {
   // A well-formed map of the right chain whose run points past the entries
   // its layer has (a writer's bug, or a crafted file): an error, no crash.
