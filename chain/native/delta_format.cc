@@ -18,6 +18,10 @@ bool IsValidBlockSize(uint64_t bs) {
 
 namespace {
 
+// The bytes DeltaReader::Load reads at a file's end: the footer and, in a
+// small delta, the whole index before it (one page).
+constexpr uint64_t kTailRead = 4096;
+
 // The identity record's names, in their on-disk order.
 template <typename Identity>  // LayerIdentity, const or not
 auto IdentityNames(Identity& id) {
@@ -279,12 +283,17 @@ Status DeltaReader::Load() {
                               " bytes is shorter than header plus footer");
   // One read covers any header (the identity record is small) and the
   // file's first bytes otherwise.
-  char hbuf[kMaxDeltaHeaderSize], fbuf[kDeltaFooterSize];
+  char hbuf[kMaxDeltaHeaderSize];
   const size_t hlen = std::min<uint64_t>(sizeof hbuf, size - kDeltaFooterSize);
   CHAINFS_RETURN_IF_ERROR(file_->ReadAt(0, hlen, hbuf));
   CHAINFS_ASSIGN_OR_RETURN(header_, DeltaHeader::DecodeFrom(hbuf, hlen));
-  CHAINFS_RETURN_IF_ERROR(file_->ReadAt(size - kDeltaFooterSize, sizeof fbuf, fbuf));
-  CHAINFS_ASSIGN_OR_RETURN(footer_, DeltaFooter::DecodeFrom(fbuf, sizeof fbuf));
+  // The footer with what precedes it: a small delta's whole index comes in
+  // the same read (a deep view opens thousands of such deltas).
+  const uint64_t tail_len = std::min<uint64_t>(size, kTailRead);
+  std::string tail(tail_len, '\0');
+  CHAINFS_RETURN_IF_ERROR(file_->ReadAt(size - tail_len, tail_len, tail.data()));
+  CHAINFS_ASSIGN_OR_RETURN(footer_, DeltaFooter::DecodeFrom(tail.data() + tail_len - kDeltaFooterSize,
+                                                            kDeltaFooterSize));
   if (footer_.virtual_size != header_.virtual_size)
     return Status::Corruption("footer: virtual size disagrees with header");
   const uint64_t index_end = size - kDeltaFooterSize;
@@ -297,8 +306,14 @@ Status DeltaReader::Load() {
               footer_.zero_run_count * kZeroRunSize != index_end)
     return Status::Corruption("footer: index offset " + std::to_string(footer_.index_offset) +
                               " and counts do not fit the file (truncated index?)");
-  std::string index(index_end - footer_.index_offset, '\0');
-  CHAINFS_RETURN_IF_ERROR(file_->ReadAt(footer_.index_offset, index.size(), index.data()));
+  std::string index;
+  if (index_end - footer_.index_offset <= tail_len - kDeltaFooterSize) {
+    index = tail.substr(tail_len - kDeltaFooterSize - (index_end - footer_.index_offset),
+                        index_end - footer_.index_offset);
+  } else {
+    index.resize(index_end - footer_.index_offset);
+    CHAINFS_RETURN_IF_ERROR(file_->ReadAt(footer_.index_offset, index.size(), index.data()));
+  }
   if (Checksum64(index.data(), index.size()) != footer_.index_checksum)
     return Status::Corruption("index: checksum mismatch");
 
@@ -309,22 +324,23 @@ Status DeltaReader::Load() {
   uint64_t stored_sum = 0;
   for (uint64_t i = 0; i < footer_.entry_count; ++i) {
     IndexEntry e = IndexEntry::DecodeFrom(index.data() + i * kIndexEntrySize);
-    std::string where = "index entry " + std::to_string(i) + " (block " +
-                        std::to_string(e.block) + ")";
+    auto where = [&] {  // only for a message: a full delta has thousands of entries
+      return "index entry " + std::to_string(i) + " (block " + std::to_string(e.block) + ")";
+    };
     if (e.block >= nblocks)
-      return Status::Corruption(where + ": block beyond the virtual size");
+      return Status::Corruption(where() + ": block beyond the virtual size");
     if (!entries_.empty() && e.block <= entries_.back().block)
-      return Status::Corruption(where + ": blocks out of order");
+      return Status::Corruption(where() + ": blocks out of order");
     if (e.codec != Codec::kRaw && e.codec != Codec::kZstd)
-      return Status::Corruption(where + ": unknown codec " +
+      return Status::Corruption(where() + ": unknown codec " +
                                 std::to_string(static_cast<int>(e.codec)));
     if ((e.codec == Codec::kRaw && e.stored_len != bs) ||
         (e.codec == Codec::kZstd && (e.stored_len == 0 || e.stored_len > max_stored)))
-      return Status::Corruption(where + ": stored length " + std::to_string(e.stored_len) +
+      return Status::Corruption(where() + ": stored length " + std::to_string(e.stored_len) +
                                 " out of range");
     if (e.offset < header_.header_size || e.offset > footer_.index_offset ||
         e.stored_len > footer_.index_offset - e.offset)
-      return Status::Corruption(where + ": offset " + std::to_string(e.offset) +
+      return Status::Corruption(where() + ": offset " + std::to_string(e.offset) +
                                 " out of the data region");
     stored_sum += e.stored_len;
     entries_.push_back(e);
@@ -335,14 +351,15 @@ Status DeltaReader::Load() {
   uint64_t prev_end = 0;
   for (uint64_t i = 0; i < footer_.zero_run_count; ++i) {
     ZeroRun z = ZeroRun::DecodeFrom(zr + i * kZeroRunSize);
-    const std::string where = "zero run " + std::to_string(i) + " (blocks " +
-                              std::to_string(z.first_block) + "+" +
-                              std::to_string(z.block_count) + ")";
+    auto where = [&] {
+      return "zero run " + std::to_string(i) + " (blocks " + std::to_string(z.first_block) + "+" +
+             std::to_string(z.block_count) + ")";
+    };
     if (z.first_block >= nblocks || z.block_count > nblocks - z.first_block)
-      return Status::Corruption(where + ": beyond the virtual size " +
+      return Status::Corruption(where() + ": beyond the virtual size " +
                                 std::to_string(header_.virtual_size));
     if (z.block_count == 0 || z.first_block < prev_end)
-      return Status::Corruption(where + ": empty, or out of order");
+      return Status::Corruption(where() + ": empty, or out of order");
     prev_end = z.first_block + z.block_count;
     zero_runs_.push_back(z);
   }

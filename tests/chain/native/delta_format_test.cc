@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <zstd.h>
 
+#include <memory>
 #include <random>
+#include <vector>
 
 #include "chain/base/coding.h"
 #include "tests/chain/test_util.h"
@@ -12,6 +14,7 @@ namespace chainfs {
 namespace {
 
 using testing::FaultyFile;
+using testing::RandomBytes;
 using testing::ReadFile;
 using testing::TempDir;
 using testing::WriteFile;
@@ -150,6 +153,59 @@ TEST(DeltaFile, RoundTrip) {
   EXPECT_EQ(out, b0);
   ASSERT_TRUE(d.ReadBlock(1, out.data()).ok());
   EXPECT_EQ(out, b2);
+}
+
+// Counts the reads of the file it wraps.
+class CountingFile : public RandomAccessFile {
+ public:
+  explicit CountingFile(std::unique_ptr<RandomAccessFile> f) : f_(std::move(f)) {}
+  Status ReadAt(uint64_t offset, size_t n, void* buf) const override {
+    ++reads;
+    return f_->ReadAt(offset, n, buf);
+  }
+  uint64_t Size() const override { return f_->Size(); }
+  const std::string& Path() const override { return f_->Path(); }
+  mutable int reads = 0;
+
+ private:
+  std::unique_ptr<RandomAccessFile> f_;
+};
+
+// A small delta's index comes with its footer in one read; a larger one's
+// is read on its own. Entry counts around the edge of that read (4 KiB: 83
+// entries and a zero run fit, 84 do not), every block read back.
+TEST(DeltaFile, Issue14ASmallIndexComesWithTheFooter) {
+  TempDir dir;
+  for (uint64_t n : {1, 82, 83, 84, 85, 300}) {
+    const std::string path = dir / ("d" + std::to_string(n) + ".delta");
+    const uint64_t blocks = 2 * n + 2;
+    auto w = DeltaWriter::Create(Env::Default(), path, kBs, blocks * kBs);
+    ASSERT_TRUE(w.ok());
+    std::vector<std::string> data;
+    for (uint64_t i = 0; i < n; ++i) {
+      data.push_back(RandomBytes(kBs, static_cast<uint32_t>(n * 1000 + i)));
+      IndexEntry e{2 * i, 0, kBs, Codec::kRaw, Checksum64(data.back().data(), kBs),
+                   HashContent(data.back().data(), kBs)};
+      ASSERT_TRUE(w.value()->AddBlock(e, data.back().data()).ok());
+    }
+    w.value()->AddZeroRun(2 * n, 2);
+    ASSERT_TRUE(w.value()->Finish().ok());
+    auto f = OpenRandomAccessFile(path);
+    ASSERT_TRUE(f.ok());
+    auto counting = std::make_unique<CountingFile>(std::move(f).value());
+    const CountingFile* c = counting.get();
+    auto r = DeltaReader::Open(std::move(counting));
+    ASSERT_TRUE(r.ok()) << n << ": " << r.status().ToString();
+    const uint64_t index_bytes = n * kIndexEntrySize + kZeroRunSize;
+    EXPECT_EQ(c->reads, index_bytes + kDeltaFooterSize <= 4096 ? 2 : 3) << n << " entries";
+    ASSERT_EQ(r.value()->entries().size(), n);
+    ASSERT_EQ(r.value()->zero_runs().size(), 1u);
+    std::string out(kBs, '\0');
+    for (uint64_t i = 0; i < n; ++i) {
+      ASSERT_TRUE(r.value()->ReadBlock(i, out.data()).ok());
+      EXPECT_TRUE(out == data[i]) << n << " entries, block " << 2 * i;
+    }
+  }
 }
 
 // Opens the sample after `damage` edited its bytes; returns the status.
