@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <condition_variable>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -179,13 +181,20 @@ class ManifestThreads : public EnvWrapper {
   Result<std::unique_ptr<RandomAccessFile>> NewRandomAccessFile(const std::string& path) override {
     if (path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0 &&
         path.find("/checkpoints/") != std::string::npos) {
-      std::lock_guard<std::mutex> l(mu);
+      std::unique_lock<std::mutex> l(mu);
       threads.insert(std::this_thread::get_id());
       ++reads;
+      // The first read waits (up to 5 s) for a read on another thread: a
+      // busy machine may otherwise let one thread read them all.
+      if (reads == 1)
+        cv.wait_for(l, std::chrono::seconds(5), [this] { return threads.size() > 1; });
+      else
+        cv.notify_all();
     }
     return EnvWrapper::NewRandomAccessFile(path);
   }
   std::mutex mu;
+  std::condition_variable cv;
   std::set<std::thread::id> threads;
   int reads = 0;
 };

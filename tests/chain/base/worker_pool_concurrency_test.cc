@@ -61,7 +61,8 @@ TEST(ParallelFor, KeepsItsThreadsBetweenCalls) {
       std::lock_guard<std::mutex> l(mu);
       tids.insert(static_cast<pid_t>(::gettid()));
     });
-  EXPECT_GT(tids.size(), 1u);
+  // (That calls run on several threads is the first test's: here a busy
+  // machine may let the caller take every chunk.)
   EXPECT_LE(tids.size(), 9u);  // the caller and at most 8 kept threads
 }
 
