@@ -52,9 +52,12 @@ namespace {
 
 // ParallelFor's threads: made on first use and kept, so that a deep view's
 // readahead (one ParallelFor per window) does not make and join eight
-// threads each time. A process made by fork() has none of its parent's
-// threads: it makes its own pool (the parent's is left alone, never used).
-constexpr unsigned kSharedThreads = 8;
+// threads each time. Sixteen: two callers at once (the mount's readahead
+// and its background layer loads) each still get the 7 helpers that a pool
+// of their own gave them, keeping as many disk reads in flight. A process
+// made by fork() has none of its parent's threads: it makes its own pool
+// (the parent's is left alone, never used).
+constexpr unsigned kSharedThreads = 16;
 WorkerPool& SharedPool(unsigned* usable) {
   static std::mutex mu;
   static WorkerPool* pool = nullptr;

@@ -61,7 +61,7 @@ class WorkerPool {
 
 // Calls fn(i) for every i in [0, n): on the calling thread when n is below
 // min_parallel, else in chunks on the calling thread and up to threads - 1
-// threads of a pool the process keeps for these calls (at most 8; a forked
+// threads of a pool the process keeps for these calls (16; a forked
 // child makes its own). For work that waits on the disk (opening hundreds of
 // layers or reading hundreds of manifests), where one thread leaves the
 // device idle between its requests. fn must be safe to call from several
