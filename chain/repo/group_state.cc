@@ -43,7 +43,8 @@ uint64_t ChainFingerprint(const DiskEntry& d, uint64_t base) {
   return Checksum64(key.data(), key.size());
 }
 
-// The key of d's chain given its base's (nullopt for a full delta's base).
+// The view map key of d's chain given below, its base chain's (0 for a full
+// delta); none when d or the chain below lacks a delta id or index digest.
 std::optional<uint64_t> MapKey(const DiskEntry& d, std::optional<uint64_t> below) {
   if (!d.delta_id || !d.index_digest || !below) return std::nullopt;
   return ViewMapLinkKey(d, *below);

@@ -394,6 +394,18 @@ struct LazyChain {
   std::vector<std::pair<const std::string*, const DiskEntry*>> links;  // (checkpoint, entry)
 };
 
+// A layer of a view opened from a view map: what the map and the manifest
+// entry tell (block size, virtual size) is known without the file; its path
+// is made on the first call of location() and its id asked of the
+// repository's layer table on the first call of id() (most layers of a deep
+// view are shadowed whole and never asked: at depth 10,000, taking 10,000
+// ids was a third of a view's open); the file is opened, bound to its entry
+// and checked (Repository::OpenChainLayer) on the first call that needs its
+// contents. A failed open is not kept: the next call tries again. A call
+// that cannot return an error (ForEachExtent, BlockHash, StoredLength,
+// WillNeed, identity) gets nothing from a layer that cannot be opened, and
+// the failure is logged; View never asks a mapped view's layers for their
+// extents, and its reads (ReadBlock) report the error.
 class LazyLayer : public Layer {
  public:
   // Link `link` of chain, whose entry has an index digest; chain outlives it.
@@ -779,7 +791,8 @@ Result<int> Repository::CollectLeftovers(const GroupState& g) const {
   std::vector<std::string> doomed;
   if (intent && (intent->commits.empty() ||
                  !env_->FileExists(CheckpointDir(group) + "/" + intent->commits + ".json"))) {
-    std::unordered_set<std::string_view> referenced;  // only with an intent: a deep group's
+    // Only with an intent to check against: a deep group names thousands.
+    std::unordered_set<std::string_view> referenced;
     for (const auto& cp : g.checkpoints)
       for (const auto& d : cp.disks) referenced.insert(d.delta_file);
     for (const std::string& f : intent->deltas)
