@@ -182,6 +182,11 @@ ExtentMap ExtentMap::FromRuns(std::vector<MapRun> runs) {
   return m;
 }
 
+void ExtentMap::RenumberLayers(const std::vector<uint32_t>& to) {
+  for (MapRun& r : runs_)
+    if (!r.is_zero()) r.layer = to[r.layer];
+}
+
 const MapRun* ExtentMap::FindAtOrAfter(uint64_t pos) const {
   // First run whose end is > pos.
   auto it = std::upper_bound(runs_.begin(), runs_.end(), pos,

@@ -77,6 +77,11 @@ class ExtentMap {
   // start < end (DecodeViewMap checks this of what it reads).
   static ExtentMap FromRuns(std::vector<MapRun> runs);
 
+  // Renames the layers the data runs name: layer i becomes to[i] (a view
+  // that holds only the layers its runs name). REQUIRES: to[r.layer] is
+  // defined for every data run r, and keeps their order (i < j: to[i] < to[j]).
+  void RenumberLayers(const std::vector<uint32_t>& to);
+
   // The run containing byte pos, or nullptr if pos is in a hole.
   const MapRun* Find(uint64_t pos) const;
   // The first run that ends after pos (nullptr if none): the run at pos, or

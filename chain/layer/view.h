@@ -101,7 +101,9 @@ class View {
   // A view whose map is already composed (a persisted view map, or a map
   // laid over a base view's: ExtentMap::Overlay): the layers are not asked
   // for their extents, so they may be opened lazily. REQUIRES: map is the
-  // one Create would build from layers (its runs name layers by index).
+  // one Create would build from the view's whole chain, its runs naming
+  // layers by index into `layers`: the chain's newest layer first, then any
+  // of the others in order (a view may leave out layers no run names).
   static Result<std::shared_ptr<const View>> CreateWithMap(std::vector<LayerRef> layers,
                                                            ExtentMap map, std::string label,
                                                            BlockReader* reader = nullptr);

@@ -578,8 +578,42 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     }
     // The layers above the map's view are opened now (as OpenView's), the
     // map's own when a read needs them.
+    std::vector<std::shared_ptr<const Layer>> above_refs;
+    std::vector<const Layer*> above;
+    std::vector<uint64_t> above_clip;
+    uint64_t clip = UINT64_MAX;
+    for (size_t j = 0; j < i; ++j) {
+      auto layer = OpenChainLayer(g.name, chain[j]);
+      if (!layer.ok()) return Result<std::shared_ptr<const View>>(layer.status());
+      above.push_back(layer.value().get());
+      above_clip.push_back(clip = std::min(clip, chain[j].disk->virtual_size));
+      above_refs.push_back(std::move(layer).value());
+    }
+    ExtentMap composed =
+        i == 0 ? std::move(map).value()
+               : ExtentMap::Overlay(above, above_clip, map.value(), above_clip.back());
+    // index[j]: the view's layer index of chain[j], kDropped for a layer left
+    // out. A view from a shared snapshot (the mount's, which only reads it)
+    // holds its newest layer (its size and block size) and the layers a data
+    // run names: at depth 10,000 most are shadowed whole, and building their
+    // lazy layers was most of the view's open.
+    constexpr uint32_t kDropped = UINT32_MAX;
+    std::vector<uint32_t> index(chain.size(), shared != nullptr ? kDropped : 0);
+    if (shared != nullptr) {
+      index[0] = 0;
+      for (const MapRun& r : composed.runs())
+        if (!r.is_zero()) index[r.layer] = 0;
+    }
+    uint32_t kept = 0;
+    for (uint32_t& x : index)
+      if (x != kDropped) x = kept++;
+    if (kept < chain.size()) composed.RenumberLayers(index);
     std::vector<View::LayerRef> refs;
-    refs.reserve(chain.size());
+    refs.reserve(kept);
+    for (size_t j = 0; j < i; ++j)
+      if (index[j] != kDropped)
+        refs.push_back({std::move(above_refs[j]), chain[j].checkpoint->name});
+    const size_t lazy_count = kept - refs.size();
     auto lazy = std::make_shared<LazyLayers>();
     lazy->chain.id_for = [this](const std::string& path, uint64_t fingerprint) {
       return LayerIdFor(path, fingerprint);
@@ -591,39 +625,24 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
       return OpenChainLayer(group, cp, entry);
     };
     LazyChain& lc = lazy->chain;
-    lc.links.reserve(chain.size() - i);
-    if (shared != nullptr) {  // chain points into it
+    lc.links.reserve(lazy_count);
+    if (shared != nullptr) {  // links point into it
       lc.snapshot = std::move(shared);
       for (size_t j = i; j < chain.size(); ++j)
-        lc.links.emplace_back(&chain[j].checkpoint->name, chain[j].disk);
+        if (index[j] != kDropped) lc.links.emplace_back(&chain[j].checkpoint->name, chain[j].disk);
     } else {
-      lc.copies.reserve(chain.size() - i);
+      lc.copies.reserve(lazy_count);
       for (size_t j = i; j < chain.size(); ++j) {
         lc.copies.emplace_back(chain[j].checkpoint->name, *chain[j].disk);
         lc.links.emplace_back(&lc.copies.back().first, &lc.copies.back().second);
       }
     }
-    lazy->layers = std::vector<std::optional<LazyLayer>>(chain.size() - i);
-    std::vector<const Layer*> above;
-    std::vector<uint64_t> above_clip;
-    uint64_t clip = UINT64_MAX;
-    for (size_t j = 0; j < chain.size(); ++j) {
-      const ChainLink& link = chain[j];
-      if (j < i) {
-        auto layer = OpenChainLayer(g.name, link);
-        if (!layer.ok()) return Result<std::shared_ptr<const View>>(layer.status());
-        above.push_back(layer.value().get());
-        above_clip.push_back(clip = std::min(clip, link.disk->virtual_size));
-        refs.push_back({std::move(layer).value(), link.checkpoint->name});
-        continue;
-      }
-      std::optional<LazyLayer>& slot = lazy->layers[j - i];
-      slot.emplace(&lazy->chain, j - i, config_.block_size);
-      refs.push_back({std::shared_ptr<const Layer>(lazy, &*slot), link.checkpoint->name});
+    lazy->layers = std::vector<std::optional<LazyLayer>>(lazy_count);
+    for (size_t k = 0; k < lazy_count; ++k) {
+      std::optional<LazyLayer>& slot = lazy->layers[k];
+      slot.emplace(&lazy->chain, k, config_.block_size);
+      refs.push_back({std::shared_ptr<const Layer>(lazy, &*slot), *lc.links[k].first});
     }
-    ExtentMap composed =
-        i == 0 ? std::move(map).value()
-               : ExtentMap::Overlay(above, above_clip, map.value(), above_clip.back());
     return View::CreateWithMap(std::move(refs), std::move(composed), label, reader);
   }
   return std::nullopt;

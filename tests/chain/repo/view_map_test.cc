@@ -160,6 +160,61 @@ TEST_F(ViewMapTest, Issue14AViewFromASharedSnapshotKeepsIt) {
   EXPECT_TRUE(watch.expired()) << "a closed view keeps nothing";
 }
 
+// The mount's views (from a shared snapshot) hold the chain's newest layer
+// and the layers a data run names, no others: the same runs as the view with
+// every layer, naming the same checkpoints' layers, the same bytes. The
+// chain grows and shrinks, so dropped layers clipped older ones: the map
+// keeps that, not the layers left.
+TEST_F(ViewMapTest, Issue14AViewFromASharedSnapshotHoldsOnlyTheLayersThatServeIt) {
+  auto repo = Fresh();
+  auto g = repo->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  auto shared = std::make_shared<const GroupState>(std::move(g).value());
+  size_t fewer = 0;
+  for (int i = 0; i < kDepth; ++i) {
+    SCOPED_TRACE(Name(i));
+    const Checkpoint& cp = *shared->Find(Name(i));
+    auto whole = repo->OpenView(*shared, cp, "vda");
+    auto held = repo->OpenView(shared, cp, "vda");
+    ASSERT_TRUE(whole.ok() && held.ok());
+    const View& w = *whole.value();
+    const View& h = *held.value();
+    EXPECT_EQ(w.layers().size(), static_cast<size_t>(i + 1));
+    ASSERT_EQ(h.layers().front().checkpoint, Name(i));
+    std::set<uint32_t> named;
+    ASSERT_EQ(h.map().runs().size(), w.map().runs().size());
+    for (size_t k = 0; k < h.map().runs().size(); ++k) {
+      const MapRun& a = h.map().runs()[k];
+      const MapRun& b = w.map().runs()[k];
+      ASSERT_EQ(a.start, b.start);
+      ASSERT_EQ(a.end, b.end);
+      ASSERT_EQ(a.is_zero(), b.is_zero());
+      if (a.is_zero()) continue;
+      EXPECT_EQ(a.entry_pos, b.entry_pos);
+      EXPECT_EQ(h.layers()[a.layer].checkpoint, w.layers()[b.layer].checkpoint);
+      named.insert(a.layer);
+    }
+    named.insert(0);
+    // Views below the first map (c0063) are built from every layer, whose
+    // extents they read; from it on, from a map, without the others.
+    if (i < 63)
+      EXPECT_EQ(h.layers().size(), w.layers().size());
+    else
+      EXPECT_EQ(named.size(), h.layers().size()) << "a layer no run names is held";
+    for (size_t k = 1; k < h.layers().size(); ++k)  // newest first, in order
+      EXPECT_GT(h.layers()[k - 1].checkpoint, h.layers()[k].checkpoint);
+    fewer += h.layers().size() < w.layers().size() ? 1 : 0;
+    EXPECT_TRUE(ReadAll(h) == contents_[i]) << "view " << Name(i) << " differs";
+  }
+  // From the first map on, most layers are shadowed whole.
+  EXPECT_EQ(fewer, static_cast<size_t>(kDepth - 63));
+  auto newest = repo->OpenView(shared, *shared->Newest(), "vda");
+  ASSERT_TRUE(newest.ok());
+  EXPECT_LT(newest.value()->layers().size(), static_cast<size_t>(kDepth / 4));
+  ASSERT_TRUE(newest.value()->LoadLayers().ok());
+  EXPECT_TRUE(ReadAll(*newest.value()) == contents_.back());
+}
+
 TEST_F(ViewMapTest, Issue14DamagedOrMissingMapsCostSpeedNotBytes) {
   // Damage the newest map (one byte, then its tail), remove another.
   const std::string newest = repo_->MapPath("vm1", Name(kDepth - 1), "vda");
