@@ -90,7 +90,8 @@ class BackupRun {
   // Opens every source (refusing what is not a disk) before the lock is
   // taken: a source that cannot be read must not hold up other writers.
   Status OpenSources();
-  Status Plan(const GroupState& g);
+  // snapshot: the group as loaded (base views keep it).
+  Status Plan(const std::shared_ptr<const GroupState>& snapshot);
   Status WriteDisk(DiskPlan& plan, const std::string& file_name, WorkerPool& pool);
   Status Commit(const GroupState& g);
   void RemoveWritten();
@@ -143,7 +144,8 @@ Status BackupRun::OpenSources() {
   return Status::Ok();
 }
 
-Status BackupRun::Plan(const GroupState& g) {
+Status BackupRun::Plan(const std::shared_ptr<const GroupState>& snapshot) {
+  const GroupState& g = *snapshot;
   // A refused manifest hides a checkpoint whose sequence is unknown: a new
   // one could take its place in the order, or its name.
   CHAINFS_RETURN_IF_ERROR(g.RequireAllReadable("backup"));
@@ -178,7 +180,7 @@ Status BackupRun::Plan(const GroupState& g) {
     const uint64_t nblocks = BlockCount(p.report.virtual_size, bs);
     bool has_history = base && base->FindDisk(src.disk);
     if (has_history) {
-      auto view = repo_.OpenView(g, *base, src.disk);
+      auto view = repo_.OpenView(snapshot, *base, src.disk);
       if (!view.ok()) return view.status().Context("base of disk " + src.disk);
       p.base = std::move(view).value();
       p.report.base = base->name;
@@ -379,7 +381,9 @@ Result<BackupReport> BackupRun::Run() {
   CHAINFS_RETURN_IF_ERROR(RollForward(repo_, opts_.group).status());
   // Plan before creating anything: a refused request (missing source, bad
   // dirty map, existing name) must not leave a new, empty group behind.
-  GroupState g;
+  // Shared with the base views, which then point into its entries.
+  auto snapshot = std::make_shared<GroupState>();
+  GroupState& g = *snapshot;
   g.name = opts_.group;
   if (auto loaded = repo_.LoadGroup(opts_.group); loaded.ok())
     g = std::move(loaded).value();
@@ -392,7 +396,7 @@ Result<BackupReport> BackupRun::Run() {
     sources_.clear();
     CHAINFS_RETURN_IF_ERROR(OpenSources());
   }
-  CHAINFS_RETURN_IF_ERROR(Plan(g));
+  CHAINFS_RETURN_IF_ERROR(Plan(snapshot));
   for (const auto& dir : {repo_.CheckpointDir(opts_.group), repo_.DeltaDir(opts_.group)})
     CHAINFS_RETURN_IF_ERROR(repo_.env()->CreateDirs(dir));
   CHAINFS_RETURN_IF_ERROR(repo_.env()->SyncDir(repo_.GroupDir(opts_.group)));

@@ -561,7 +561,7 @@ Result<ExtentMap> Repository::ReadViewMap(const std::string& group,
 }
 
 std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
-    const GroupState& g, std::shared_ptr<const GroupState> shared,
+    const GroupState& g, const std::shared_ptr<const GroupState>& shared,
     const std::vector<ChainLink>& chain, const std::string& disk, const std::string& label,
     BlockReader* reader) const {
   for (size_t i = 0; i + kMinViewMapDepth <= chain.size(); ++i) {
@@ -627,7 +627,7 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     LazyChain& lc = lazy->chain;
     lc.links.reserve(lazy_count);
     if (shared != nullptr) {  // links point into it
-      lc.snapshot = std::move(shared);
+      lc.snapshot = shared;
       for (size_t j = i; j < chain.size(); ++j)
         if (index[j] != kDropped) lc.links.emplace_back(&chain[j].checkpoint->name, chain[j].disk);
     } else {
@@ -655,6 +655,8 @@ Result<bool> Repository::WriteViewMap(const GroupState& g, const Checkpoint& cp,
   const std::optional<uint64_t> key = MapKeyOf(g, cp, disk);
   if (!key) return false;
   const std::string path = MapPath(g.name, cp.name, disk);
+  // From a plain snapshot: a view that holds every layer of the chain, so
+  // that the runs written name layers by their place in it.
   CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const View> view, OpenView(g, cp, disk));
   const size_t bytes = kViewMapHeaderSize + 8 + view->map().runs().size() * kViewMapRunSize;
   if (bytes > kMaxViewMapBytes) return false;  // too fragmented to be worth it
@@ -720,19 +722,18 @@ Result<std::shared_ptr<const View>> Repository::OpenView(std::shared_ptr<const G
                                                          const Checkpoint& cp,
                                                          const std::string& disk,
                                                          BlockReader* reader) const {
-  const GroupState& state = *g;
-  return OpenViewOf(state, std::move(g), cp, disk, reader);
+  return OpenViewOf(*g, g, cp, disk, reader);  // g lives on while OpenViewOf runs
 }
 
 Result<std::shared_ptr<const View>> Repository::OpenViewOf(const GroupState& g,
-                                                           std::shared_ptr<const GroupState> shared,
+                                                           const std::shared_ptr<const GroupState>& shared,
                                                            const Checkpoint& cp,
                                                            const std::string& disk,
                                                            BlockReader* reader) const {
   CHAINFS_ASSIGN_OR_RETURN(std::vector<ChainLink> chain, ResolveChain(g, cp, disk));
   const std::string label = g.name + "/" + cp.name + "/" + disk;
   if (chain.size() >= kMinViewMapDepth)
-    if (auto mapped = OpenViewFromMap(g, std::move(shared), chain, disk, label, reader))
+    if (auto mapped = OpenViewFromMap(g, shared, chain, disk, label, reader))
       return std::move(*mapped);
   // Opening a layer is a few system calls (open, fstat, header, footer and
   // index reads) that wait on the kernel more than on a core: a deep chain's
@@ -757,14 +758,17 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const std::string& grou
                                                          BlockReader* reader) const {
   CHAINFS_RETURN_IF_ERROR(ValidateName("checkpoint", checkpoint));
   CHAINFS_RETURN_IF_ERROR(ValidateName("disk", disk));
-  CHAINFS_ASSIGN_OR_RETURN(GroupState g, LoadGroup(group));
-  const Checkpoint* cp = g.Find(checkpoint);
-  if (const RefusedCheckpoint* r = g.FindRefused(checkpoint); cp == nullptr && r != nullptr)
+  CHAINFS_ASSIGN_OR_RETURN(GroupState loaded, LoadGroup(group));
+  // Nobody else has this snapshot: the view may keep it (and hold only the
+  // layers that serve it) instead of copying the chain's entries.
+  auto g = std::make_shared<const GroupState>(std::move(loaded));
+  const Checkpoint* cp = g->Find(checkpoint);
+  if (const RefusedCheckpoint* r = g->FindRefused(checkpoint); cp == nullptr && r != nullptr)
     return Status::Corruption("checkpoint " + group + "/" + checkpoint +
                               ": its manifest is refused: " + r->reason);
   if (cp == nullptr)
     return Status::NotFound("checkpoint '" + checkpoint + "' not found in group " + group);
-  return OpenView(g, *cp, disk, reader);
+  return OpenView(std::move(g), *cp, disk, reader);
 }
 
 Result<std::unique_ptr<RepoLock>> Repository::Lock(const std::string& purpose) const {

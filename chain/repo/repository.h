@@ -133,6 +133,8 @@ class Repository {
   Result<std::shared_ptr<const View>> OpenView(std::shared_ptr<const GroupState> g,
                                                const Checkpoint& cp, const std::string& disk,
                                                BlockReader* reader = nullptr) const;
+  // The same, loading the group first (a snapshot of its own, shared as
+  // the overload above's).
   Result<std::shared_ptr<const View>> OpenView(const std::string& group,
                                                const std::string& checkpoint,
                                                const std::string& disk,
@@ -240,7 +242,7 @@ class Repository {
   static constexpr unsigned kManifestThreads = 8;
   // Both OpenViews: shared is g when the caller shares it, else null.
   Result<std::shared_ptr<const View>> OpenViewOf(const GroupState& g,
-                                                 std::shared_ptr<const GroupState> shared,
+                                                 const std::shared_ptr<const GroupState>& shared,
                                                  const Checkpoint& cp, const std::string& disk,
                                                  BlockReader* reader) const;
   // OpenView from a view map of the chain (the view's own, or the nearest
@@ -248,7 +250,7 @@ class Repository {
   // is no usable map. The lazy layers point into shared's entries when it is
   // not null, else into copies of them.
   std::optional<Result<std::shared_ptr<const View>>> OpenViewFromMap(
-      const GroupState& g, std::shared_ptr<const GroupState> shared,
+      const GroupState& g, const std::shared_ptr<const GroupState>& shared,
       const std::vector<ChainLink>& chain, const std::string& disk, const std::string& label,
       BlockReader* reader) const;
   // The map of the view whose newest layer is chain[i] (its key `key`):

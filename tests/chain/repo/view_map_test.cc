@@ -113,7 +113,10 @@ TEST_F(ViewMapTest, Issue14NewestViewOpensFromItsMapAlone) {
 // 10,000 those were most of the work, competing with the reader.
 TEST_F(ViewMapTest, Issue14LoadLayersOpensOnlyTheLayersThatServeTheView) {
   auto repo = Fresh();
-  auto v = repo->OpenView("vm1", Name(kDepth - 1), "vda");
+  auto g = repo->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  // From a snapshot of the caller's own: the view holds every layer.
+  auto v = repo->OpenView(g.value(), *g.value().Newest(), "vda");
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   const View& view = *v.value();
   std::set<uint32_t> named;  // by the map's data runs
