@@ -157,7 +157,7 @@ class TxnSyncTest : public ::testing::Test {
 };
 
 std::string Name(int i) {
-  char s[8];
+  char s[16];
   std::snprintf(s, sizeof s, "c%02d", i);
   return s;
 }
