@@ -433,7 +433,9 @@ Result<BackupReport> BackupRun::Run() {
   // intent the next writer finds committed.
   (void)ClearIntent(repo_.env(), repo_.IntentPath(opts_.group));
   // The new views' maps (chain/repo/view_map.h): a cache, so a failure costs
-  // speed, not the backup.
+  // speed, not the backup. The base views point into g: they go before it
+  // changes.
+  for (DiskPlan& p : plans_) p.base.reset();
   g.checkpoints.push_back(cp_);
   g.Index();
   if (auto maps = repo_.UpdateViewMaps(g, g.checkpoints.back()); !maps.ok())

@@ -593,8 +593,8 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
         i == 0 ? std::move(map).value()
                : ExtentMap::Overlay(above, above_clip, map.value(), above_clip.back());
     // index[j]: the view's layer index of chain[j], kDropped for a layer left
-    // out. A view from a shared snapshot (the mount's, which only reads it)
-    // holds its newest layer (its size and block size) and the layers a data
+    // out. A view from a shared snapshot (the mount's, export's, a backup's
+    // base: they only read it) holds its newest layer (its size and block size) and the layers a data
     // run names: at depth 10,000 most are shadowed whole, and building their
     // lazy layers was most of the view's open.
     constexpr uint32_t kDropped = UINT32_MAX;
