@@ -173,6 +173,7 @@ TEST_F(ViewMapTest, Issue14AViewFromASharedSnapshotHoldsOnlyTheLayersThatServeIt
   auto g = repo->LoadGroup("vm1");
   ASSERT_TRUE(g.ok()) << g.status().ToString();
   auto shared = std::make_shared<const GroupState>(std::move(g).value());
+  constexpr int kFirstMapped = kViewMapSpacing - 1;  // sequences start at 1
   size_t fewer = 0;
   for (int i = 0; i < kDepth; ++i) {
     SCOPED_TRACE(Name(i));
@@ -198,9 +199,10 @@ TEST_F(ViewMapTest, Issue14AViewFromASharedSnapshotHoldsOnlyTheLayersThatServeIt
       named.insert(a.layer);
     }
     named.insert(0);
-    // Views below the first map (c0063) are built from every layer, whose
-    // extents they read; from it on, from a map, without the others.
-    if (i < 63)
+    // Views below the first map (c0063: sequence kViewMapSpacing) are built
+    // from every layer, whose extents they read; from it on, from a map,
+    // without the others.
+    if (i < kFirstMapped)
       EXPECT_EQ(h.layers().size(), w.layers().size());
     else
       EXPECT_EQ(named.size(), h.layers().size()) << "a layer no run names is held";
@@ -210,7 +212,7 @@ TEST_F(ViewMapTest, Issue14AViewFromASharedSnapshotHoldsOnlyTheLayersThatServeIt
     EXPECT_TRUE(ReadAll(h) == contents_[i]) << "view " << Name(i) << " differs";
   }
   // From the first map on, most layers are shadowed whole.
-  EXPECT_EQ(fewer, static_cast<size_t>(kDepth - 63));
+  EXPECT_EQ(fewer, static_cast<size_t>(kDepth - kFirstMapped));
   auto newest = repo->OpenView(shared, *shared->Newest(), "vda");
   ASSERT_TRUE(newest.ok());
   EXPECT_LT(newest.value()->layers().size(), static_cast<size_t>(kDepth / 4));
