@@ -38,7 +38,9 @@ json ReadaheadStatsToJson(const ReadaheadStats& s) {
 json ReplyStatsToJson(const ReplyStats& s) {
   return json{{"spliced_replies", s.spliced_replies.load(std::memory_order_relaxed)},
               {"spliced_bytes", s.spliced_bytes.load(std::memory_order_relaxed)},
-              {"splice_fallbacks", s.splice_fallbacks.load(std::memory_order_relaxed)}};
+              {"splice_fallbacks", s.splice_fallbacks.load(std::memory_order_relaxed)},
+              {"lookups", s.lookups.load(std::memory_order_relaxed)},
+              {"entries_with_attributes", s.entries_with_attributes.load(std::memory_order_relaxed)}};
 }
 
 std::string MountStatsJson(const BlockCache* cache, const Readahead* readahead,

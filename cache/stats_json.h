@@ -4,7 +4,8 @@
 //
 //   {"cache": {"capacity_bytes": ..., "hits": ..., ...},
 //    "readahead": {"batches": ..., ...},
-//    "replies": {"spliced_replies": ..., "spliced_bytes": ..., "splice_fallbacks": ...}}
+//    "replies": {"spliced_replies": ..., "spliced_bytes": ..., "splice_fallbacks": ...,
+//                "lookups": ..., "entries_with_attributes": ...}}
 //
 // Field names are the member names of BlockCacheStats, ReadaheadStats and
 // ReplyStats; "cache": null when the mount runs without a cache,
@@ -27,11 +28,16 @@ inline constexpr char kStatsFileName[] = ".chainfs-stats";
 
 nlohmann::json CacheStatsToJson(const BlockCacheStats& s);
 nlohmann::json ReadaheadStatsToJson(const ReadaheadStats& s);
-// How a mount answered reads (fusefs/driver/splice_reply.h), "replies".
+// How a mount answered reads (fusefs/driver/splice_reply.h) and name
+// look-ups, "replies".
 struct ReplyStats {
   std::atomic<uint64_t> spliced_replies{0};  // answered by splice
   std::atomic<uint64_t> spliced_bytes{0};    // their bytes
   std::atomic<uint64_t> splice_fallbacks{0};  // had file pieces, copied instead
+  std::atomic<uint64_t> lookups{0};          // LOOKUP requests
+  // Directory entries listed with their inode and attributes (READDIRPLUS):
+  // the kernel needs no LOOKUP for them.
+  std::atomic<uint64_t> entries_with_attributes{0};
 };
 nlohmann::json ReplyStatsToJson(const ReplyStats& s);
 // The whole document; any pointer may be null. Ends with a newline.

@@ -85,6 +85,8 @@ void PrintReplies(const json& r) {
   Row("spliced", std::to_string(U(r, "spliced_replies")) + " (" +
                      std::to_string(U(r, "spliced_bytes") >> 20) + " MiB)");
   Row("copied instead", std::to_string(U(r, "splice_fallbacks")));
+  Row("lookups", std::to_string(U(r, "lookups")));
+  Row("listed with attributes", std::to_string(U(r, "entries_with_attributes")));
 }
 
 }  // namespace

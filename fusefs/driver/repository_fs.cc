@@ -202,9 +202,32 @@ Result<RepositoryFs::Entry> RepositoryFs::GroupChild(const std::string& group,
   }
   const Checkpoint* cp = g->Find(name);
   if (cp == nullptr) return NoEntry(name);
-  Entry e = Fixed(CheckpointIno(group, *cp));
+  return CheckpointEntry(CheckpointIno(group, *cp));
+}
+
+RepositoryFs::Entry RepositoryFs::CheckpointEntry(uint64_t ino) const {
+  Entry e = Fixed(ino);
   e.entry_timeout = kLive;  // the checkpoint may be removed by consolidation
   return e;
+}
+
+RepositoryFs::Entry RepositoryFs::PlusEntry(const Node& dir, const DirEntry& d) {
+  Entry e;
+  e.attr.st_ino = static_cast<ino_t>(d.ino);
+  e.attr.st_mode = d.type;
+  if (d.name == "." || d.name == "..") return e;
+  switch (dir.kind) {
+    case NodeKind::kGroup: {
+      if (d.name != kLatestName) return CheckpointEntry(d.ino);
+      std::shared_ptr<const Node> latest = inodes_.Get(d.ino);
+      auto stat = latest ? Stat(d.ino, *latest) : Result<Entry>(NoEntry(d.name));
+      return stat.ok() ? stat.value() : e;
+    }
+    case NodeKind::kCheckpoint:
+      return Fixed(d.ino);
+    default:
+      return e;
+  }
 }
 
 Result<RepositoryFs::Entry> RepositoryFs::CheckpointChild(const Node& cp_node,

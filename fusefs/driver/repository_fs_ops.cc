@@ -54,6 +54,7 @@ std::span<const char> ZeroPages() {
 }  // namespace
 
 int RepositoryFs::Lookup(fuse_req_t req, fuse_ino_t parent, const std::string& name) {
+  reply_stats_.lookups.fetch_add(1, std::memory_order_relaxed);
   std::shared_ptr<const Node> p = inodes_.Get(parent);
   if (p == nullptr) return ENOENT;
   auto child = Child(*p, name);
@@ -321,6 +322,7 @@ int RepositoryFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (!entries.ok()) return entries.status().ToErrno();
   auto f = std::make_unique<OpenFile>();
   f->entries = std::move(entries).value();
+  f->dir = std::move(n);
   ReplyOpen(req, fi, std::move(f));
   return 0;
 }
@@ -342,6 +344,29 @@ int RepositoryFs::ReadDir(fuse_req_t req, size_t n, off_t off, fuse_file_info* f
   return 0;
 }
 
+int RepositoryFs::ReadDirPlus(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) {
+  OpenFile& f = *reinterpret_cast<OpenFile*>(fi->fh);
+  std::vector<char> buf(n);
+  size_t used = 0;
+  uint64_t with_attributes = 0;
+  for (size_t i = static_cast<size_t>(off); i < f.entries.size(); ++i) {
+    const Entry e = PlusEntry(*f.dir, f.entries[i]);
+    fuse_entry_param p = {};
+    p.ino = e.ino;
+    p.attr = e.attr;
+    p.entry_timeout = e.entry_timeout;
+    p.attr_timeout = e.attr_timeout;
+    size_t need = fuse_add_direntry_plus(req, buf.data() + used, n - used,
+                                         f.entries[i].name.c_str(), &p, static_cast<off_t>(i + 1));
+    if (need > n - used) break;
+    used += need;
+    if (e.ino != 0) ++with_attributes;
+  }
+  reply_stats_.entries_with_attributes.fetch_add(with_attributes, std::memory_order_relaxed);
+  fuse_reply_buf(req, buf.data(), used);
+  return 0;
+}
+
 int RepositoryFs::ReleaseDir(fuse_req_t req, fuse_file_info* fi) { return Release(req, fi); }
 
 void RepositoryFs::Init(fuse_conn_info* conn) {
@@ -350,6 +375,12 @@ void RepositoryFs::Init(fuse_conn_info* conn) {
   conn->max_write = 1 << 20;
   conn->max_readahead = 1 << 20;
   conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
+  // Every listing with attributes (READDIRPLUS), not only a directory's first
+  // (the kernel's "auto" mode): they cost no disk read here, and `ls -l`,
+  // find and rsync read a whole directory before they stat its entries, so
+  // in auto mode all but the first batch of a big one came back as LOOKUPs.
+  // Fresh mounts: `ls -lR` of a group of 10,000 checkpoints 1.8 -> 1.1 s.
+  conn->want &= ~FUSE_CAP_READDIRPLUS_AUTO;
   // Only foreign sources have raw layers; a native repository's blocks are
   // checked and decoded, never spliced.
   if (SplicesReplies() && (conn->capable & FUSE_CAP_SPLICE_WRITE)) {
@@ -430,6 +461,9 @@ struct FsOps {
   static void ReadDir(fuse_req_t req, fuse_ino_t, size_t n, off_t off, fuse_file_info* fi) {
     Run(req, [&] { return Fs(req)->ReadDir(req, n, off, fi); });
   }
+  static void ReadDirPlus(fuse_req_t req, fuse_ino_t, size_t n, off_t off, fuse_file_info* fi) {
+    Run(req, [&] { return Fs(req)->ReadDirPlus(req, n, off, fi); });
+  }
   static void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     Run(req, [&] { return Fs(req)->ReleaseDir(req, fi); });
   }
@@ -479,6 +513,7 @@ const fuse_lowlevel_ops& RepositoryFs::Ops() {
     o.lseek = FsOps::Lseek;
     o.opendir = FsOps::OpenDir;
     o.readdir = FsOps::ReadDir;
+    o.readdirplus = FsOps::ReadDirPlus;
     o.releasedir = FsOps::ReleaseDir;
     o.statfs = FsOps::StatFs;
     o.setattr = FsOps::SetAttr;
