@@ -104,10 +104,10 @@ class RepositoryFs {
   int Release(fuse_req_t req, fuse_file_info* fi);
   int Lseek(fuse_req_t req, off_t off, int whence, fuse_file_info* fi);
   int OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi);
-  int ReadDir(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi);
-  // READDIRPLUS: the listing with each entry's inode and attributes, so that
-  // `ls -R`, find and rsync need no LOOKUP for what they then open or stat.
-  int ReadDirPlus(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi);
+  // READDIR, or with plus READDIRPLUS: the listing with each entry's inode
+  // and attributes, so that `ls -lR`, find and rsync need no LOOKUP for what
+  // they then open or stat.
+  int ReadDir(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi, bool plus);
   int ReleaseDir(fuse_req_t req, fuse_file_info* fi);
   int StatFs(fuse_req_t req);
   // FUSE init: asks libfuse to splice replies when the options allow it.
@@ -133,11 +133,11 @@ class RepositoryFs {
   Result<Entry> GroupChild(const std::string& group, const std::string& name);
   // What Lookup replies for a checkpoint directory already interned.
   Entry CheckpointEntry(uint64_t ino) const;
-  // What READDIRPLUS gives for entry e of directory dir: what Lookup of e.name
-  // would reply, for the entries whose nodes List made; ino 0 (a name only,
-  // looked up when used) for "." and "..", and for the groups at the root,
-  // whose attributes would load every group.
-  Entry PlusEntry(const Node& dir, const DirEntry& e);
+  // What READDIRPLUS gives for entry d of directory dir: what Lookup of
+  // d.name would reply, for the entries whose nodes List made; ino 0 (a name
+  // only, looked up when used) for "." and "..", and for the groups at the
+  // root, whose attributes would load every group.
+  Entry PlusEntry(const Node& dir, const DirEntry& d);
   Result<Entry> CheckpointChild(const Node& cp_node, const std::string& name);
   Result<std::vector<DirEntry>> List(const Node& node, uint64_t ino);
   Result<Entry> Stat(uint64_t ino, const Node& node);

@@ -327,40 +327,34 @@ int RepositoryFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   return 0;
 }
 
-int RepositoryFs::ReadDir(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) {
+int RepositoryFs::ReadDir(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi, bool plus) {
   const OpenFile& f = *reinterpret_cast<const OpenFile*>(fi->fh);
-  std::vector<char> buf(n);
-  size_t used = 0;
-  for (size_t i = static_cast<size_t>(off); i < f.entries.size(); ++i) {
-    struct stat st = {};
-    st.st_ino = f.entries[i].ino;
-    st.st_mode = f.entries[i].type;
-    size_t need = fuse_add_direntry(req, buf.data() + used, n - used, f.entries[i].name.c_str(),
-                                    &st, static_cast<off_t>(i + 1));
-    if (need > n - used) break;
-    used += need;
-  }
-  fuse_reply_buf(req, buf.data(), used);
-  return 0;
-}
-
-int RepositoryFs::ReadDirPlus(fuse_req_t req, size_t n, off_t off, fuse_file_info* fi) {
-  OpenFile& f = *reinterpret_cast<OpenFile*>(fi->fh);
   std::vector<char> buf(n);
   size_t used = 0;
   uint64_t with_attributes = 0;
   for (size_t i = static_cast<size_t>(off); i < f.entries.size(); ++i) {
-    const Entry e = PlusEntry(*f.dir, f.entries[i]);
-    fuse_entry_param p = {};
-    p.ino = e.ino;
-    p.attr = e.attr;
-    p.entry_timeout = e.entry_timeout;
-    p.attr_timeout = e.attr_timeout;
-    size_t need = fuse_add_direntry_plus(req, buf.data() + used, n - used,
-                                         f.entries[i].name.c_str(), &p, static_cast<off_t>(i + 1));
-    if (need > n - used) break;
+    const DirEntry& d = f.entries[i];
+    char* at = buf.data() + used;
+    const size_t room = n - used;
+    const auto next = static_cast<off_t>(i + 1);
+    size_t need;
+    if (plus) {
+      const Entry e = PlusEntry(*f.dir, d);
+      fuse_entry_param p = {};
+      p.ino = e.ino;
+      p.attr = e.attr;
+      p.entry_timeout = e.entry_timeout;
+      p.attr_timeout = e.attr_timeout;
+      need = fuse_add_direntry_plus(req, at, room, d.name.c_str(), &p, next);
+      if (need <= room && e.ino != 0) ++with_attributes;
+    } else {
+      struct stat st = {};
+      st.st_ino = d.ino;
+      st.st_mode = d.type;
+      need = fuse_add_direntry(req, at, room, d.name.c_str(), &st, next);
+    }
+    if (need > room) break;
     used += need;
-    if (e.ino != 0) ++with_attributes;
   }
   reply_stats_.entries_with_attributes.fetch_add(with_attributes, std::memory_order_relaxed);
   fuse_reply_buf(req, buf.data(), used);
@@ -459,10 +453,10 @@ struct FsOps {
     Run(req, [&] { return Fs(req)->OpenDir(req, ino, fi); });
   }
   static void ReadDir(fuse_req_t req, fuse_ino_t, size_t n, off_t off, fuse_file_info* fi) {
-    Run(req, [&] { return Fs(req)->ReadDir(req, n, off, fi); });
+    Run(req, [&] { return Fs(req)->ReadDir(req, n, off, fi, false); });
   }
   static void ReadDirPlus(fuse_req_t req, fuse_ino_t, size_t n, off_t off, fuse_file_info* fi) {
-    Run(req, [&] { return Fs(req)->ReadDirPlus(req, n, off, fi); });
+    Run(req, [&] { return Fs(req)->ReadDir(req, n, off, fi, true); });
   }
   static void ReleaseDir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
     Run(req, [&] { return Fs(req)->ReleaseDir(req, fi); });
