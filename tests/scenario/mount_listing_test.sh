@@ -29,9 +29,9 @@ walk() {
   python3 - "$1" "$2" <<'PY' || fail "walking $1"
 import json, os, stat, sys
 root, out = sys.argv[1], sys.argv[2]
-rows, todo = [], [root]
-while todo:
-    d = todo.pop()
+rows, pending = [], [root]
+while pending:
+    d = pending.pop()
     with os.scandir(d) as it:
         for e in it:
             st = e.stat(follow_symlinks=False)
@@ -41,7 +41,7 @@ while todo:
                          "size": st.st_size, "blocks": st.st_blocks, "nlink": st.st_nlink,
                          "mtime": st.st_mtime_ns, "ctime": st.st_ctime_ns})
             if stat.S_ISDIR(st.st_mode):
-                todo.append(e.path)
+                pending.append(e.path)
 with open(out, "w") as f:
     for r in sorted(rows, key=lambda r: r["path"]):
         f.write(json.dumps(r, sort_keys=True) + "\n")
