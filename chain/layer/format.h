@@ -55,6 +55,16 @@ struct LayerFormat {
   // of readers) holds a layer any more; null for a format that does none.
   // Called before the files layers read through may go (~Repository).
   void (*quiesce)() = nullptr;
+  // Reads the entry whose stored bytes lie at loc in file (Layer::Locate
+  // told where), checks and decodes it into out (block_size bytes), without
+  // opening the file as a layer: how a view map's located entries are read
+  // (chain/repo/view_map.h). read_located_stored: the stored bytes only,
+  // checked, into *buf. Null for a format whose layers locate nothing.
+  Status (*read_located)(const RandomAccessFile& file, const StoredLocation& loc,
+                         uint32_t block_size, char* out) = nullptr;
+  Result<StoredBlock> (*read_located_stored)(const RandomAccessFile& file,
+                                             const StoredLocation& loc,
+                                             std::string* buf) = nullptr;
 };
 
 }  // namespace chainfs

@@ -84,6 +84,14 @@ class Layer {
   virtual std::optional<ContentHash> BlockHash(uint64_t entry) const = 0;
   // Bytes this layer stores on disk for one entry (for du-like accounting).
   virtual uint64_t StoredLength(uint64_t entry) const = 0;
+  // Where a stored entry's bytes lie in location() and how they are checked
+  // and decoded, for formats whose entries a view map may keep (the native
+  // format: its index entry); nullopt (the default) for the others, and for
+  // an entry the layer does not have.
+  virtual std::optional<StoredLocation> Locate(uint64_t entry) const {
+    (void)entry;
+    return std::nullopt;
+  }
   // Opens what a layer opened lazily has deferred (a view map's layers,
   // chain/repo/view_map.h: the file, its binding and index); true once done.
   // Layers that open at once have nothing to do.

@@ -25,6 +25,17 @@ struct StoredBlock {
   uint32_t size = 0;           // how many
 };
 
+// Where one stored entry lies in its layer's file, and what checks and
+// decodes it: the stored bytes are [offset, offset + stored.size) of the file
+// (stored.data is null). A native layer tells it for each entry
+// (Layer::Locate); a view map keeps it for the entries of the small layers
+// of a deep view, which are then read without opening their layers
+// (chain/repo/view_map.h).
+struct StoredLocation {
+  uint64_t offset = 0;
+  StoredBlock stored;
+};
+
 // Receives stored blocks one by one; data is valid only during the call. A
 // non-ok status stops the walk and is returned by it.
 using StoredBlockFn = std::function<Status(const StoredBlock&)>;

@@ -73,4 +73,29 @@ Status DecodeBlock(const StoredBlock& s, uint32_t block_size, char* out,
   return Status::Ok();
 }
 
+Result<StoredBlock> ReadStoredBytes(const RandomAccessFile& file, const StoredLocation& loc,
+                                    std::string* buf) {
+  buf->resize(loc.stored.size);
+  CHAINFS_RETURN_IF_ERROR(file.ReadAt(loc.offset, loc.stored.size, buf->data()));
+  StoredBlock s = loc.stored;
+  s.data = buf->data();
+  CHAINFS_RETURN_IF_ERROR(VerifyStoredBlock(s, file.Path(), loc.offset));
+  return s;
+}
+
+Status ReadStoredBlock(const RandomAccessFile& file, const StoredLocation& loc,
+                       uint32_t block_size, char* out) {
+  if (loc.stored.codec == static_cast<uint8_t>(Codec::kRaw) && loc.stored.size == block_size) {
+    // Read straight into out; the checksum covers the stored (= raw) bytes.
+    CHAINFS_RETURN_IF_ERROR(file.ReadAt(loc.offset, loc.stored.size, out));
+    StoredBlock s = loc.stored;
+    s.data = out;
+    CHAINFS_RETURN_IF_ERROR(VerifyStoredBlock(s, file.Path(), loc.offset));
+    return DecodeBlock(s, block_size, out, file.Path());
+  }
+  thread_local std::string stored;
+  CHAINFS_ASSIGN_OR_RETURN(StoredBlock s, ReadStoredBytes(file, loc, &stored));
+  return DecodeBlock(s, block_size, out, file.Path());
+}
+
 }  // namespace chainfs

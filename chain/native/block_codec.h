@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <string>
 
+#include "chain/base/file.h"
 #include "chain/base/hash.h"
 #include "chain/base/status.h"
 #include "chain/layer/stored_block.h"
@@ -49,5 +50,17 @@ Status VerifyStoredBlock(const StoredBlock& s, const std::string& where, uint64_
 // block. s.data may equal out for a kRaw block (read in place). Does not check
 // the checksum: VerifyStoredBlock first.
 Status DecodeBlock(const StoredBlock& s, uint32_t block_size, char* out, const std::string& where);
+
+// Reads the stored bytes at loc from file, checks them (VerifyStoredBlock)
+// and decodes them into out (DecodeBlock): a native delta's read of one
+// entry (DeltaReader::ReadBlock), and of an entry a view map located
+// (chain/repo). A raw block is read straight into out.
+Status ReadStoredBlock(const RandomAccessFile& file, const StoredLocation& loc,
+                       uint32_t block_size, char* out);
+
+// Reads the stored bytes at loc into *buf and checks them; the result points
+// into *buf.
+Result<StoredBlock> ReadStoredBytes(const RandomAccessFile& file, const StoredLocation& loc,
+                                    std::string* buf);
 
 }  // namespace chainfs

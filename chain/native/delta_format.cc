@@ -377,10 +377,7 @@ Status DeltaReader::Load() {
 }
 
 Status DeltaReader::ReadStored(size_t i, std::string* stored) const {
-  const IndexEntry& e = entries_.at(i);
-  stored->resize(e.stored_len);
-  CHAINFS_RETURN_IF_ERROR(file_->ReadAt(e.offset, e.stored_len, stored->data()));
-  return VerifyStoredBlock(e.Stored(stored->data()), path(), e.offset);
+  return ReadStoredBytes(*file_, entries_.at(i).Location(), stored).status();
 }
 
 Status DeltaReader::ReadStoredRange(size_t first, size_t count, std::string* scratch,
@@ -409,17 +406,7 @@ Status DeltaReader::ReadBlock(size_t i, char* out) const {
   if (i >= entries_.size())  // a view map naming an entry the index lacks
     return Status::Corruption(path() + ": no stored block number " + std::to_string(i) +
                               " (the file has " + std::to_string(entries_.size()) + ")");
-  const IndexEntry& e = entries_[i];
-  if (e.codec == Codec::kRaw) {
-    // Read straight into out; the checksum covers the stored (= raw) bytes.
-    CHAINFS_RETURN_IF_ERROR(file_->ReadAt(e.offset, e.stored_len, out));
-    const StoredBlock s = e.Stored(out);
-    CHAINFS_RETURN_IF_ERROR(VerifyStoredBlock(s, path(), e.offset));
-    return DecodeBlock(s, header_.block_size, out, path());
-  }
-  thread_local std::string stored;
-  CHAINFS_RETURN_IF_ERROR(ReadStored(i, &stored));
-  return DecodeBlock(e.Stored(stored.data()), header_.block_size, out, path());
+  return ReadStoredBlock(*file_, entries_[i].Location(), header_.block_size, out);
 }
 
 void DeltaReader::AddStoredRange(size_t first, size_t count, WillNeedRanges* ranges) const {

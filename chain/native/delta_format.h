@@ -88,6 +88,8 @@ struct IndexEntry {
 
   void EncodeTo(std::string* dst) const;
   static IndexEntry DecodeFrom(const char* p);
+  // Where the entry's stored bytes lie, and what checks them.
+  StoredLocation Location() const { return {offset, Stored(nullptr)}; }
   // The entry as a StoredBlock whose bytes are at data.
   StoredBlock Stored(const char* data) const {
     return {block, static_cast<uint8_t>(codec), checksum, content, data, stored_len};

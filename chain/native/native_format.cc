@@ -87,6 +87,8 @@ const LayerFormat kNativeLayerFormat = {
     .create_writer = CreateWriter,
     .overhead_bytes = OverheadBytes,
     .max_stored_bytes = MaxStoredBytes,
+    .read_located = ReadStoredBlock,
+    .read_located_stored = ReadStoredBytes,
 };
 
 }  // namespace chainfs

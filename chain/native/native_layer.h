@@ -38,6 +38,10 @@ class NativeLayer : public Layer {
   uint64_t StoredLength(uint64_t entry) const override {
     return entry < reader_->entries().size() ? reader_->entries()[entry].stored_len : 0;
   }
+  std::optional<StoredLocation> Locate(uint64_t entry) const override {
+    if (entry >= reader_->entries().size()) return std::nullopt;
+    return reader_->entries()[entry].Location();
+  }
   void WillNeed(uint64_t first, uint64_t count) const override { WillNeedRuns({{first, count}}); }
   void WillNeedRuns(const std::vector<EntryRun>& runs) const override {
     WillNeedRanges ranges;

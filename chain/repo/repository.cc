@@ -387,6 +387,9 @@ struct LazyChain {
   std::function<std::string(const std::string&)> delta_path;
   // Repository::OpenChainLayer of (checkpoint, entry).
   std::function<Result<std::shared_ptr<const Layer>>(const std::string&, const DiskEntry&)> open;
+  // Opens a delta file to read located entries from (through the
+  // repository's descriptor cache), without opening it as a layer.
+  std::function<Result<std::unique_ptr<RandomAccessFile>>(const std::string&)> open_file;
   // The view's group snapshot, when shared, which links point into; else
   // copies of the entries (the snapshot the view came from may go first).
   std::shared_ptr<const GroupState> snapshot;
@@ -406,11 +409,28 @@ struct LazyChain {
 // WillNeed, identity) gets nothing from a layer that cannot be opened, and
 // the failure is logged; View never asks a mapped view's layers for their
 // extents, and its reads (ReadBlock) report the error.
+//
+// A layer whose entries the map located (LocatedEntry: the small deltas of a
+// deep chain) serves those entries from its file alone, without reading its
+// header or index: reads, hashes, stored lengths and hints go to the stored
+// bytes where the map says, checked by the map's checksums
+// (format->read_located), and Load() opens only the file (through the
+// descriptor cache, as a layer would: an open view keeps reading a file a
+// consolidation removes). Anything else opens it whole, as above.
 class LazyLayer : public Layer {
  public:
   // Link `link` of chain, whose entry has an index digest; chain outlives it.
-  LazyLayer(const LazyChain* chain, size_t link, uint32_t block_size)
-      : chain_(chain), link_(link), block_size_(block_size) {}
+  // located: its entries the map located, by entry (format: how to read them;
+  // null when there are none).
+  LazyLayer(const LazyChain* chain, size_t link, uint32_t block_size,
+            const LayerFormat* format = nullptr, const LocatedEntry* located = nullptr,
+            size_t located_count = 0)
+      : chain_(chain),
+        link_(link),
+        block_size_(block_size),
+        format_(format),
+        located_(located),
+        located_count_(format != nullptr ? located_count : 0) {}
 
   // Taken once and kept: ids are never reused, so even two threads that
   // got different ones (the table's slot changed between their calls)
@@ -437,38 +457,105 @@ class LazyLayer : public Layer {
     if (const Layer* l = Logged()) l->ForEachExtent(fn);
   }
   Status ReadBlock(uint64_t entry, char* out) const override {
+    if (const LocatedEntry* at = Located(entry)) {
+      CHAINFS_ASSIGN_OR_RETURN(const RandomAccessFile* f, File());
+      return format_->read_located(*f, at->loc, block_size_, out);
+    }
     CHAINFS_ASSIGN_OR_RETURN(const Layer* l, Get());
     return l->ReadBlock(entry, out);
   }
   std::optional<ContentHash> BlockHash(uint64_t entry) const override {
+    if (const LocatedEntry* at = Located(entry)) return at->loc.stored.content;
     const Layer* l = Logged();
     return l ? l->BlockHash(entry) : std::nullopt;
   }
   uint64_t StoredLength(uint64_t entry) const override {
+    if (const LocatedEntry* at = Located(entry)) return at->loc.stored.size;
     const Layer* l = Logged();
     return l ? l->StoredLength(entry) : 0;
   }
-  Status Load() const override { return Get().status(); }
-  bool Loaded() const override { return opened_.load(std::memory_order_acquire) != nullptr; }
+  std::optional<StoredLocation> Locate(uint64_t entry) const override {
+    if (const LocatedEntry* at = Located(entry)) return at->loc;
+    const Layer* l = Logged();
+    return l ? l->Locate(entry) : std::nullopt;
+  }
+  Status Load() const override {
+    if (located_count_ > 0) return File().status();
+    return Get().status();
+  }
+  bool Loaded() const override {
+    return opened_.load(std::memory_order_acquire) != nullptr ||
+           file_.load(std::memory_order_acquire) != nullptr;
+  }
   void WillNeed(uint64_t first, uint64_t count) const override {
-    // Only a hint: a layer that cannot be opened is the read's to report.
-    if (auto l = Get(); l.ok()) l.value()->WillNeed(first, count);
+    WillNeedRuns({{first, count}});
   }
   void WillNeedRuns(const std::vector<EntryRun>& runs) const override {
+    // Only a hint: a layer that cannot be opened is the read's to report.
+    if (AllLocated(runs)) {
+      auto f = File();
+      if (!f.ok()) return;
+      WillNeedRanges ranges;
+      for (const EntryRun& r : runs)
+        for (uint64_t e = r.first; e < r.first + r.count; ++e) {
+          const StoredLocation& loc = Located(e)->loc;
+          ranges.Add(loc.offset, loc.stored.size);
+        }
+      ranges.Issue(*f.value(), kWillNeedMaxGap);
+      return;
+    }
     if (auto l = Get(); l.ok()) l.value()->WillNeedRuns(runs);
   }
   std::optional<FileSpan> RawSpan(uint64_t entry, uint32_t offset, uint32_t n) const override {
+    // A located entry is checked and decoded: it has no span.
+    if (Located(entry) != nullptr) return std::nullopt;
     // A layer that cannot be opened has no span: ReadBlock reports why.
     if (auto l = Get(); l.ok()) return l.value()->RawSpan(entry, offset, n);
     return std::nullopt;
   }
   Status ReadStored(uint64_t first, uint64_t count, std::string* scratch,
                     const StoredBlockFn& fn) const override {
+    if (count > 0 && AllLocated({{first, count}})) {
+      CHAINFS_ASSIGN_OR_RETURN(const RandomAccessFile* f, File());
+      for (uint64_t e = first; e < first + count; ++e) {
+        CHAINFS_ASSIGN_OR_RETURN(StoredBlock s,
+                                 format_->read_located_stored(*f, Located(e)->loc, scratch));
+        CHAINFS_RETURN_IF_ERROR(fn(s));
+      }
+      return Status::Ok();
+    }
     CHAINFS_ASSIGN_OR_RETURN(const Layer* l, Get());
     return l->ReadStored(first, count, scratch, fn);
   }
 
  private:
+  // The map's location of entry, if it has one (then it is read from there
+  // even once the layer is open whole).
+  const LocatedEntry* Located(uint64_t entry) const {
+    if (located_count_ == 0) return nullptr;
+    const LocatedEntry* end = located_ + located_count_;
+    const LocatedEntry* at = std::lower_bound(
+        located_, end, entry, [](const LocatedEntry& l, uint64_t e) { return l.entry < e; });
+    return at != end && at->entry == entry ? at : nullptr;
+  }
+  bool AllLocated(const std::vector<EntryRun>& runs) const {
+    if (located_count_ == 0) return false;
+    for (const EntryRun& r : runs)
+      for (uint64_t e = r.first; e < r.first + r.count; ++e)
+        if (Located(e) == nullptr) return false;
+    return true;
+  }
+  // The file located entries are read from, opened on first use.
+  Result<const RandomAccessFile*> File() const {
+    if (const RandomAccessFile* f = file_.load(std::memory_order_acquire)) return f;
+    std::lock_guard<std::mutex> lock(mu_);
+    if (file_owned_ == nullptr) {
+      CHAINFS_ASSIGN_OR_RETURN(file_owned_, chain_->open_file(location()));
+      file_.store(file_owned_.get(), std::memory_order_release);
+    }
+    return file_owned_.get();
+  }
+
   Result<const Layer*> Get() const {
     if (const Layer* l = opened_.load(std::memory_order_acquire)) return l;
     std::lock_guard<std::mutex> lock(mu_);
@@ -498,6 +585,11 @@ class LazyLayer : public Layer {
   const size_t link_;
   mutable std::atomic<uint64_t> id_{0};  // 0: not taken yet
   const uint32_t block_size_;
+  const LayerFormat* const format_;     // reads located entries
+  const LocatedEntry* const located_;   // by entry; owned by LazyLayers
+  const size_t located_count_;
+  mutable std::unique_ptr<RandomAccessFile> file_owned_;  // guarded by mu_
+  mutable std::atomic<const RandomAccessFile*> file_{nullptr};
   mutable std::once_flag location_once_;
   mutable std::string location_;  // set once, under location_once_
   mutable std::mutex mu_;
@@ -510,8 +602,46 @@ class LazyLayer : public Layer {
 // shares this one's ownership.
 struct LazyLayers {
   LazyChain chain;
+  std::vector<LocatedEntry> located;             // the map's, by layer then entry
   std::vector<std::optional<LazyLayer>> layers;  // by link; built in place
 };
+
+// The located entries of a map of view (whose layers are its chain's, by
+// place): every entry of each layer that serves at most kMaxLocatedPerLayer
+// entries of the view, when the layer tells where each one lies.
+std::vector<LocatedEntry> LocateSmallLayers(const View& view) {
+  const size_t n = view.layers().size();
+  std::vector<std::vector<uint64_t>> served(n);
+  std::vector<char> too_many(n, 0);
+  for (const MapRun& r : view.map().runs()) {
+    if (r.is_zero() || too_many[r.layer]) continue;
+    const auto [lo, last] = r.EntriesOf(r.start, r.end);
+    std::vector<uint64_t>& v = served[r.layer];
+    if (v.size() + (last - lo + 1) > kMaxLocatedPerLayer) {
+      too_many[r.layer] = 1;
+      v.clear();
+      continue;
+    }
+    for (uint64_t e = lo; e <= last; ++e) v.push_back(e);
+  }
+  std::vector<LocatedEntry> out;
+  for (size_t li = 0; li < n; ++li) {
+    std::vector<uint64_t>& v = served[li];
+    if (v.empty()) continue;
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());
+    const size_t mark = out.size();
+    for (uint64_t e : v) {
+      std::optional<StoredLocation> loc = view.layers()[li].layer->Locate(e);
+      if (!loc) {  // a format that locates nothing: the layer is opened when read
+        out.resize(mark);
+        break;
+      }
+      out.push_back({static_cast<uint32_t>(li), e, *loc});
+    }
+  }
+  return out;
+}
 
 // The view map key of cp's chain of disk (GroupState::Index took it).
 std::optional<uint64_t> MapKeyOf(const GroupState& g, const Checkpoint& cp,
@@ -548,7 +678,7 @@ bool Repository::WantsViewMap(const GroupState& g, const Checkpoint& cp, const s
   return &cp == g.Newest() || cp.sequence % kViewMapSpacing == 0;
 }
 
-Result<ExtentMap> Repository::ReadViewMap(const std::string& group,
+Result<ViewMapFile> Repository::ReadViewMap(const std::string& group,
                                           const std::vector<ChainLink>& chain, size_t i,
                                           uint64_t key, const std::string& disk) const {
   const std::string path = MapPath(group, chain[i].checkpoint->name, disk);
@@ -569,7 +699,7 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     if (i > 0 && at.sequence % kViewMapSpacing != 0) continue;
     const std::optional<uint64_t> key = MapKeyOf(g, at, disk);
     if (!key) continue;  // a link without its delta id or index digest: no map
-    Result<ExtentMap> map = ReadViewMap(g.name, chain, i, *key, disk);
+    Result<ViewMapFile> map = ReadViewMap(g.name, chain, i, *key, disk);
     if (!map.ok()) {
       if (map.status().code() != Status::Code::kNotFound)  // absent or stale: quietly
         spdlog::warn("view map not used (the view is composed from its layers): {}",
@@ -590,8 +720,8 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
       above_refs.push_back(std::move(layer).value());
     }
     ExtentMap composed =
-        i == 0 ? std::move(map).value()
-               : ExtentMap::Overlay(above, above_clip, map.value(), above_clip.back());
+        i == 0 ? std::move(map.value().map)
+               : ExtentMap::Overlay(above, above_clip, map.value().map, above_clip.back());
     // index[j]: the view's layer index of chain[j], kDropped for a layer left
     // out. A view from a shared snapshot (the mount's, export's, a backup's
     // base: they only read it) holds its newest layer (its size and block size) and the layers a data
@@ -624,23 +754,45 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     lazy->chain.open = [this, group = g.name](const std::string& cp, const DiskEntry& entry) {
       return OpenChainLayer(group, cp, entry);
     };
+    lazy->chain.open_file = [this](const std::string& path) {
+      return layer_env_->NewRandomAccessFile(path);
+    };
+    lazy->located = std::move(map.value().located);
     LazyChain& lc = lazy->chain;
     lc.links.reserve(lazy_count);
+    std::vector<size_t> link_at;  // the chain index of each link
+    link_at.reserve(lazy_count);
     if (shared != nullptr) {  // links point into it
       lc.snapshot = shared;
       for (size_t j = i; j < chain.size(); ++j)
-        if (index[j] != kDropped) lc.links.emplace_back(&chain[j].checkpoint->name, chain[j].disk);
+        if (index[j] != kDropped) {
+          lc.links.emplace_back(&chain[j].checkpoint->name, chain[j].disk);
+          link_at.push_back(j);
+        }
     } else {
       lc.copies.reserve(lazy_count);
       for (size_t j = i; j < chain.size(); ++j) {
         lc.copies.emplace_back(chain[j].checkpoint->name, *chain[j].disk);
         lc.links.emplace_back(&lc.copies.back().first, &lc.copies.back().second);
+        link_at.push_back(j);
       }
     }
     lazy->layers = std::vector<std::optional<LazyLayer>>(lazy_count);
+    const std::vector<LocatedEntry>& located = lazy->located;
     for (size_t k = 0; k < lazy_count; ++k) {
+      // The map's located entries of this link (the map's layer j - i), if
+      // its format reads located entries.
+      const uint32_t m = static_cast<uint32_t>(link_at[k] - i);
+      const auto first = std::lower_bound(
+          located.begin(), located.end(), m,
+          [](const LocatedEntry& l, uint32_t layer) { return l.layer < layer; });
+      auto last = first;
+      while (last != located.end() && last->layer == m) ++last;
+      const LayerFormat* format = FindLayerFormat(lc.links[k].second->format);
+      if (first == last || format == nullptr || format->read_located == nullptr) format = nullptr;
       std::optional<LazyLayer>& slot = lazy->layers[k];
-      slot.emplace(&lazy->chain, k, config_.block_size);
+      slot.emplace(&lazy->chain, k, config_.block_size, format, located.data() + (first - located.begin()),
+                   static_cast<size_t>(last - first));
       refs.push_back({std::shared_ptr<const Layer>(lazy, &*slot), *lc.links[k].first});
     }
     return View::CreateWithMap(std::move(refs), std::move(composed), label, reader);
@@ -658,12 +810,14 @@ Result<bool> Repository::WriteViewMap(const GroupState& g, const Checkpoint& cp,
   // From a plain snapshot: a view that holds every layer of the chain, so
   // that the runs written name layers by their place in it.
   CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const View> view, OpenView(g, cp, disk));
-  const size_t bytes = kViewMapHeaderSize + 8 + view->map().runs().size() * kViewMapRunSize;
+  const std::vector<LocatedEntry> located = LocateSmallLayers(*view);
+  const size_t bytes = kViewMapHeaderSize + 16 + view->map().runs().size() * kViewMapRunSize +
+                       located.size() * kViewMapLocatedSize;
   if (bytes > kMaxViewMapBytes) return false;  // too fragmented to be worth it
   CHAINFS_RETURN_IF_ERROR(env_->CreateDirs(MapDir(g.name)));
   CHAINFS_RETURN_IF_ERROR(env_->WriteFileAtomicNoDirSync(
       path, EncodeViewMap(*key, config_.block_size, view->size(),
-                          static_cast<uint32_t>(chain.size()), view->map())));
+                          static_cast<uint32_t>(chain.size()), view->map(), located)));
   return true;
 }
 

@@ -30,6 +30,8 @@
 
 namespace chainfs {
 
+struct ViewMapFile;  // chain/repo/view_map.h
+
 // Holds the repository's writer lock until destroyed.
 class RepoLock {
  public:
@@ -255,7 +257,7 @@ class Repository {
       BlockReader* reader) const;
   // The map of the view whose newest layer is chain[i] (its key `key`):
   // kNotFound when there is none or it is stale, kCorruption when damaged.
-  Result<ExtentMap> ReadViewMap(const std::string& group, const std::vector<ChainLink>& chain,
+  Result<ViewMapFile> ReadViewMap(const std::string& group, const std::vector<ChainLink>& chain,
                                 size_t i, uint64_t key, const std::string& disk) const;
   // The cache key of the delta at path if its index has this fingerprint
   // (the one OpenAndShare gives it when it opens the file).

@@ -20,7 +20,8 @@ std::optional<std::vector<uint64_t>> ViewMapKeys(const std::vector<ChainLink>& c
 }
 
 std::string EncodeViewMap(uint64_t key, uint32_t block_size, uint64_t view_size,
-                          uint32_t layer_count, const ExtentMap& map) {
+                          uint32_t layer_count, const ExtentMap& map,
+                          const std::vector<LocatedEntry>& located) {
   std::string out(kViewMapMagic, sizeof kViewMapMagic);
   PutFixed32(&out, kViewMapVersion);
   PutFixed32(&out, block_size);
@@ -38,12 +39,27 @@ std::string EncodeViewMap(uint64_t key, uint32_t block_size, uint64_t view_size,
     PutFixed8(&out, r.entry_shift);
     out.append(3, '\0');
   }
+  PutFixed64(&out, located.size());
+  out.reserve(out.size() + located.size() * kViewMapLocatedSize + 8);
+  for (const LocatedEntry& l : located) {
+    PutFixed32(&out, l.layer);
+    PutFixed8(&out, l.loc.stored.codec);
+    out.append(3, '\0');
+    PutFixed64(&out, l.entry);
+    PutFixed64(&out, l.loc.stored.block);
+    PutFixed64(&out, l.loc.offset);
+    PutFixed32(&out, l.loc.stored.size);
+    PutFixed32(&out, 0);
+    PutFixed64(&out, l.loc.stored.checksum);
+    PutFixed64(&out, l.loc.stored.content.lo);
+    PutFixed64(&out, l.loc.stored.content.hi);
+  }
   PutFixed64(&out, Checksum64(out.data(), out.size()));
   return out;
 }
 
-Result<ExtentMap> DecodeViewMap(const std::string& bytes, const std::string& where,
-                                const ViewMapExpect& expect) {
+Result<ViewMapFile> DecodeViewMap(const std::string& bytes, const std::string& where,
+                                  const ViewMapExpect& expect) {
   auto bad = [&](const std::string& why) { return Status::Corruption(where + ": " + why); };
   if (bytes.size() < kViewMapHeaderSize + 8) return bad("truncated view map");
   if (std::memcmp(bytes.data(), kViewMapMagic, sizeof kViewMapMagic) != 0)
@@ -51,8 +67,9 @@ Result<ExtentMap> DecodeViewMap(const std::string& bytes, const std::string& whe
   const char* p = bytes.data();
   const size_t body = bytes.size() - 8;
   if (DecodeFixed64(p + body) != Checksum64(p, body)) return bad("checksum mismatch");
-  if (DecodeFixed32(p + 8) != kViewMapVersion)
-    return bad("view map version " + std::to_string(DecodeFixed32(p + 8)) + " (this reads " +
+  const uint32_t version = DecodeFixed32(p + 8);
+  if (version != 1 && version != kViewMapVersion)
+    return bad("view map version " + std::to_string(version) + " (this reads 1 to " +
                std::to_string(kViewMapVersion) + ")");
   const uint32_t block_size = DecodeFixed32(p + 12);
   const uint64_t key = DecodeFixed64(p + 16);
@@ -63,9 +80,20 @@ Result<ExtentMap> DecodeViewMap(const std::string& bytes, const std::string& whe
       size != expect.clip_bytes[0] || block_size != expect.block_size)
     return Status::NotFound(where + ": a view map of another chain (stale)");
   if (!std::has_single_bit(block_size)) return bad("block size not a power of two");
-  if (count != (body - kViewMapHeaderSize) / kViewMapRunSize ||
-      (body - kViewMapHeaderSize) % kViewMapRunSize != 0)
+  // Version 1 ends with the runs; version 2 has the located entries after them.
+  const uint64_t room = body - kViewMapHeaderSize;
+  if (count > room / kViewMapRunSize || (version == 1 && room != count * kViewMapRunSize))
     return bad("run count " + std::to_string(count) + " does not match the file's size");
+  const size_t located_at = kViewMapHeaderSize + count * kViewMapRunSize;
+  uint64_t located_count = 0;
+  if (version > 1) {
+    if (body - located_at < 8) return bad("truncated view map (no located entry count)");
+    located_count = DecodeFixed64(p + located_at);
+    const uint64_t rest = body - located_at - 8;
+    if (located_count != rest / kViewMapLocatedSize || rest % kViewMapLocatedSize != 0)
+      return bad("located entry count " + std::to_string(located_count) +
+                 " does not match the file's size");
+  }
   const uint8_t shift = static_cast<uint8_t>(std::countr_zero(block_size));
   std::vector<MapRun> runs(count);
   uint64_t prev_end = 0;
@@ -91,7 +119,37 @@ Result<ExtentMap> DecodeViewMap(const std::string& bytes, const std::string& whe
       return bad(at() + ": names layer " + std::to_string(r.layer) +
                  " outside the chain or past its size");
   }
-  return ExtentMap::FromRuns(std::move(runs));
+  ViewMapFile out;
+  out.located.resize(located_count);
+  for (uint64_t i = 0; i < located_count; ++i) {
+    const char* q = p + located_at + 8 + i * kViewMapLocatedSize;
+    LocatedEntry& l = out.located[i];
+    l.layer = DecodeFixed32(q);
+    l.loc.stored.codec = static_cast<uint8_t>(q[4]);
+    l.entry = DecodeFixed64(q + 8);
+    l.loc.stored.block = DecodeFixed64(q + 16);
+    l.loc.offset = DecodeFixed64(q + 24);
+    l.loc.stored.size = DecodeFixed32(q + 32);
+    l.loc.stored.checksum = DecodeFixed64(q + 40);
+    l.loc.stored.content = {DecodeFixed64(q + 48), DecodeFixed64(q + 56)};
+    auto at = [i] { return "located entry " + std::to_string(i); };  // only for a message
+    if (q[5] != 0 || q[6] != 0 || q[7] != 0 || DecodeFixed32(q + 36) != 0)
+      return bad(at() + ": reserved bytes not zero");
+    if (l.layer >= layers) return bad(at() + ": names layer " + std::to_string(l.layer) +
+                                      " outside the chain");
+    if (i > 0 && (l.layer < out.located[i - 1].layer ||
+                  (l.layer == out.located[i - 1].layer && l.entry <= out.located[i - 1].entry)))
+      return bad(at() + ": out of order");
+    // The format checks the codec when it reads; here only that the length
+    // is one a block can take (never more than twice a block: a native
+    // writer stores a block raw when zstd does not shrink it).
+    if (l.loc.stored.size == 0 || l.loc.stored.size > 2ull * block_size ||
+        l.loc.offset > (uint64_t{1} << 62))
+      return bad(at() + ": " + std::to_string(l.loc.stored.size) + " stored bytes at offset " +
+                 std::to_string(l.loc.offset) + " is not a stored block of this chain");
+  }
+  out.map = ExtentMap::FromRuns(std::move(runs));
+  return out;
 }
 
 }  // namespace chainfs

@@ -11,7 +11,8 @@
 // and the view composed from its layers; the layers a map names are still
 // bound to their manifest entries when they are opened (lazily, on the first
 // read that needs them), so a map can make a read fail, never return other
-// bytes. Writers keep maps (Repository::RefreshViewMaps): the newest
+// bytes. A map also locates the entries of the small layers it names
+// (LocatedEntry), which are then read without opening their layers. Writers keep maps (Repository::RefreshViewMaps): the newest
 // checkpoint's, and every checkpoint's whose sequence is a multiple of
 // kViewMapSpacing, for chains at least kMinViewMapDepth deep; a view
 // without a map of its own is composed from the nearest older one that has
@@ -25,14 +26,21 @@
 
 #include "chain/base/status.h"
 #include "chain/layer/extent_map.h"
+#include "chain/layer/stored_block.h"
 #include "chain/repo/group_state.h"
 
 namespace chainfs {
 
 inline constexpr char kViewMapMagic[8] = {'c', 'h', 'a', 'i', 'n', 'f', 's', 'M'};
-inline constexpr uint32_t kViewMapVersion = 1;
+// Version 2 adds located entries; version 1 (runs only) is still read.
+inline constexpr uint32_t kViewMapVersion = 2;
 inline constexpr size_t kViewMapHeaderSize = 48;
 inline constexpr size_t kViewMapRunSize = 32;
+inline constexpr size_t kViewMapLocatedSize = 64;
+// A writer locates the entries of each layer that serves at most this many
+// entries of the view (the small deltas of a deep chain; a layer serving
+// more is opened once and read like any other).
+inline constexpr uint64_t kMaxLocatedPerLayer = 64;
 // Maps are kept for chains at least this deep (a shallower chain opens fast).
 inline constexpr uint32_t kMinViewMapDepth = 8;
 // Besides the newest checkpoint's, maps of checkpoints whose sequence is a
@@ -53,14 +61,36 @@ struct ViewMapExpect {
   std::vector<uint64_t> clip_bytes;
 };
 
+// A located entry: where entry `entry` of the chain's layer `layer` (newest
+// first, as in the runs) keeps its stored bytes, and what checks them (the
+// native index entry). A view opened from the map reads it without opening
+// that layer: no header or index read, which at depth 10,000 was two of a
+// small delta's three disk reads. Its stored checksum and content hash came
+// from the layer's index when the map was written, from a chain whose delta
+// ids and index digests the map's key binds: a file that is not that delta
+// any more fails the checksum (EIO naming it), never gives other bytes.
+struct LocatedEntry {
+  uint32_t layer = 0;
+  uint64_t entry = 0;
+  StoredLocation loc;
+};
+
+struct ViewMapFile {
+  ExtentMap map;
+  std::vector<LocatedEntry> located;  // by layer, then entry, strictly increasing
+};
+
+// located: sorted by (layer, entry), no two alike.
 std::string EncodeViewMap(uint64_t key, uint32_t block_size, uint64_t view_size,
-                          uint32_t layer_count, const ExtentMap& map);
+                          uint32_t layer_count, const ExtentMap& map,
+                          const std::vector<LocatedEntry>& located = {});
 // Decodes and checks a map file's bytes (`where` names it in messages):
-// magic, version, checksum, that it is the map of expect's chain, and that
+// magic, version, checksum, that it is the map of expect's chain, that
 // every run lies in the view, in order, on a layer of the chain within that
-// layer's visible size. kCorruption for a damaged file, kNotFound for a
-// well-formed map of another chain (stale).
-Result<ExtentMap> DecodeViewMap(const std::string& bytes, const std::string& where,
-                                const ViewMapExpect& expect);
+// layer's visible size, and that located entries are in order, on layers of
+// the chain, with a known codec and a sane length. kCorruption for a damaged
+// file, kNotFound for a well-formed map of another chain (stale).
+Result<ViewMapFile> DecodeViewMap(const std::string& bytes, const std::string& where,
+                                  const ViewMapExpect& expect);
 
 }  // namespace chainfs

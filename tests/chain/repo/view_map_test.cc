@@ -8,10 +8,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <set>
 #include <string>
 #include <vector>
 
+#include "chain/base/coding.h"
+#include "chain/base/hash.h"
 #include "chain/repo/consolidate.h"
 #include "tests/chain/repo_util.h"
 
@@ -311,6 +315,183 @@ TEST_F(ViewMapTest, Issue14AMapNamingAnEntryTheLayerLacksFailsTheRead) {
   Status st = crafted.value()->Read(runs[bad].start, buf.size(), buf.data());
   ASSERT_FALSE(st.ok());
   EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
+}
+
+// The newest map's own file, decoded as a reader would (the chain it must
+// match: the manifests' now).
+Result<ViewMapFile> DecodeNewestMap(const Repository& repo, const std::string& bytes) {
+  auto g = repo.LoadGroup("vm1");
+  if (!g.ok()) return g.status();
+  auto chain = g.value().ResolveChain(*g.value().Newest(), "vda");
+  if (!chain.ok()) return chain.status();
+  auto keys = ViewMapKeys(chain.value());
+  if (!keys) return Status::NotFound("no key");
+  ViewMapExpect expect{(*keys)[0], kBs, {}};
+  uint64_t clip = UINT64_MAX;
+  for (const ChainLink& l : chain.value())
+    expect.clip_bytes.push_back(clip = std::min(clip, l.disk->virtual_size));
+  return DecodeViewMap(bytes, "newest map", expect);
+}
+
+// A view map locates the entries of the small layers it names (each of this
+// chain's deltas holds a block or two): a view read from it reads each such
+// entry with one read of its stored bytes, never the delta's header or
+// index (two of a small delta's three disk reads, what bound a cold read at
+// depth 10,000), and the bytes are the view's.
+TEST_F(ViewMapTest, Issue14LocatedEntriesAreReadWithoutTheirDeltasHeaderOrIndex) {
+  const std::string newest = repo_->MapPath("vm1", Name(kDepth - 1), "vda");
+  auto file = DecodeNewestMap(*repo_, testing::ReadFile(newest));
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  std::set<uint32_t> named;
+  for (const MapRun& r : file.value().map.runs())
+    if (!r.is_zero()) named.insert(r.layer);
+  std::map<uint32_t, int> located;  // per layer
+  for (const LocatedEntry& l : file.value().located) ++located[l.layer];
+  // Every layer a run names serves at most 16 entries here: all located.
+  ASSERT_EQ(located.size(), named.size());
+  for (uint32_t layer : named) EXPECT_TRUE(located.count(layer)) << "layer " << layer;
+
+  auto repo = Fresh();
+  auto g = repo->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  // From a snapshot of the test's own: every layer, by place as in the map.
+  auto v = repo->OpenView(g.value(), *g.value().Newest(), "vda");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  const View& view = *v.value();
+  ASSERT_EQ(view.layers().size(), static_cast<size_t>(kDepth));
+  std::map<std::string, int> reads_before, opens_before;
+  for (uint32_t layer : named) {
+    const std::string& path = view.layers()[layer].layer->location();
+    reads_before[path] = env_.calls(testing::FaultyEnv::Op::kRead, path);
+    opens_before[path] = env_.calls(testing::FaultyEnv::Op::kOpenRead, path);
+  }
+  EXPECT_TRUE(ReadAll(view) == contents_.back());
+  for (uint32_t layer : named) {
+    const std::string& path = view.layers()[layer].layer->location();
+    const int reads = env_.calls(testing::FaultyEnv::Op::kRead, path) - reads_before[path];
+    EXPECT_GE(reads, 1) << path;
+    EXPECT_LE(reads, located[layer]) << path << ": read more often than it has located entries";
+    EXPECT_EQ(env_.calls(testing::FaultyEnv::Op::kOpenRead, path) - opens_before[path], 1) << path;
+  }
+  // What a backup compares with, and a du, come from the map too.
+  for (const LocatedEntry& l : file.value().located) {
+    const Layer& layer = *view.layers()[l.layer].layer;
+    EXPECT_EQ(layer.BlockHash(l.entry), std::optional<ContentHash>(l.loc.stored.content));
+    EXPECT_EQ(layer.StoredLength(l.entry), l.loc.stored.size);
+  }
+}
+
+// A located entry is checked as a layer's read checks it: a stored byte
+// damaged in its delta, or a map whose location is wrong (checksum of the
+// map itself intact: a writer's bug, a crafted file), fails that read with
+// kCorruption naming the delta; never other bytes.
+TEST_F(ViewMapTest, Issue14ALocatedEntryThatDoesNotHoldFailsTheReadNamingTheDelta) {
+  const std::string newest = repo_->MapPath("vm1", Name(kDepth - 1), "vda");
+  const std::string bytes = testing::ReadFile(newest);
+  auto file = DecodeNewestMap(*repo_, bytes);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  auto g = repo_->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  auto chain = g.value().ResolveChain(*g.value().Newest(), "vda");
+  ASSERT_TRUE(chain.ok());
+  // The newest layer's block: where the view reads it.
+  const LocatedEntry target = file.value().located.front();
+  const uint64_t block = target.loc.stored.block;
+  const std::string delta = repo_->DeltaPath("vm1", chain.value()[target.layer].disk->delta_file);
+  std::string buf(kBs, '\0');
+  {  // The location moved by 512 bytes: a map that lies.
+    std::vector<LocatedEntry> lying = file.value().located;
+    lying.front().loc.offset += 512;
+    auto keys = ViewMapKeys(chain.value());
+    ASSERT_TRUE(keys.has_value());
+    WriteFile(newest, EncodeViewMap((*keys)[0], kBs, contents_.back().size(),
+                                    static_cast<uint32_t>(chain.value().size()),
+                                    file.value().map, lying));
+    auto repo = Fresh();
+    auto v = repo->OpenView("vm1", Name(kDepth - 1), "vda");
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    Status st = v.value()->Read(block * kBs, kBs, buf.data());
+    ASSERT_FALSE(st.ok()) << "read block " << block << " from a lying location";
+    EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
+    EXPECT_NE(st.message().find(delta), std::string::npos) << st.ToString();
+    WriteFile(newest, bytes);
+  }
+  {  // A stored byte of the delta damaged.
+    std::string d = testing::ReadFile(delta);
+    d[target.loc.offset + 7] ^= 0x01;
+    WriteFile(delta, d);
+    auto repo = Fresh();
+    auto v = repo->OpenView("vm1", Name(kDepth - 1), "vda");
+    ASSERT_TRUE(v.ok()) << v.status().ToString();
+    Status st = v.value()->Read(block * kBs, kBs, buf.data());
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.code(), Status::Code::kCorruption) << st.ToString();
+    EXPECT_NE(st.message().find(delta), std::string::npos) << st.ToString();
+    EXPECT_NE(st.message().find("checksum mismatch"), std::string::npos) << st.ToString();
+  }
+}
+
+// Maps of version 1 (runs, no located entries) are still read; located
+// entries out of order, on a layer outside the chain or of no sane length
+// make the map refused (the view is composed from its layers, right).
+TEST_F(ViewMapTest, Issue14VersionOneMapsAreReadAndBadLocatedEntriesRefuseTheMap) {
+  const std::string newest = repo_->MapPath("vm1", Name(kDepth - 1), "vda");
+  const std::string bytes = testing::ReadFile(newest);
+  auto file = DecodeNewestMap(*repo_, bytes);
+  ASSERT_TRUE(file.ok()) << file.status().ToString();
+  ASSERT_GE(file.value().located.size(), 2u);
+  // Version 1: the same runs, nothing after them.
+  const size_t runs_end = kViewMapHeaderSize + file.value().map.runs().size() * kViewMapRunSize;
+  std::string v1 = bytes.substr(0, runs_end);
+  v1[8] = 1;
+  PutFixed64(&v1, Checksum64(v1.data(), v1.size()));
+  auto old = DecodeNewestMap(*repo_, v1);
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_TRUE(old.value().located.empty());
+  EXPECT_EQ(old.value().map.runs().size(), file.value().map.runs().size());
+  WriteFile(newest, v1);
+  {
+    auto repo = Fresh();
+    auto g = repo->LoadGroup("vm1");
+    ASSERT_TRUE(g.ok());
+    const int opens = env_.calls(testing::FaultyEnv::Op::kOpenRead);
+    auto v = repo->OpenView(g.value(), *g.value().Newest(), "vda");
+    ASSERT_TRUE(v.ok());
+    EXPECT_LE(env_.calls(testing::FaultyEnv::Op::kOpenRead) - opens, 1) << "not read from its map";
+    EXPECT_TRUE(ReadAll(*v.value()) == contents_.back());
+  }
+  auto g = repo_->LoadGroup("vm1");
+  ASSERT_TRUE(g.ok());
+  auto chain = g.value().ResolveChain(*g.value().Newest(), "vda");
+  ASSERT_TRUE(chain.ok());
+  auto keys = ViewMapKeys(chain.value());
+  ASSERT_TRUE(keys.has_value());
+  const uint32_t layers = static_cast<uint32_t>(chain.value().size());
+  using Damage = std::function<void(std::vector<LocatedEntry>*)>;
+  const std::vector<std::pair<std::string, Damage>> damages = {
+      {"out of order", [](auto* l) { std::swap((*l)[0], (*l)[1]); }},
+      {"twice", [](auto* l) { (*l)[1] = (*l)[0]; }},
+      {"outside the chain", [layers](auto* l) { l->back().layer = layers; }},
+      {"stored bytes", [](auto* l) { (*l)[0].loc.stored.size = 0; }},
+      {"stored bytes", [](auto* l) { (*l)[0].loc.stored.size = 2 * kBs + 1; }},
+  };
+  for (const auto& [why, damage] : damages) {
+    std::vector<LocatedEntry> bad = file.value().located;
+    damage(&bad);
+    const std::string crafted = EncodeViewMap((*keys)[0], kBs, contents_.back().size(), layers,
+                                              file.value().map, bad);
+    auto decoded = DecodeNewestMap(*repo_, crafted);
+    ASSERT_FALSE(decoded.ok()) << why;
+    EXPECT_EQ(decoded.status().code(), Status::Code::kCorruption) << why;
+    EXPECT_NE(decoded.status().message().find(why == "twice" ? "out of order" : why),
+              std::string::npos)
+        << decoded.status().ToString();
+    WriteFile(newest, crafted);
+    auto repo = Fresh();
+    auto v = repo->OpenView("vm1", Name(kDepth - 1), "vda");
+    ASSERT_TRUE(v.ok());
+    EXPECT_TRUE(ReadAll(*v.value()) == contents_.back()) << why;
+  }
 }
 
 TEST_F(ViewMapTest, Issue14PruneAndBackupKeepTheMapsTrue) {
