@@ -8,7 +8,9 @@
 //
 // Immutable once indexed; safe to share between threads (the mount shares
 // one snapshot per group, fusefs/driver/live_groups.h). Copies share the
-// index (it refers to checkpoints by position, which a copy keeps).
+// index: it refers to checkpoints by position, which a copy keeps, and
+// resolves chains through pointers only in the state it indexed (or one
+// moved from it).
 #pragma once
 
 #include <cstdint>
@@ -49,6 +51,9 @@ struct DiskChainInfo {
   // "checkpoint C has base B, which ..." (the newest broken link).
   std::string broken;
   uint32_t depth = 0;          // layers in the chain (1 for a full delta)
+  // Every layer of the chain has this entry's virtual size: each layer's
+  // visible size is the view's (ReadViewMap need not walk the chain).
+  bool sizes_uniform = false;
   uint64_t stored_bytes = 0;   // the chain's stored bytes (sum of its entries')
   // A digest of the chain's delta files, ids and index digests, newest
   // first: equal fingerprints name the same layers (the mount's key for

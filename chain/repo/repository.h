@@ -255,10 +255,11 @@ class Repository {
       const GroupState& g, const std::shared_ptr<const GroupState>& shared,
       const std::vector<ChainLink>& chain, const std::string& disk, const std::string& label,
       BlockReader* reader) const;
-  // The map of the view whose newest layer is chain[i] (its key `key`):
-  // kNotFound when there is none or it is stale, kCorruption when damaged.
-  Result<ViewMapFile> ReadViewMap(const std::string& group, const std::vector<ChainLink>& chain,
-                                size_t i, uint64_t key, const std::string& disk) const;
+  // The map of the view whose newest layer is chain[i] (its key `key`;
+  // chain is g's): kNotFound when there is none or it is stale,
+  // kCorruption when damaged.
+  Result<ViewMapFile> ReadViewMap(const GroupState& g, const std::vector<ChainLink>& chain,
+                                  size_t i, uint64_t key, const std::string& disk) const;
   // The cache key of the delta at path if its index has this fingerprint
   // (the one OpenAndShare gives it when it opens the file).
   uint64_t LayerIdFor(const std::string& path, uint64_t fingerprint) const;

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <random>
 
 namespace chainfs {
@@ -42,6 +43,7 @@ GroupState RandomGroup(uint32_t seed) {
       d.name = disk;
       d.delta_file = c.name + "." + disk + ".delta";
       d.stored_bytes = 1 + pick(1000);
+      d.virtual_size = pick(8) == 0 ? 2 << 20 : 1 << 20;  // sometimes resized
       const uint32_t how = i == 0 ? 0 : pick(12);
       if (how == 0) {
         d.kind = DeltaKind::kFull;
@@ -69,14 +71,46 @@ std::vector<std::string> Names(const std::vector<ChainLink>& chain) {
   return out;
 }
 
+// True if every link of chain points into s's own checkpoints and their disks.
+bool PointsInto(const GroupState& s, const std::vector<ChainLink>& chain) {
+  for (const ChainLink& l : chain) {
+    const Checkpoint* c = s.Find(l.checkpoint->name);
+    if (l.checkpoint != c || l.disk < c->disks.data() || l.disk >= c->disks.data() + c->disks.size())
+      return false;
+  }
+  return true;
+}
+
 TEST(GroupStateTest, Issue14IndexResolvesLikeTheScan) {
-  int resolved = 0, broken = 0;
+  int resolved = 0, broken = 0, resized = 0;
   for (uint32_t seed = 1; seed <= 400; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     GroupState plain = RandomGroup(seed);  // no index: every query scans
     GroupState indexed = plain;
     indexed.Index();
+    // A copy of an indexed state shares its index, and a moved one takes
+    // it: both must resolve into their own checkpoints once the state they
+    // came from is gone (the index's pointers are the original's).
+    auto original = std::make_unique<GroupState>(plain);
+    original->Index();
+    const GroupState copied = *original;
+    original.reset();
+    auto to_move = std::make_unique<GroupState>(plain);
+    to_move->Index();
+    const GroupState moved = std::move(*to_move);
+    to_move.reset();
     for (size_t i = 0; i < plain.checkpoints.size(); ++i) {
+      for (const GroupState* other : {&copied, &moved})
+        for (const char* disk : {"vda", "vdb"}) {
+          auto want = plain.ResolveChain(plain.checkpoints[i], disk);
+          auto got = other->ResolveChain(other->checkpoints[i], disk);
+          ASSERT_EQ(want.ok(), got.ok());
+          if (!want.ok()) continue;
+          EXPECT_EQ(Names(want.value()), Names(got.value()));
+          EXPECT_TRUE(PointsInto(*other, got.value()))
+              << (other == &copied ? "copy" : "moved state") << " of " << plain.name << "/"
+              << plain.checkpoints[i].name << "/" << disk;
+        }
       const Checkpoint& pc = plain.checkpoints[i];
       const Checkpoint& ic = indexed.checkpoints[i];
       for (const char* disk : {"vda", "vdb", "vdz"}) {
@@ -97,10 +131,15 @@ TEST(GroupStateTest, Issue14IndexResolvesLikeTheScan) {
         }
         ++resolved;
         EXPECT_EQ(Names(want.value()), Names(got.value()));
-        for (const ChainLink& l : got.value())  // links point into the indexed snapshot
-          EXPECT_EQ(l.checkpoint, indexed.Find(l.checkpoint->name));
+        EXPECT_TRUE(PointsInto(indexed, got.value()));  // links point into the snapshot
         uint64_t stored = 0;
-        for (const ChainLink& l : want.value()) stored += l.disk->stored_bytes;
+        bool uniform = true;
+        for (const ChainLink& l : want.value()) {
+          stored += l.disk->stored_bytes;
+          uniform &= l.disk->virtual_size == want.value()[0].disk->virtual_size;
+        }
+        resized += uniform ? 0 : 1;
+        EXPECT_EQ(info->sizes_uniform, uniform) << pc.name << "/" << disk;
         EXPECT_TRUE(info->broken.empty());
         EXPECT_EQ(info->stored_bytes, stored);
         EXPECT_EQ(info->depth, want->size());
@@ -118,6 +157,7 @@ TEST(GroupStateTest, Issue14IndexResolvesLikeTheScan) {
   // The random groups exercise both outcomes, many times.
   EXPECT_GT(resolved, 2000);
   EXPECT_GT(broken, 2000);
+  EXPECT_GT(resized, 100);
 }
 
 TEST(GroupStateTest, Issue14FingerprintNamesTheChainsFiles) {
