@@ -785,20 +785,22 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     }
     lazy->layers = std::vector<std::optional<LazyLayer>>(lazy_count);
     const std::vector<LocatedEntry>& located = lazy->located;
+    // Links and located entries are both in layer order: one cursor.
+    auto first = located.begin();
     for (size_t k = 0; k < lazy_count; ++k) {
       // The map's located entries of this link (the map's layer j - i), if
       // its format reads located entries.
       const uint32_t m = static_cast<uint32_t>(link_at[k] - i);
-      const auto first = std::lower_bound(
-          located.begin(), located.end(), m,
-          [](const LocatedEntry& l, uint32_t layer) { return l.layer < layer; });
+      while (first != located.end() && first->layer < m) ++first;
       auto last = first;
       while (last != located.end() && last->layer == m) ++last;
-      const LayerFormat* format = FindLayerFormat(lc.links[k].second->format);
-      if (first == last || format == nullptr || format->read_located == nullptr) format = nullptr;
+      const LayerFormat* format =
+          first == last ? nullptr : FindLayerFormat(lc.links[k].second->format);
+      if (format != nullptr && format->read_located == nullptr) format = nullptr;
       std::optional<LazyLayer>& slot = lazy->layers[k];
-      slot.emplace(&lazy->chain, k, config_.block_size, format, located.data() + (first - located.begin()),
-                   static_cast<size_t>(last - first));
+      slot.emplace(&lazy->chain, k, config_.block_size, format,
+                   located.data() + (first - located.begin()), static_cast<size_t>(last - first));
+      first = last;
       refs.push_back({std::shared_ptr<const Layer>(lazy, &*slot), *lc.links[k].first});
     }
     return View::CreateWithMap(std::move(refs), std::move(composed), label, reader);
