@@ -3,6 +3,7 @@
 #include <lz4frame.h>
 #include <xxhash.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -178,7 +179,60 @@ Result<VnbStreamMeta> ReadVnbMeta(const RandomAccessFile& f) {
   return ReadMetaFrame(f, &end);
 }
 
-Result<VnbStream> ParseSparseStream(const RandomAccessFile& f) {
+namespace {
+
+// The file a parse reads, through one window of at least kParseWindow bytes.
+// A stream of small frames (an incremental's 64 KiB extents) is then read
+// in large contiguous pieces the kernel can read ahead, instead of one
+// random 4 KiB disk read per header: ten incrementals of 327 extents each
+// took 0.24 s to parse cold. A stream of large frames costs one window per
+// header. What it reads is payload a view reads later anyway.
+class ParseReader final : public RandomAccessFile {
+ public:
+  static constexpr uint64_t kParseWindow = 256 << 10;
+  explicit ParseReader(const RandomAccessFile& f) : f_(f) {}
+  Status ReadAt(uint64_t off, size_t n, void* out) const override {
+    const uint64_t end = at_ + buf_.size();
+    if (off >= at_ && off + n <= end) {
+      std::memcpy(out, buf_.data() + (off - at_), n);
+      return Status::Ok();
+    }
+    const uint64_t size = f_.Size();
+    if (n >= kParseWindow || off > size || n > size - off) return f_.ReadAt(off, n, out);
+    // Just past the window: continue it, so that reads stay contiguous.
+    const uint64_t start = off >= end && off - end < kParseWindow ? end : off;
+    const uint64_t len = std::min(size - start, std::max(kParseWindow, off + n - start));
+    buf_.resize(len);
+    if (Status st = f_.ReadAt(start, len, buf_.data()); !st.ok()) {
+      buf_.clear();
+      at_ = 0;
+      return st;
+    }
+    at_ = start;
+    std::memcpy(out, buf_.data() + (off - at_), n);
+    return Status::Ok();
+  }
+  uint64_t Size() const override { return f_.Size(); }
+  const std::string& Path() const override { return f_.Path(); }
+
+ private:
+  const RandomAccessFile& f_;
+  mutable uint64_t at_ = 0;
+  mutable std::string buf_;
+};
+
+Result<VnbStream> ParseStream(const RandomAccessFile& f);
+
+}  // namespace
+
+Result<VnbStream> ParseSparseStream(const RandomAccessFile& file) {
+  ParseReader reader(file);
+  return ParseStream(reader);
+}
+
+namespace {
+
+Result<VnbStream> ParseStream(const RandomAccessFile& f) {
   VnbStream s;
   s.file_size = f.Size();
   uint64_t pos = 0;
@@ -325,6 +379,8 @@ Result<VnbStream> ParseSparseStream(const RandomAccessFile& f) {
                               (pos > end ? " (frames run into the trailer)" : ""));
   return s;
 }
+
+}  // namespace
 
 Status DecodeLz4Frame(const char* in, size_t stored, char* out, size_t size,
                       const std::string& where, bool content_checksum) {

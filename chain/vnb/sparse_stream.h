@@ -17,11 +17,12 @@
 // the one frame's compressed size or {"<total>": [size, size, ...]}. Ranges
 // absent from an incremental stream are unchanged since its parent.
 //
-// ParseSparseStream reads every header (never a payload) and checks the
+// ParseSparseStream reads every header and checks the
 // frame structure against the file's size, so that a truncated or malformed
 // stream is refused at open naming the file and the offset; an lz4 frame's
 // header gives its decoded size (python-lz4 stores it), else the frame is
-// decoded once to learn it.
+// decoded once to learn it. It reads through a window of 256 KiB, so a
+// stream of small frames is read whole in large pieces (payloads too).
 #pragma once
 
 #include <cstdint>

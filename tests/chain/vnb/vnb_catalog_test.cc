@@ -364,6 +364,52 @@ TEST(VnbStream, FramesWithoutStoredSizeAndBigRequests) {
   EXPECT_TRUE(out == d.image);
 }
 
+// Counts the reads a parse makes of a file.
+class CountingFile final : public RandomAccessFile {
+ public:
+  explicit CountingFile(const RandomAccessFile& f) : f_(f) {}
+  Status ReadAt(uint64_t off, size_t n, void* out) const override {
+    ++reads;
+    return f_.ReadAt(off, n, out);
+  }
+  uint64_t Size() const override { return f_.Size(); }
+  const std::string& Path() const override { return f_.Path(); }
+  mutable int reads = 0;
+
+ private:
+  const RandomAccessFile& f_;
+};
+
+TEST(VnbStream, AStreamOfSmallFramesIsParsedInLargeReads) {
+  // An incremental of 300 extents of 16 KiB, 64 KiB apart (plain and lz4):
+  // its headers are read through a window of 256 KiB, in about one read per
+  // window, not three small reads per frame (a random disk read each, cold).
+  TempDir tmp;
+  for (bool compress : {false, true}) {
+    SCOPED_TRACE(compress ? "lz4" : "plain");
+    VnbDisk d;
+    d.Resize(300 * 64 * 1024);
+    (void)d.Take(true);
+    for (uint64_t i = 0; i < 300; ++i) d.Write(i * 64 * 1024, RandomBytes(16 << 10, 100 + i));
+    const std::vector<testing::VnbFrameSpec> frames = d.Take(false);
+    ASSERT_EQ(frames.size(), 300u);
+    WriteFile(tmp / "s.data",
+              VnbStreamBytes(d.image.size(), CpName(1), CpName(0), "vda", frames, compress));
+    auto f = Env::Default()->NewRandomAccessFile(tmp / "s.data");
+    ASSERT_TRUE(f.ok());
+    CountingFile counted(*f.value());
+    auto s = ParseSparseStream(counted);
+    ASSERT_TRUE(s.ok()) << s.status().ToString();
+    ASSERT_EQ(s->extents.size(), 300u);
+    for (size_t i = 0; i < 300; ++i) {
+      EXPECT_EQ(s->extents[i].offset, i * 64 * 1024);
+      EXPECT_EQ(s->extents[i].length, 16u << 10);
+    }
+    const uint64_t windows = f.value()->Size() / (256 << 10) + 1;
+    EXPECT_LE(counted.reads, static_cast<int>(windows) + 4) << f.value()->Size() << " bytes";
+  }
+}
+
 std::string Meta(const std::string& json) {
   return testing::VnbHeader("meta", 0, json.size()) + json + "\r\n";
 }
