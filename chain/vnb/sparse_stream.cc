@@ -181,15 +181,17 @@ Result<VnbStreamMeta> ReadVnbMeta(const RandomAccessFile& f) {
 
 namespace {
 
-// The file a parse reads, through one window of at least kParseWindow bytes.
-// A stream of small frames (an incremental's 64 KiB extents) is then read
-// in large contiguous pieces the kernel can read ahead, instead of one
-// random 4 KiB disk read per header: ten incrementals of 327 extents each
-// took 0.24 s to parse cold. A stream of large frames costs one window per
-// header. What it reads is payload a view reads later anyway.
+// The file a parse reads, through one window of bytes. A stream of small
+// frames (an incremental's 64 KiB extents) is read in contiguous windows of
+// kParseWindow bytes the kernel can read ahead, instead of one random 4 KiB
+// disk read per header: ten incrementals of 327 extents each took 0.24 s
+// to parse cold (what it reads is payload a view reads later anyway). A
+// read farther than a window past the last one (a large frame's payload
+// skipped) takes kJumpWindow bytes: a header and what follows it.
 class ParseReader final : public RandomAccessFile {
  public:
   static constexpr uint64_t kParseWindow = 256 << 10;
+  static constexpr uint64_t kJumpWindow = 4 << 10;
   explicit ParseReader(const RandomAccessFile& f) : f_(f) {}
   Status ReadAt(uint64_t off, size_t n, void* out) const override {
     const uint64_t end = at_ + buf_.size();
@@ -200,8 +202,10 @@ class ParseReader final : public RandomAccessFile {
     const uint64_t size = f_.Size();
     if (n >= kParseWindow || off > size || n > size - off) return f_.ReadAt(off, n, out);
     // Just past the window: continue it, so that reads stay contiguous.
-    const uint64_t start = off >= end && off - end < kParseWindow ? end : off;
-    const uint64_t len = std::min(size - start, std::max(kParseWindow, off + n - start));
+    const bool near = off >= end && off - end < kParseWindow;
+    const uint64_t start = near ? end : off;
+    const uint64_t len =
+        std::min(size - start, std::max(near ? kParseWindow : kJumpWindow, off + n - start));
     buf_.resize(len);
     if (Status st = f_.ReadAt(start, len, buf_.data()); !st.ok()) {
       buf_.clear();

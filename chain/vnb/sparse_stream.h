@@ -22,7 +22,8 @@
 // stream is refused at open naming the file and the offset; an lz4 frame's
 // header gives its decoded size (python-lz4 stores it), else the frame is
 // decoded once to learn it. It reads through a window of 256 KiB, so a
-// stream of small frames is read whole in large pieces (payloads too).
+// stream of small frames is read whole in large pieces (payloads too); past
+// a large frame it reads 4 KiB.
 #pragma once
 
 #include <cstdint>
