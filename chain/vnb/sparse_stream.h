@@ -17,13 +17,13 @@
 // the one frame's compressed size or {"<total>": [size, size, ...]}. Ranges
 // absent from an incremental stream are unchanged since its parent.
 //
-// ParseSparseStream reads every header and checks the
-// frame structure against the file's size, so that a truncated or malformed
-// stream is refused at open naming the file and the offset; an lz4 frame's
-// header gives its decoded size (python-lz4 stores it), else the frame is
-// decoded once to learn it. It reads through a window of 256 KiB, so a
-// stream of small frames is read whole in large pieces (payloads too); past
-// a large frame it reads 4 KiB.
+// ParseSparseStream reads every header and checks the frame structure
+// against the file's size, so that a truncated or malformed stream is
+// refused at open naming the file and the offset; an lz4 frame's header
+// gives its decoded size (python-lz4 stores it), else the frame is decoded
+// once to learn it. It reads through a window of 256 KiB, so a stream of
+// small frames is read whole in large pieces (payloads too); past a large
+// frame it reads 4 KiB.
 #pragma once
 
 #include <cstdint>

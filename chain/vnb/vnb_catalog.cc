@@ -88,12 +88,12 @@ std::string DomainNameOf(const std::string& xml) {
   return std::regex_search(xml, m, name) ? m[1].str() : std::string();
 }
 
-// A stream as LoadGroup sees it: its meta frame once its whole structure
-// parsed (a file that does not parse refuses its checkpoint), with the size
-// and time it was parsed at.
 // Streams parsed at once when a group is loaded.
 constexpr unsigned kParseThreads = 8;
 
+// A stream as LoadGroup sees it: its meta frame once its whole structure
+// parsed (a file that does not parse refuses its checkpoint), with the size
+// and time it was parsed at.
 struct Parsed {
   uint64_t size = 0;
   int64_t mtime_ns = 0;
