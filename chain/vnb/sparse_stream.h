@@ -21,9 +21,9 @@
 // against the file's size, so that a truncated or malformed stream is
 // refused at open naming the file and the offset; an lz4 frame's header
 // gives its decoded size (python-lz4 stores it), else the frame is decoded
-// once to learn it. It reads through a window of 256 KiB, so a stream of
-// small frames is read whole in large pieces (payloads too); past a large
-// frame it reads 4 KiB.
+// once to learn it. It reads a page per header, and over a stream of small
+// frames asks the kernel for the next MiB ahead (a cold stream comes from
+// disk in large reads; no payload is copied).
 #pragma once
 
 #include <cstdint>
