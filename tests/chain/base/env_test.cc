@@ -98,7 +98,11 @@ TEST(PosixEnv, WillNeedFetchesAllOfALongRange) {
   uint64_t resident = 0;
   for (int i = 0; i < 200 && (resident = testing::ResidentBytes(path)) < kSize; ++i)
     ::usleep(100 * 1000);
-  EXPECT_EQ(resident, kSize);
+  // Readahead is best effort: on a loaded machine (CI runs this beside the
+  // sanitizer builds) the kernel may skip or reclaim a few pages of it. A
+  // single call is capped at the readahead size, so a WillNeed that did not
+  // split the range would leave at most 8 MiB of the 48 resident.
+  EXPECT_GE(resident, kSize * 3 / 4) << "only " << resident << " of " << kSize << " bytes were brought in";
 }
 
 TEST(PosixEnv, WritableFileWritesAtPositionsAndTruncates) {
