@@ -54,9 +54,13 @@ struct ManifestStamp {
 // A regular file's stamp; nullopt for anything else (never cached).
 std::optional<ManifestStamp> StampOf(const FileInfo& info);
 
-struct CatalogEntry {
-  ManifestStamp stamp;
-  Checkpoint checkpoint;  // its name is the manifest's file name without ".json"
+// A decoded catalogue: entry i is stamps[i] and checkpoints[i] (whose name
+// is the manifest's file name without ".json"). Two vectors, so that
+// LoadGroup can take the checkpoints as the group's without moving each.
+struct Catalog {
+  std::vector<ManifestStamp> stamps;
+  std::vector<Checkpoint> checkpoints;  // room for one more (a backup's new one)
+  size_t size() const { return stamps.size(); }
 };
 
 // Entries as (stamp, checkpoint of group), in the order given.
@@ -64,7 +68,7 @@ std::string EncodeCatalog(const std::string& group,
                           const std::vector<std::pair<ManifestStamp, const Checkpoint*>>& entries);
 // Fails (kCorruption naming `where`) unless bytes are a whole, undamaged
 // catalogue of `group` whose every entry is a valid checkpoint of it.
-Result<std::vector<CatalogEntry>> DecodeCatalog(const std::string& bytes, const std::string& where,
+Result<Catalog> DecodeCatalog(const std::string& bytes, const std::string& where,
                                                 const std::string& group);
 
 }  // namespace chainfs

@@ -13,15 +13,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace chainfs;
   std::string bytes = fuzz::AsString(data, size);
   PutFixed64(&bytes, Checksum64(bytes.data(), bytes.size()));
-  Result<std::vector<CatalogEntry>> got = DecodeCatalog(bytes, "fuzz/catalog", "vm0001");
+  Result<Catalog> got = DecodeCatalog(bytes, "fuzz/catalog", "vm0001");
   if (!got.ok()) return 0;
+  FUZZ_CHECK(got->stamps.size() == got->checkpoints.size());
   std::vector<std::pair<ManifestStamp, const Checkpoint*>> again;
-  for (const CatalogEntry& e : got.value()) {
-    FUZZ_CHECK(e.checkpoint.group == "vm0001");
-    FUZZ_CHECK(ValidateName("checkpoint", e.checkpoint.name).ok());
-    for (const DiskEntry& d : e.checkpoint.disks)
-      FUZZ_CHECK(ValidateName("delta file", d.delta_file).ok());
-    again.push_back({e.stamp, &e.checkpoint});
+  for (size_t i = 0; i < got->size(); ++i) {
+    const Checkpoint& c = got->checkpoints[i];
+    FUZZ_CHECK(c.group == "vm0001");
+    FUZZ_CHECK(ValidateName("checkpoint", c.name).ok());
+    for (const DiskEntry& d : c.disks) FUZZ_CHECK(ValidateName("delta file", d.delta_file).ok());
+    again.push_back({got->stamps[i], &c});
   }
   FUZZ_CHECK(EncodeCatalog("vm0001", again) == bytes);
   return 0;

@@ -86,7 +86,7 @@ class CatalogTest : public ::testing::Test {
     auto entries = DecodeCatalog(testing::ReadFile(repo_->CatalogPath("vm1")), "catalog", "vm1");
     EXPECT_TRUE(entries.ok()) << entries.status().ToString();
     if (entries.ok())
-      for (const CatalogEntry& e : entries.value()) out.push_back(e.checkpoint.name);
+      for (const Checkpoint& c : entries.value().checkpoints) out.push_back(c.name);
     return out;
   }
   // LoadGroup from the catalogue equals reading every manifest; returns
