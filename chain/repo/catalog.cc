@@ -179,7 +179,7 @@ std::string EncodeCatalog(const std::string& group,
 }
 
 Result<Catalog> DecodeCatalog(const std::string& bytes, const std::string& where,
-                                                const std::string& group) {
+                              const std::string& group) {
   auto bad = [&](const std::string& what) {
     return Status::Corruption(where + ": " + what + " (a cache: the manifests are read instead)");
   };

@@ -69,6 +69,6 @@ std::string EncodeCatalog(const std::string& group,
 // Fails (kCorruption naming `where`) unless bytes are a whole, undamaged
 // catalogue of `group` whose every entry is a valid checkpoint of it.
 Result<Catalog> DecodeCatalog(const std::string& bytes, const std::string& where,
-                                                const std::string& group);
+                              const std::string& group);
 
 }  // namespace chainfs

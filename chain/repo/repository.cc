@@ -242,7 +242,7 @@ Result<GroupState> Repository::LoadGroup(const std::string& group, ManifestSourc
     const std::optional<ManifestStamp> stamp = StampOf(f.info);
     // A catalogue entry's name is valid (DecodeCatalog checks it).
     if (auto it = cached.find(name);
-        stamp && it != cached.end() && catalog.stamps[it->second] == *stamp && !hit[it->second]) {
+        stamp && it != cached.end() && catalog.stamps[it->second] == *stamp) {
       hit[it->second] = 1;
       ++hits;
       continue;
