@@ -366,23 +366,35 @@ class FaultyEnv : public Env {
 };
 
 // The page cache of one file, for tests of what a read fetches from disk.
-// Bytes of path resident in the page cache now (mincore).
-inline uint64_t ResidentBytes(const std::string& path) {
+// Pages of path resident in the page cache now (mincore), one flag each.
+inline std::vector<bool> ResidentPages(const std::string& path) {
+  std::vector<bool> pages;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return 0;
+  if (fd < 0) return pages;
   const off_t size = ::lseek(fd, 0, SEEK_END);
-  uint64_t resident = 0;
   if (size > 0) {
     void* m = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_SHARED, fd, 0);
     if (m != MAP_FAILED) {
       const long page = ::sysconf(_SC_PAGESIZE);
       std::vector<unsigned char> in((static_cast<size_t>(size) + page - 1) / page);
       if (::mincore(m, static_cast<size_t>(size), in.data()) == 0)
-        for (unsigned char c : in) resident += (c & 1) ? static_cast<uint64_t>(page) : 0;
+        for (unsigned char c : in) pages.push_back((c & 1) != 0);
       ::munmap(m, static_cast<size_t>(size));
     }
   }
   ::close(fd);
+  return pages;
+}
+// Bytes of path in [offset, offset + length) resident now, counted by whole
+// pages that start in the range.
+inline uint64_t ResidentBytes(const std::string& path, uint64_t offset = 0,
+                              uint64_t length = UINT64_MAX) {
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const std::vector<bool> pages = ResidentPages(path);
+  const uint64_t end = length > UINT64_MAX - offset ? UINT64_MAX : offset + length;
+  uint64_t resident = 0;
+  for (uint64_t i = (offset + page - 1) / page; i < pages.size() && i * page < end; ++i)
+    resident += pages[i] ? page : 0;
   return resident;
 }
 // Drops the file's clean pages (POSIX_FADV_DONTNEED after fdatasync); true if

@@ -707,11 +707,21 @@ TEST(VnbWillNeed, AHintOverFramesThatFollowEachOtherFetchesThemAll) {
   ASSERT_GT(entries, 0u);
   ASSERT_TRUE(testing::EvictFromPageCache(path)) << "the page cache of " << path << " cannot be dropped";
   layer.value()->WillNeedRuns({{0, entries}});
-  // The reads run in the background: wait for them (20 s for a loaded machine).
+  // The reads run in the background: wait for them (20 s for a loaded
+  // machine). The kernel's readahead is best effort and may skip a few pages
+  // of a busy machine (CI once saw 6,047 of 6,144 KiB), so each sixth of the
+  // file must be mostly resident; a hint that fetched only the first frame
+  // leaves five sixths bare.
+  const uint64_t sixth = boost::filesystem::file_size(path) / 6;
+  auto least = [&] {
+    uint64_t low = UINT64_MAX;
+    for (uint64_t k = 0; k < 6; ++k) low = std::min(low, testing::ResidentBytes(path, k * sixth, sixth));
+    return low;
+  };
   uint64_t resident = 0;
-  for (int i = 0; i < 200 && (resident = testing::ResidentBytes(path)) < image.size(); ++i)
-    ::usleep(100 * 1000);
-  EXPECT_GE(resident, image.size()) << "six frames of 1 MiB hinted, not all fetched";
+  for (int i = 0; i < 200 && (resident = least()) < sixth * 3 / 4; ++i) ::usleep(100 * 1000);
+  EXPECT_GE(resident, sixth * 3 / 4) << "six frames of 1 MiB hinted, not all fetched: the least resident sixth of "
+                                     << sixth << " bytes";
   for (uint64_t e = 0; e < entries; ++e) {
     std::string block(layer.value()->block_size(), '\0');
     ASSERT_TRUE(layer.value()->ReadBlock(e, block.data()).ok());
