@@ -266,38 +266,29 @@ Result<GroupState> Repository::LoadGroup(const std::string& group, ManifestSourc
       r.cp = Status::Corruption(r.where + ": names checkpoint " + r.cp->group + "/" + r.cp->name);
   });
   // The checkpoints: the catalogue's that were hit, where they lie, then
-  // those read; with their stamps.
+  // those read. Their settled stamps go to the next catalogue.
+  auto settled = [&](const std::optional<ManifestStamp>& st) {
+    return st && st->ctime_ns < settled_before;
+  };
+  g.manifest_stamps.reserve(hits + reads.size());
   std::vector<Checkpoint> all = std::move(catalog.checkpoints);
-  std::vector<ManifestStamp> stamps = std::move(catalog.stamps);
-  std::vector<uint8_t> settled;
-  settled.reserve(all.size() + reads.size());
-  if (hits < all.size()) {  // drop entries whose manifest changed or went
-    size_t kept = 0;
-    for (size_t i = 0; i < all.size(); ++i)
-      if (hit[i]) {
-        if (kept != i) {
-          all[kept] = std::move(all[i]);
-          stamps[kept] = stamps[i];
-        }
-        ++kept;
-      }
-    all.resize(kept);
-    stamps.resize(kept);
+  size_t kept = 0;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (!hit[i]) continue;  // dropped: its manifest changed or went
+    if (settled(catalog.stamps[i])) g.manifest_stamps.emplace(all[i].name, catalog.stamps[i]);
+    if (kept != i) all[kept] = std::move(all[i]);
+    ++kept;
   }
-  for (const ManifestStamp& st : stamps) settled.push_back(st.ctime_ns < settled_before);
+  all.resize(kept);
   for (Read& r : reads) {
     if (r.skip) continue;
     if (!r.cp.ok()) {
       g.refused.push_back({r.name, r.where, r.cp.status().message()});
       continue;
     }
+    if (settled(r.stamp)) g.manifest_stamps.emplace(r.name, *r.stamp);
     all.push_back(std::move(r.cp).value());
-    stamps.push_back(r.stamp.value_or(ManifestStamp{}));
-    settled.push_back(r.stamp && r.stamp->ctime_ns < settled_before);
   }
-  g.manifest_stamps.reserve(all.size());
-  for (size_t i = 0; i < all.size(); ++i)
-    if (settled[i]) g.manifest_stamps.emplace(all[i].name, stamps[i]);
   // Ordered by sequence (then name: equal ones are refused, in a stable
   // order). The catalogue's are in order already; otherwise each
   // checkpoint is moved once, through a sorted index (sorting the
