@@ -119,7 +119,9 @@ void Readahead::Queue(Stream& s, uint64_t start, uint64_t stop) {
       // Runs of one layer split by a newer one may share an entry.
       const bool queued = !tasks.empty() && tasks.back().layer == layer &&
                           tasks.back().entry == entry;
-      if (options_.skip_raw && layer->RawSpan(entry, 0, layer->block_size())) continue;
+      if (options_.skip_raw &&
+          (layer->RawSpan(entry, 0, layer->block_size()) || layer->KeepsDecoded(entry)))
+        continue;
       if (!queued && !cache_->Contains(layer->id(), entry))
         tasks.push_back(Task{s.weak_from_this(), generation, layer, entry});
     }

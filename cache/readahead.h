@@ -69,7 +69,10 @@ struct ReadaheadOptions {
   size_t max_queued_blocks = 4096;
   // Blocks stored raw (Layer::RawSpan) are not loaded into the cache, only
   // asked from disk (View::WillNeed): a reader that splices them from the
-  // page cache (ReadOptions::file_pieces) would never use the copy.
+  // page cache (ReadOptions::file_pieces) would never use the copy. Nor are
+  // blocks a layer keeps decoded (Layer::KeepsDecoded): such a reader's scan
+  // takes them from there (View::ReadPieces), and View::WillNeed has the
+  // layer decode them ahead.
   bool skip_raw = false;
 };
 

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -134,6 +135,21 @@ class Layer {
     (void)offset;
     (void)n;
     return std::nullopt;
+  }
+  // Whether the layer keeps block `entry` decoded in memory of its own, so
+  // that a sequential pass may be answered from there (PinDecoded) rather
+  // than from a copy in the block cache: a virtnbdbackup lz4 frame, decoded
+  // whole into one buffer (chain/vnb). Only for a block that lies wholly in
+  // such memory. False by default.
+  virtual bool KeepsDecoded(uint64_t entry) const {
+    (void)entry;
+    return false;
+  }
+  // Block `entry`'s decoded bytes (block_size() of them) in that memory,
+  // decoding (and verifying) them first if needed, kept alive and unchanged
+  // for as long as the pointer is held. REQUIRES: KeepsDecoded(entry).
+  virtual Result<std::shared_ptr<const char>> PinDecoded(uint64_t entry) const {
+    return Status::NotSupported(location() + ": keeps no decoded block " + std::to_string(entry));
   }
   // Hints that ForEachExtent will be called soon, so that what it reads (a
   // qcow2 image's L2 tables) can be fetched from disk in the background. A

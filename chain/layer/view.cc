@@ -168,6 +168,17 @@ Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out,
             return Status::Ok();
           }
         }
+        // A scan of a block the layer keeps decoded (Layer::KeepsDecoded) is
+        // answered from there, not from a copy in the cache; with file
+        // pieces only, as the mount's readahead then leaves such blocks
+        // out of the cache (ReadaheadOptions::skip_raw).
+        if (options.file_pieces && options.scan && layers_[li].layer->KeepsDecoded(entry)) {
+          auto decoded = layers_[li].layer->PinDecoded(entry);
+          if (!decoded.ok()) return decoded.status();
+          const char* data = decoded.value().get() + in_block;
+          out->push_back(ReadPiece{data, len, std::move(decoded).value()});
+          return Status::Ok();
+        }
         auto pinned = reader_->PinBlock(*layers_[li].layer, entry, in_block, len,
                                         PieceOptions(options, last));
         if (!pinned.ok()) return pinned.status();

@@ -97,13 +97,23 @@ class RawLayer : public FakeLayer {
     return FileSpan{nullptr, entry * block_size() + offset};
   }
 };
+// A layer that keeps every block decoded in memory of its own
+// (Layer::KeepsDecoded: a virtnbdbackup lz4 frame).
+class DecodedLayer : public FakeLayer {
+ public:
+  using FakeLayer::FakeLayer;
+  bool KeepsDecoded(uint64_t) const override { return true; }
+};
 
-// With skip_raw (a mount that splices raw blocks to the reader), such
-// blocks are asked from disk but not loaded into the cache; without it they
-// are prefetched as any other.
-TEST(ReadaheadTest, RawBlocksAreOnlyAskedFromDiskWhenSpliced) {
+// With skip_raw (a mount that splices raw blocks to the reader, and answers
+// its scans of blocks a layer keeps decoded from there), such blocks are
+// asked from disk but not loaded into the cache; without it they are
+// prefetched as any other.
+template <typename L>
+void ExpectOnlyAskedFromDiskWhenSpliced(const char* kind) {
   for (bool skip : {false, true}) {
-    auto layer = std::make_shared<RawLayer>(256);
+    SCOPED_TRACE(std::string(kind) + ", skip_raw " + (skip ? "on" : "off"));
+    auto layer = std::make_shared<L>(256);
     BlockCache cache(Fixture::CacheOptions(1024));
     ReadaheadOptions o = Fixture::Small();
     o.skip_raw = skip;
@@ -117,15 +127,23 @@ TEST(ReadaheadTest, RawBlocksAreOnlyAskedFromDiskWhenSpliced) {
       ASSERT_TRUE(v.value()->Read(off, buf.size(), buf.data()).ok());
     }
     readahead.Drain();
-    EXPECT_FALSE(layer->will_need().empty()) << "skip_raw " << skip << ": no disk hint";
+    EXPECT_FALSE(layer->will_need().empty()) << "no disk hint";
     if (skip) {
-      EXPECT_EQ(readahead.Stats().queued, 0u) << "raw blocks loaded into the cache";
+      EXPECT_EQ(readahead.Stats().queued, 0u) << "blocks loaded into the cache";
       EXPECT_EQ(layer->total_reads(), 16u * 128 * kKiB / kBs) << "only what was read";
     } else {
       EXPECT_GT(readahead.Stats().queued, 0u);
       EXPECT_GT(layer->total_reads(), 16u * 128 * kKiB / kBs) << "nothing read ahead";
     }
   }
+}
+
+TEST(ReadaheadTest, RawBlocksAreOnlyAskedFromDiskWhenSpliced) {
+  ExpectOnlyAskedFromDiskWhenSpliced<RawLayer>("raw");
+}
+
+TEST(ReadaheadTest, BlocksKeptDecodedAreOnlyAskedFromDiskWhenSpliced) {
+  ExpectOnlyAskedFromDiskWhenSpliced<DecodedLayer>("kept decoded");
 }
 
 // A layer whose data covers only some blocks (entries numbered in block order).

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <boost/filesystem.hpp>
+#include <atomic>
 #include <cstring>
 #include <fstream>
 #include <set>
@@ -802,6 +803,102 @@ TEST(VnbDecodeAhead, WillNeedFetchesAnIncrementalsSmallFrames) {
   std::string out(d.image.size(), '\0');
   ASSERT_TRUE(view.value()->Read(0, out.size(), out.data()).ok());
   EXPECT_TRUE(out == d.image);
+}
+
+}  // namespace
+}  // namespace chainfs
+
+namespace chainfs {
+namespace {
+
+// Counts what a view asks of its block reader (then reads directly).
+class CountingReader : public BlockReader {
+ public:
+  Status ReadBlockRange(const Layer& layer, uint64_t entry, uint32_t offset, uint32_t n, char* out,
+                        const ReadOptions& options) override {
+    ++calls;
+    return DirectBlockReader::Get()->ReadBlockRange(layer, entry, offset, n, out, options);
+  }
+  Result<std::shared_ptr<const char>> PinBlock(const Layer& layer, uint64_t entry, uint32_t offset,
+                                               uint32_t n, const ReadOptions& options) override {
+    ++calls;
+    return DirectBlockReader::Get()->PinBlock(layer, entry, offset, n, options);
+  }
+  std::atomic<int> calls{0};
+};
+
+std::string Joined(const std::vector<ReadPiece>& pieces) {
+  std::string s;
+  for (const ReadPiece& p : pieces) s += p.data ? std::string(p.data, p.size) : std::string(p.size, '\0');
+  return s;
+}
+
+// A full stream's large lz4 frames are decoded whole into buffers of their
+// own: a scan by a reader that takes pieces (the mount's splice path) is
+// answered from them, not from copies in the block cache; other reads go
+// through the cache as before. A damaged frame is an error either way.
+TEST(VnbKeepsDecoded, AScanIsAnsweredFromTheDecodedFrameNotTheCache) {
+  TempDir tmp;
+  VnbDisk d;
+  d.Resize(8 * kMiB);
+  d.Write(0, RandomBytes(3 * kMiB, 21));
+  d.Write(5 * kMiB, RandomBytes(kMiB + 4096, 22));  // its frame ends inside a block
+  const std::string path = tmp / "vda.full.data";
+  WriteFile(path, VnbStreamBytes(d.image.size(), "virtnbdbackup.0", "", "vda", d.Take(true), true,
+                                 2 * kMiB));
+  auto open = [&]() -> std::shared_ptr<const Layer> {
+    auto f = Env::Default()->NewRandomAccessFile(path);
+    EXPECT_TRUE(f.ok());
+    auto layer = OpenVnbLayer(std::move(f).value(), NextLayerId());
+    EXPECT_TRUE(layer.ok()) << layer.status().ToString();
+    return layer.ok() ? std::move(layer).value() : nullptr;
+  };
+  auto layer = open();
+  ASSERT_NE(layer, nullptr);
+  // Frames of 2, 1 and 1 MiB + 64 KiB: entries (of 256 KiB, counted from
+  // each frame's start) 0-7, 8-11 and 12-16, the last past its frame's end.
+  uint64_t entries = 0;
+  layer->ForEachExtent([&](const LayerExtent& e) {
+    if (e.kind == LayerExtent::Kind::kData)
+      entries = std::max(entries, e.first_entry + (e.length + layer->block_size() - 1) / layer->block_size());
+  });
+  ASSERT_EQ(entries, 17u);
+  for (uint64_t e = 0; e < entries; ++e)
+    EXPECT_EQ(layer->KeepsDecoded(e), e != 16) << "entry " << e;
+  CountingReader reader;
+  auto v = View::Create({{layer, "c"}}, "t", &reader);
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  std::vector<ReadPiece> pieces;
+  ASSERT_TRUE(v.value()->ReadPieces(0, d.image.size(), &pieces, {.scan = true, .file_pieces = true}).ok());
+  EXPECT_TRUE(Joined(pieces) == d.image) << "a scan answered from the decoded frames";
+  EXPECT_EQ(reader.calls.load(), 1) << "only the block partly past its frame comes from the reader";
+  pieces.clear();
+  reader.calls = 0;
+  ASSERT_TRUE(v.value()->ReadPieces(0, d.image.size(), &pieces, {.scan = false, .file_pieces = true}).ok());
+  EXPECT_TRUE(Joined(pieces) == d.image);
+  EXPECT_GT(reader.calls.load(), 1) << "a read that is not a scan goes through the reader";
+  pieces.clear();
+
+  // Damaged inside the second frame (disk bytes [2, 3) MiB; the first
+  // frame's random 2 MiB take a little more than 2 MiB compressed, the
+  // second's about 1 MiB): an error, on both paths.
+  std::string bytes = testing::ReadFile(path);
+  const size_t at = bytes.find("data 0000000000000000");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 40 + 2 * kMiB + 100000] ^= 0x40;
+  WriteFile(path, bytes);
+  auto damaged = open();
+  ASSERT_NE(damaged, nullptr);
+  auto dv = View::Create({{damaged, "c"}}, "t", &reader);
+  ASSERT_TRUE(dv.ok());
+  for (bool scan : {true, false}) {
+    Status st = dv.value()->ReadPieces(2 * kMiB, kMiB, &pieces, {.scan = scan, .file_pieces = true});
+    EXPECT_EQ(st.code(), Status::Code::kCorruption) << "scan " << scan << ": " << st.ToString();
+    EXPECT_NE(st.message().find(path), std::string::npos) << st.message();
+    pieces.clear();
+  }
+  ASSERT_TRUE(dv.value()->ReadPieces(0, 2 * kMiB, &pieces, {.scan = true, .file_pieces = true}).ok());
+  EXPECT_TRUE(Joined(pieces) == d.image.substr(0, 2 * kMiB)) << "the first frame still reads right";
 }
 
 }  // namespace
