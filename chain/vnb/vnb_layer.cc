@@ -370,17 +370,23 @@ class VnbLayer : public Layer, public std::enable_shared_from_this<VnbLayer> {
   // them, a warm read of an lz4 view took ~40% more of the daemon's CPU).
   bool KeepsDecoded(uint64_t entry) const override {
     size_t index = 0;
-    const Piece* p = compressed_ ? PieceOf(entry, &index) : nullptr;
-    return p != nullptr && p->length > bs_ && (entry - p->first_entry + 1) * bs_ <= p->length;
+    return DecodedPiece(entry, &index) != nullptr;
   }
   Result<std::shared_ptr<const char>> PinDecoded(uint64_t entry) const override {
-    if (!KeepsDecoded(entry)) return Layer::PinDecoded(entry);
     size_t index = 0;
-    const Piece* p = PieceOf(entry, &index);
+    const Piece* p = DecodedPiece(entry, &index);
+    if (p == nullptr) return Layer::PinDecoded(entry);
     const uint64_t k = (entry - p->first_entry) * bs_;
     CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<FrameState> frame, Frame(index, *p, k + bs_));
     const char* at = frame->out.data() + k;
     return std::shared_ptr<const char>(std::move(frame), at);  // holds the frame
+  }
+
+  // The large frame that holds block `entry` whole, or null.
+  const Piece* DecodedPiece(uint64_t entry, size_t* index) const {
+    const Piece* p = compressed_ ? PieceOf(entry, index) : nullptr;
+    return p != nullptr && p->length > bs_ && (entry - p->first_entry + 1) * bs_ <= p->length ? p
+                                                                                              : nullptr;
   }
 
   std::optional<ContentHash> BlockHash(uint64_t) const override { return std::nullopt; }

@@ -648,6 +648,16 @@ TEST(VnbCatalog, CopyBackupIsOneCheckpoint) {
 namespace chainfs {
 namespace {
 
+// The number of entries a layer's data extents span (one past the last).
+uint64_t DataEntries(const Layer& layer) {
+  uint64_t entries = 0;
+  layer.ForEachExtent([&](const LayerExtent& e) {
+    if (e.kind == LayerExtent::Kind::kData)
+      entries = std::max(entries, e.first_entry + (e.length + layer.block_size() - 1) / layer.block_size());
+  });
+  return entries;
+}
+
 // Frames announced by WillNeed are decoded on threads of their own, which
 // hold their layer while they run; the repository (its file cache, through
 // which the layer reads) waits for them before it goes. Under
@@ -699,12 +709,7 @@ TEST(VnbWillNeed, AHintOverFramesThatFollowEachOtherFetchesThemAll) {
   f.value()->AdviseRandom();  // the kernel's own readahead must not bring in what the hint misses
   auto layer = OpenVnbLayer(std::move(f).value(), NextLayerId());
   ASSERT_TRUE(layer.ok()) << layer.status().ToString();
-  uint64_t entries = 0;
-  layer.value()->ForEachExtent([&](const LayerExtent& e) {
-    if (e.kind == LayerExtent::Kind::kData)
-      entries = std::max(entries, e.first_entry + (e.length + layer.value()->block_size() - 1) /
-                                                      layer.value()->block_size());
-  });
+  const uint64_t entries = DataEntries(*layer.value());
   ASSERT_GT(entries, 0u);
   ASSERT_TRUE(testing::EvictFromPageCache(path)) << "the page cache of " << path << " cannot be dropped";
   layer.value()->WillNeedRuns({{0, entries}});
@@ -857,11 +862,7 @@ TEST(VnbKeepsDecoded, AScanIsAnsweredFromTheDecodedFrameNotTheCache) {
   ASSERT_NE(layer, nullptr);
   // Frames of 2, 1 and 1 MiB + 64 KiB: entries (of 256 KiB, counted from
   // each frame's start) 0-7, 8-11 and 12-16, the last past its frame's end.
-  uint64_t entries = 0;
-  layer->ForEachExtent([&](const LayerExtent& e) {
-    if (e.kind == LayerExtent::Kind::kData)
-      entries = std::max(entries, e.first_entry + (e.length + layer->block_size() - 1) / layer->block_size());
-  });
+  const uint64_t entries = DataEntries(*layer);
   ASSERT_EQ(entries, 17u);
   for (uint64_t e = 0; e < entries; ++e)
     EXPECT_EQ(layer->KeepsDecoded(e), e != 16) << "entry " << e;
