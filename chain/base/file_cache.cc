@@ -1,6 +1,8 @@
 #include "chain/base/file_cache.h"
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -239,6 +241,28 @@ Result<uint64_t> RaiseOpenFileLimit() {
   if (::setrlimit(RLIMIT_NOFILE, &rl) != 0)
     return Status::FromErrno(errno, "raising the open-file limit to " + std::to_string(want));
   return static_cast<uint64_t>(want);
+}
+
+Result<size_t> ReserveDescriptorTable(size_t n) {
+  struct rlimit rl;
+  if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return Status::FromErrno(errno, "getrlimit NOFILE");
+  if (rl.rlim_cur != RLIM_INFINITY) n = std::min<uint64_t>(n, rl.rlim_cur);
+  if (n == 0) return size_t{0};
+  n = std::min<size_t>(n, static_cast<size_t>(INT32_MAX));
+  const int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno(errno, "opening /dev/null to grow the descriptor table");
+  // The lowest free descriptor at or above n - 1: the table grows to hold it.
+  const int high = ::fcntl(fd, F_DUPFD_CLOEXEC, static_cast<int>(n - 1));
+  const int err = errno;
+  ::close(fd);
+  if (high < 0)
+    return Status::FromErrno(err, "growing the descriptor table to " + std::to_string(n));
+  ::close(high);
+  return static_cast<size_t>(high) + 1;
+}
+
+size_t DescriptorsToReserve() {
+  return std::min(DefaultFileCacheCapacity() + kDescriptorMargin, kMaxReservedDescriptors);
 }
 
 }  // namespace chainfs

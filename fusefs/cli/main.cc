@@ -23,6 +23,11 @@ int main(int argc, char** argv) {
     spdlog::debug("open-file limit (soft RLIMIT_NOFILE): {}", limit.value());
   else
     spdlog::debug("open-file limit not raised: {}", limit.status().ToString());
+  // While this process has one thread (file_cache.h).
+  if (auto table = chainfs::ReserveDescriptorTable(chainfs::DescriptorsToReserve()); table.ok())
+    spdlog::debug("descriptor table grown to {}", table.value());
+  else
+    spdlog::debug("descriptor table not grown: {}", table.status().ToString());
 
   CLI::App app{
       "chainfs: mount VM backup chains as read-only raw disks, one per checkpoint.\n"

@@ -10,6 +10,7 @@
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "chain/base/file_cache.h"
 #include "fusefs/driver/kernel_readahead.h"
 #include "fusefs/driver/repository_fs.h"
 
@@ -124,6 +125,10 @@ int RunMount(const MountRequest& r) {
         spdlog::info("kernel readahead left at the kernel's default: {}", bdi.status().message());
       if (fuse_daemonize(foreground ? 1 : 0) == 0) {
         SetIoFlusher();  // before Start: threads inherit the flag
+        // The fork left a table sized to the descriptors open then; grown
+        // before Start's threads, as the CLI's (chain/base/file_cache.h).
+        if (auto table = ReserveDescriptorTable(DescriptorsToReserve()); !table.ok())
+          spdlog::debug("descriptor table not grown: {}", table.status().ToString());
         fs.Start();
         // libfuse ends the loop with the signal's number after SIGTERM,
         // SIGINT or SIGHUP: a requested stop, not a failure.

@@ -4,6 +4,8 @@
 # 1 MiB disk succeed, the mount reads the newest and the oldest view byte for
 # byte, and check and export work: delta files are opened through a cache of
 # at most 64 descriptors (chain/base/file_cache.h), not one per layer for life.
+# Under `ulimit -n 8192`, export and the mount daemon (once it has forked)
+# grow their descriptor table before any delta file is opened.
 set -euo pipefail
 source "${SRC:-$(dirname "$0")/../..}/tests/scenario/lib.sh"
 source "$SRC/tests/scenario/mount_lib.sh"
@@ -49,4 +51,37 @@ limited "$CHAINFS" check --deep "$R" vm1 "$NEWEST" >"$T/check.out" 2>&1 ||
   { cat "$T/check.out" >&2; fail "check --deep of $NEWEST failed"; }
 ok limited "$CHAINFS" export "$R" vm1 "$NEWEST" vda "$T/out.raw"
 cmp "$T/out.raw" "$A" || fail "export of $NEWEST differs from the disk"
+
+step "under ulimit -n 8192: the descriptor table is grown before any delta file opens"
+# A process of several threads that grows its table as files open waits for
+# an RCU grace period at each doubling (chain/base/file_cache.h,
+# ReserveDescriptorTable); chainfs grows it while it has one thread. A
+# process started from bash has 256 slots (bash holds descriptor 255).
+WANT=$((8192 / 2 + 256))  # the file cache's capacity plus the margin
+fdsize() { awk '/^FDSize/ {print $2}' "/proc/$1/status" 2>/dev/null; }
+# table_at_least PID: PID's table has at least $WANT slots.
+table_at_least() { [ "$(fdsize "$1")" -ge "$WANT" ]; }
+mkfifo "$T/out.fifo"
+# export opens the FIFO and waits there for a reader, its view not read yet.
+(ulimit -n 8192 && exec "$CHAINFS" export "$R" vm1 "$NEWEST" vda "$T/out.fifo") &
+EXPORT_PID=$!
+if ! eventually table_at_least "$EXPORT_PID"; then
+  got=$(fdsize "$EXPORT_PID")
+  cat "$T/out.fifo" >/dev/null
+  fail "chainfs export's descriptor table has $got slots before reading, not $WANT"
+fi
+cmp "$T/out.fifo" "$A" || fail "export of $NEWEST to a FIFO differs from the disk"
+wait "$EXPORT_PID" || fail "export of $NEWEST to a FIFO failed"
+M2=$T/mnt2
+mkdir -p "$M2"
+(ulimit -n 8192 && exec "$CHAINFS" mount "$R" "$M2") 2>>"$T/mount.log" ||
+  fail "mount (daemonized) failed: $(tail -3 "$T/mount.log")"
+on_exit "fusermount3 -u '$M2'"
+wait_mounted "$M2" || fail "the daemonized mount did not appear"
+DAEMON=$(pgrep -n -f -- "mount $R $M2") || fail "no daemon process found for $M2"
+eventually table_at_least "$DAEMON" ||
+  fail "the daemon's descriptor table has $(fdsize "$DAEMON") slots after its fork, not $WANT"
+cmp "$M2/vm1/$NEWEST/vda.raw" "$A" || fail "the newest view (daemonized mount) differs from the disk"
+fusermount3 -u "$M2" || fail "fusermount3 -u $M2 failed"
+eventually sh -c "! kill -0 $DAEMON" || fail "daemon $DAEMON still running after unmounting"
 echo "PASS"

@@ -3,8 +3,10 @@
 
 #include <dirent.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdio>
@@ -303,6 +305,59 @@ TEST(FileCache, CapacityFromTheSoftLimit) {
   EXPECT_EQ(FileCacheCapacityFor(20), 16u);
   EXPECT_EQ(FileCacheCapacityFor(1u << 20), 65536u);
   EXPECT_GE(DefaultFileCacheCapacity(), 16u);
+  EXPECT_EQ(DescriptorsToReserve(),
+            std::min(DefaultFileCacheCapacity() + kDescriptorMargin, kMaxReservedDescriptors));
+}
+
+// FDSize of /proc/self/status: the slots of this process's descriptor table.
+size_t DescriptorTableSize() {
+  std::FILE* f = std::fopen("/proc/self/status", "re");
+  if (f == nullptr) return 0;
+  char line[256];
+  size_t size = 0;
+  while (std::fgets(line, sizeof line, f) != nullptr)
+    if (std::sscanf(line, "FDSize: %zu", &size) == 1) break;
+  std::fclose(f);
+  return size;
+}
+
+// Sets the soft RLIMIT_NOFILE for its lifetime.
+class SoftLimit {
+ public:
+  explicit SoftLimit(rlim_t soft) {
+    EXPECT_EQ(::getrlimit(RLIMIT_NOFILE, &old_), 0);
+    struct rlimit rl = old_;
+    rl.rlim_cur = std::min(soft, old_.rlim_max);
+    EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
+  ~SoftLimit() { ::setrlimit(RLIMIT_NOFILE, &old_); }
+  SoftLimit(const SoftLimit&) = delete;
+  SoftLimit& operator=(const SoftLimit&) = delete;
+
+ private:
+  struct rlimit old_ {};
+};
+
+TEST(FileCache, ReserveDescriptorTableGrowsTheTableAndLeavesNothingOpen) {
+  const size_t before = DescriptorTableSize();
+  ASSERT_GT(before, 0u) << "no FDSize in /proc/self/status";
+  const size_t want = before * 4 + 1000;  // beyond what the process has grown to
+  SoftLimit limit(want + 64);
+  const int open_before = OpenDescriptors();
+  auto got = ReserveDescriptorTable(want);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_GE(got.value(), want);
+  EXPECT_GE(DescriptorTableSize(), want) << "the table did not grow (it held " << before << ")";
+  EXPECT_EQ(OpenDescriptors(), open_before) << "a descriptor was left open";
+}
+
+TEST(FileCache, ReserveDescriptorTableStopsAtTheSoftLimit) {
+  const size_t cap = DescriptorTableSize() * 2 + 128;
+  SoftLimit limit(cap);
+  auto got = ReserveDescriptorTable(size_t{1} << 20);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_LE(got.value(), cap);
+  EXPECT_GE(DescriptorTableSize(), got.value());
 }
 
 }  // namespace
