@@ -6,8 +6,10 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <boost/filesystem.hpp>
 #include <fstream>
 #include <map>
@@ -407,5 +409,22 @@ inline bool EvictFromPageCache(const std::string& path) {
   ::close(fd);
   return ResidentBytes(path) == 0;
 }
+
+// Sets the soft RLIMIT_NOFILE for its lifetime (at most the hard limit).
+class SoftFileLimit {
+ public:
+  explicit SoftFileLimit(rlim_t soft) {
+    EXPECT_EQ(::getrlimit(RLIMIT_NOFILE, &old_), 0);
+    struct rlimit rl = old_;
+    rl.rlim_cur = std::min(soft, old_.rlim_max);
+    EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &rl), 0);
+  }
+  ~SoftFileLimit() { ::setrlimit(RLIMIT_NOFILE, &old_); }
+  SoftFileLimit(const SoftFileLimit&) = delete;
+  SoftFileLimit& operator=(const SoftFileLimit&) = delete;
+
+ private:
+  struct rlimit old_ {};
+};
 
 }  // namespace chainfs::testing

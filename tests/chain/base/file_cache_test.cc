@@ -3,7 +3,6 @@
 
 #include <dirent.h>
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +23,7 @@ using testing::RandomBytes;
 using testing::TempDir;
 using testing::WriteFile;
 using testing::DrainPipe;
+using testing::SoftFileLimit;
 
 // Entries of /proc/self/fd: the descriptors this process has open.
 int OpenDescriptors() {
@@ -305,8 +305,18 @@ TEST(FileCache, CapacityFromTheSoftLimit) {
   EXPECT_EQ(FileCacheCapacityFor(20), 16u);
   EXPECT_EQ(FileCacheCapacityFor(1u << 20), 65536u);
   EXPECT_GE(DefaultFileCacheCapacity(), 16u);
-  EXPECT_EQ(DescriptorsToReserve(),
-            std::min(DefaultFileCacheCapacity() + kDescriptorMargin, kMaxReservedDescriptors));
+}
+
+TEST(FileCache, DescriptorsToReserveAreTheCachePlusAMarginAtMost16384) {
+  {
+    SoftFileLimit limit(1024);  // a cache of 512
+    EXPECT_EQ(DescriptorsToReserve(), 512u + 256u);
+  }
+  {
+    SoftFileLimit limit(1u << 20);  // the hard limit, if lower
+    EXPECT_GT(DescriptorsToReserve(), std::min<size_t>(DefaultFileCacheCapacity(), 16384 - 256));
+    EXPECT_LE(DescriptorsToReserve(), 16384u);
+  }
 }
 
 // FDSize of /proc/self/status: the slots of this process's descriptor table.
@@ -321,28 +331,11 @@ size_t DescriptorTableSize() {
   return size;
 }
 
-// Sets the soft RLIMIT_NOFILE for its lifetime.
-class SoftLimit {
- public:
-  explicit SoftLimit(rlim_t soft) {
-    EXPECT_EQ(::getrlimit(RLIMIT_NOFILE, &old_), 0);
-    struct rlimit rl = old_;
-    rl.rlim_cur = std::min(soft, old_.rlim_max);
-    EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &rl), 0);
-  }
-  ~SoftLimit() { ::setrlimit(RLIMIT_NOFILE, &old_); }
-  SoftLimit(const SoftLimit&) = delete;
-  SoftLimit& operator=(const SoftLimit&) = delete;
-
- private:
-  struct rlimit old_ {};
-};
-
 TEST(FileCache, ReserveDescriptorTableGrowsTheTableAndLeavesNothingOpen) {
   const size_t before = DescriptorTableSize();
   ASSERT_GT(before, 0u) << "no FDSize in /proc/self/status";
   const size_t want = before * 4 + 1000;  // beyond what the process has grown to
-  SoftLimit limit(want + 64);
+  SoftFileLimit limit(want + 64);
   const int open_before = OpenDescriptors();
   auto got = ReserveDescriptorTable(want);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
@@ -353,7 +346,7 @@ TEST(FileCache, ReserveDescriptorTableGrowsTheTableAndLeavesNothingOpen) {
 
 TEST(FileCache, ReserveDescriptorTableStopsAtTheSoftLimit) {
   const size_t cap = DescriptorTableSize() * 2 + 128;
-  SoftLimit limit(cap);
+  SoftFileLimit limit(cap);
   auto got = ReserveDescriptorTable(size_t{1} << 20);
   ASSERT_TRUE(got.ok()) << got.status().ToString();
   EXPECT_LE(got.value(), cap);

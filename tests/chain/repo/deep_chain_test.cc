@@ -2,7 +2,6 @@
 // through the Repository's FileCache, so backup, views, check and export work
 // at any depth under a small RLIMIT_NOFILE.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 
 #include <string>
 
@@ -14,23 +13,9 @@ namespace chainfs {
 namespace {
 
 using testing::RandomBytes;
+using testing::SoftFileLimit;
 using testing::TempDir;
 using testing::WriteFile;
-
-// Lowers the soft RLIMIT_NOFILE for its lifetime.
-class SoftFileLimit {
- public:
-  explicit SoftFileLimit(rlim_t soft) {
-    EXPECT_EQ(::getrlimit(RLIMIT_NOFILE, &old_), 0);
-    struct rlimit rl = old_;
-    rl.rlim_cur = soft;
-    EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &rl), 0);
-  }
-  ~SoftFileLimit() { ::setrlimit(RLIMIT_NOFILE, &old_); }
-
- private:
-  struct rlimit old_;
-};
 
 std::string Name(int i) {
   char b[16];
