@@ -65,6 +65,11 @@ struct LayerFormat {
   Result<StoredBlock> (*read_located_stored)(const RandomAccessFile& file,
                                              const StoredLocation& loc,
                                              std::string* buf) = nullptr;
+  // Opens one part of file as a layer, named by part (a DiskEntry's part: a
+  // qcow2 image's internal snapshot, by id); null for a format whose files
+  // are one layer each.
+  Result<std::shared_ptr<const Layer>> (*open_part)(std::unique_ptr<RandomAccessFile> file,
+                                                    const std::string& part) = nullptr;
 };
 
 }  // namespace chainfs

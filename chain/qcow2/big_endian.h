@@ -6,6 +6,12 @@
 
 namespace chainfs {
 
+inline uint16_t LoadBe16(const char* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return __builtin_bswap16(v);
+}
+
 inline uint32_t LoadBe32(const char* p) {
   uint32_t v;
   std::memcpy(&v, p, 4);

@@ -25,12 +25,9 @@ std::string Dirname(const std::string& p) {
   if (slash == std::string::npos) return ".";
   return slash == 0 ? "/" : p.substr(0, slash);
 }
-// The file name without its last extension, made a valid chainfs name
-// (characters outside A-Z a-z 0-9 . _ - become '_').
-std::string ShownName(const std::string& path) {
-  std::string s = Basename(path);
-  const size_t dot = s.rfind('.');
-  if (dot != std::string::npos && dot > 0) s.resize(dot);
+// s made a valid chainfs name (characters outside A-Z a-z 0-9 . _ - become
+// '_').
+std::string ValidName(std::string s) {
   for (char& c : s)
     if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' ||
           c == '_' || c == '-'))
@@ -38,6 +35,24 @@ std::string ShownName(const std::string& path) {
   if (s.empty() || s[0] == '.') s = "_" + s;
   if (s.size() > 120) s.resize(120);
   return s;
+}
+// The file name without its last extension, as a valid name.
+std::string ShownName(const std::string& path) {
+  std::string s = Basename(path);
+  const size_t dot = s.rfind('.');
+  if (dot != std::string::npos && dot > 0) s.resize(dot);
+  return ValidName(s);
+}
+
+// What qemu-img info --output=json tells of a snapshot.
+nlohmann::json SnapshotJson(const Qcow2Snapshot& s) {
+  return {{"id", s.id},
+          {"name", s.name},
+          {"date-sec", s.date_sec},
+          {"date-nsec", s.date_nsec},
+          {"vm-clock-sec", s.vm_clock_nsec / 1000000000},
+          {"vm-clock-nsec", s.vm_clock_nsec % 1000000000},
+          {"vm-state-size", s.vm_state_size}};
 }
 
 // One image as inspected: what it is, and its header.
@@ -48,6 +63,8 @@ struct Image {
   uint64_t size = 0;
   int64_t mtime_ns = 0;
   Result<Qcow2Header> header = Status::NotFound("");
+  // Its internal snapshots (qcow2, header read).
+  Result<std::vector<Qcow2Snapshot>> snapshots = std::vector<Qcow2Snapshot>{};
 };
 
 // One link of a chain, base first once built.
@@ -113,26 +130,56 @@ class Qcow2Catalog : public ForeignCatalog {
         prev = name;
         continue;
       }
-      Checkpoint cp;
-      cp.group = group;
-      cp.name = name;
-      cp.parent = prev;
-      cp.sequence = g.checkpoints.size() + 1;
-      cp.created_unix_ns = l.image.mtime_ns;
-      DiskEntry e;
-      e.name = "disk";
-      // A file of the directory by its name, any other by its absolute path.
-      e.delta_file = Dirname(l.image.path) == dir_
-                         ? Basename(l.image.path)
-                         : std::filesystem::absolute(l.image.path).lexically_normal().string();
-      e.kind = prev.empty() ? DeltaKind::kFull : DeltaKind::kIncremental;
-      e.base = prev;
-      e.virtual_size = l.image.format == "raw" ? l.image.size : l.image.header->virtual_size;
-      e.stored_bytes = l.image.size;
-      e.format = l.image.format;
-      cp.disks.push_back(std::move(e));
-      cp.configs.push_back({"image.json", InfoJson(l, chain).dump(2) + "\n"});
-      g.checkpoints.push_back(std::move(cp));
+      // A checkpoint of the image as of when (its active state, or one of
+      // its internal snapshots), on top of its backing image's.
+      auto add = [&](const std::string& cp_name, const Qcow2Snapshot* snap) {
+        Checkpoint cp;
+        cp.group = group;
+        cp.name = cp_name;
+        cp.parent = prev;
+        cp.sequence = g.checkpoints.size() + 1;
+        cp.created_unix_ns =
+            snap ? int64_t{snap->date_sec} * 1000000000 + snap->date_nsec : l.image.mtime_ns;
+        DiskEntry e;
+        e.name = "disk";
+        // A file of the directory by its name, any other by its absolute path.
+        e.delta_file = Dirname(l.image.path) == dir_
+                           ? Basename(l.image.path)
+                           : std::filesystem::absolute(l.image.path).lexically_normal().string();
+        e.kind = prev.empty() ? DeltaKind::kFull : DeltaKind::kIncremental;
+        e.base = prev;
+        e.virtual_size = snap                        ? snap->disk_size
+                         : l.image.format == "raw" ? l.image.size
+                                                   : l.image.header->virtual_size;
+        e.stored_bytes = l.image.size;
+        e.format = l.image.format;
+        if (snap) e.part = snap->id;
+        cp.disks.push_back(std::move(e));
+        cp.configs.push_back({"image.json", InfoJson(l, chain, snap).dump(2) + "\n"});
+        g.checkpoints.push_back(std::move(cp));
+      };
+      // Its internal snapshots first, oldest first (the table's order), each
+      // named IMAGE.TAG (IMAGE.ID without a tag); they branch off the
+      // backing image's checkpoint as the image itself does: a snapshot
+      // reads through the same backing file, and the active image is not
+      // composed over its snapshots (a cluster discarded since a snapshot
+      // reads from the backing file again).
+      if (!l.image.snapshots.ok()) {
+        std::string sname = name + ".snapshots";
+        for (int k = 2; names.count(sname); ++k) sname = name + ".snapshots-" + std::to_string(k);
+        names.insert(sname);
+        g.refused.push_back({sname, l.image.path, l.image.snapshots.status().message()});
+      } else {
+        for (const Qcow2Snapshot& snap : l.image.snapshots.value()) {
+          const std::string base_name =
+              ValidName(ShownName(l.image.path) + "." + (snap.name.empty() ? snap.id : snap.name));
+          std::string sname = base_name;
+          for (int k = 2; names.count(sname); ++k) sname = base_name + "-" + std::to_string(k);
+          names.insert(sname);
+          add(sname, &snap);
+        }
+      }
+      add(name, nullptr);
       prev = name;
     }
     std::sort(g.refused.begin(), g.refused.end(),
@@ -144,7 +191,9 @@ class Qcow2Catalog : public ForeignCatalog {
  private:
   // What qemu-img info --output=json says of the image (the fields that
   // matter to a reader).
-  static json InfoJson(const Link& l, const std::vector<Link>& chain) {
+  // For a snapshot's checkpoint (snap), the snapshot's size and, as
+  // "snapshot", what QEMU lists of it.
+  static json InfoJson(const Link& l, const std::vector<Link>& chain, const Qcow2Snapshot* snap) {
     json j;
     j["filename"] = l.image.path;
     j["format"] = l.image.format;
@@ -172,7 +221,15 @@ class Qcow2Catalog : public ForeignCatalog {
       data["corrupt"] = false;
     }
     j["format-specific"] = {{"type", "qcow2"}, {"data", data}};
-    if (h.nb_snapshots > 0) j["snapshot-count"] = h.nb_snapshots;
+    if (l.image.snapshots.ok() && !l.image.snapshots->empty()) {
+      json list = json::array();
+      for (const Qcow2Snapshot& s : l.image.snapshots.value()) list.push_back(SnapshotJson(s));
+      j["snapshots"] = list;
+    }
+    if (snap != nullptr) {
+      j["virtual-size"] = snap->disk_size;
+      j["snapshot"] = SnapshotJson(*snap);
+    }
     return j;
   }
 
@@ -212,6 +269,7 @@ class Qcow2Catalog : public ForeignCatalog {
         return it->second;
     }
     im.header = ReadQcow2Header(*f);
+    if (im.header.ok()) im.snapshots = ReadQcow2Snapshots(*f, im.header.value());
     std::lock_guard<std::mutex> l(mu_);
     cache_.insert_or_assign(path, im);
     return im;

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 #include <vector>
 
 #include "chain/qcow2/big_endian.h"
@@ -58,6 +59,7 @@ Result<Qcow2Header> ReadQcow2Header(const RandomAccessFile& file) {
   q.l1_size = LoadBe32(&h[36]);
   q.l1_offset = LoadBe64(&h[40]);
   q.nb_snapshots = LoadBe32(&h[60]);
+  q.snapshots_offset = LoadBe64(&h[64]);
   if (q.cluster_bits < 9 || q.cluster_bits > 21)
     return bad("cluster_bits " + std::to_string(q.cluster_bits) + " (qcow2 allows 9..21: 512 B to 2 MiB)");
   if (crypt != 0)
@@ -128,24 +130,97 @@ Result<Qcow2Header> ReadQcow2Header(const RandomAccessFile& file) {
     if (q.backing_file.find('\0') != std::string::npos) return bad("backing file name holds a NUL byte");
   }
 
-  // The L1 table: inside the file, cluster-aligned, covering the disk.
-  const uint64_t per_l1 = q.cluster_size() * q.l2_entries();  // bytes one L1 entry maps
-  const uint64_t need = (q.virtual_size + per_l1 - 1) / per_l1;
   if (q.virtual_size > (uint64_t{1} << 56)) return bad("virtual size " + std::to_string(q.virtual_size) + " is absurd");
-  if (uint64_t{q.l1_size} * 8 > kQcow2MaxL1Bytes)
-    return bad("L1 table of " + std::to_string(q.l1_size) + " entries (QEMU's limit is 32 MiB)");
-  if (q.l1_size < need)
-    return bad("L1 table of " + std::to_string(q.l1_size) + " entries, the virtual size needs " +
-               std::to_string(need));
-  if (q.l1_size > 0) {
-    if (q.l1_offset % q.cluster_size() != 0)
-      return bad("L1 table offset " + std::to_string(q.l1_offset) + " is not cluster-aligned");
-    if (q.l1_offset + uint64_t{q.l1_size} * 8 > file.Size())
-      return bad("L1 table at offset " + std::to_string(q.l1_offset) + " (" + std::to_string(q.l1_size) +
+  CHAINFS_RETURN_IF_ERROR(ValidateQcow2L1(file, q, q.l1_offset, q.l1_size, q.virtual_size, "L1 table"));
+  return q;
+}
+
+Status ValidateQcow2L1(const RandomAccessFile& file, const Qcow2Header& q, uint64_t l1_offset,
+                       uint32_t l1_size, uint64_t virtual_size, const std::string& what) {
+  auto bad = [&](const std::string& m) { return Status::Corruption(file.Path() + ": " + what + " " + m); };
+  // Inside the file, cluster-aligned, covering the disk.
+  const uint64_t per_l1 = q.cluster_size() * q.l2_entries();  // bytes one L1 entry maps
+  const uint64_t need = (virtual_size + per_l1 - 1) / per_l1;
+  if (uint64_t{l1_size} * 8 > kQcow2MaxL1Bytes)
+    return bad("of " + std::to_string(l1_size) + " entries (QEMU's limit is 32 MiB)");
+  if (l1_size < need)
+    return bad("of " + std::to_string(l1_size) + " entries, the virtual size needs " + std::to_string(need));
+  if (l1_size > 0) {
+    if (l1_offset % q.cluster_size() != 0)
+      return bad("offset " + std::to_string(l1_offset) + " is not cluster-aligned");
+    if (l1_offset + uint64_t{l1_size} * 8 > file.Size())
+      return bad("at offset " + std::to_string(l1_offset) + " (" + std::to_string(l1_size) +
                  " entries) runs past the end of the file (" + std::to_string(file.Size()) +
                  " bytes): truncated image");
   }
-  return q;
+  return Status::Ok();
+}
+
+Result<std::vector<Qcow2Snapshot>> ReadQcow2Snapshots(const RandomAccessFile& file, const Qcow2Header& h) {
+  std::vector<Qcow2Snapshot> out;
+  if (h.nb_snapshots == 0) return out;
+  auto bad = [&](const std::string& what) {
+    return Status::Corruption(file.Path() + ": snapshot table: " + what);
+  };
+  if (h.nb_snapshots > kQcow2MaxSnapshots)
+    return bad(std::to_string(h.nb_snapshots) + " snapshots (QEMU's limit is 65536)");
+  if (h.snapshots_offset % h.cluster_size() != 0)
+    return bad("offset " + std::to_string(h.snapshots_offset) + " is not cluster-aligned");
+  if (h.snapshots_offset >= file.Size())
+    return bad("offset " + std::to_string(h.snapshots_offset) + " lies past the end of the file (" +
+               std::to_string(file.Size()) + " bytes): truncated image");
+  // Entries are at least 40 bytes and at most 40 + 1 GiB-ish by their
+  // fields; the whole table is at most QEMU's 64 MiB: read what the file
+  // holds of that at once, then walk it.
+  const uint64_t avail = std::min<uint64_t>(file.Size() - h.snapshots_offset, kQcow2MaxSnapshotTableBytes);
+  std::vector<char> t(avail);
+  CHAINFS_RETURN_IF_ERROR(file.ReadAt(h.snapshots_offset, t.size(), t.data()));
+  std::set<std::string> ids;
+  uint64_t at = 0, l1_bytes = 0;
+  for (uint32_t i = 0; i < h.nb_snapshots; ++i) {
+    const std::string which = "entry " + std::to_string(i + 1) + " of " + std::to_string(h.nb_snapshots);
+    auto past = [&] {
+      return bad(which + " runs past " +
+                 (avail == kQcow2MaxSnapshotTableBytes ? std::string("64 MiB (QEMU's limit)")
+                                                       : "the end of the file (" + std::to_string(file.Size()) +
+                                                             " bytes): truncated image"));
+    };
+    if (at + 40 > t.size()) return past();
+    const char* e = &t[at];
+    Qcow2Snapshot s;
+    s.l1_offset = LoadBe64(e);
+    s.l1_size = LoadBe32(e + 8);
+    const uint16_t id_size = LoadBe16(e + 12);
+    const uint16_t name_size = LoadBe16(e + 14);
+    s.date_sec = LoadBe32(e + 16);
+    s.date_nsec = LoadBe32(e + 20);
+    s.vm_clock_nsec = LoadBe64(e + 24);
+    s.vm_state_size = LoadBe32(e + 32);
+    const uint32_t extra = LoadBe32(e + 36);
+    const uint64_t len = 40 + uint64_t{extra} + id_size + name_size;
+    if (at + len > t.size()) return past();
+    s.disk_size = h.virtual_size;  // v2 images without extra data: the size did not change
+    if (extra >= 8) s.vm_state_size = LoadBe64(e + 40);
+    if (extra >= 16) s.disk_size = LoadBe64(e + 48);
+    s.id.assign(e + 40 + extra, id_size);
+    s.name.assign(e + 40 + extra + id_size, name_size);
+    const std::string named = which + " (id '" + s.id + "', name '" + s.name + "')";
+    if (s.id.empty() || s.id.find('\0') != std::string::npos || !ids.insert(s.id).second)
+      return bad(named + ": its id is empty, holds a NUL byte or is another snapshot's");
+    if (s.disk_size > (uint64_t{1} << 56)) return bad(named + ": disk size " + std::to_string(s.disk_size) + " is absurd");
+    CHAINFS_RETURN_IF_ERROR(
+        ValidateQcow2L1(file, h, s.l1_offset, s.l1_size, s.disk_size, "snapshot '" + s.name + "' (id " + s.id + "): L1 table"));
+    // Every snapshot has an L1 table of its own: together they fit in the
+    // file (else tables are shared, which QEMU never writes, and checking
+    // each would read the same bytes over and over).
+    l1_bytes += uint64_t{s.l1_size} * 8;
+    if (l1_bytes > file.Size())
+      return bad(named + ": the snapshots' L1 tables add up to more than the file's " +
+                 std::to_string(file.Size()) + " bytes (tables shared between snapshots)");
+    out.push_back(std::move(s));
+    at += (len + 7) & ~uint64_t{7};
+  }
+  return out;
 }
 
 }  // namespace chainfs

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "chain/base/file.h"
 #include "chain/base/status.h"
@@ -45,6 +46,7 @@ struct Qcow2Header {
   Qcow2Compression compression = Qcow2Compression::kZlib;
   uint32_t refcount_order = 4;
   uint32_t nb_snapshots = 0;
+  uint64_t snapshots_offset = 0;
   std::string backing_file;    // as recorded (relative to the image, or absolute); "" none
   std::string backing_format;  // from the header extension; "" if not recorded
   // Why the image cannot be read (encryption, the corrupt bit, an unknown
@@ -58,6 +60,37 @@ struct Qcow2Header {
   uint64_t l2_entries() const { return cluster_size() / (extended_l2 ? 16 : 8); }
   bool dirty() const { return (incompatible & 1) != 0; }
 };
+
+// One internal snapshot (`qemu-img snapshot -c`), from the snapshot table:
+// a frozen L1 table of the same image, sharing its clusters, read through
+// the same backing file.
+struct Qcow2Snapshot {
+  std::string id;    // the unique id string QEMU gave ("1", "2", ...)
+  std::string name;  // the tag given by the user
+  uint64_t l1_offset = 0;
+  uint32_t l1_size = 0;       // entries
+  uint64_t disk_size = 0;     // the virtual size when taken (extra data; else the image's)
+  uint32_t date_sec = 0, date_nsec = 0;
+  uint64_t vm_clock_nsec = 0;
+  uint64_t vm_state_size = 0;  // bytes of saved VM state (not shown)
+};
+
+// QEMU's limits (QCOW_MAX_SNAPSHOTS, QCOW_MAX_SNAPSHOTS_SIZE).
+inline constexpr uint32_t kQcow2MaxSnapshots = 65536;
+inline constexpr uint64_t kQcow2MaxSnapshotTableBytes = 64ull << 20;
+
+// The snapshot table of an image whose header is h (empty if it has none).
+// A table outside the file, an entry running past it, a snapshot L1 table
+// outside the file, not aligned, too large, or not covering its disk size,
+// snapshot L1 tables adding up to more than the file, or two snapshots
+// with one id: kCorruption naming the file (and the snapshot).
+Result<std::vector<Qcow2Snapshot>> ReadQcow2Snapshots(const RandomAccessFile& file, const Qcow2Header& h);
+
+// The same checks of an L1 table as the header's: aligned, inside the file,
+// at most kQcow2MaxL1Bytes, covering virtual_size. what: "L1 table" or
+// "snapshot 'x': L1 table", for the message.
+Status ValidateQcow2L1(const RandomAccessFile& file, const Qcow2Header& h, uint64_t l1_offset,
+                       uint32_t l1_size, uint64_t virtual_size, const std::string& what);
 
 // True if head (n bytes, the file's first) starts with the qcow2 magic.
 bool LooksLikeQcow2(const char* head, size_t n);

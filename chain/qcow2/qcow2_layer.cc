@@ -85,8 +85,12 @@ enum class Unit : uint8_t { kNone, kData, kZero };
 
 class Qcow2Layer : public Layer {
  public:
-  Qcow2Layer(std::unique_ptr<RandomAccessFile> file, const Qcow2Header& h, std::vector<uint64_t> l1)
-      : id_(NextLayerId()), file_(std::move(file)), h_(h), l1_(std::move(l1)),
+  // h: the image's header, or for an internal snapshot a copy with the
+  // snapshot's L1 table and disk size; where: the file's path, or the path
+  // and the snapshot (messages, location()).
+  Qcow2Layer(std::unique_ptr<RandomAccessFile> file, const Qcow2Header& h, std::vector<uint64_t> l1,
+             std::string where)
+      : id_(NextLayerId()), file_(std::move(file)), where_(std::move(where)), h_(h), l1_(std::move(l1)),
         cs_(h.cluster_size()), bs_(static_cast<uint32_t>(h.extended_l2 ? cs_ / kSubclusters : cs_)),
         width_(h.extended_l2 ? 2 : 1), l2e_(h.l2_entries()),
         csize_shift_(62 - (h.cluster_bits - 8)) {
@@ -107,7 +111,7 @@ class Qcow2Layer : public Layer {
   uint64_t id() const override { return id_; }
   uint32_t block_size() const override { return bs_; }
   uint64_t virtual_size() const override { return h_.virtual_size; }
-  const std::string& location() const override { return file_->Path(); }
+  const std::string& location() const override { return where_; }
   std::optional<ContentHash> BlockHash(uint64_t) const override { return std::nullopt; }
 
   // The host offset of L1 entry i's L2 table: 0 if unallocated; an error if
@@ -116,13 +120,13 @@ class Qcow2Layer : public Layer {
     const uint64_t off = l1_[i] & kOffsetMask;
     if (off == 0) return uint64_t{0};
     if (auto it = shared_.find(i); it != shared_.end())
-      return Status::Corruption(file_->Path() + ": the L2 table at host offset " + std::to_string(off) +
+      return Status::Corruption(where_ + ": the L2 table at host offset " + std::to_string(off) +
                                 " belongs to L1 entries " + std::to_string(std::min(i, it->second)) + " and " +
                                 std::to_string(std::max(i, it->second)) + " (guest offsets " +
                                 std::to_string(i * l2e_ * cs_) + " and " +
                                 std::to_string(it->second * l2e_ * cs_) + "): damaged image");
     if (off % cs_ != 0 || off + cs_ > file_->Size())
-      return Status::Corruption(file_->Path() + ": L1 entry " + std::to_string(i) + " (guest offset " +
+      return Status::Corruption(where_ + ": L1 entry " + std::to_string(i) + " (guest offset " +
                                 std::to_string(i * l2e_ * cs_) + ") points to an L2 table at host offset " +
                                 std::to_string(off) + (off % cs_ != 0 ? ", not cluster-aligned"
                                                                       : ", past the end of the file (" +
@@ -225,7 +229,7 @@ class Qcow2Layer : public Layer {
   }
 
   std::string Where(uint64_t guest) const {
-    return file_->Path() + " at guest offset " + std::to_string(guest);
+    return where_ + " at guest offset " + std::to_string(guest);
   }
 
   // Decodes compressed cluster entry e into out (cs_ bytes).
@@ -435,7 +439,7 @@ class Qcow2Layer : public Layer {
     std::sort(used.begin(), used.end(), [](const Range& a, const Range& b) { return a.start < b.start; });
     for (size_t k = 1; k < used.size(); ++k)
       if (used[k].start < used[k - 1].end)
-        problem(file_->Path() + ": host bytes at offset " + std::to_string(used[k].start) + " are used twice: by " +
+        problem(where_ + ": host bytes at offset " + std::to_string(used[k].start) + " are used twice: by " +
                 name(used[k - 1]) + " and by " + name(used[k]));
     return problems;
   }
@@ -443,6 +447,7 @@ class Qcow2Layer : public Layer {
  private:
   const uint64_t id_;
   const std::unique_ptr<RandomAccessFile> file_;
+  const std::string where_;
   const Qcow2Header h_;
   const std::vector<uint64_t> l1_;
   const uint64_t cs_;
@@ -453,16 +458,30 @@ class Qcow2Layer : public Layer {
   std::unordered_map<uint64_t, uint64_t> shared_;  // L1 index -> another sharing its table
 };
 
-Result<std::unique_ptr<Qcow2Layer>> OpenImage(std::unique_ptr<RandomAccessFile> file) {
+// The image's active L1 table, or with snapshot_id non-empty that internal
+// snapshot's (by its id string).
+Result<std::unique_ptr<Qcow2Layer>> OpenImage(std::unique_ptr<RandomAccessFile> file,
+                                              const std::string& snapshot_id = "") {
   CHAINFS_ASSIGN_OR_RETURN(Qcow2Header h, ReadQcow2Header(*file));
   CHAINFS_RETURN_IF_ERROR(h.refused);
+  std::string where = file->Path();
+  if (!snapshot_id.empty()) {
+    CHAINFS_ASSIGN_OR_RETURN(std::vector<Qcow2Snapshot> snaps, ReadQcow2Snapshots(*file, h));
+    auto it = std::find_if(snaps.begin(), snaps.end(), [&](const Qcow2Snapshot& s) { return s.id == snapshot_id; });
+    if (it == snaps.end())
+      return Status::NotFound(where + ": no internal snapshot with id '" + snapshot_id + "' (any more)");
+    h.l1_offset = it->l1_offset;
+    h.l1_size = it->l1_size;
+    h.virtual_size = it->disk_size;
+    where += " (internal snapshot '" + it->name + "', id " + it->id + ")";
+  }
   std::vector<uint64_t> l1(h.l1_size);
   if (h.l1_size > 0) {
     std::vector<char> raw(uint64_t{h.l1_size} * 8);
     CHAINFS_RETURN_IF_ERROR(file->ReadAt(h.l1_offset, raw.size(), raw.data()));
     for (size_t i = 0; i < l1.size(); ++i) l1[i] = LoadBe64(&raw[i * 8]);
   }
-  return std::make_unique<Qcow2Layer>(std::move(file), h, std::move(l1));
+  return std::make_unique<Qcow2Layer>(std::move(file), h, std::move(l1), std::move(where));
 }
 
 class RawLayer : public Layer {
@@ -505,6 +524,10 @@ bool ProbeRaw(const char*, size_t) { return false; }  // raw is named, never pro
 Result<std::shared_ptr<const Layer>> OpenQcow2(std::unique_ptr<RandomAccessFile> file, const LayerIdFn&) {
   return OpenQcow2Layer(std::move(file));
 }
+Result<std::shared_ptr<const Layer>> OpenQcow2Part(std::unique_ptr<RandomAccessFile> file,
+                                                   const std::string& part) {
+  return OpenQcow2Layer(std::move(file), part);
+}
 Result<std::shared_ptr<const Layer>> OpenRaw(std::unique_ptr<RandomAccessFile> file, const LayerIdFn&) {
   file->AdviseRandom();  // as OpenQcow2Layer's
   return std::shared_ptr<const Layer>(std::make_shared<RawLayer>(std::move(file)));
@@ -512,7 +535,8 @@ Result<std::shared_ptr<const Layer>> OpenRaw(std::unique_ptr<RandomAccessFile> f
 
 }  // namespace
 
-Result<std::shared_ptr<const Layer>> OpenQcow2Layer(std::unique_ptr<RandomAccessFile> file) {
+Result<std::shared_ptr<const Layer>> OpenQcow2Layer(std::unique_ptr<RandomAccessFile> file,
+                                                   const std::string& snapshot_id) {
   // The kernel's own readahead is off for the image: in a chain most of an
   // older image's clusters are shadowed by newer ones, and a cluster read
   // (or an L2 table read) with readahead on fetched up to read_ahead_kb
@@ -521,7 +545,7 @@ Result<std::shared_ptr<const Layer>> OpenQcow2Layer(std::unique_ptr<RandomAccess
   // from disk: the view's readahead asks for exactly the clusters it will
   // read, windows ahead (WillNeed).
   file->AdviseRandom();
-  CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<Qcow2Layer> l, OpenImage(std::move(file)));
+  CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<Qcow2Layer> l, OpenImage(std::move(file), snapshot_id));
   return std::shared_ptr<const Layer>(std::move(l));
 }
 
@@ -535,7 +559,24 @@ Result<std::vector<std::string>> CheckQcow2Structure(const RandomAccessFile& fil
     const std::string& Path() const override { return f.Path(); }
   };
   CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<Qcow2Layer> l, OpenImage(std::make_unique<Borrowed>(file)));
-  return l->CheckStructure();
+  std::vector<std::string> problems = l->CheckStructure();
+  // Each internal snapshot's tables the same way, on their own: a snapshot
+  // shares its clusters with the active image and other snapshots.
+  CHAINFS_ASSIGN_OR_RETURN(const Qcow2Header h, ReadQcow2Header(file));
+  auto snaps = ReadQcow2Snapshots(file, h);
+  if (!snaps.ok()) {
+    problems.push_back(snaps.status().message());
+    return problems;
+  }
+  for (const Qcow2Snapshot& s : snaps.value()) {
+    auto sl = OpenImage(std::make_unique<Borrowed>(file), s.id);
+    if (!sl.ok()) {
+      problems.push_back(sl.status().message());
+      continue;
+    }
+    for (std::string& p : sl.value()->CheckStructure()) problems.push_back(std::move(p));
+  }
+  return problems;
 }
 
 const LayerFormat kQcow2LayerFormat = {
@@ -546,6 +587,7 @@ const LayerFormat kQcow2LayerFormat = {
     .create_writer = nullptr,
     .overhead_bytes = nullptr,
     .max_stored_bytes = nullptr,
+    .open_part = OpenQcow2Part,
 };
 
 const LayerFormat kRawLayerFormat = {

@@ -37,7 +37,13 @@ inline constexpr uint32_t kRawBlockSize = 64u << 10;
 extern const LayerFormat kQcow2LayerFormat;
 extern const LayerFormat kRawLayerFormat;
 
-Result<std::shared_ptr<const Layer>> OpenQcow2Layer(std::unique_ptr<RandomAccessFile> file);
+// snapshot_id non-empty: the internal snapshot of that id (the snapshot
+// table's id string) instead of the active image: its L1 table and disk
+// size, the same clusters and backing file; its location() names the file
+// and the snapshot. Registered as the qcow2 format's open_part: a
+// DiskEntry's part is the snapshot id.
+Result<std::shared_ptr<const Layer>> OpenQcow2Layer(std::unique_ptr<RandomAccessFile> file,
+                                                    const std::string& snapshot_id = "");
 
 // `check --deep`'s structural pass over an image: every L1 and L2 entry
 // inside the file and aligned, no two data clusters (nor a cluster and the

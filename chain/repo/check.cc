@@ -97,7 +97,9 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
   // is opened (bound, sized) once, and a view opens when its own delta does
   // and its base's view opens. The first failure newest first is the view's
   // problem, as OpenView would report it.
-  std::map<std::string, DeltaRef> deltas;  // file -> who stores it
+  // Each layer once: file, and the part of it (a qcow2 internal snapshot)
+  // after a NUL -> who stores it.
+  std::map<std::string, DeltaRef> deltas;
   std::set<std::string> unbound;           // files of views that opened, without identity
   std::vector<std::vector<std::optional<std::string>>> view_error(g.checkpoints.size());
   for (size_t i = 0; i < g.checkpoints.size(); ++i)
@@ -146,7 +148,8 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
       if (!only.empty())
         if (auto full = g.ResolveChain(cp, d.name); full.ok()) chain = std::move(full).value();
       for (const ChainLink& l : chain) {
-        deltas.emplace(l.disk->delta_file, DeltaRef{l.checkpoint->name, d.name, l.disk});
+        deltas.emplace(l.disk->part.empty() ? l.disk->delta_file : l.disk->delta_file + '\0' + l.disk->part,
+                       DeltaRef{l.checkpoint->name, d.name, l.disk});
         // A foreign source's files record no identity by nature: not a notice.
         if (err.empty() && !l.disk->delta_id && repo.foreign() == nullptr)
           unbound.insert(l.disk->delta_file);
@@ -166,14 +169,17 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
   }
   if (!deep) return;
   WorkerPool pool;
+  std::set<std::string> verified_files;
   for (const auto& delta : deltas) {
     const auto& ref = delta.second;  // not a structured binding: clang 14 cannot capture one
     auto layer_or = repo.OpenLayer(group, ref.checkpoint, *ref.entry);
     if (!layer_or.ok()) continue;  // already reported through OpenView
-    if (repo.foreign() != nullptr)
-      if (Status st = repo.foreign()->VerifyFile(group, delta.first); !st.ok())
-        r->problems.push_back({group, ref.checkpoint, ref.disk, repo.DeltaPath(group, delta.first),
-                               -1, st.message()});
+    // Once per file (its parts share it).
+    const std::string& file = ref.entry->delta_file;
+    if (repo.foreign() != nullptr && verified_files.insert(file).second)
+      if (Status st = repo.foreign()->VerifyFile(group, file); !st.ok())
+        r->problems.push_back({group, ref.checkpoint, ref.disk, repo.DeltaPath(group, file), -1,
+                               st.message()});
     const Layer& layer = *layer_or.value();
     constexpr uint64_t kStep = 256;  // entries a task verifies
     const std::vector<EntryRun> extents = DataRuns(layer, kStep);

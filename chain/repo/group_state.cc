@@ -49,6 +49,7 @@ int32_t Lookup(const std::unordered_map<std::string, int32_t>& m, const std::str
 uint64_t ChainFingerprint(const DiskEntry& d, uint64_t base) {
   std::string key = d.delta_file;
   key.push_back('\0');
+  key.append(d.part).push_back('\0');
   if (d.delta_id) key.append(reinterpret_cast<const char*>(d.delta_id->bytes.data()), 16);
   const uint64_t digest = d.index_digest.value_or(0);
   key.append(reinterpret_cast<const char*>(&digest), sizeof digest);

@@ -55,6 +55,11 @@ struct DiskEntry {
   // absent in entries written before chainfs bound deltas to manifests.
   std::optional<DeltaId> delta_id;
   std::optional<uint64_t> index_digest;
+  // Which layer of delta_file the disk is, for a format whose files hold
+  // several (the format's open_part): a qcow2 image's internal snapshot, by
+  // id. Empty: the file is the layer. Set by foreign catalogues only; never
+  // in a manifest.
+  std::string part;
 };
 
 // A file kept with a checkpoint and shown beside its disks: the VM's config

@@ -337,14 +337,22 @@ std::string Repository::ManifestPath(const std::string& group,
   return CheckpointDir(group) + "/" + checkpoint + ".json";
 }
 
+namespace {
+// The layer table's key of disk's layer in the file at path: a part of a
+// file (a qcow2 internal snapshot) is a layer of its own.
+std::string LayerKey(const std::string& path, const DiskEntry& disk) {
+  return disk.part.empty() ? path : path + '\0' + disk.part;
+}
+}  // namespace
+
 Result<std::shared_ptr<const Layer>> Repository::OpenLayer(const std::string& group,
                                                            const std::string& checkpoint,
                                                            const DiskEntry& disk) const {
-  std::string path = DeltaPath(group, disk.delta_file);
+  const std::string path = DeltaPath(group, disk.delta_file);
   std::shared_ptr<const Layer> layer;
   {
     std::lock_guard<std::mutex> lock(layers_mu_);
-    auto it = layers_.find(path);
+    auto it = layers_.find(LayerKey(path, disk));
     if (it != layers_.end()) layer = it->second.layer.lock();
   }
   if (layer == nullptr) {
@@ -363,8 +371,16 @@ Result<std::shared_ptr<const Layer>> Repository::OpenAndShare(const std::string&
     return Status::NotSupported(path + ": unknown delta format '" + disk.format +
                                 "'; this chainfs reads " + LayerFormatNames());
   auto id_for = [&](uint64_t fingerprint) { return LayerIdFor(path, fingerprint); };
-  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const Layer> layer,
-                           OpenLayerFile(layer_env_.get(), path, format, id_for));
+  std::shared_ptr<const Layer> layer;
+  if (disk.part.empty()) {
+    CHAINFS_ASSIGN_OR_RETURN(layer, OpenLayerFile(layer_env_.get(), path, format, id_for));
+  } else {
+    if (format->open_part == nullptr)
+      return Status::NotSupported(path + ": format '" + disk.format + "' has no parts (asked for '" +
+                                  disk.part + "')");
+    CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<RandomAccessFile> file, layer_env_->NewRandomAccessFile(path));
+    CHAINFS_ASSIGN_OR_RETURN(layer, format->open_part(std::move(file), disk.part));
+  }
   if (!foreign_ && layer->block_size() != config_.block_size)
     return Status::Corruption(path + ": block size " + std::to_string(layer->block_size()) +
                               " differs from the repository's " +
@@ -373,7 +389,7 @@ Result<std::shared_ptr<const Layer>> Repository::OpenAndShare(const std::string&
     return Status::Corruption(path + ": virtual size " + std::to_string(layer->virtual_size()) +
                               " is above the largest chainfs accepts (2^56 bytes, 64 PiB)");
   std::lock_guard<std::mutex> lock(layers_mu_);
-  LayerSlot& slot = layers_[path];
+  LayerSlot& slot = layers_[LayerKey(path, disk)];
   if (auto existing = slot.layer.lock()) return existing;  // another thread won
   slot.layer = layer;
   return layer;

@@ -38,11 +38,22 @@ std::string ReadAll(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
 }
 
-// What QEMU reads from image: qemu-img convert -O raw.
-std::string QemuRaw(const std::string& image) {
+// What QEMU reads from image: qemu-img convert -O raw. With snapshot_id: the
+// disk as reverting to that internal snapshot makes it (qemu-img snapshot -a
+// on a copy beside the image, so that its backing file resolves alike).
+std::string QemuRaw(const std::string& image, const std::string& snapshot_id = "") {
   const std::string out = image + ".ref";
-  const std::string cmd = "qemu-img convert -O raw '" + image + "' '" + out + "'";
-  if (std::system(cmd.c_str()) != 0) return "qemu-img failed";
+  std::string from = image;
+  if (!snapshot_id.empty()) {
+    const boost::filesystem::path p(image);
+    from = (p.parent_path() / ("." + p.filename().string() + ".revert")).string();
+    const std::string cmd = "cp '" + image + "' '" + from + "' && qemu-img snapshot -a '" + snapshot_id + "' '" + from + "'";
+    if (std::system(cmd.c_str()) != 0) return "qemu-img snapshot -a failed";
+  }
+  const std::string cmd = "qemu-img convert -O raw '" + from + "' '" + out + "'";
+  const bool ok = std::system(cmd.c_str()) == 0;
+  if (from != image) boost::filesystem::remove(from);
+  if (!ok) return "qemu-img failed";
   std::string s = ReadAll(out);
   boost::filesystem::remove(out);
   return s;
@@ -77,7 +88,7 @@ size_t ExpectAllViewsMatchQemu(const std::string& source) {
       Status st;
       const std::string got = ReadView(*repo.value(), g, cp.name, &st);
       EXPECT_TRUE(st.ok()) << g << "/" << cp.name << ": " << st.ToString();
-      const std::string want = QemuRaw(image);
+      const std::string want = QemuRaw(image, cp.disks[0].part);
       EXPECT_EQ(got.size(), want.size()) << g << "/" << cp.name;
       EXPECT_TRUE(got == want) << g << "/" << cp.name << " (" << image << ") differs from qemu-img convert";
       ++n;
@@ -642,6 +653,131 @@ TEST(Qcow2Splice, RawSpansAreReadBlocksBytesAndOnlyOfRawClusters) {
   const uint64_t random = kMiB / layer.value()->block_size();
   EXPECT_TRUE(layer.value()->RawSpan(random, 0, layer.value()->block_size()))
       << "an incompressible cluster is stored raw";
+}
+
+// Internal snapshots (qemu-img snapshot -c) are checkpoints of their image,
+// named IMAGE.TAG, branching off the backing image's checkpoint as the
+// image itself does (the active image is not composed over its snapshots):
+// each reads as reverting to it would make the disk (qemu-img snapshot -a),
+// at its own size.
+TEST(Qcow2Snapshot, InternalSnapshotsAreCheckpointsOfTheirImage) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  Sh(d, "qemu-img create -q -f qcow2 base.qcow2 8M && qemu-io -c 'write -P 0x11 0 6M' base.qcow2");
+  // A middle image with a snapshot of its own, then the top.
+  Sh(d, "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mid.qcow2 && "
+        "qemu-io -c 'write -P 0x21 512K 256K' mid.qcow2 && qemu-img snapshot -c early mid.qcow2 && "
+        "qemu-io -c 'write -P 0x22 512K 64K' mid.qcow2");
+  Sh(d, "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 && "
+        "qemu-io -c 'write -P 0x31 1M 1M' -c 'write -P 0x32 7M 1M' top.qcow2 && "
+        "qemu-img snapshot -c monday top.qcow2");
+  // After monday: overwritten, discarded (zeros, where monday has data),
+  // zeroed, grown and written past the old end.
+  Sh(d, "qemu-io -c 'write -P 0x33 0 512K' -c 'discard 1M 128K' -c 'write -z 1536K 64K' "
+        "-c 'discard 7M 64K' top.qcow2 && qemu-img resize -q top.qcow2 12M && "
+        "qemu-io -c 'write -P 0x34 10M 1M' top.qcow2 && qemu-img snapshot -c 'tue sday' top.qcow2 && "
+        "qemu-io -c 'write -P 0x35 3M 64K' top.qcow2");
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok()) << repo.status().ToString();
+  auto g = repo.value()->LoadGroup("top");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  std::vector<std::string> names, parents;
+  for (const Checkpoint& cp : g->checkpoints) {
+    names.push_back(cp.name);
+    parents.push_back(cp.parent);
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"base", "mid.early", "mid", "top.monday", "top.tue_sday", "top"}));
+  EXPECT_EQ(parents, (std::vector<std::string>{"", "base", "base", "mid", "mid", "mid"}));
+  EXPECT_EQ(g->checkpoints[3].disks[0].virtual_size, 8 * kMiB);  // monday: before the resize
+  EXPECT_EQ(g->checkpoints[4].disks[0].virtual_size, 12 * kMiB);
+  EXPECT_EQ(g->checkpoints[3].disks[0].part, "1");
+  const ConfigFile* info = g->checkpoints[4].FindConfig("image.json");
+  ASSERT_NE(info, nullptr);
+  EXPECT_NE(info->content.find("\"name\": \"tue sday\""), std::string::npos) << info->content;
+  EXPECT_NE(info->content.find("\"virtual-size\": 12582912"), std::string::npos) << info->content;
+  // Every view (the snapshots' against qemu-img snapshot -a) and check --deep.
+  EXPECT_EQ(ExpectAllViewsMatchQemu(d), 6u);
+  // Where QEMU's own reading of a snapshot (convert -l) shows the monday
+  // state at today's size, chainfs shows monday's size.
+  Status st;
+  const std::string monday = ReadView(*repo.value(), "top", "top.monday", &st);
+  ASSERT_TRUE(st.ok()) << st.ToString();
+  ASSERT_EQ(monday.size(), 8 * kMiB);
+  EXPECT_TRUE(monday.substr(1 * kMiB, 64 << 10) == std::string(64 << 10, '\x31'));
+  EXPECT_TRUE(monday.substr(7 * kMiB, 64 << 10) == std::string(64 << 10, '\x32'));
+  const std::string now = ReadView(*repo.value(), "top", "top", &st);
+  ASSERT_TRUE(st.ok());
+  ASSERT_EQ(now.size(), 12 * kMiB);
+  EXPECT_TRUE(now.substr(1 * kMiB, 64 << 10) == std::string(64 << 10, '\0'));  // discarded
+  EXPECT_TRUE(now.substr(7 * kMiB, 64 << 10) == std::string(64 << 10, '\0'));
+  EXPECT_TRUE(now.substr(3 * kMiB, 64 << 10) == std::string(64 << 10, '\x35'));
+}
+
+// A damaged snapshot table refuses the snapshots (named IMAGE.snapshots,
+// with the file and the entry) while the image itself is served; a damaged
+// table of one snapshot reads as EIO naming the file and the snapshot, and
+// check --deep reports it.
+TEST(Qcow2Snapshot, DamagedSnapshotTablesNameTheFileAndTheSnapshot) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  Sh(d, "qemu-img create -q -f qcow2 top.qcow2 4M && qemu-io -c 'write -P 0x41 0 1M' top.qcow2 && "
+        "qemu-img snapshot -c snap top.qcow2 && qemu-io -c 'write -P 0x42 0 64K' top.qcow2");
+  const std::string path = d + "/top.qcow2";
+  const std::string top = QemuRaw(path);
+  const std::string img = ReadAll(path);
+  const uint64_t table = Be64(img, 64);
+  const uint64_t snap_l1 = Be64(img, table);
+  const uint64_t l1_entry = Be64(img, snap_l1);
+  ASSERT_NE(l1_entry & 0x00fffffffffffe00ull, 0u);
+
+  // 1. The snapshot's L1 table (in the table's entry) past the end of the file.
+  Poke(path, table, ToBe64(uint64_t{1} << 40));
+  {
+    auto repo = Repository::Open(d);
+    ASSERT_TRUE(repo.ok());
+    auto g = repo.value()->LoadGroup("top");
+    ASSERT_TRUE(g.ok()) << g.status().ToString();
+    ASSERT_EQ(g->checkpoints.size(), 1u);
+    EXPECT_EQ(g->checkpoints[0].name, "top");
+    ASSERT_EQ(g->refused.size(), 1u);
+    EXPECT_EQ(g->refused[0].name, "top.snapshots");
+    EXPECT_NE(g->refused[0].reason.find(path + ": snapshot 'snap' (id 1): L1 table at offset 1099511627776"),
+              std::string::npos)
+        << g->refused[0].reason;
+    Status st;
+    EXPECT_TRUE(ReadView(*repo.value(), "top", "top", &st) == top);
+    EXPECT_TRUE(st.ok()) << st.ToString();
+  }
+  Poke(path, table, ToBe64(snap_l1));
+
+  // 2. The snapshot's first L1 entry points past the end of the file.
+  Poke(path, snap_l1, ToBe64((l1_entry & ~0x00fffffffffffe00ull) | (uint64_t{1} << 40)));
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok());
+  auto g = repo.value()->LoadGroup("top");
+  ASSERT_TRUE(g.ok());
+  EXPECT_TRUE(g->refused.empty());
+  Status st;
+  ReadView(*repo.value(), "top", "top.snap", &st);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Status::Code::kCorruption);
+  EXPECT_NE(st.message().find(path + " (internal snapshot 'snap', id 1): L1 entry 0"), std::string::npos)
+      << st.message();
+  EXPECT_TRUE(ReadView(*repo.value(), "top", "top", &st) == top);
+  EXPECT_TRUE(st.ok());
+  auto report = Check(*repo.value(), "", "", /*deep=*/true);
+  ASSERT_TRUE(report.ok());
+  ASSERT_FALSE(report->problems.empty());
+  // The read of the snapshot's view, and the file's structure check.
+  bool read = false;
+  for (const CheckProblem& p : report->problems) {
+    EXPECT_NE(p.message.find(path + " (internal snapshot 'snap', id 1): L1 entry 0"), std::string::npos)
+        << p.message;
+    if (p.checkpoint == "top.snap" && p.offset == 0) read = true;
+  }
+  EXPECT_TRUE(read);
 }
 
 }  // namespace
