@@ -374,7 +374,7 @@ class Qcow2Layer : public Layer {
       if (problems.size() < 10) problems.push_back(std::move(s));
     };
     // Host ranges in use: what holds them is told only for a problem.
-    enum What : uint8_t { kHeader, kL1, kL2, kData };
+    enum What : uint8_t { kHeader, kL1, kL2, kData, kVmState };
     struct Range {
       uint64_t start, end;
       What what;
@@ -386,6 +386,7 @@ class Qcow2Layer : public Layer {
         case kL1: return std::string("the L1 table");
         case kL2: return "the L2 table of L1 entry " + std::to_string(r.arg);
         case kData: return "the data cluster of guest offset " + std::to_string(r.arg);
+        case kVmState: return "the VM state cluster at offset " + std::to_string(r.arg);
       }
       return std::string();
     };
@@ -394,6 +395,11 @@ class Qcow2Layer : public Layer {
     used.push_back({h_.l1_offset, h_.l1_offset + (l1_.size() * 8 + cs_ - 1) / cs_ * cs_, kL1, 0});
     const uint64_t size = file_->Size();
     const uint64_t per_l1 = l2e_ * cs_;
+    // Where QEMU keeps a snapshot's saved VM state (savevm, libvirt's
+    // internal snapshots of a running domain): from the first L1 entry past
+    // the disk (qcow2_vm_state_offset). Never shown; its clusters are
+    // checked like data clusters.
+    const uint64_t vm_state = (h_.virtual_size + per_l1 - 1) / per_l1 * per_l1;
     for (uint64_t i = 0; i < l1_.size(); ++i) {
       auto t = L2(i);
       if (!t.ok()) {
@@ -415,12 +421,19 @@ class Qcow2Layer : public Layer {
         }
         const uint64_t host = e & kOffsetMask;
         if (host == 0) continue;
-        if (g >= h_.virtual_size) {
+        if (g >= h_.virtual_size && g < vm_state) {
           problem(Where(g) + ": L2 entry " + Hex(e) + " maps a cluster beyond the virtual size");
           continue;
         }
         if (host % cs_ != 0) {
           problem(Where(g) + ": L2 entry points to host offset " + std::to_string(host) + ", not cluster-aligned");
+          continue;
+        }
+        if (g >= vm_state) {
+          if (host >= size)  // the last one may end short of its cluster
+            problem(Where(g) + ": VM state cluster at host offset " + std::to_string(host) +
+                    " lies past the end of the file (" + std::to_string(size) + " bytes)");
+          used.push_back({host, host + cs_, kVmState, g});
           continue;
         }
         // The bytes the entry's allocated units need.

@@ -11,12 +11,15 @@
 #   base.qcow2  ext4 holding the template's files (qemu-img convert)
 #   vm.qcow2    on base.qcow2: monday's changes, snapshot "monday", then
 #               tuesday's changes and the disk grown from 64 to 96 MiB (the
-#               filesystem with it: resize2fs)
+#               filesystem with it: resize2fs), then snapshot "wednesday"
+#               taken by QEMU itself with the VM's state (savevm in a paused
+#               TCG machine, as libvirt's internal snapshots of a running
+#               domain are): its VM state clusters lie past the disk.
 set -euo pipefail
 source "${SRC:-$(dirname "$0")/../..}/tests/scenario/lib.sh"
 source "$SRC/tests/scenario/mount_lib.sh"
 
-for t in qemu-img qemu-io python3 jq mkfs.ext4 resize2fs e2fsck; do
+for t in qemu-img qemu-io qemu-system-x86_64 python3 jq mkfs.ext4 resize2fs e2fsck; do
   command -v "$t" >/dev/null || fail "$t not installed (scripts/setup-deps)"
 done
 
@@ -103,6 +106,12 @@ mount -o ro,loop "$W/fs.raw" "$W/rw"
 (cd "$W/rw" && sha256sum hello.txt data/tuesday.bin data/template.bin) >"$W/tuesday.sums"
 umount "$W/rw"
 rm -f "$W/fs.before"
+printf 'savevm wednesday\nquit\n' |
+  timeout 120 qemu-system-x86_64 -machine pc,accel=tcg -nodefaults -S -display none -monitor stdio \
+    -drive file="$S/img/vm.qcow2",if=none,id=d0,format=qcow2 -device virtio-blk-pci,drive=d0 >"$T/qemu.out" 2>&1 ||
+  { cat "$T/qemu.out" >&2; fail "qemu-system-x86_64 savevm wednesday"; }
+ok qemu-img snapshot -l "$S/img/vm.qcow2"
+grep -q wednesday "$T/last.out" || { cat "$T/qemu.out" >&2; fail "savevm made no snapshot wednesday"; }
 
 reverted "$S/img/vm.qcow2" monday "$W/ref.monday"
 ok qemu-img convert -O raw "$S/img/vm.qcow2" "$W/ref.vm"
@@ -111,18 +120,19 @@ cmp "$W/ref.vm" "$W/fs.raw" || fail "vm.qcow2 does not read as the filesystem wr
 cmp -s "$W/ref.monday" <(head -c $((64 * MB)) "$W/ref.vm") && fail "monday's disk equals today's: the edits did nothing"
 tree_state "$S" >"$T/src.before"
 
-step "list --json: vm's checkpoints base, vm.monday (64 MiB, on base) and vm (96 MiB, on base)"
+step "list --json: vm's checkpoints base, vm.monday (64 MiB, on base), vm.wednesday and vm (96 MiB, on base)"
 ok "$CHAINFS" list --json "$S/img"
 jq -e '[.[] | select(.group == "vm") | .checkpoints[] |
         {name, parent: (.parent // ""), size: .disks[0].virtual_size}] ==
        [{"name": "base", "parent": "", "size": 67108864},
         {"name": "vm.monday", "parent": "base", "size": 67108864},
+        {"name": "vm.wednesday", "parent": "base", "size": 100663296},
         {"name": "vm", "parent": "base", "size": 100663296}]' "$T/last.out" >/dev/null ||
   fail "list --json: $(jq -c '[.[] | .checkpoints[] | {name, parent, disks}]' "$T/last.out" 2>&1 | head -c 2000)"
 
 step "mount: vm/vm.monday/disk.raw is monday's disk; loop-mounted, monday's files"
 mount_fg "$S/img" "$M" -o log="$T/daemon.log"
-[ "$(ls "$M/vm" | LC_ALL=C sort | paste -sd' ')" = "base latest vm vm.monday" ] ||
+[ "$(ls "$M/vm" | LC_ALL=C sort | paste -sd' ')" = "base latest vm vm.monday vm.wednesday" ] ||
   fail "vm holds $(ls "$M/vm" | paste -sd' ')"
 [ "$(readlink "$M/vm/latest")" = vm ] || fail "vm/latest -> $(readlink "$M/vm/latest")"
 [ "$(stat -c %s "$M/vm/vm.monday/disk.raw")" = $((64 * MB)) ] || fail "vm.monday/disk.raw: $(stat -c %s "$M/vm/vm.monday/disk.raw") bytes"
@@ -131,7 +141,11 @@ cmp "$M/vm/vm.monday/disk.raw" "$W/ref.monday" || fail "vm.monday/disk.raw diffe
 cmp "$M/vm/vm/disk.raw" "$W/ref.vm" || fail "vm/disk.raw differs from qemu-img convert"
 jq -e '.snapshot.name == "monday" and .snapshot.id == "1" and ."virtual-size" == 67108864 and .format == "qcow2"' \
   "$M/vm/vm.monday/image.json" >/dev/null || fail "vm.monday/image.json: $(cat "$M/vm/vm.monday/image.json")"
-jq -e '[.snapshots[].name] == ["monday"] and ."virtual-size" == 100663296 and (has("snapshot") | not)' \
+# wednesday: today's disk, not its saved VM state (which follows the disk).
+cmp "$M/vm/vm.wednesday/disk.raw" "$W/ref.vm" || fail "vm.wednesday/disk.raw differs from qemu-img convert"
+jq -e '.snapshot.name == "wednesday" and .snapshot."vm-state-size" > 0' "$M/vm/vm.wednesday/image.json" >/dev/null ||
+  fail "vm.wednesday/image.json: $(cat "$M/vm/vm.wednesday/image.json")"
+jq -e '[.snapshots[].name] == ["monday", "wednesday"] and ."virtual-size" == 100663296 and (has("snapshot") | not)' \
   "$M/vm/vm/image.json" >/dev/null || fail "vm/image.json: $(cat "$M/vm/vm/image.json")"
 mount -o ro,loop "$M/vm/vm.monday/disk.raw" "$T/lm" || fail "mount -o ro,loop vm.monday/disk.raw"
 (cd "$T/lm" && sha256sum -c --quiet "$W/monday.sums") || fail "monday's files (loop-mounted through chainfs) differ"
@@ -144,7 +158,7 @@ mount -o ro,loop "$M/vm/vm/disk.raw" "$T/lm" || fail "mount -o ro,loop vm/disk.r
 umount "$T/lm"
 unmount_wait "$M"
 
-step "export and check --deep of the snapshot"
+step "export of the snapshot; check --deep (the VM state clusters are no damage)"
 ok "$CHAINFS" export "$S/img" vm vm.monday disk "$W/out.raw"
 cmp "$W/out.raw" "$W/ref.monday" || fail "export of vm.monday differs"
 ok "$CHAINFS" check --deep "$S/img"
