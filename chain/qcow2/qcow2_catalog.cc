@@ -153,7 +153,7 @@ class Qcow2Catalog : public ForeignCatalog {
                                                    : l.image.header->virtual_size;
         e.stored_bytes = l.image.size;
         e.format = l.image.format;
-        if (snap) e.part = snap->id;
+        if (snap) e.part = Qcow2SnapshotPart(*snap);
         cp.disks.push_back(std::move(e));
         cp.configs.push_back({"image.json", InfoJson(l, chain, snap).dump(2) + "\n"});
         g.checkpoints.push_back(std::move(cp));

@@ -1,6 +1,7 @@
 #include "chain/qcow2/qcow2_header.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <set>
 #include <vector>
@@ -154,6 +155,12 @@ Status ValidateQcow2L1(const RandomAccessFile& file, const Qcow2Header& q, uint6
                  " bytes): truncated image");
   }
   return Status::Ok();
+}
+
+std::string Qcow2SnapshotPart(const Qcow2Snapshot& s) {
+  char t[32];
+  std::snprintf(t, sizeof t, "@%u.%09u", s.date_sec, s.date_nsec);
+  return s.id + t;
 }
 
 Result<std::vector<Qcow2Snapshot>> ReadQcow2Snapshots(const RandomAccessFile& file, const Qcow2Header& h) {

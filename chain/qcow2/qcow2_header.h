@@ -75,6 +75,12 @@ struct Qcow2Snapshot {
   uint64_t vm_state_size = 0;  // bytes of saved VM state (not shown)
 };
 
+// How a DiskEntry names a snapshot (its part): "ID@SEC.NSEC", the id and the
+// time it was taken. QEMU reuses the id of a deleted snapshot, so the id
+// alone could name another snapshot than the one listed; with the time, a
+// snapshot deleted or replaced since it was listed is not found.
+std::string Qcow2SnapshotPart(const Qcow2Snapshot& s);
+
 // QEMU's limits (QCOW_MAX_SNAPSHOTS, QCOW_MAX_SNAPSHOTS_SIZE).
 inline constexpr uint32_t kQcow2MaxSnapshots = 65536;
 inline constexpr uint64_t kQcow2MaxSnapshotTableBytes = 64ull << 20;

@@ -471,18 +471,20 @@ class Qcow2Layer : public Layer {
   std::unordered_map<uint64_t, uint64_t> shared_;  // L1 index -> another sharing its table
 };
 
-// The image's active L1 table, or with snapshot_id non-empty that internal
-// snapshot's (by its id string).
+// The image's active L1 table, or with snapshot non-empty that internal
+// snapshot's (Qcow2SnapshotPart: its id and time).
 Result<std::unique_ptr<Qcow2Layer>> OpenImage(std::unique_ptr<RandomAccessFile> file,
-                                              const std::string& snapshot_id = "") {
+                                              const std::string& snapshot = "") {
   CHAINFS_ASSIGN_OR_RETURN(Qcow2Header h, ReadQcow2Header(*file));
   CHAINFS_RETURN_IF_ERROR(h.refused);
   std::string where = file->Path();
-  if (!snapshot_id.empty()) {
+  if (!snapshot.empty()) {
     CHAINFS_ASSIGN_OR_RETURN(std::vector<Qcow2Snapshot> snaps, ReadQcow2Snapshots(*file, h));
-    auto it = std::find_if(snaps.begin(), snaps.end(), [&](const Qcow2Snapshot& s) { return s.id == snapshot_id; });
+    auto it = std::find_if(snaps.begin(), snaps.end(),
+                           [&](const Qcow2Snapshot& s) { return Qcow2SnapshotPart(s) == snapshot; });
     if (it == snaps.end())
-      return Status::NotFound(where + ": no internal snapshot with id '" + snapshot_id + "' (any more)");
+      return Status::NotFound(where + ": no internal snapshot '" + snapshot +
+                              "' (id@time): deleted or replaced since it was listed");
     h.l1_offset = it->l1_offset;
     h.l1_size = it->l1_size;
     h.virtual_size = it->disk_size;
@@ -549,7 +551,7 @@ Result<std::shared_ptr<const Layer>> OpenRaw(std::unique_ptr<RandomAccessFile> f
 }  // namespace
 
 Result<std::shared_ptr<const Layer>> OpenQcow2Layer(std::unique_ptr<RandomAccessFile> file,
-                                                   const std::string& snapshot_id) {
+                                                   const std::string& snapshot) {
   // The kernel's own readahead is off for the image: in a chain most of an
   // older image's clusters are shadowed by newer ones, and a cluster read
   // (or an L2 table read) with readahead on fetched up to read_ahead_kb
@@ -558,7 +560,7 @@ Result<std::shared_ptr<const Layer>> OpenQcow2Layer(std::unique_ptr<RandomAccess
   // from disk: the view's readahead asks for exactly the clusters it will
   // read, windows ahead (WillNeed).
   file->AdviseRandom();
-  CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<Qcow2Layer> l, OpenImage(std::move(file), snapshot_id));
+  CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<Qcow2Layer> l, OpenImage(std::move(file), snapshot));
   return std::shared_ptr<const Layer>(std::move(l));
 }
 
@@ -582,7 +584,7 @@ Result<std::vector<std::string>> CheckQcow2Structure(const RandomAccessFile& fil
     return problems;
   }
   for (const Qcow2Snapshot& s : snaps.value()) {
-    auto sl = OpenImage(std::make_unique<Borrowed>(file), s.id);
+    auto sl = OpenImage(std::make_unique<Borrowed>(file), Qcow2SnapshotPart(s));
     if (!sl.ok()) {
       problems.push_back(sl.status().message());
       continue;

@@ -37,13 +37,13 @@ inline constexpr uint32_t kRawBlockSize = 64u << 10;
 extern const LayerFormat kQcow2LayerFormat;
 extern const LayerFormat kRawLayerFormat;
 
-// snapshot_id non-empty: the internal snapshot of that id (the snapshot
-// table's id string) instead of the active image: its L1 table and disk
-// size, the same clusters and backing file; its location() names the file
-// and the snapshot. Registered as the qcow2 format's open_part: a
-// DiskEntry's part is the snapshot id.
+// snapshot non-empty: the internal snapshot it names (Qcow2SnapshotPart:
+// id and time) instead of the active image: its L1 table and disk size, the
+// same clusters and backing file; its location() names the file and the
+// snapshot; kNotFound if the image has no such snapshot (any more).
+// Registered as the qcow2 format's open_part: a DiskEntry's part.
 Result<std::shared_ptr<const Layer>> OpenQcow2Layer(std::unique_ptr<RandomAccessFile> file,
-                                                    const std::string& snapshot_id = "");
+                                                    const std::string& snapshot = "");
 
 // `check --deep`'s structural pass over an image: every L1 and L2 entry
 // inside the file and aligned, no two data clusters (nor a cluster and the

@@ -57,8 +57,8 @@ struct DiskEntry {
   std::optional<uint64_t> index_digest;
   // Which layer of delta_file the disk is, for a format whose files hold
   // several (the format's open_part): a qcow2 image's internal snapshot, by
-  // id. Empty: the file is the layer. Set by foreign catalogues only; never
-  // in a manifest.
+  // id and time (Qcow2SnapshotPart). Empty: the file is the layer. Set by
+  // foreign catalogues only; never in a manifest.
   std::string part;
 };
 

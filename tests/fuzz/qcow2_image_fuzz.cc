@@ -46,7 +46,8 @@ void OpenAndRead(const std::string& bytes) {
     return;
   }
   for (size_t i = 0; i < snapshots->size() && i < kMaxSnapshots; ++i) {
-    auto snap = format.value()->open_part(std::make_unique<MemoryFile>(bytes, "fuzz.qcow2"), (*snapshots)[i].id);
+    auto snap = format.value()->open_part(std::make_unique<MemoryFile>(bytes, "fuzz.qcow2"),
+                                          Qcow2SnapshotPart((*snapshots)[i]));
     FUZZ_CHECK(snap.ok());  // ReadQcow2Snapshots validated its L1 table
     FUZZ_CHECK(snap.value()->virtual_size() == (*snapshots)[i].disk_size);
     CheckLayerContract(snap.value(), kMaxBytesRead, kMaxExtents);

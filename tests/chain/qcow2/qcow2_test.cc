@@ -88,7 +88,8 @@ size_t ExpectAllViewsMatchQemu(const std::string& source) {
       Status st;
       const std::string got = ReadView(*repo.value(), g, cp.name, &st);
       EXPECT_TRUE(st.ok()) << g << "/" << cp.name << ": " << st.ToString();
-      const std::string want = QemuRaw(image, cp.disks[0].part);
+      const std::string& part = cp.disks[0].part;  // a snapshot's: "ID@TIME"
+      const std::string want = QemuRaw(image, part.substr(0, part.rfind('@')));
       EXPECT_EQ(got.size(), want.size()) << g << "/" << cp.name;
       EXPECT_TRUE(got == want) << g << "/" << cp.name << " (" << image << ") differs from qemu-img convert";
       ++n;
@@ -691,7 +692,7 @@ TEST(Qcow2Snapshot, InternalSnapshotsAreCheckpointsOfTheirImage) {
   EXPECT_EQ(parents, (std::vector<std::string>{"", "base", "base", "mid", "mid", "mid"}));
   EXPECT_EQ(g->checkpoints[3].disks[0].virtual_size, 8 * kMiB);  // monday: before the resize
   EXPECT_EQ(g->checkpoints[4].disks[0].virtual_size, 12 * kMiB);
-  EXPECT_EQ(g->checkpoints[3].disks[0].part, "1");
+  EXPECT_EQ(g->checkpoints[3].disks[0].part.substr(0, 2), "1@");
   const ConfigFile* info = g->checkpoints[4].FindConfig("image.json");
   ASSERT_NE(info, nullptr);
   EXPECT_NE(info->content.find("\"name\": \"tue sday\""), std::string::npos) << info->content;
@@ -778,6 +779,39 @@ TEST(Qcow2Snapshot, DamagedSnapshotTablesNameTheFileAndTheSnapshot) {
     if (p.checkpoint == "top.snap" && p.offset == 0) read = true;
   }
   EXPECT_TRUE(read);
+}
+
+// QEMU gives a new snapshot the id of a deleted one: a checkpoint listed
+// before the delete must not open its successor (another disk under the
+// old name), only fail naming it.
+TEST(Qcow2Snapshot, ASnapshotReplacedSinceListedIsNotFoundNotAnotherDisk) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  Sh(d, "qemu-img create -q -f qcow2 top.qcow2 4M && qemu-io -c 'write -P 0x51 0 1M' top.qcow2 && "
+        "qemu-img snapshot -c snap top.qcow2");
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok());
+  auto listed = repo.value()->LoadGroup("top");
+  ASSERT_TRUE(listed.ok());
+  const Checkpoint* snap = listed->Find("top.snap");
+  ASSERT_NE(snap, nullptr);
+  // Deleted, the disk changed, and a snapshot of the same name taken again.
+  Sh(d, "qemu-img snapshot -d snap top.qcow2 && qemu-io -c 'write -P 0x52 0 1M' top.qcow2 && "
+        "sleep 0.01 && qemu-img snapshot -c snap top.qcow2 && qemu-img snapshot -l top.qcow2 | grep -q '^1 '");
+  auto stale = repo.value()->OpenView(listed.value(), *snap, "disk");
+  ASSERT_FALSE(stale.ok()) << "the old listing opened the new snapshot";
+  EXPECT_EQ(stale.status().code(), Status::Code::kNotFound);
+  EXPECT_NE(stale.status().message().find("deleted or replaced since it was listed"), std::string::npos)
+      << stale.status().message();
+  // Listed again, it is the new one.
+  auto now = repo.value()->LoadGroup("top");
+  ASSERT_TRUE(now.ok());
+  auto v = repo.value()->OpenView(now.value(), *now->Find("top.snap"), "disk");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  std::string buf(64 << 10, '\0');
+  ASSERT_TRUE(v.value()->Read(0, buf.size(), buf.data()).ok());
+  EXPECT_TRUE(buf == std::string(64 << 10, '\x52'));
 }
 
 }  // namespace
