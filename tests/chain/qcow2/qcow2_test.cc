@@ -713,6 +713,21 @@ TEST(Qcow2Snapshot, InternalSnapshotsAreCheckpointsOfTheirImage) {
   EXPECT_TRUE(now.substr(1 * kMiB, 64 << 10) == std::string(64 << 10, '\0'));  // discarded
   EXPECT_TRUE(now.substr(7 * kMiB, 64 << 10) == std::string(64 << 10, '\0'));
   EXPECT_TRUE(now.substr(3 * kMiB, 64 << 10) == std::string(64 << 10, '\x35'));
+
+  // Imported into a repository, every checkpoint (the snapshots as
+  // checkpoints on mid) reads the same.
+  ASSERT_TRUE(Repository::Init(tmp / "repo", RepoConfig{}).ok());
+  auto dst = Repository::Open(tmp / "repo");
+  ASSERT_TRUE(dst.ok());
+  auto r = Import(*repo.value(), *dst.value(), {});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->checkpoints.size(), 6u);
+  for (const Checkpoint& cp : g->checkpoints) {
+    const std::string want = ReadView(*repo.value(), "top", cp.name, &st);
+    ASSERT_TRUE(st.ok());
+    EXPECT_TRUE(ReadView(*dst.value(), "top", cp.name, &st) == want) << cp.name;
+    EXPECT_TRUE(st.ok()) << cp.name << ": " << st.ToString();
+  }
 }
 
 // A damaged snapshot table refuses the snapshots (named IMAGE.snapshots,
