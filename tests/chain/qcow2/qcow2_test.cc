@@ -666,9 +666,10 @@ TEST(Qcow2Snapshot, InternalSnapshotsAreCheckpointsOfTheirImage) {
   const std::string d = tmp / "img";
   boost::filesystem::create_directories(d);
   Sh(d, "qemu-img create -q -f qcow2 base.qcow2 8M && qemu-io -c 'write -P 0x11 0 6M' base.qcow2");
-  // A middle image with a snapshot of its own, then the top.
-  Sh(d, "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mid.qcow2 && "
-        "qemu-io -c 'write -P 0x21 512K 256K' mid.qcow2 && qemu-img snapshot -c early mid.qcow2 && "
+  // A middle image with extended L2 entries and a snapshot of its own (4K
+  // writes: subclusters), then the top.
+  Sh(d, "qemu-img create -q -f qcow2 -o extended_l2=on -b base.qcow2 -F qcow2 mid.qcow2 && "
+        "qemu-io -c 'write -P 0x21 516K 8K' mid.qcow2 && qemu-img snapshot -c early mid.qcow2 && "
         "qemu-io -c 'write -P 0x22 512K 64K' mid.qcow2");
   Sh(d, "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2 && "
         "qemu-io -c 'write -P 0x31 1M 1M' -c 'write -P 0x32 7M 1M' top.qcow2 && "
