@@ -176,12 +176,22 @@ Result<std::vector<Qcow2Snapshot>> ReadQcow2Snapshots(const RandomAccessFile& fi
   if (h.snapshots_offset >= file.Size())
     return bad("offset " + std::to_string(h.snapshots_offset) + " lies past the end of the file (" +
                std::to_string(file.Size()) + " bytes): truncated image");
-  // Entries are at least 40 bytes and at most 40 + 1 GiB-ish by their
-  // fields; the whole table is at most QEMU's 64 MiB: read what the file
-  // holds of that at once, then walk it.
+  // The table is at most QEMU's 64 MiB and what the file holds; it is read
+  // as the walk needs it, from 64 KiB on, doubling (a table of a few
+  // entries is a few hundred bytes, and reading up to the end of the file
+  // made opening a snapshot's view of a 1 GiB image 13% slower).
   const uint64_t avail = std::min<uint64_t>(file.Size() - h.snapshots_offset, kQcow2MaxSnapshotTableBytes);
-  std::vector<char> t(avail);
-  CHAINFS_RETURN_IF_ERROR(file.ReadAt(h.snapshots_offset, t.size(), t.data()));
+  std::vector<char> t;
+  // Makes t hold the table's first n bytes; false if the file (or the
+  // limit) ends before.
+  auto have = [&](uint64_t n) -> Result<bool> {
+    if (n <= t.size()) return true;
+    if (n > avail) return false;
+    const uint64_t old = t.size();
+    t.resize(std::min<uint64_t>(avail, std::max<uint64_t>({n, 2 * old, 64 << 10})));
+    CHAINFS_RETURN_IF_ERROR(file.ReadAt(h.snapshots_offset + old, t.size() - old, t.data() + old));
+    return true;
+  };
   std::set<std::string> ids;
   uint64_t at = 0, l1_bytes = 0;
   for (uint32_t i = 0; i < h.nb_snapshots; ++i) {
@@ -192,7 +202,8 @@ Result<std::vector<Qcow2Snapshot>> ReadQcow2Snapshots(const RandomAccessFile& fi
                                                        : "the end of the file (" + std::to_string(file.Size()) +
                                                              " bytes): truncated image"));
     };
-    if (at + 40 > t.size()) return past();
+    CHAINFS_ASSIGN_OR_RETURN(bool head, have(at + 40));
+    if (!head) return past();
     const char* e = &t[at];
     Qcow2Snapshot s;
     s.l1_offset = LoadBe64(e);
@@ -205,7 +216,9 @@ Result<std::vector<Qcow2Snapshot>> ReadQcow2Snapshots(const RandomAccessFile& fi
     s.vm_state_size = LoadBe32(e + 32);
     const uint32_t extra = LoadBe32(e + 36);
     const uint64_t len = 40 + uint64_t{extra} + id_size + name_size;
-    if (at + len > t.size()) return past();
+    CHAINFS_ASSIGN_OR_RETURN(bool whole, have(at + len));
+    if (!whole) return past();
+    e = &t[at];  // t may have grown
     s.disk_size = h.virtual_size;  // v2 images without extra data: the size did not change
     if (extra >= 8) s.vm_state_size = LoadBe64(e + 40);
     if (extra >= 16) s.disk_size = LoadBe64(e + 48);

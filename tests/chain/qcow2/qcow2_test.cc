@@ -830,5 +830,27 @@ TEST(Qcow2Snapshot, ASnapshotReplacedSinceListedIsNotFoundNotAnotherDisk) {
   EXPECT_TRUE(buf == std::string(64 << 10, '\x52'));
 }
 
+// A snapshot table larger than the first read of it (64 KiB): two snapshots
+// with 40,000-character names. Both are found; their names are cut to 120
+// characters.
+TEST(Qcow2Snapshot, ATableBeyondTheFirstReadIsReadWhole) {
+  TempDir tmp;
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  const std::string a(40000, 'a'), b(40000, 'b');
+  Sh(d, "qemu-img create -q -f qcow2 ln.qcow2 4M && qemu-io -c 'write -P 1 0 64K' ln.qcow2 && "
+        "qemu-img snapshot -c " + a + " ln.qcow2 && qemu-io -c 'write -P 2 0 64K' ln.qcow2 && "
+        "qemu-img snapshot -c " + b + " ln.qcow2 && qemu-io -c 'write -P 3 0 64K' ln.qcow2");
+  auto repo = Repository::Open(d);
+  ASSERT_TRUE(repo.ok());
+  auto g = repo.value()->LoadGroup("ln");
+  ASSERT_TRUE(g.ok()) << g.status().ToString();
+  ASSERT_TRUE(g->refused.empty()) << g->refused[0].reason;
+  ASSERT_EQ(g->checkpoints.size(), 3u);
+  EXPECT_EQ(g->checkpoints[0].name, "ln." + a.substr(0, 117));
+  EXPECT_EQ(g->checkpoints[1].name, "ln." + b.substr(0, 117));
+  EXPECT_EQ(ExpectAllViewsMatchQemu(d), 3u);
+}
+
 }  // namespace
 }  // namespace chainfs
