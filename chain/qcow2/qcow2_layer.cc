@@ -471,25 +471,10 @@ class Qcow2Layer : public Layer {
   std::unordered_map<uint64_t, uint64_t> shared_;  // L1 index -> another sharing its table
 };
 
-// The image's active L1 table, or with snapshot non-empty that internal
-// snapshot's (Qcow2SnapshotPart: its id and time).
-Result<std::unique_ptr<Qcow2Layer>> OpenImage(std::unique_ptr<RandomAccessFile> file,
-                                              const std::string& snapshot = "") {
-  CHAINFS_ASSIGN_OR_RETURN(Qcow2Header h, ReadQcow2Header(*file));
-  CHAINFS_RETURN_IF_ERROR(h.refused);
-  std::string where = file->Path();
-  if (!snapshot.empty()) {
-    CHAINFS_ASSIGN_OR_RETURN(std::vector<Qcow2Snapshot> snaps, ReadQcow2Snapshots(*file, h));
-    auto it = std::find_if(snaps.begin(), snaps.end(),
-                           [&](const Qcow2Snapshot& s) { return Qcow2SnapshotPart(s) == snapshot; });
-    if (it == snaps.end())
-      return Status::NotFound(where + ": no internal snapshot '" + snapshot +
-                              "' (id@time): deleted or replaced since it was listed");
-    h.l1_offset = it->l1_offset;
-    h.l1_size = it->l1_size;
-    h.virtual_size = it->disk_size;
-    where += " (internal snapshot '" + it->name + "', id " + it->id + ")";
-  }
+// The layer of file read through h's L1 table and virtual size (the
+// image's header, or SnapshotHeader's copy); where names it in messages.
+Result<std::unique_ptr<Qcow2Layer>> LayerOf(std::unique_ptr<RandomAccessFile> file, const Qcow2Header& h,
+                                            std::string where) {
   std::vector<uint64_t> l1(h.l1_size);
   if (h.l1_size > 0) {
     std::vector<char> raw(uint64_t{h.l1_size} * 8);
@@ -497,6 +482,34 @@ Result<std::unique_ptr<Qcow2Layer>> OpenImage(std::unique_ptr<RandomAccessFile> 
     for (size_t i = 0; i < l1.size(); ++i) l1[i] = LoadBe64(&raw[i * 8]);
   }
   return std::make_unique<Qcow2Layer>(std::move(file), h, std::move(l1), std::move(where));
+}
+
+// h as internal snapshot s reads: its L1 table and disk size.
+Qcow2Header SnapshotHeader(Qcow2Header h, const Qcow2Snapshot& s) {
+  h.l1_offset = s.l1_offset;
+  h.l1_size = s.l1_size;
+  h.virtual_size = s.disk_size;
+  return h;
+}
+std::string SnapshotWhere(const std::string& path, const Qcow2Snapshot& s) {
+  return path + " (internal snapshot '" + s.name + "', id " + s.id + ")";
+}
+
+// The image's active L1 table, or with snapshot non-empty that internal
+// snapshot's (Qcow2SnapshotPart: its id and time).
+Result<std::unique_ptr<Qcow2Layer>> OpenImage(std::unique_ptr<RandomAccessFile> file,
+                                              const std::string& snapshot = "") {
+  CHAINFS_ASSIGN_OR_RETURN(const Qcow2Header h, ReadQcow2Header(*file));
+  CHAINFS_RETURN_IF_ERROR(h.refused);
+  const std::string path = file->Path();
+  if (snapshot.empty()) return LayerOf(std::move(file), h, path);
+  CHAINFS_ASSIGN_OR_RETURN(std::vector<Qcow2Snapshot> snaps, ReadQcow2Snapshots(*file, h));
+  auto it = std::find_if(snaps.begin(), snaps.end(),
+                         [&](const Qcow2Snapshot& s) { return Qcow2SnapshotPart(s) == snapshot; });
+  if (it == snaps.end())
+    return Status::NotFound(path + ": no internal snapshot '" + snapshot +
+                            "' (id@time): deleted or replaced since it was listed");
+  return LayerOf(std::move(file), SnapshotHeader(h, *it), SnapshotWhere(path, *it));
 }
 
 class RawLayer : public Layer {
@@ -573,18 +586,19 @@ Result<std::vector<std::string>> CheckQcow2Structure(const RandomAccessFile& fil
     uint64_t Size() const override { return f.Size(); }
     const std::string& Path() const override { return f.Path(); }
   };
-  CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<Qcow2Layer> l, OpenImage(std::make_unique<Borrowed>(file)));
-  std::vector<std::string> problems = l->CheckStructure();
-  // Each internal snapshot's tables the same way, on their own: a snapshot
-  // shares its clusters with the active image and other snapshots.
+  // The header and the snapshot table read once; each table checked on its
+  // own (a snapshot shares its clusters with the image and other snapshots).
   CHAINFS_ASSIGN_OR_RETURN(const Qcow2Header h, ReadQcow2Header(file));
+  CHAINFS_RETURN_IF_ERROR(h.refused);
+  CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<Qcow2Layer> l, LayerOf(std::make_unique<Borrowed>(file), h, file.Path()));
+  std::vector<std::string> problems = l->CheckStructure();
   auto snaps = ReadQcow2Snapshots(file, h);
   if (!snaps.ok()) {
     problems.push_back(snaps.status().message());
     return problems;
   }
   for (const Qcow2Snapshot& s : snaps.value()) {
-    auto sl = OpenImage(std::make_unique<Borrowed>(file), Qcow2SnapshotPart(s));
+    auto sl = LayerOf(std::make_unique<Borrowed>(file), SnapshotHeader(h, s), SnapshotWhere(file.Path(), s));
     if (!sl.ok()) {
       problems.push_back(sl.status().message());
       continue;
