@@ -91,6 +91,8 @@ class Qcow2Catalog : public ForeignCatalog {
   std::string DeltaPath(const std::string&, const std::string& file) const override {
     return !file.empty() && file[0] == '/' ? file : dir_ + "/" + file;
   }
+  // `qemu-img snapshot -c/-d` rewrites an image in place.
+  bool ChangesInPlace() const override { return true; }
   std::string ManifestPath(const std::string& group, const std::string& cp) const override {
     return dir_ + " (chain " + group + ", image " + cp + ")";
   }

@@ -53,6 +53,11 @@ class ForeignCatalog {
   }
   // What messages name as a checkpoint's record.
   virtual std::string ManifestPath(const std::string& group, const std::string& checkpoint) const = 0;
+  // True if the source's checkpoints change without GroupDir's times
+  // changing (a qcow2 image's snapshots, taken and deleted in place): the
+  // mount then reads the group again every second it is used, instead of
+  // trusting an unchanged directory.
+  virtual bool ChangesInPlace() const { return false; }
 };
 
 // The catalogue of the foreign source at path (read through env), or

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include "chain/base/names.h"
+#include "chain/repo/foreign.h"
 
 namespace chainfs {
 
@@ -41,6 +42,11 @@ std::chrono::milliseconds LiveGroups::SettleFor(Env* env, const std::string& rep
   if (!fs.ok() || !LocalFilesystem(static_cast<long>(fs.value().type)))
     return std::chrono::milliseconds(0);
   return kSettle;
+}
+
+std::chrono::milliseconds LiveGroups::SettleFor(const Repository& repo) {
+  if (repo.foreign() != nullptr && repo.foreign()->ChangesInPlace()) return std::chrono::milliseconds(0);
+  return SettleFor(repo.env(), repo.path());
 }
 
 bool LiveGroups::Fresh(const Entry& e, const FileInfo& st,

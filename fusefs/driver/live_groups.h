@@ -53,6 +53,9 @@ class LiveGroups {
   // client caches directory attributes for seconds (NFS: acdirmax, up to
   // 60 s), so its times can hide a checkpoint another host committed.
   static std::chrono::milliseconds SettleFor(Env* env, const std::string& repo_path);
+  // The same for repo, and zero for a foreign source whose checkpoints
+  // change in place (ForeignCatalog::ChangesInPlace: qcow2 snapshots).
+  static std::chrono::milliseconds SettleFor(const Repository& repo);
   static bool LocalFilesystem(long f_type);
 
   // How a group is read: Repository::LoadGroup, or a test's stand-in.

@@ -62,7 +62,7 @@ RepositoryFs::RepositoryFs(std::unique_ptr<Repository> repo, MountOptions option
       uid_(options_.uid.value_or(::getuid())),
       gid_(options_.gid.value_or(::getgid())),
       mount_time_ns_(NowNs()),
-      groups_(*repo_, std::chrono::milliseconds(1000), LiveGroups::SettleFor(repo_->env(), repo_->path())),
+      groups_(*repo_, std::chrono::milliseconds(1000), LiveGroups::SettleFor(*repo_)),
       inodes_(std::make_shared<const Node>()) {}
 
 void RepositoryFs::Start() {

@@ -6,7 +6,8 @@
 # disk.raw through the FUSE mount. Every view equals what QEMU reads after
 # `qemu-img snapshot -a` (reverting a copy); list, check --deep and export
 # agree; a damaged snapshot table is refused by name while the image itself
-# is still served; the source is never written.
+# is still served; the source is never written by chainfs. Last, while
+# mounted, a snapshot taken appears and a deleted one disappears.
 #
 #   base.qcow2  ext4 holding the template's files (qemu-img convert)
 #   vm.qcow2    on base.qcow2: monday's changes, snapshot "monday", then
@@ -184,4 +185,15 @@ expect_rc 1 "vm\.snapshots" "$CHAINFS" check "$T/dmg"
 step "the source was never written"
 tree_state "$S" >"$T/src.after"
 diff "$T/src.before" "$T/src.after" >&2 || fail "the source directory changed"
+
+step "while mounted: a snapshot taken appears, a deleted one disappears (the image changes in place)"
+mount_fg "$S/img" "$M" -o log="$T/daemon.log"
+[ -f "$M/vm/vm.monday/disk.raw" ] || fail "no vm.monday in the mount"
+sleep 3  # longer than a local directory takes to settle: the rescan must not depend on it
+ok qemu-img snapshot -c thursday "$S/img/vm.qcow2"
+eventually test -f "$M/vm/vm.thursday/disk.raw" || fail "snapshot thursday did not appear: $(ls "$M/vm" | paste -sd' ')"
+cmp "$M/vm/vm.thursday/disk.raw" "$W/ref.vm" || fail "vm.thursday/disk.raw differs from qemu-img convert"
+ok qemu-img snapshot -d monday "$S/img/vm.qcow2"
+eventually test ! -e "$M/vm/vm.monday" || fail "deleted snapshot monday is still shown: $(ls "$M/vm" | paste -sd' ')"
+unmount_wait "$M"
 echo "PASS"

@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <boost/filesystem.hpp>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <future>
 #include <memory>
 #include <string>
@@ -121,6 +123,24 @@ TEST(LiveGroupsSettle, OnlyLocalFilesystemsSettle) {
   EXPECT_FALSE(LiveGroups::LocalFilesystem(0x65735546));  // fuse
   EXPECT_EQ(LiveGroups::SettleFor(Env::Default(), "/proc"), milliseconds(0)) << "procfs is not local storage";
   EXPECT_EQ(LiveGroups::SettleFor(Env::Default(), "/nonexistent/path"), milliseconds(0));
+}
+
+// A directory of qcow2 images never settles: `qemu-img snapshot` changes an
+// image's checkpoints without touching the directory. A repository on the
+// same (local) filesystem does.
+TEST(LiveGroupsSettle, SourcesThatChangeInPlaceNeverSettle) {
+  TempDir tmp;
+  const std::string img = tmp / "img";
+  boost::filesystem::create_directories(img);
+  ASSERT_EQ(std::system(("qemu-img create -q -f qcow2 '" + img + "/a.qcow2' 1M").c_str()), 0);
+  auto qcow2 = Repository::Open(img);
+  ASSERT_TRUE(qcow2.ok()) << qcow2.status().ToString();
+  ASSERT_NE(qcow2.value()->foreign(), nullptr);
+  EXPECT_EQ(LiveGroups::SettleFor(*qcow2.value()), milliseconds(0));
+  ASSERT_TRUE(Repository::Init(tmp / "repo", RepoConfig{}).ok());
+  auto repo = Repository::Open(tmp / "repo");
+  ASSERT_TRUE(repo.ok());
+  EXPECT_EQ(LiveGroups::SettleFor(*repo.value()), LiveGroups::SettleFor(Env::Default(), tmp / "repo"));
 }
 
 TEST_F(LiveGroupsTest, InvalidateForcesARead) {
