@@ -148,7 +148,7 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
       if (!only.empty())
         if (auto full = g.ResolveChain(cp, d.name); full.ok()) chain = std::move(full).value();
       for (const ChainLink& l : chain) {
-        deltas.emplace(l.disk->part.empty() ? l.disk->delta_file : l.disk->delta_file + '\0' + l.disk->part,
+        deltas.emplace(l.disk->LayerKey(l.disk->delta_file),
                        DeltaRef{l.checkpoint->name, d.name, l.disk});
         // A foreign source's files record no identity by nature: not a notice.
         if (err.empty() && !l.disk->delta_id && repo.foreign() == nullptr)

@@ -60,6 +60,13 @@ struct DiskEntry {
   // id and time (Qcow2SnapshotPart). Empty: the file is the layer. Set by
   // foreign catalogues only; never in a manifest.
   std::string part;
+
+  // What names this entry's layer among a group's: `file` (delta_file, or
+  // its path) alone, or with the part after a NUL (a part of a file is a
+  // layer of its own; a file name holds no NUL).
+  std::string LayerKey(const std::string& file) const {
+    return part.empty() ? file : file + '\0' + part;
+  }
 };
 
 // A file kept with a checkpoint and shown beside its disks: the VM's config

@@ -337,14 +337,6 @@ std::string Repository::ManifestPath(const std::string& group,
   return CheckpointDir(group) + "/" + checkpoint + ".json";
 }
 
-namespace {
-// The layer table's key of disk's layer in the file at path: a part of a
-// file (a qcow2 internal snapshot) is a layer of its own.
-std::string LayerKey(const std::string& path, const DiskEntry& disk) {
-  return disk.part.empty() ? path : path + '\0' + disk.part;
-}
-}  // namespace
-
 Result<std::shared_ptr<const Layer>> Repository::OpenLayer(const std::string& group,
                                                            const std::string& checkpoint,
                                                            const DiskEntry& disk) const {
@@ -352,7 +344,7 @@ Result<std::shared_ptr<const Layer>> Repository::OpenLayer(const std::string& gr
   std::shared_ptr<const Layer> layer;
   {
     std::lock_guard<std::mutex> lock(layers_mu_);
-    auto it = layers_.find(LayerKey(path, disk));
+    auto it = layers_.find(disk.LayerKey(path));
     if (it != layers_.end()) layer = it->second.layer.lock();
   }
   if (layer == nullptr) {
@@ -389,7 +381,7 @@ Result<std::shared_ptr<const Layer>> Repository::OpenAndShare(const std::string&
     return Status::Corruption(path + ": virtual size " + std::to_string(layer->virtual_size()) +
                               " is above the largest chainfs accepts (2^56 bytes, 64 PiB)");
   std::lock_guard<std::mutex> lock(layers_mu_);
-  LayerSlot& slot = layers_[LayerKey(path, disk)];
+  LayerSlot& slot = layers_[disk.LayerKey(path)];
   if (auto existing = slot.layer.lock()) return existing;  // another thread won
   slot.layer = layer;
   return layer;
