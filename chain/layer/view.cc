@@ -190,18 +190,19 @@ Status View::ReadPieces(uint64_t offset, size_t n, std::vector<ReadPiece>* out,
 
 namespace {
 
-// Load() of each layer not loaded yet, several at a time; each one's status.
-// A lazily opened layer's (a view map's, chain/repo) open is a few reads
-// that wait on the disk, and a deep view has hundreds: one thread opened a
-// depth-1,000 view's layers in ~100 ms disk-cold, eight in ~45.
-constexpr unsigned kLoadThreads = 8;
+// Load() of each layer not loaded yet, up to `threads` at a time; each one's
+// status. A lazily opened layer's (a view map's, chain/repo) open is a few
+// reads that wait on the disk, and a deep view has hundreds: one thread
+// opened a depth-1,000 view's layers in ~100 ms disk-cold, eight
+// (View::kLoadThreads) in ~45.
 constexpr size_t kMinParallelLoads = 16;
-std::vector<Status> LoadAll(const std::vector<const Layer*>& layers) {
+std::vector<Status> LoadAll(const std::vector<const Layer*>& layers,
+                            unsigned threads = View::kLoadThreads) {
   std::vector<Status> out(layers.size());
   std::vector<size_t> closed;
   for (size_t i = 0; i < layers.size(); ++i)
     if (!layers[i]->Loaded()) closed.push_back(i);
-  ParallelFor(closed.size(), kMinParallelLoads, kLoadThreads,
+  ParallelFor(closed.size(), kMinParallelLoads, threads,
               [&](size_t k) { out[closed[k]] = layers[closed[k]]->Load(); });
   return out;
 }
@@ -218,9 +219,9 @@ std::vector<const Layer*> View::ServingLayers() const {
   return out;
 }
 
-Status View::LoadLayers() const {
+Status View::LoadLayers(unsigned threads) const {
   // Newest first, the first failure, as if opened one after another.
-  for (const Status& st : LoadAll(ServingLayers())) CHAINFS_RETURN_IF_ERROR(st);
+  for (const Status& st : LoadAll(ServingLayers(), threads)) CHAINFS_RETURN_IF_ERROR(st);
   return Status::Ok();
 }
 

@@ -130,7 +130,11 @@ class View {
   // meanwhile. Layers wholly shadowed by newer ones are never read, so
   // never opened: at depth 10,000 most are (bench-scale's newest view reads
   // from about a third of its layers).
-  Status LoadLayers() const;
+  // threads: how many open at once (kLoadThreads: a deep view's layers
+  // disk-cold; 1: in the background, where it must not take the cores
+  // from readers).
+  static constexpr unsigned kLoadThreads = 8;
+  Status LoadLayers(unsigned threads = kLoadThreads) const;
   bool LayersLoaded() const;
   // The layers LoadLayers loads, newest first.
   std::vector<const Layer*> ServingLayers() const;

@@ -1,6 +1,9 @@
 #include "fusefs/driver/repository_fs.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <cstring>
@@ -78,7 +81,17 @@ void RepositoryFs::Start() {
     ra.skip_raw = SplicesReplies();
     readahead_ = std::make_unique<Readahead>(cache_.get(), ra);
   }
+  // One thread, at the lowest CPU priority (nice 19, which Linux keeps per
+  // thread), opening one layer at a time: it opens a deep view's serving
+  // layers (3,300 files at depth 10,000) while the reader goes on. With
+  // eight at normal priority on two cores, the reader's next requests
+  // waited for them: a first 4 KiB read and close of the newest view took
+  // 1.7-2.8 ms at depth 10,000 in half the tries, against 0.8 at depth 1.
   loader_ = std::make_unique<WorkerPool>(1);
+  (void)loader_->Submit([] {
+    if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 19) != 0)
+      spdlog::debug("background layer loader keeps its priority: {}", std::strerror(errno));
+  });
 }
 
 void RepositoryFs::SetKernelReadaheadOnce() {

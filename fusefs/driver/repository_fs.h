@@ -211,7 +211,8 @@ class RepositoryFs {
   // Opens, in the background, the layers a view from a view map left
   // unopened, once a file of it has answered its first read
   // (View::LoadLayers): the open file then holds them, and keeps reading its
-  // bytes if a consolidation removes their files. Made by Start (threads
+  // bytes if a consolidation removes their files. One thread at nice 19,
+  // one layer at a time: readers come first. Made by Start (threads
   // after the fork). Last member: its tasks end before the views'
   // Repository and the cache go.
   std::unique_ptr<WorkerPool> loader_;

@@ -283,7 +283,7 @@ void RepositoryFs::LoadLayersLater(std::shared_ptr<const View> view) {
   (void)loader_->Submit([view = std::move(view)] {
     Failpoint("mount.before-load-layers");
     // A failure is the read's to report (and retry on a fresh view).
-    if (Status st = view->LoadLayers(); !st.ok())
+    if (Status st = view->LoadLayers(1); !st.ok())
       spdlog::debug("{}: {}", view->label(), st.message());
   });
 }

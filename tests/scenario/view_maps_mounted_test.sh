@@ -44,6 +44,9 @@ dd bs=64K count=1 iflag=fullblock status=none <&8 >"$T/head70"
 cmp -s "$T/head70" <(head -c 65536 "$T/want70") || fail "c000070's first 64 KiB read wrong"
 eventually test -e "$CHAINFS_FAILPOINT_DIR/mount.before-load-layers.paused" ||
   fail "the loader did not reach the second file"
+# It yields to readers: one thread of the daemon, at nice 19 (the others at 0).
+nices=$(ps -L -o nice= -p "$MOUNT_PID" | sort | uniq -c | awk '{print $1 "x" $2}' | xargs)
+[[ " $nices " == *" 1x19 "* ]] || fail "want one daemon thread at nice 19 (the layer loader), got: $nices"
 
 step "prune --keep-last 5 while both are open"
 ok "$CHAINFS" prune "$R" vm0001 --keep-last 5 >/dev/null
