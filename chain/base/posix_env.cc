@@ -34,7 +34,7 @@
 namespace chainfs {
 namespace {
 
-constexpr size_t kDirectBuffer = AppendFile::kDirectBuffer;
+[[maybe_unused]] constexpr size_t kDirectBuffer = AppendFile::kDirectBuffer;  // clang counts no constant use
 constexpr size_t kDirectAlign = AppendFile::kDirectAlign;
 
 char* AlignedBuffer(size_t n) {

@@ -121,7 +121,10 @@ Status SplicePipe::Fill(const std::vector<ReadPiece>& pieces, std::span<const ch
 }
 
 int SplicePipe::Reply(fuse_req_t req) {
-  fuse_bufvec bv = FUSE_BUFVEC_INIT(filled_);
+  // FUSE_BUFVEC_INIT's fields (the macro is a C99 compound literal).
+  fuse_bufvec bv{};
+  bv.count = 1;
+  bv.buf[0].size = filled_;
   // RETRY: libfuse's fallback (a reply under two pages, or its pipe too
   // small) reads the pipe until it has all filled_ bytes, which it holds.
   bv.buf[0].flags = static_cast<fuse_buf_flags>(FUSE_BUF_IS_FD | FUSE_BUF_FD_RETRY);
