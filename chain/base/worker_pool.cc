@@ -1,6 +1,9 @@
 #include "chain/base/worker_pool.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <atomic>
@@ -35,6 +38,15 @@ WorkerPool::~WorkerPool() {
 }
 
 void WorkerPool::Run() {
+  // At the process's priority (its first thread's), not at that of the
+  // thread that made the pool: Linux gives a new thread its maker's nice
+  // value, and the mount's background layer loader runs at 19
+  // (fusefs/driver/repository_fs.cc), so a pool it happened to make first
+  // would have served everyone at its priority.
+  errno = 0;
+  const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::getpid()));
+  if (errno == 0 && ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid())) != nice)
+    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
   while (true) {
     std::function<void()> task;
     {
