@@ -45,8 +45,7 @@ void WorkerPool::Run() {
   // would have served everyone at its priority.
   errno = 0;
   const int nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::getpid()));
-  if (errno == 0 && ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid())) != nice)
-    (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
+  if (errno == 0) (void)::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), nice);
   while (true) {
     std::function<void()> task;
     {

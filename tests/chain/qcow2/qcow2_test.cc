@@ -33,6 +33,13 @@ void Sh(const std::string& dir, const std::string& cmd) {
   ASSERT_EQ(std::system(full.c_str()), 0) << full;
 }
 
+// tmp's directory "img", made: where a test puts its images.
+std::string ImageDir(const TempDir& tmp) {
+  const std::string d = tmp / "img";
+  boost::filesystem::create_directories(d);
+  return d;
+}
+
 std::string ReadAll(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::string(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
@@ -111,8 +118,7 @@ void MakeRaw(const std::string& dir, const std::string& name, uint64_t size) {
 
 TEST(Qcow2Chain, ZeroDiscardAndOverwritesAlongAChain) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   Sh(d, "qemu-img create -q -f qcow2 base.qcow2 16M");
   Sh(d, "qemu-io -c 'write -P 0x11 0 3M' -c 'write -P 0x12 8M 1M' -c 'write -z 12M 1M' base.qcow2");
   std::string prev = "base";
@@ -151,8 +157,7 @@ TEST(Qcow2Chain, ZeroDiscardAndOverwritesAlongAChain) {
 // MiB, so the top view shows 2 MiB of the base.
 TEST(Qcow2Chain, ASequentialReadFetchesOnlyTheClustersTheViewShows) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   Sh(d, "qemu-img create -q -f qcow2 base.qcow2 32M && qemu-io -c 'write -P 0x11 0 32M' base.qcow2");
   Sh(d, "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2");
   std::string writes;
@@ -179,8 +184,7 @@ TEST(Qcow2Chain, ASequentialReadFetchesOnlyTheClustersTheViewShows) {
 
 TEST(Qcow2Chain, CompressedSubclustersClusterSizesRawBaseV2AndGrowth) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   MakeRaw(d, "r.raw", 24 * kMiB);
   // zlib and zstd compressed bases, each with an incremental.
   Sh(d, "qemu-img convert -c -O qcow2 -o compression_type=zlib r.raw cz.qcow2");
@@ -245,8 +249,7 @@ TEST(Qcow2Chain, SharedBaseTwoGroupsAndOneImageAsSource) {
 // one is read again.
 TEST(Qcow2Chain, AnUnchangedImageIsNotReopenedByTheNextLookup) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   Sh(d, "qemu-img create -q -f qcow2 base.qcow2 8M && "
         "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 s1.qcow2 && "
         "qemu-img create -q -f qcow2 -b s1.qcow2 -F qcow2 s2.qcow2");
@@ -279,8 +282,7 @@ TEST(Qcow2Chain, AnUnchangedImageIsNotReopenedByTheNextLookup) {
 
 TEST(Qcow2Chain, ImportsIntoARepositoryReadingOnlyEachImagesClusters) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   MakeRaw(d, "r.raw", 8 * kMiB);
   Sh(d, "qemu-img convert -c -O qcow2 -o compression_type=zstd r.raw base.qcow2");
   Sh(d, "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mon.qcow2");
@@ -329,8 +331,7 @@ std::string ToBe64(uint64_t v) {
 
 TEST(Qcow2Refusal, CorruptBitUnknownFeatureLoopAndMissingBackingNameTheFile) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   Sh(d, "qemu-img create -q -f qcow2 base.qcow2 4M && qemu-io -c 'write -P 0x1 0 1M' base.qcow2");
   Sh(d, "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 mid.qcow2");
   Sh(d, "qemu-img create -q -f qcow2 -b mid.qcow2 -F qcow2 top.qcow2");
@@ -389,8 +390,7 @@ TEST(Qcow2Refusal, CorruptBitUnknownFeatureLoopAndMissingBackingNameTheFile) {
 
 TEST(Qcow2Refusal, EncryptedImageIsRefused) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   // qemu-img's PBKDF timing sometimes fails ("Unable to get accurate CPU
   // usage") on a loaded machine; sha512 makes it rarer, three tries rarer still.
   Sh(d, "for i in 1 2 3; do qemu-img create -q -f qcow2 --object secret,id=s0,data=abc -o "
@@ -416,8 +416,7 @@ std::pair<uint64_t, uint64_t> FirstL2Entry(const std::string& path) {
 
 TEST(Qcow2Damage, PastTheEndOverlapAndTruncationAreEioAndDeepCheckProblems) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   Sh(d, "qemu-img create -q -f qcow2 base.qcow2 4M && qemu-io -c 'write -P 0x7 0 4M' base.qcow2");
   Sh(d, "qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2");
   Sh(d, "qemu-io -c 'write -P 0x8 0 128K' -c 'write -P 0x9 1M 64K' top.qcow2");
@@ -482,8 +481,7 @@ TEST(Qcow2Damage, PastTheEndOverlapAndTruncationAreEioAndDeepCheckProblems) {
 
 TEST(Qcow2Scale, TerabyteSparseChainOpensWithoutAWholeImageMap) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   Sh(d, "qemu-img create -q -f qcow2 i0.qcow2 1T");
   for (int i = 1; i <= 10; ++i) {
     Sh(d, "qemu-img create -q -f qcow2 -b i" + std::to_string(i - 1) + ".qcow2 -F qcow2 i" +
@@ -523,8 +521,7 @@ TEST(Qcow2Scale, TerabyteSparseChainOpensWithoutAWholeImageMap) {
 // wait on the disk together. The hint fetches the tables and nothing else.
 TEST(Qcow2Scale, WillNeedExtentsFetchesTheL2TablesOnly) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   // 64 KiB clusters: an L2 table maps 512 MiB, so four writes far apart
   // make four tables.
   Sh(d, "qemu-img create -q -f qcow2 a.qcow2 2G && qemu-io -c 'write -P 1 0 64K' -c 'write -P 2 600M 64K' "
@@ -558,8 +555,7 @@ TEST(Qcow2Scale, WillNeedExtentsFetchesTheL2TablesOnly) {
 // clusters next to each other in write order, shadowed ones between).
 TEST(Qcow2Scale, WillNeedRunsMergesNeighbouringClustersInTheFile) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   // Guest clusters 0, 10, ..., 60 written in that order: their data
   // clusters follow each other in the file.
   std::string writes;
@@ -615,8 +611,7 @@ TEST(Qcow2Scale, WillNeedRunsMergesNeighbouringClustersInTheFile) {
 // clusters are never spans.
 TEST(Qcow2Splice, RawSpansAreReadBlocksBytesAndOnlyOfRawClusters) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   MakeRaw(d, "r.raw", 8 * kMiB + 512);
   Sh(d, "qemu-img convert -c -O qcow2 -o compression_type=zstd r.raw cs.qcow2");  // text compressed,
                                                                                  // random raw
@@ -663,8 +658,7 @@ TEST(Qcow2Splice, RawSpansAreReadBlocksBytesAndOnlyOfRawClusters) {
 // at its own size.
 TEST(Qcow2Snapshot, InternalSnapshotsAreCheckpointsOfTheirImage) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   Sh(d, "qemu-img create -q -f qcow2 base.qcow2 8M && qemu-io -c 'write -P 0x11 0 6M' base.qcow2");
   // A middle image with extended L2 entries and a snapshot of its own (4K
   // writes: subclusters), then the top.
@@ -737,8 +731,7 @@ TEST(Qcow2Snapshot, InternalSnapshotsAreCheckpointsOfTheirImage) {
 // check --deep reports it.
 TEST(Qcow2Snapshot, DamagedSnapshotTablesNameTheFileAndTheSnapshot) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   Sh(d, "qemu-img create -q -f qcow2 top.qcow2 4M && qemu-io -c 'write -P 0x41 0 1M' top.qcow2 && "
         "qemu-img snapshot -c snap top.qcow2 && qemu-io -c 'write -P 0x42 0 64K' top.qcow2");
   const std::string path = d + "/top.qcow2";
@@ -802,8 +795,7 @@ TEST(Qcow2Snapshot, DamagedSnapshotTablesNameTheFileAndTheSnapshot) {
 // old name), only fail naming it.
 TEST(Qcow2Snapshot, ASnapshotReplacedSinceListedIsNotFoundNotAnotherDisk) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   Sh(d, "qemu-img create -q -f qcow2 top.qcow2 4M && qemu-io -c 'write -P 0x51 0 1M' top.qcow2 && "
         "qemu-img snapshot -c snap top.qcow2");
   auto repo = Repository::Open(d);
@@ -835,8 +827,7 @@ TEST(Qcow2Snapshot, ASnapshotReplacedSinceListedIsNotFoundNotAnotherDisk) {
 // characters.
 TEST(Qcow2Snapshot, ATableBeyondTheFirstReadIsReadWhole) {
   TempDir tmp;
-  const std::string d = tmp / "img";
-  boost::filesystem::create_directories(d);
+  const std::string d = ImageDir(tmp);
   const std::string a(40000, 'a'), b(40000, 'b');
   Sh(d, "qemu-img create -q -f qcow2 ln.qcow2 4M && qemu-io -c 'write -P 1 0 64K' ln.qcow2 && "
         "qemu-img snapshot -c " + a + " ln.qcow2 && qemu-io -c 'write -P 2 0 64K' ln.qcow2 && "
