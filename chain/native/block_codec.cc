@@ -86,8 +86,13 @@ Result<StoredBlock> ReadStoredBytes(const RandomAccessFile& file, const StoredLo
 Status ReadStoredBlock(const RandomAccessFile& file, const StoredLocation& loc,
                        uint32_t block_size, char* out) {
   if (loc.stored.codec == static_cast<uint8_t>(Codec::kRaw) && loc.stored.size == block_size) {
-    // Read straight into out; the checksum covers the stored (= raw) bytes.
+    // Read straight into out. The stored bytes are the content: its 128-bit
+    // hash alone decides, one pass over the block instead of two (a warm
+    // export of 256 MiB: 64 -> 59 ms of CPU). On a mismatch
+    // the checksum says which went wrong, as ReadStoredBytes would: the
+    // bytes on disk (checksum mismatch) or the entry (content hash).
     CHAINFS_RETURN_IF_ERROR(file.ReadAt(loc.offset, loc.stored.size, out));
+    if (HashContent(out, block_size) == loc.stored.content) return Status::Ok();
     StoredBlock s = loc.stored;
     s.data = out;
     CHAINFS_RETURN_IF_ERROR(VerifyStoredBlock(s, file.Path(), loc.offset));

@@ -5,6 +5,9 @@
 #include <random>
 #include <string>
 
+#include "chain/base/env.h"
+#include "tests/chain/test_util.h"
+
 namespace chainfs {
 namespace {
 
@@ -116,6 +119,45 @@ TEST(BlockCodec, ReusedBufferShrinksAndGrows) {
   std::string out(kBs, '\0');
   ASSERT_TRUE(DecodeBlock(sa, kBs, out.data(), "f").ok());
   EXPECT_EQ(out, a);
+}
+
+
+// A raw block read from a file (ReadStoredBlock's direct path): its content
+// hash alone accepts it, and each kind of damage keeps its own message.
+TEST(BlockCodec, RawBlockReadFromFileNamesWhatIsDamaged) {
+  testing::TempDir tmp;
+  const std::string raw = Random(11);
+  std::string buf;
+  StoredBlock s = EncodeBlock(23, raw.data(), kBs, HashContent(raw.data(), kBs), {true, 3}, &buf);
+  ASSERT_EQ(s.codec, static_cast<uint8_t>(Codec::kRaw));
+  const std::string path = tmp / "d.delta";
+  testing::WriteFile(path, std::string(4096, 'h') + buf);
+  StoredLocation loc{4096, s};
+  loc.stored.data = nullptr;
+  auto read = [&](const StoredLocation& l) {
+    auto f = Env::Default()->NewRandomAccessFile(path);
+    EXPECT_TRUE(f.ok()) << f.status().ToString();
+    std::string out(kBs, 'x');
+    Status st = ReadStoredBlock(*f.value(), l, kBs, out.data());
+    return std::make_pair(st, out);
+  };
+  auto [ok, out] = read(loc);
+  ASSERT_TRUE(ok.ok()) << ok.ToString();
+  EXPECT_EQ(out, raw);
+  // The entry's content hash is wrong, the bytes on disk are intact.
+  StoredLocation wrong_hash = loc;
+  wrong_hash.stored.content.hi ^= 1;
+  Status st = read(wrong_hash).first;
+  EXPECT_EQ(st.code(), Status::Code::kCorruption);
+  EXPECT_EQ(st.message(), path + ": block 23: content hash mismatch after decoding");
+  // One byte on disk flipped: the checksum of the stored bytes names it.
+  std::string damaged = std::string(4096, 'h') + buf;
+  damaged[4096 + 777] ^= 0x40;
+  testing::WriteFile(path, damaged);
+  st = read(loc).first;
+  EXPECT_EQ(st.code(), Status::Code::kCorruption);
+  EXPECT_EQ(st.message(),
+            path + ": block 23 (offset 4096): checksum mismatch of stored bytes");
 }
 
 }  // namespace
