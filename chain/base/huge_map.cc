@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <bit>
 #include <cstdint>
 #include <new>
@@ -63,6 +64,13 @@ void HugeSlots::Free(char* p, size_t bytes) {
 size_t HugeSlots::MappedBytes() {
   std::lock_guard<std::mutex> l(mu_);
   return mapped_;
+}
+
+bool HugeSlots::Owns(const void* p) {
+  const auto* c = static_cast<const char*>(p);
+  std::lock_guard<std::mutex> l(mu_);
+  return std::any_of(chunks_.begin(), chunks_.end(),
+                     [&](const auto& m) { return c >= m.first && c < m.first + m.second; });
 }
 
 }  // namespace chainfs

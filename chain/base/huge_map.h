@@ -48,6 +48,8 @@ class HugeSlots {
   void Free(char* p, size_t bytes);
   // Bytes mapped so far.
   size_t MappedBytes();
+  // Whether p lies in memory this mapped (for tests).
+  bool Owns(const void* p);
 
  private:
   std::mutex mu_;
@@ -56,19 +58,25 @@ class HugeSlots {
   size_t mapped_ = 0;
 };
 
-// A growable array of trivially copyable T in HugeSlots memory, for big
-// scratch arrays built on a hot path: a view's extent map at open collects
-// tens of thousands of runs, and std::vector's doublings into fresh malloc
-// memory faulted 4 KiB at a time were a fifth of a depth-100 open (perf).
-// Capacity starts at first_bytes (a power of two) and doubles.
+// A growable array of trivially copyable T for scratch arrays built on a
+// hot path, in HugeSlots memory once big: a view's extent map at open
+// collects tens of thousands of runs, and std::vector's doublings into fresh
+// malloc memory faulted 4 KiB at a time were a fifth of a depth-100 open
+// (perf). Up to kHeapBytes it lives in ordinary heap memory instead: a huge
+// page is zeroed whole at its first touch, 2 MiB for what may be a few KiB,
+// and that first touch of fresh memory cost 0.05-1.3 ms per MiB on these VMs
+// (it made a third of a depth-1 backup's time). Capacity starts at
+// first_bytes, rounded up to a power of two (callers size it to what they
+// expect), and doubles.
 template <typename T>
 class SlotArray {
   static_assert(std::is_trivially_copyable_v<T>);
 
  public:
+  static constexpr size_t kHeapBytes = 256u << 10;
   explicit SlotArray(size_t first_bytes = 1u << 20)
       : first_bytes_(std::bit_ceil(std::max(first_bytes, sizeof(T)))) {}
-  ~SlotArray() { HugeSlots::Get().Free(reinterpret_cast<char*>(data_), bytes_); }
+  ~SlotArray() { Release(data_, bytes_); }
   SlotArray(const SlotArray&) = delete;
   SlotArray& operator=(const SlotArray&) = delete;
 
@@ -91,11 +99,19 @@ class SlotArray {
  private:
   void Grow() {
     const size_t bytes = data_ == nullptr ? first_bytes_ : bytes_ * 2;
-    T* p = reinterpret_cast<T*>(HugeSlots::Get().Alloc(bytes));
+    T* p = bytes <= kHeapBytes ? static_cast<T*>(::operator new(bytes))
+                               : reinterpret_cast<T*>(HugeSlots::Get().Alloc(bytes));
     if (size_ > 0) std::memcpy(static_cast<void*>(p), data_, size_ * sizeof(T));
-    HugeSlots::Get().Free(reinterpret_cast<char*>(data_), bytes_);
+    Release(data_, bytes_);
     data_ = p;
     bytes_ = bytes;
+  }
+  static void Release(T* p, size_t bytes) {
+    if (p == nullptr) return;
+    if (bytes <= kHeapBytes)
+      ::operator delete(p);
+    else
+      HugeSlots::Get().Free(reinterpret_cast<char*>(p), bytes);
   }
   const size_t first_bytes_;
   T* data_ = nullptr;

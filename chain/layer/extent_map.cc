@@ -14,9 +14,16 @@ namespace {
 // runs), each a range of one array: runs of that source's own bytes, sorted
 // and disjoint, each a template whose entry_pos is that of its start.
 struct Sources {
+  explicit Sources(size_t expected_runs) : runs(expected_runs * sizeof(MapRun)) {}
   SlotArray<MapRun> runs;
   std::vector<std::pair<size_t, size_t>> ranges;  // [begin, end) in runs, per source
 };
+
+// What a source adds to Sources before anything is known of its extents:
+// 2,048 runs (64 KiB). A view of one to four layers (a depth-1 export, a
+// short chain) then collects in heap memory, a deep one in huge-page slots
+// (SlotArray).
+constexpr size_t kRunsPerLayerGuess = 2048;
 
 // Appends layer li's extents, clipped to clip, as the next source. A layer
 // that broke Layer::ForEachExtent's promise (increasing, disjoint) is put in
@@ -95,7 +102,7 @@ class ActiveSet {
 // ones cover, so persisted view maps are unchanged; runs come out sorted.
 std::vector<MapRun> Sweep(const Sources& in) {
   const size_t n = in.ranges.size();
-  SlotArray<MapRun> runs;
+  SlotArray<MapRun> runs(std::max<size_t>(in.runs.size(), 1) * sizeof(MapRun));  // usually fewer
   using Boundary = std::pair<uint64_t, uint32_t>;  // position, source
   std::priority_queue<Boundary, std::vector<Boundary>, std::greater<Boundary>> next;
   std::vector<size_t> at(n);  // each source's current run, an index into in.runs
@@ -148,7 +155,7 @@ void CollectLayers(const std::vector<const Layer*>& layers,
 
 ExtentMap ExtentMap::Build(const std::vector<const Layer*>& layers,
                            const std::vector<uint64_t>& clip_bytes) {
-  Sources sources;
+  Sources sources(layers.size() * kRunsPerLayerGuess);
   CollectLayers(layers, clip_bytes, sources);
   ExtentMap m;
   m.runs_ = Sweep(sources);
@@ -158,7 +165,7 @@ ExtentMap ExtentMap::Build(const std::vector<const Layer*>& layers,
 ExtentMap ExtentMap::Overlay(const std::vector<const Layer*>& layers,
                              const std::vector<uint64_t>& clip_bytes, const ExtentMap& base,
                              uint64_t base_clip) {
-  Sources sources;
+  Sources sources(layers.size() * kRunsPerLayerGuess + base.runs_.size());
   CollectLayers(layers, clip_bytes, sources);
   const uint32_t shift = static_cast<uint32_t>(layers.size());
   const size_t begin = sources.runs.size();

@@ -69,27 +69,54 @@ TEST(HugeSlots, SizesKeepTheirOwnSlotsAndOddSizesAreRefused) {
   EXPECT_THROW(slots.Alloc(0), std::bad_alloc);
 }
 
-// SlotArray keeps its elements across doublings, and a second array of the
-// same sizes reuses the process's slots instead of mapping more.
+// SlotArray keeps its elements across doublings, from heap memory into
+// huge-page slots, and a second array of the same sizes reuses the process's
+// slots instead of mapping more.
 TEST(SlotArray, GrowsKeepingItsElementsAndReusesSlots) {
   auto fill = [](size_t n) {
     SlotArray<uint64_t> a(4096);
     for (uint64_t i = 0; i < n; ++i) a.push_back(i * 0x9e3779b97f4a7c15ull);
     EXPECT_EQ(a.size(), n);
     for (uint64_t i = 0; i < n; ++i) ASSERT_EQ(a[i], i * 0x9e3779b97f4a7c15ull) << i;
-    EXPECT_TRUE(AlignedTo(reinterpret_cast<char*>(a.begin()), 4096));
     a.truncate(3);
     EXPECT_EQ(a.size(), 3u);
     EXPECT_EQ(a.back(), 2 * 0x9e3779b97f4a7c15ull);
   };
-  fill(100000);  // 4 KiB doubled to 1 MiB
+  const size_t before = HugeSlots::Get().MappedBytes();
+  fill(400000);  // 4 KiB doubled to 4 MiB: past kHeapBytes into slots
   const size_t mapped = HugeSlots::Get().MappedBytes();
-  EXPECT_GT(mapped, 0u);
-  fill(100000);
+  EXPECT_GT(mapped, before);
+  fill(400000);
   EXPECT_EQ(HugeSlots::Get().MappedBytes(), mapped);
   SlotArray<uint64_t> none;
   EXPECT_TRUE(none.empty());
   EXPECT_EQ(none.begin(), none.end());
+}
+
+// An array that stays within kHeapBytes is in heap memory, never in a
+// huge-page slot (each huge page is zeroed whole at its first touch); its
+// next doubling moves it into a slot, and one that starts bigger is in a
+// slot, aligned to it, from the start.
+TEST(SlotArray, SmallArraysStayInHeapMemory) {
+  HugeSlots& slots = HugeSlots::Get();
+  SlotArray<uint64_t> small(4096);
+  for (uint64_t i = 0; i < SlotArray<uint64_t>::kHeapBytes / sizeof(uint64_t); ++i) {
+    small.push_back(i);
+    if ((i & (i + 1)) == 0) {  // at each doubling
+      ASSERT_FALSE(slots.Owns(small.begin())) << i;
+    }
+  }
+  EXPECT_FALSE(slots.Owns(small.begin()));
+  small.push_back(1);  // one more: the next doubling is a slot
+  EXPECT_TRUE(slots.Owns(small.begin()));
+  EXPECT_TRUE(
+      AlignedTo(reinterpret_cast<char*>(small.begin()), 2 * SlotArray<uint64_t>::kHeapBytes));
+  EXPECT_EQ(small[12345], 12345u);
+  SlotArray<uint64_t> big(4u << 20);
+  big.push_back(7);
+  EXPECT_TRUE(slots.Owns(big.begin()));
+  EXPECT_TRUE(AlignedTo(reinterpret_cast<char*>(big.begin()), kHugePageBytes));
+  EXPECT_EQ(big.back(), 7u);
 }
 
 }  // namespace
