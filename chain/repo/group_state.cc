@@ -46,8 +46,10 @@ int32_t Lookup(const std::unordered_map<std::string, int32_t>& m, const std::str
   return it == m.end() ? -1 : it->second;
 }
 
-uint64_t ChainFingerprint(const DiskEntry& d, uint64_t base) {
-  std::string key = d.delta_file;
+// key: scratch for the bytes hashed (one buffer for a whole Index, not an
+// allocation per link).
+uint64_t ChainFingerprint(const DiskEntry& d, uint64_t base, std::string& key) {
+  key.assign(d.delta_file);
   key.push_back('\0');
   key.append(d.part).push_back('\0');
   if (d.delta_id) key.append(reinterpret_cast<const char*>(d.delta_id->bytes.data()), 16);
@@ -57,11 +59,22 @@ uint64_t ChainFingerprint(const DiskEntry& d, uint64_t base) {
   return Checksum64(key.data(), key.size());
 }
 
+uint64_t LinkKey(const DiskEntry& d, uint64_t below, std::string& k) {
+  k.assign(d.delta_file).push_back('\0');
+  k.append(d.format).push_back('\0');
+  k.append(reinterpret_cast<const char*>(d.delta_id->bytes.data()), d.delta_id->bytes.size());
+  PutFixed64(&k, *d.index_digest);
+  PutFixed64(&k, d.virtual_size);
+  PutFixed64(&k, below);
+  return Checksum64(k.data(), k.size());
+}
+
 // The view map key of d's chain given below, its base chain's (0 for a full
 // delta); none when d or the chain below lacks a delta id or index digest.
-std::optional<uint64_t> MapKey(const DiskEntry& d, std::optional<uint64_t> below) {
+std::optional<uint64_t> MapKey(const DiskEntry& d, std::optional<uint64_t> below,
+                               std::string& scratch) {
   if (!d.delta_id || !d.index_digest || !below) return std::nullopt;
-  return ViewMapLinkKey(d, *below);
+  return LinkKey(d, *below, scratch);
 }
 
 // "checkpoint C has base B" + why the link is broken, or "" when it holds.
@@ -74,14 +87,7 @@ std::string LinkPrefix(const Checkpoint& c, const DiskEntry& d) {
 
 uint64_t ViewMapLinkKey(const DiskEntry& d, uint64_t below) {
   std::string k;
-  k.reserve(d.delta_file.size() + d.format.size() + 42);
-  k.append(d.delta_file).push_back('\0');
-  k.append(d.format).push_back('\0');
-  k.append(reinterpret_cast<const char*>(d.delta_id->bytes.data()), d.delta_id->bytes.size());
-  PutFixed64(&k, *d.index_digest);
-  PutFixed64(&k, d.virtual_size);
-  PutFixed64(&k, below);
-  return Checksum64(k.data(), k.size());
+  return LinkKey(d, below, k);
 }
 
 void GroupState::Index() {
@@ -89,13 +95,17 @@ void GroupState::Index() {
   auto ix = std::make_shared<GroupIndex>();
   const int32_t n = static_cast<int32_t>(checkpoints.size());
   ix->count = checkpoints.size();
+  ix->by_name.reserve(checkpoints.size());
   for (int32_t i = 0; i < n; ++i)
     if (!ix->by_name.emplace(checkpoints[i].name, i).second) return;  // duplicates: scan
+  ix->refused_by_name.reserve(refused.size());
   for (int32_t i = 0; i < static_cast<int32_t>(refused.size()); ++i)
     ix->refused_by_name.emplace(refused[i].name, i);
   ix->parent.assign(n, -1);
   ix->refused_line.assign(n, -1);
-  std::vector<std::vector<int32_t>> children(n);
+  // Each checkpoint's children, in order, as one array: node p's are
+  // child[child_at[p], child_at[p + 1]) (not a vector per checkpoint).
+  std::vector<uint32_t> child_at(n + 1, 0);
   for (int32_t i = 0; i < n; ++i) {
     const Checkpoint& c = checkpoints[i];
     if (c.parent.empty()) continue;
@@ -105,28 +115,35 @@ void GroupState::Index() {
     if (p >= i) return;
     ix->parent[i] = p;
     if (p >= 0) {
-      children[p].push_back(i);
+      ++child_at[p + 1];
       ix->refused_line[i] = ix->refused_line[p];
     } else {
       ix->refused_line[i] = Lookup(ix->refused_by_name, c.parent);
     }
+  }
+  for (int32_t i = 0; i < n; ++i) child_at[i + 1] += child_at[i];
+  std::vector<int32_t> child(child_at[n]);
+  {
+    std::vector<uint32_t> fill(child_at.begin(), child_at.end() - 1);
+    for (int32_t i = 0; i < n; ++i)
+      if (ix->parent[i] >= 0) child[fill[ix->parent[i]]++] = i;
   }
   // Iterative depth-first walk of the forest (a deep chain would overflow
   // a recursive one).
   ix->enter.assign(n, 0);
   ix->leave.assign(n, 0);
   uint32_t clock = 0;
-  std::vector<std::pair<int32_t, size_t>> stack;
+  std::vector<std::pair<int32_t, uint32_t>> stack;  // node, its next child's place in child
   for (int32_t root = 0; root < n; ++root) {
     if (ix->parent[root] >= 0) continue;
-    stack.push_back({root, 0});
+    stack.push_back({root, child_at[root]});
     ix->enter[root] = clock++;
     while (!stack.empty()) {
       auto& [node, next] = stack.back();
-      if (next < children[node].size()) {
-        const int32_t child = children[node][next++];
-        ix->enter[child] = clock++;
-        stack.push_back({child, 0});
+      if (next < child_at[node + 1]) {
+        const int32_t c = child[next++];
+        ix->enter[c] = clock++;
+        stack.push_back({c, child_at[c]});
       } else {
         ix->leave[node] = clock++;
         stack.pop_back();
@@ -134,6 +151,7 @@ void GroupState::Index() {
     }
   }
   ix->links.resize(n);
+  std::string scratch;
   for (int32_t i = 0; i < n; ++i) {
     const Checkpoint& c = checkpoints[i];
     auto& links = ix->links[i];
@@ -145,8 +163,8 @@ void GroupState::Index() {
         info.depth = 1;
         info.sizes_uniform = true;
         info.stored_bytes = d.stored_bytes;
-        info.fingerprint = ChainFingerprint(d, 0);
-        info.view_map_key = MapKey(d, 0);
+        info.fingerprint = ChainFingerprint(d, 0, scratch);
+        info.view_map_key = MapKey(d, 0, scratch);
         continue;
       }
       const int32_t b = Lookup(ix->by_name, d.base);
@@ -182,11 +200,14 @@ void GroupState::Index() {
       info.depth = base.depth + 1;
       info.sizes_uniform = base.sizes_uniform && bd->virtual_size == d.virtual_size;
       info.stored_bytes = base.stored_bytes + d.stored_bytes;
-      info.fingerprint = ChainFingerprint(d, base.fingerprint);
-      info.view_map_key = MapKey(d, base.view_map_key);
+      info.fingerprint = ChainFingerprint(d, base.fingerprint, scratch);
+      info.view_map_key = MapKey(d, base.view_map_key, scratch);
     }
   }
   ix->first.reserve(n);
+  size_t disks = 0;
+  for (const Checkpoint& c : checkpoints) disks += c.disks.size();
+  ix->flat.reserve(disks);
   for (int32_t i = 0; i < n; ++i) {
     ix->first.push_back(static_cast<uint32_t>(ix->flat.size()));
     for (size_t j = 0; j < checkpoints[i].disks.size(); ++j)
