@@ -64,8 +64,11 @@ class HugeSlots {
 // malloc memory faulted 4 KiB at a time were a fifth of a depth-100 open
 // (perf). Up to kHeapBytes it lives in ordinary heap memory instead: a huge
 // page is zeroed whole at its first touch, 2 MiB for what may be a few KiB,
-// and that first touch of fresh memory cost 0.05-1.3 ms per MiB on these VMs
-// (it made a third of a depth-1 backup's time). Capacity starts at
+// and that first touch cost 1.1-1.4 ms per MiB in a fresh process on these
+// VMs most of the time (0.05 at best), against 0.35-0.45 for 4 KiB pages,
+// which only fault where they are used. Two huge pages made a fifth of a
+// depth-1 backup's time, and two more a tenth of one at depth 10,000 (its
+// new view map laid over its parent's, ~8,000 runs). Capacity starts at
 // first_bytes, rounded up to a power of two (callers size it to what they
 // expect), and doubles.
 template <typename T>
@@ -73,7 +76,7 @@ class SlotArray {
   static_assert(std::is_trivially_copyable_v<T>);
 
  public:
-  static constexpr size_t kHeapBytes = 256u << 10;
+  static constexpr size_t kHeapBytes = 4u << 20;
   explicit SlotArray(size_t first_bytes = 1u << 20)
       : first_bytes_(std::bit_ceil(std::max(first_bytes, sizeof(T)))) {}
   ~SlotArray() { Release(data_, bytes_); }

@@ -20,9 +20,8 @@ struct Sources {
 };
 
 // What a source adds to Sources before anything is known of its extents:
-// 2,048 runs (64 KiB). A view of one to four layers (a depth-1 export, a
-// short chain) then collects in heap memory, a deep one in huge-page slots
-// (SlotArray).
+// 2,048 runs (64 KiB). Up to 64 layers then start in heap memory, deeper
+// views in huge-page slots (SlotArray::kHeapBytes).
 constexpr size_t kRunsPerLayerGuess = 2048;
 
 // Appends layer li's extents, clipped to clip, as the next source. A layer
