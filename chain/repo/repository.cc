@@ -744,7 +744,8 @@ Result<ViewMapFile> Repository::ReadViewMap(const GroupState& g,
 std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     const GroupState& g, const std::shared_ptr<const GroupState>& shared,
     const std::vector<ChainLink>& chain, const std::string& disk, const std::string& label,
-    BlockReader* reader) const {
+    BlockReader* reader, ViewLayers layers) const {
+  const bool serving_only = shared != nullptr && layers == ViewLayers::kByOwner;
   for (size_t i = 0; i + kMinViewMapDepth <= chain.size(); ++i) {
     const Checkpoint& at = *chain[i].checkpoint;
     if (i > 0 && at.sequence % kViewMapSpacing != 0) continue;
@@ -779,8 +780,8 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     // run names: at depth 10,000 most are shadowed whole, and building their
     // lazy layers was most of the view's open.
     constexpr uint32_t kDropped = UINT32_MAX;
-    std::vector<uint32_t> index(chain.size(), shared != nullptr ? kDropped : 0);
-    if (shared != nullptr) {
+    std::vector<uint32_t> index(chain.size(), serving_only ? kDropped : 0);
+    if (serving_only) {
       index[0] = 0;
       for (const MapRun& r : composed.runs())
         if (!r.is_zero()) index[r.layer] = 0;
@@ -860,9 +861,13 @@ Result<bool> Repository::WriteViewMap(const GroupState& g, const Checkpoint& cp,
   const std::optional<uint64_t> key = MapKeyOf(g, cp, disk);
   if (!key) return false;
   const std::string path = MapPath(g.name, cp.name, disk);
-  // From a plain snapshot: a view that holds every layer of the chain, so
-  // that the runs written name layers by their place in it.
-  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const View> view, OpenView(g, cp, disk));
+  // A view that holds every layer of the chain, so that the runs written
+  // name layers by their place in it. Its lazy layers point into g, which
+  // outlives it (a pointer that owns nothing): copying the chain's entries
+  // instead, 10,000 at depth 10,000, was most of a deep backup's map.
+  const std::shared_ptr<const GroupState> borrowed(std::shared_ptr<const GroupState>(), &g);
+  CHAINFS_ASSIGN_OR_RETURN(std::shared_ptr<const View> view,
+                           OpenViewOf(g, borrowed, cp, disk, nullptr, ViewLayers::kAll));
   const std::vector<LocatedEntry> located = LocateSmallLayers(*view);
   const size_t bytes = kViewMapHeaderSize + 16 + view->map().runs().size() * kViewMapRunSize +
                        located.size() * kViewMapLocatedSize;
@@ -936,11 +941,12 @@ Result<std::shared_ptr<const View>> Repository::OpenViewOf(const GroupState& g,
                                                            const std::shared_ptr<const GroupState>& shared,
                                                            const Checkpoint& cp,
                                                            const std::string& disk,
-                                                           BlockReader* reader) const {
+                                                           BlockReader* reader,
+                                                           ViewLayers layers) const {
   CHAINFS_ASSIGN_OR_RETURN(std::vector<ChainLink> chain, ResolveChain(g, cp, disk));
   const std::string label = g.name + "/" + cp.name + "/" + disk;
   if (chain.size() >= kMinViewMapDepth)
-    if (auto mapped = OpenViewFromMap(g, shared, chain, disk, label, reader))
+    if (auto mapped = OpenViewFromMap(g, shared, chain, disk, label, reader, layers))
       return std::move(*mapped);
   // Opening a layer is a few system calls (open, fstat, header, footer and
   // index reads) that wait on the kernel more than on a core: a deep chain's

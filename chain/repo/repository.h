@@ -243,10 +243,15 @@ class Repository {
   static constexpr size_t kParallelManifests = 64;
   static constexpr unsigned kManifestThreads = 8;
   // Both OpenViews: shared is g when the caller shares it, else null.
+  // Which layers the view holds: those that serve it when shared (a reader's
+  // view), else all of the chain's, so that its map names each by its place
+  // in the chain (what a view map records); kAll asks for all with shared.
+  enum class ViewLayers { kByOwner, kAll };
   Result<std::shared_ptr<const View>> OpenViewOf(const GroupState& g,
                                                  const std::shared_ptr<const GroupState>& shared,
                                                  const Checkpoint& cp, const std::string& disk,
-                                                 BlockReader* reader) const;
+                                                 BlockReader* reader,
+                                                 ViewLayers layers = ViewLayers::kByOwner) const;
   // OpenView from a view map of the chain (the view's own, or the nearest
   // older one's with the layers above it laid over it); nullopt when there
   // is no usable map. The lazy layers point into shared's entries when it is
@@ -254,7 +259,7 @@ class Repository {
   std::optional<Result<std::shared_ptr<const View>>> OpenViewFromMap(
       const GroupState& g, const std::shared_ptr<const GroupState>& shared,
       const std::vector<ChainLink>& chain, const std::string& disk, const std::string& label,
-      BlockReader* reader) const;
+      BlockReader* reader, ViewLayers layers) const;
   // The map of the view whose newest layer is chain[i] (its key `key`;
   // chain is g's): kNotFound when there is none or it is stale,
   // kCorruption when damaged.
