@@ -74,6 +74,7 @@ class HugeSlots {
 template <typename T>
 class SlotArray {
   static_assert(std::is_trivially_copyable_v<T>);
+  static_assert(alignof(T) <= __STDCPP_DEFAULT_NEW_ALIGNMENT__);  // heap memory below kHeapBytes
 
  public:
   static constexpr size_t kHeapBytes = 4u << 20;
