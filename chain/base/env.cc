@@ -52,6 +52,22 @@ Result<std::string> Env::ReadSmallFile(const std::string& path, size_t max_bytes
   return s;
 }
 
+namespace {
+class StringBytes : public FileBytes {
+ public:
+  explicit StringBytes(std::string s) : s_(std::move(s)) { bytes_ = s_; }
+
+ private:
+  const std::string s_;
+};
+}  // namespace
+
+Result<std::unique_ptr<const FileBytes>> Env::ReadSmallFileBytes(const std::string& path,
+                                                                 size_t max_bytes) {
+  CHAINFS_ASSIGN_OR_RETURN(std::string s, ReadSmallFile(path, max_bytes));
+  return std::unique_ptr<const FileBytes>(std::make_unique<StringBytes>(std::move(s)));
+}
+
 Result<std::vector<DirEntryInfo>> Env::ListDirWithInfo(const std::string& dir) {
   CHAINFS_ASSIGN_OR_RETURN(std::vector<std::string> names, ListDir(dir));
   std::vector<DirEntryInfo> out;

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "chain/base/file.h"
@@ -59,6 +60,17 @@ struct DirEntryInfo {
 struct FsInfo {
   uint64_t free_bytes = 0;  // available to an unprivileged writer
   uint64_t type = 0;        // statfs(2) f_type magic (0xEF53 ext4, 0x6969 nfs, ...)
+};
+
+// A whole small file's bytes, read-only, valid while this lives
+// (Env::ReadWholeFileBytes): a copy, or the file mapped.
+class FileBytes {
+ public:
+  virtual ~FileBytes() = default;
+  std::string_view bytes() const { return bytes_; }
+
+ protected:
+  std::string_view bytes_;
 };
 
 // A held writer lock; destroying it releases the lock.
@@ -143,6 +155,15 @@ class Env {
   Result<std::string> ReadWholeFile(const std::string& path, size_t max_bytes = 64 << 20) {
     return ReadSmallFile(path, max_bytes);
   }
+  // The same, for a caller that decodes the bytes while it holds them and
+  // keeps nothing of them (a view map at a view's open): an Env may map the
+  // file instead of copying it into fresh memory. The file must not be
+  // truncated in place meanwhile (the repository replaces its files by
+  // rename, never in place).
+  Result<std::unique_ptr<const FileBytes>> ReadWholeFileBytes(const std::string& path,
+                                                              size_t max_bytes = 64 << 20) {
+    return ReadSmallFileBytes(path, max_bytes);
+  }
   // False only if Stat says path does not exist: any other failure counts
   // as present, so callers that refuse or keep things on "exists" stay careful.
   bool FileExists(const std::string& path);
@@ -162,6 +183,9 @@ class Env {
   // ReadWholeFile: NewRandomAccessFile, Size and one ReadAt. An Env may do
   // it in fewer system calls, with the same result and the same errors.
   virtual Result<std::string> ReadSmallFile(const std::string& path, size_t max_bytes);
+  // ReadWholeFileBytes: ReadSmallFile's copy. An Env may map the file.
+  virtual Result<std::unique_ptr<const FileBytes>> ReadSmallFileBytes(const std::string& path,
+                                                                      size_t max_bytes);
   // ListDirInfo: ListDir and a Stat of each entry (a link: is_symlink). An
   // Env may do it with one lstat per entry and no path resolution.
   virtual Result<std::vector<DirEntryInfo>> ListDirWithInfo(const std::string& dir);

@@ -174,8 +174,8 @@ class View {
 
  private:
   View() = default;
-  // Create's checks and fields, all but the map; clip_bytes gets each
-  // layer's visible size.
+  // Create's checks and fields, all but the map; clip_bytes (unless null)
+  // gets each layer's visible size.
   static Result<std::shared_ptr<View>> Init(std::vector<LayerRef> layers, std::string label,
                                             BlockReader* reader,
                                             std::vector<uint64_t>* clip_bytes);

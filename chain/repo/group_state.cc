@@ -162,6 +162,7 @@ void GroupState::Index() {
       if (d.kind == DeltaKind::kFull) {
         info.depth = 1;
         info.sizes_uniform = true;
+        info.formats_uniform = true;
         info.stored_bytes = d.stored_bytes;
         info.fingerprint = ChainFingerprint(d, 0, scratch);
         info.view_map_key = MapKey(d, 0, scratch);
@@ -199,6 +200,7 @@ void GroupState::Index() {
       info.base_disk = bj;
       info.depth = base.depth + 1;
       info.sizes_uniform = base.sizes_uniform && bd->virtual_size == d.virtual_size;
+      info.formats_uniform = base.formats_uniform && bd->format == d.format;
       info.stored_bytes = base.stored_bytes + d.stored_bytes;
       info.fingerprint = ChainFingerprint(d, base.fingerprint, scratch);
       info.view_map_key = MapKey(d, base.view_map_key, scratch);

@@ -54,6 +54,9 @@ struct DiskChainInfo {
   // Every layer of the chain has this entry's virtual size: each layer's
   // visible size is the view's (ReadViewMap need not walk the chain).
   bool sizes_uniform = false;
+  // Every layer of the chain has this entry's format (a view of it looks the
+  // format up once, not in each of 10,000 entries).
+  bool formats_uniform = false;
   uint64_t stored_bytes = 0;   // the chain's stored bytes (sum of its entries')
   // A digest of the chain's delta files, ids and index digests, newest
   // first: equal fingerprints name the same layers (the mount's key for

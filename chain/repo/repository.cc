@@ -471,11 +471,14 @@ class LazyLayer : public Layer {
             const LayerFormat* format = nullptr, const LocatedEntry* located = nullptr,
             size_t located_count = 0)
       : chain_(chain),
-        link_(link),
-        block_size_(block_size),
         format_(format),
         located_(located),
-        located_count_(format != nullptr ? located_count : 0) {}
+        link_(static_cast<uint32_t>(link)),
+        located_count_(format != nullptr ? static_cast<uint32_t>(located_count) : 0),
+        block_size_(block_size) {}
+  ~LazyLayer() override { delete slow_.load(std::memory_order_acquire); }
+  LazyLayer(const LazyLayer&) = delete;
+  LazyLayer& operator=(const LazyLayer&) = delete;
 
   // Taken once and kept: ids are never reused, so even two threads that
   // got different ones (the table's slot changed between their calls)
@@ -491,8 +494,9 @@ class LazyLayer : public Layer {
   uint32_t block_size() const override { return block_size_; }
   // Made on first use: most layers of a deep view are never asked.
   const std::string& location() const override {
-    std::call_once(location_once_, [this] { location_ = chain_->delta_path(entry().delta_file); });
-    return location_;
+    Slow& slow = Lazy();
+    std::call_once(slow.location_once, [&] { slow.location = chain_->delta_path(entry().delta_file); });
+    return slow.location;
   }
   const LayerIdentity* identity() const override {
     const Layer* l = Logged();
@@ -593,27 +597,29 @@ class LazyLayer : public Layer {
   // The file located entries are read from, opened on first use.
   Result<const RandomAccessFile*> File() const {
     if (const RandomAccessFile* f = file_.load(std::memory_order_acquire)) return f;
-    std::lock_guard<std::mutex> lock(mu_);
-    if (file_owned_ == nullptr) {
-      CHAINFS_ASSIGN_OR_RETURN(file_owned_, chain_->open_file(location()));
-      file_.store(file_owned_.get(), std::memory_order_release);
+    Slow& slow = Lazy();
+    std::lock_guard<std::mutex> lock(slow.mu);
+    if (slow.file == nullptr) {
+      CHAINFS_ASSIGN_OR_RETURN(slow.file, chain_->open_file(location()));
+      file_.store(slow.file.get(), std::memory_order_release);
     }
-    return file_owned_.get();
+    return slow.file.get();
   }
 
   Result<const Layer*> Get() const {
     if (const Layer* l = opened_.load(std::memory_order_acquire)) return l;
-    std::lock_guard<std::mutex> lock(mu_);
-    if (layer_ == nullptr) {
-      CHAINFS_ASSIGN_OR_RETURN(layer_, chain_->open(*chain_->links[link_].first, entry()));
-      if (layer_->id() != id() || layer_->block_size() != block_size_) {
+    Slow& slow = Lazy();
+    std::lock_guard<std::mutex> lock(slow.mu);
+    if (slow.layer == nullptr) {
+      CHAINFS_ASSIGN_OR_RETURN(slow.layer, chain_->open(*chain_->links[link_].first, entry()));
+      if (slow.layer->id() != id() || slow.layer->block_size() != block_size_) {
         Status st = Status::Corruption(location() + ": opened as another layer than its view map names");
-        layer_.reset();
+        slow.layer.reset();
         return st;
       }
-      opened_.store(layer_.get(), std::memory_order_release);
+      opened_.store(slow.layer.get(), std::memory_order_release);
     }
-    return layer_.get();
+    return slow.layer.get();
   }
   const Layer* Logged() const {
     auto l = Get();
@@ -626,20 +632,35 @@ class LazyLayer : public Layer {
 
   const DiskEntry& entry() const { return *chain_->links[link_].second; }
 
+  // What only a layer that is asked for its path or contents needs, made
+  // then: most of a deep view's thousands of layers never are, and this
+  // was most of their size (a view's open writes them all to fresh memory).
+  struct Slow {
+    std::once_flag location_once;
+    std::string location;  // set once, under location_once
+    std::mutex mu;
+    std::unique_ptr<RandomAccessFile> file;  // guarded by mu
+    std::shared_ptr<const Layer> layer;      // guarded by mu
+  };
+  Slow& Lazy() const {
+    if (Slow* s = slow_.load(std::memory_order_acquire)) return *s;
+    auto made = std::make_unique<Slow>();
+    Slow* expected = nullptr;
+    if (slow_.compare_exchange_strong(expected, made.get(), std::memory_order_acq_rel))
+      return *made.release();
+    return *expected;  // another thread's, made meanwhile
+  }
+
   const LazyChain* const chain_;
-  const size_t link_;
-  mutable std::atomic<uint64_t> id_{0};  // 0: not taken yet
+  const LayerFormat* const format_;    // reads located entries
+  const LocatedEntry* const located_;  // by entry; owned by LazyLayers
+  const uint32_t link_;
+  const uint32_t located_count_;
   const uint32_t block_size_;
-  const LayerFormat* const format_;     // reads located entries
-  const LocatedEntry* const located_;   // by entry; owned by LazyLayers
-  const size_t located_count_;
-  mutable std::unique_ptr<RandomAccessFile> file_owned_;  // guarded by mu_
-  mutable std::atomic<const RandomAccessFile*> file_{nullptr};
-  mutable std::once_flag location_once_;
-  mutable std::string location_;  // set once, under location_once_
-  mutable std::mutex mu_;
-  mutable std::shared_ptr<const Layer> layer_;  // guarded by mu_
-  mutable std::atomic<const Layer*> opened_{nullptr};
+  mutable std::atomic<uint64_t> id_{0};  // 0: not taken yet
+  mutable std::atomic<Slow*> slow_{nullptr};  // owned
+  mutable std::atomic<const RandomAccessFile*> file_{nullptr};  // slow_->file's
+  mutable std::atomic<const Layer*> opened_{nullptr};           // slow_->layer's
 };
 
 // A view's lazy layers, made together (one allocation, not one per link)
@@ -728,17 +749,20 @@ Result<ViewMapFile> Repository::ReadViewMap(const GroupState& g,
                                             uint64_t key, const std::string& disk) const {
   const Checkpoint& at = *chain[i].checkpoint;
   const std::string path = MapPath(g.name, at.name, disk);
-  CHAINFS_ASSIGN_OR_RETURN(std::string bytes, env_->ReadWholeFile(path, kMaxViewMapBytes));
+  // Mapped, not copied: the bytes are decoded here and dropped.
+  CHAINFS_ASSIGN_OR_RETURN(std::unique_ptr<const FileBytes> bytes,
+                           env_->ReadWholeFileBytes(path, kMaxViewMapBytes));
   ViewMapExpect expect{key, config_.block_size, {}};
   // A chain of one size (the common case) needs no walk of its 10,000 links.
   if (const DiskChainInfo* info = g.ChainInfo(at, disk); info != nullptr && info->sizes_uniform) {
-    expect.clip_bytes.assign(chain.size() - i, chain[i].disk->virtual_size);
+    expect.uniform_layers = static_cast<uint32_t>(chain.size() - i);
+    expect.uniform_size = chain[i].disk->virtual_size;
   } else {
     uint64_t clip = UINT64_MAX;
     for (size_t j = i; j < chain.size(); ++j)
       expect.clip_bytes.push_back(clip = std::min(clip, chain[j].disk->virtual_size));
   }
-  return DecodeViewMap(bytes, path, expect);
+  return DecodeViewMap(bytes->bytes(), path, expect);
 }
 
 std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
@@ -833,6 +857,12 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
     const std::vector<LocatedEntry>& located = lazy->located;
     // Links and located entries are both in layer order: one cursor.
     auto first = located.begin();
+    // A chain of one format (the common case) has it looked up once: each
+    // link's entry is elsewhere in memory, a cache miss each at depth 10,000.
+    const DiskChainInfo* top_info = g.ChainInfo(*chain[i].checkpoint, disk);
+    const LayerFormat* uniform_format = top_info != nullptr && top_info->formats_uniform
+                                            ? FindLayerFormat(chain[i].disk->format)
+                                            : nullptr;
     for (size_t k = 0; k < lazy_count; ++k) {
       // The map's located entries of this link (the map's layer j - i), if
       // its format reads located entries.
@@ -840,8 +870,10 @@ std::optional<Result<std::shared_ptr<const View>>> Repository::OpenViewFromMap(
       while (first != located.end() && first->layer < m) ++first;
       auto last = first;
       while (last != located.end() && last->layer == m) ++last;
-      const LayerFormat* format =
-          first == last ? nullptr : FindLayerFormat(lc.links[k].second->format);
+      const LayerFormat* format = nullptr;
+      if (first != last)
+        format = uniform_format != nullptr ? uniform_format
+                                           : FindLayerFormat(lc.links[k].second->format);
       if (format != nullptr && format->read_located == nullptr) format = nullptr;
       std::optional<LazyLayer>& slot = lazy->layers[k];
       slot.emplace(&lazy->chain, k, config_.block_size, format,

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "chain/base/status.h"
@@ -59,6 +60,14 @@ struct ViewMapExpect {
   // The visible size of each layer of the chain, newest first: the smallest
   // virtual size among it and the newer ones (clip_bytes[0] is the view's size).
   std::vector<uint64_t> clip_bytes;
+  // Instead of clip_bytes (left empty), for a chain of one size (the common
+  // case: no 10,000-entry vector at depth 10,000): its layer count, every
+  // layer visible up to uniform_size.
+  uint32_t uniform_layers = 0;
+  uint64_t uniform_size = 0;
+
+  size_t layers() const { return clip_bytes.empty() ? uniform_layers : clip_bytes.size(); }
+  uint64_t clip(size_t layer) const { return clip_bytes.empty() ? uniform_size : clip_bytes[layer]; }
 };
 
 // A located entry: where entry `entry` of the chain's layer `layer` (newest
@@ -90,7 +99,7 @@ std::string EncodeViewMap(uint64_t key, uint32_t block_size, uint64_t view_size,
 // layer's visible size, and that located entries are in order, on layers of
 // the chain, with a known codec and a sane length. kCorruption for a damaged
 // file, kNotFound for a well-formed map of another chain (stale).
-Result<ViewMapFile> DecodeViewMap(const std::string& bytes, const std::string& where,
+Result<ViewMapFile> DecodeViewMap(std::string_view bytes, const std::string& where,
                                   const ViewMapExpect& expect);
 
 }  // namespace chainfs

@@ -7,7 +7,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -512,6 +514,47 @@ TEST_P(RootedEnvTest, ListDirInfoTellsEachEntryAsLstatDoes) {
   Link(outside_, root_ + "/groups/vm1/deltas");
   ExpectLinkRefused(env_->ListDirInfo(root_ + "/groups/vm1/deltas").status(),
                     root_ + "/groups/vm1/deltas");
+  ExpectOutsideIntact();
+}
+
+// Whether path is mapped into this process (/proc/self/maps names it).
+bool Mapped(const std::string& path) {
+  std::ifstream maps("/proc/self/maps");  // a size of 0: read as a stream
+  std::stringstream text;
+  text << maps.rdbuf();
+  return text.str().find(path) != std::string::npos;
+}
+
+// ReadWholeFileBytes: ReadWholeFile's bytes and errors; with openat2 the
+// file is mapped while the bytes are held (no copy into fresh memory), and
+// unmapped once they are dropped.
+TEST_P(RootedEnvTest, ReadWholeFileBytesReadsAndFailsAsReadWholeFileAndMapsTheFile) {
+  const std::string cps = root_ + "/groups/vm1/checkpoints";
+  const std::string big = testing::RandomBytes(3 << 20, 6);
+  testing::WriteFile(cps + "/big.map", big);
+  testing::WriteFile(cps + "/empty.map", "");
+  {
+    auto bytes = env_->ReadWholeFileBytes(cps + "/big.map");
+    ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+    EXPECT_EQ(bytes.value()->bytes(), big);
+    EXPECT_EQ(Mapped(cps + "/big.map"), GetParam());
+  }
+  EXPECT_FALSE(Mapped(cps + "/big.map"));
+  auto empty = env_->ReadWholeFileBytes(cps + "/empty.map");
+  ASSERT_TRUE(empty.ok()) << empty.status().ToString();
+  EXPECT_EQ(empty.value()->bytes(), "");
+  ExpectFailure(env_->ReadWholeFileBytes(cps + "/big.map", (3 << 20) - 1).status(),
+                Status::Code::kCorruption, "more than the");
+  ExpectFailure(env_->ReadWholeFileBytes(cps + "/none.map").status(), Status::Code::kNotFound,
+                cps + "/none.map");
+  ExpectFailure(env_->ReadWholeFileBytes(root_ + "/groups/../../outside/a").status(),
+                Status::Code::kInvalidArgument, "..");
+  const std::string fifo = cps + "/fifo.map";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  ExpectFailure(env_->ReadWholeFileBytes(fifo).status(), Status::Code::kCorruption, fifo);
+  Link(outside_ + "/a", cps + "/link.map");
+  ExpectLinkRefused(env_->ReadWholeFileBytes(cps + "/link.map").status(), cps + "/link.map");
+  ExpectFailure(env_->ReadWholeFileBytes(cps).status(), Status::Code::kCorruption, cps);
   ExpectOutsideIntact();
 }
 

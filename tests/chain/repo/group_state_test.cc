@@ -44,6 +44,7 @@ GroupState RandomGroup(uint32_t seed) {
       d.delta_file = c.name + "." + disk + ".delta";
       d.stored_bytes = 1 + pick(1000);
       d.virtual_size = pick(8) == 0 ? 2 << 20 : 1 << 20;  // sometimes resized
+      if (pick(16) == 0) d.format = "qcow2";  // sometimes another format
       const uint32_t how = i == 0 ? 0 : pick(12);
       if (how == 0) {
         d.kind = DeltaKind::kFull;
@@ -82,7 +83,7 @@ bool PointsInto(const GroupState& s, const std::vector<ChainLink>& chain) {
 }
 
 TEST(GroupStateTest, Issue14IndexResolvesLikeTheScan) {
-  int resolved = 0, broken = 0, resized = 0;
+  int resolved = 0, broken = 0, resized = 0, mixed = 0;
   for (uint32_t seed = 1; seed <= 400; ++seed) {
     SCOPED_TRACE("seed " + std::to_string(seed));
     GroupState plain = RandomGroup(seed);  // no index: every query scans
@@ -134,12 +135,16 @@ TEST(GroupStateTest, Issue14IndexResolvesLikeTheScan) {
         EXPECT_TRUE(PointsInto(indexed, got.value()));  // links point into the snapshot
         uint64_t stored = 0;
         bool uniform = true;
+        bool one_format = true;
         for (const ChainLink& l : want.value()) {
           stored += l.disk->stored_bytes;
           uniform &= l.disk->virtual_size == want.value()[0].disk->virtual_size;
+          one_format &= l.disk->format == want.value()[0].disk->format;
         }
         resized += uniform ? 0 : 1;
+        mixed += one_format ? 0 : 1;
         EXPECT_EQ(info->sizes_uniform, uniform) << pc.name << "/" << disk;
+        EXPECT_EQ(info->formats_uniform, one_format) << pc.name << "/" << disk;
         EXPECT_TRUE(info->broken.empty());
         EXPECT_EQ(info->stored_bytes, stored);
         EXPECT_EQ(info->depth, want->size());
@@ -158,6 +163,7 @@ TEST(GroupStateTest, Issue14IndexResolvesLikeTheScan) {
   EXPECT_GT(resolved, 2000);
   EXPECT_GT(broken, 2000);
   EXPECT_GT(resized, 100);
+  EXPECT_GT(mixed, 100);
 }
 
 TEST(GroupStateTest, Issue14FingerprintNamesTheChainsFiles) {
