@@ -1,7 +1,5 @@
 #include "chain/ingest/libvirt_backup.h"
 
-#include <libvirt/libvirt.h>
-#include <libvirt/virterror.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -19,6 +17,7 @@
 #include "chain/base/failpoint.h"
 #include "chain/base/names.h"
 #include "chain/ingest/domain_xml.h"
+#include "chain/ingest/libvirt_api.h"
 
 namespace chainfs {
 namespace {
@@ -44,13 +43,13 @@ std::string CheckpointDescription(const Repository& repo, const std::string& gro
 void QuietLibvirt() {
   static std::once_flag once;
   std::call_once(once, [] {
-    virInitialize();
-    virSetErrorFunc(nullptr, [](void*, virErrorPtr) {});
+    lv::virInitialize();
+    lv::virSetErrorFunc(nullptr, [](void*, virErrorPtr) {});
   });
 }
 
 Status LibvirtFailed(const std::string& what) {
-  const char* m = virGetLastErrorMessage();
+  const char* m = lv::virGetLastErrorMessage();
   return Status::IoError(what + ": " + (m ? m : "unknown libvirt error"));
 }
 
@@ -61,13 +60,13 @@ std::string TakeString(char* s) {
 }
 
 struct ConnClose {
-  void operator()(virConnectPtr c) const { virConnectClose(c); }
+  void operator()(virConnectPtr c) const { lv::virConnectClose(c); }
 };
 struct DomFree {
-  void operator()(virDomainPtr d) const { virDomainFree(d); }
+  void operator()(virDomainPtr d) const { lv::virDomainFree(d); }
 };
 struct CpFree {
-  void operator()(virDomainCheckpointPtr c) const { virDomainCheckpointFree(c); }
+  void operator()(virDomainCheckpointPtr c) const { lv::virDomainCheckpointFree(c); }
 };
 using Conn = std::unique_ptr<virConnect, ConnClose>;
 using Dom = std::unique_ptr<virDomain, DomFree>;
@@ -76,16 +75,17 @@ using Cp = std::unique_ptr<virDomainCheckpoint, CpFree>;
 std::string UriName(const std::string& uri) { return uri.empty() ? "(default)" : uri; }
 
 Result<Conn> Connect(const std::string& uri) {
+  CHAINFS_RETURN_IF_ERROR(LoadLibvirt());
   QuietLibvirt();
-  Conn c(virConnectOpen(uri.empty() ? nullptr : uri.c_str()));
+  Conn c(lv::virConnectOpen(uri.empty() ? nullptr : uri.c_str()));
   if (!c) return LibvirtFailed("connecting to libvirt " + UriName(uri));
   return c;
 }
 
 Result<Dom> LookupDomain(virConnectPtr conn, const std::string& name_or_uuid,
                          const std::string& uri) {
-  Dom d(virDomainLookupByName(conn, name_or_uuid.c_str()));
-  if (!d) d.reset(virDomainLookupByUUIDString(conn, name_or_uuid.c_str()));
+  Dom d(lv::virDomainLookupByName(conn, name_or_uuid.c_str()));
+  if (!d) d.reset(lv::virDomainLookupByUUIDString(conn, name_or_uuid.c_str()));
   if (!d)
     return Status::NotFound("libvirt " + UriName(uri) + " has no domain '" + name_or_uuid +
                             "' (virsh list --all shows the domains)");
@@ -94,7 +94,7 @@ Result<Dom> LookupDomain(virConnectPtr conn, const std::string& name_or_uuid,
 
 std::string DomainUuid(virDomainPtr d) {
   char buf[VIR_UUID_STRING_BUFLEN] = {};
-  virDomainGetUUIDString(d, buf);
+  lv::virDomainGetUUIDString(d, buf);
   return buf;
 }
 
@@ -112,7 +112,7 @@ bool SplitOurs(const std::string& name, std::string* group, std::string* rest) {
 
 std::vector<Cp> ListCheckpoints(virDomainPtr dom, const std::string& what, Status* st) {
   virDomainCheckpointPtr* list = nullptr;
-  int n = virDomainListAllCheckpoints(dom, &list, 0);
+  int n = lv::virDomainListAllCheckpoints(dom, &list, 0);
   std::vector<Cp> out;
   if (n < 0) {
     *st = LibvirtFailed("listing the checkpoints of " + what);
@@ -126,9 +126,9 @@ std::vector<Cp> ListCheckpoints(virDomainPtr dom, const std::string& what, Statu
 // Deletes a libvirt checkpoint with its bitmaps (never metadata only):
 // libvirt merges its bitmap into its parent's, so no change is lost.
 Status DeleteCheckpoint(virDomainPtr dom, const std::string& name, const std::string& domain) {
-  Cp cp(virDomainCheckpointLookupByName(dom, name.c_str(), 0));
+  Cp cp(lv::virDomainCheckpointLookupByName(dom, name.c_str(), 0));
   if (!cp) return LibvirtFailed("looking up libvirt checkpoint " + name + " of domain " + domain);
-  if (virDomainCheckpointDelete(cp.get(), 0) < 0)
+  if (lv::virDomainCheckpointDelete(cp.get(), 0) < 0)
     return LibvirtFailed("deleting libvirt checkpoint " + name + " of domain " + domain);
   return Status::Ok();
 }
@@ -175,14 +175,14 @@ class DomainBackup {
 Status DomainBackup::Open() {
   CHAINFS_ASSIGN_OR_RETURN(conn_, Connect(dopts_.uri));
   CHAINFS_ASSIGN_OR_RETURN(dom_, LookupDomain(conn_.get(), dopts_.domain, dopts_.uri));
-  name_ = virDomainGetName(dom_.get());
+  name_ = lv::virDomainGetName(dom_.get());
   uuid_ = DomainUuid(dom_.get());
   report.domain = name_;
   return Status::Ok();
 }
 
 bool DomainBackup::JobActive() const {
-  return TakeString(virDomainBackupGetXMLDesc(dom_.get(), 0)).size() > 0;
+  return TakeString(lv::virDomainBackupGetXMLDesc(dom_.get(), 0)).size() > 0;
 }
 
 // virDomainAbortJob returns before QEMU's block jobs are gone; a new job
@@ -193,7 +193,7 @@ void DomainBackup::WaitJobGone() const {
 }
 
 Status DomainBackup::EndLeftoverJob(const GroupState& g) {
-  std::string xml = TakeString(virDomainBackupGetXMLDesc(dom_.get(), 0));
+  std::string xml = TakeString(lv::virDomainBackupGetXMLDesc(dom_.get(), 0));
   if (xml.empty()) return Status::Ok();  // no backup job
   CHAINFS_ASSIGN_OR_RETURN(BackupJobInfo job, ParseBackupJob(xml, "the backup job of " + Where()));
   const std::vector<std::string>& exports = job.exports;
@@ -207,9 +207,9 @@ Status DomainBackup::EndLeftoverJob(const GroupState& g) {
   // The job made its checkpoint when it started: its description says
   // whether the job is this repository's.
   if (ours) {
-    Cp cp(virDomainCheckpointLookupByName(
+    Cp cp(lv::virDomainCheckpointLookupByName(
         dom_.get(), LibvirtCheckpointName(opts_.group, checkpoint).c_str(), 0));
-    auto info = cp ? ParseCheckpointXml(TakeString(virDomainCheckpointGetXMLDesc(cp.get(), 0)),
+    auto info = cp ? ParseCheckpointXml(TakeString(lv::virDomainCheckpointGetXMLDesc(cp.get(), 0)),
                                         "libvirt checkpoint")
                    : Result<CheckpointInfo>(Status::NotFound("no checkpoint"));
     ours = info.ok() &&
@@ -221,7 +221,7 @@ Status DomainBackup::EndLeftoverJob(const GroupState& g) {
                                        : "chainfs group " + group + "'s, of another repository "
                                                                     "or group") +
                         "); wait for it to end, or end it with virsh domjobabort " + name_);
-  if (virDomainAbortJob(dom_.get()) < 0 && JobActive())
+  if (lv::virDomainAbortJob(dom_.get()) < 0 && JobActive())
     return LibvirtFailed("ending the backup job left by an interrupted backup of checkpoint " +
                          checkpoint + " of " + Where());
   WaitJobGone();
@@ -248,16 +248,16 @@ Status DomainBackup::DeleteOrphans(const GroupState& g) {
   // then goes too, until a referenced one holds all the changes.
   std::reverse(cps.begin(), cps.end());
   for (const Cp& cp : cps) {
-    std::string name = virDomainCheckpointGetName(cp.get());
+    std::string name = lv::virDomainCheckpointGetName(cp.get());
     const std::string prefix = LibvirtCheckpointName(opts_.group, "");
     if (name.rfind(prefix, 0) != 0 || referenced.count(name)) continue;
-    auto info = ParseCheckpointXml(TakeString(virDomainCheckpointGetXMLDesc(cp.get(), 0)),
+    auto info = ParseCheckpointXml(TakeString(lv::virDomainCheckpointGetXMLDesc(cp.get(), 0)),
                                    "libvirt checkpoint " + name);
     if (!info.ok() ||
         info->description !=
             CheckpointDescription(repo_, opts_.group, name.substr(prefix.size())))
       continue;  // not ours: another group's or repository's, or another tool's
-    if (virDomainCheckpointDelete(cp.get(), 0) < 0)
+    if (lv::virDomainCheckpointDelete(cp.get(), 0) < 0)
       return LibvirtFailed("deleting libvirt checkpoint " + name + " of " + Where() +
                            ", which no checkpoint of group " + opts_.group + " records");
     report.notes.push_back("deleted libvirt checkpoint " + name +
@@ -279,13 +279,13 @@ Status DomainBackup::Prepare(const GroupState& g, BackupOptions* o) {
           c.libvirt->uuid + "), not of " + name_ + " (UUID " + uuid_ +
           "); back up each domain into a group of its own");
   int state = 0, reason = 0;
-  if (virDomainGetState(dom_.get(), &state, &reason, 0) < 0)
+  if (lv::virDomainGetState(dom_.get(), &state, &reason, 0) < 0)
     return LibvirtFailed("reading the state of " + Where());
   report.offline = state == VIR_DOMAIN_SHUTOFF || state == VIR_DOMAIN_CRASHED;
   if (!report.offline) CHAINFS_RETURN_IF_ERROR(EndLeftoverJob(g));
   CHAINFS_RETURN_IF_ERROR(DeleteOrphans(g));
 
-  std::string xml = TakeString(virDomainGetXMLDesc(dom_.get(), 0));
+  std::string xml = TakeString(lv::virDomainGetXMLDesc(dom_.get(), 0));
   if (xml.empty()) return LibvirtFailed("reading the definition of " + Where());
   CHAINFS_ASSIGN_OR_RETURN(info_, ParseDomainXml(xml, "the definition of " + Where()));
   for (const std::string& x : dopts_.exclude) {
@@ -314,12 +314,12 @@ Status DomainBackup::Prepare(const GroupState& g, BackupOptions* o) {
                                      " has no libvirt checkpoint whose bitmaps record the "
                                      "changes since it" + anew);
     const std::string& lv = base->libvirt->checkpoint;
-    Cp cp(virDomainCheckpointLookupByName(dom_.get(), lv.c_str(), 0));
+    Cp cp(lv::virDomainCheckpointLookupByName(dom_.get(), lv.c_str(), 0));
     if (!cp)
       return Status::NotFound("the base checkpoint " + base->name + " of group " + opts_.group +
                               " needs libvirt checkpoint " + lv + ", which " + Where() +
                               " does not have (deleted outside chainfs?)" + anew);
-    std::string cxml = TakeString(virDomainCheckpointGetXMLDesc(cp.get(), 0));
+    std::string cxml = TakeString(lv::virDomainCheckpointGetXMLDesc(cp.get(), 0));
     if (cxml.empty()) return LibvirtFailed("reading libvirt checkpoint " + lv);
     CHAINFS_ASSIGN_OR_RETURN(base_cp, ParseCheckpointXml(cxml, "libvirt checkpoint " + lv));
     // Ours: made by chainfs for this group (the repository's path may have
@@ -360,7 +360,7 @@ Status DomainBackup::Prepare(const GroupState& g, BackupOptions* o) {
                                    (list.empty() ? std::string() : " (" + list + ")"));
   }
   o->configs.push_back({"domain.xml", xml});
-  std::string inactive = TakeString(virDomainGetXMLDesc(dom_.get(), VIR_DOMAIN_XML_INACTIVE));
+  std::string inactive = TakeString(lv::virDomainGetXMLDesc(dom_.get(), VIR_DOMAIN_XML_INACTIVE));
   if (!inactive.empty()) o->configs.push_back({"domain-inactive.xml", inactive});
   o->libvirt = LibvirtRecord{dopts_.uri, name_, uuid_, ""};
   return report.offline ? PrepareOffline(g, base, base_cp ? &*base_cp : nullptr, o)
@@ -400,7 +400,7 @@ Status DomainBackup::PrepareOnline(const GroupState& g, const Checkpoint* base,
                     job);
   spdlog::debug("backup job of {}:\n{}{}", Where(), backup_xml, cp_xml);
   Failpoint("libvirt.before-job");
-  if (virDomainBackupBegin(dom_.get(), backup_xml.c_str(), cp_xml.c_str(), 0) < 0) {
+  if (lv::virDomainBackupBegin(dom_.get(), backup_xml.c_str(), cp_xml.c_str(), 0) < 0) {
     Status st = LibvirtFailed("starting the backup job of " + Where());
     new_checkpoint_.clear();  // not made: libvirt makes both or neither
     return st;
@@ -409,7 +409,7 @@ Status DomainBackup::PrepareOnline(const GroupState& g, const Checkpoint* base,
   report.libvirt_checkpoint = new_checkpoint_;
   o->libvirt->checkpoint = new_checkpoint_;
   // The definition at the checkpoint, as libvirt now has it.
-  if (std::string now = TakeString(virDomainGetXMLDesc(dom_.get(), 0)); !now.empty())
+  if (std::string now = TakeString(lv::virDomainGetXMLDesc(dom_.get(), 0)); !now.empty())
     o->configs[0].content = now;
   for (const JobDisk& j : job) {
     if (!j.backup) continue;
@@ -425,8 +425,8 @@ Status DomainBackup::PrepareOffline(const GroupState& g, const Checkpoint* base,
   // through the base's bitmap only while it is the newest, still recording.
   bool incremental = false;
   if (base_cp) {
-    Cp cp(virDomainCheckpointLookupByName(dom_.get(), base_cp->name.c_str(), 0));
-    int children = cp ? virDomainCheckpointListAllChildren(cp.get(), nullptr, 0) : -1;
+    Cp cp(lv::virDomainCheckpointLookupByName(dom_.get(), base_cp->name.c_str(), 0));
+    int children = cp ? lv::virDomainCheckpointListAllChildren(cp.get(), nullptr, 0) : -1;
     incremental = children == 0;
     if (!incremental) {
       report.notes.push_back("libvirt checkpoint " + base_cp->name +
@@ -442,8 +442,8 @@ Status DomainBackup::PrepareOffline(const GroupState& g, const Checkpoint* base,
   if (!incremental) {
     for (auto it = g.checkpoints.rbegin(); it != g.checkpoints.rend() && anchor.empty(); ++it) {
       if (!it->libvirt || it->libvirt->checkpoint.empty()) continue;
-      Cp cp(virDomainCheckpointLookupByName(dom_.get(), it->libvirt->checkpoint.c_str(), 0));
-      if (cp && virDomainCheckpointListAllChildren(cp.get(), nullptr, 0) == 0)
+      Cp cp(lv::virDomainCheckpointLookupByName(dom_.get(), it->libvirt->checkpoint.c_str(), 0));
+      if (cp && lv::virDomainCheckpointListAllChildren(cp.get(), nullptr, 0) == 0)
         anchor = it->libvirt->checkpoint;
       break;
     }
@@ -467,9 +467,9 @@ Status DomainBackup::PrepareOffline(const GroupState& g, const Checkpoint* base,
 void DomainBackup::Finish(bool committed) {
   if (job_started_) {
     // A pull-mode job ends when aborted; its exports close.
-    if (virDomainAbortJob(dom_.get()) < 0 && JobActive())
+    if (lv::virDomainAbortJob(dom_.get()) < 0 && JobActive())
       spdlog::warn("the backup job of {} did not end: {}; the next backup of group {} ends it",
-                   Where(), virGetLastErrorMessage(), opts_.group);
+                   Where(), lv::virGetLastErrorMessage(), opts_.group);
     else
       WaitJobGone();
     job_started_ = false;
@@ -549,10 +549,10 @@ ForgetReport ForgetLibvirtCheckpoints(const GroupState& before,
         not_deleted(n, dom.status().message());
         continue;
       }
-      Cp cp(virDomainCheckpointLookupByName(dom->get(), n.c_str(), 0));
+      Cp cp(lv::virDomainCheckpointLookupByName(dom->get(), n.c_str(), 0));
       if (!cp) continue;  // already gone
-      if (virDomainCheckpointDelete(cp.get(), 0) < 0)
-        not_deleted(n, virGetLastErrorMessage());
+      if (lv::virDomainCheckpointDelete(cp.get(), 0) < 0)
+        not_deleted(n, lv::virGetLastErrorMessage());
       else
         rep.deleted.push_back(domain + "/" + n);
     }
