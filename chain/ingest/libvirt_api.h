@@ -38,7 +38,8 @@ struct LibvirtApi {
 };
 
 // Loads libvirt once (later calls return the first outcome); kNotSupported
-// naming the library and the loader's reason if it or a function is missing.
+// naming the library, the loader's reason and the package if it cannot be
+// loaded, or the function it lacks.
 Status LoadLibvirt();
 // The loaded API. REQUIRES: LoadLibvirt() succeeded.
 const LibvirtApi& Libvirt();

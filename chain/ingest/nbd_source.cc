@@ -1,7 +1,5 @@
 #include "chain/ingest/nbd_source.h"
 
-#include <libnbd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -13,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "chain/base/file.h"
+#include "chain/ingest/libnbd_api.h"
 
 namespace chainfs {
 namespace {
@@ -27,14 +26,14 @@ constexpr uint64_t kMaxRequest = 1ull << 20;
 constexpr uint64_t kStatusSpan = 1ull << 30;
 
 std::string NbdError() {
-  const char* e = nbd_get_error();
+  const char* e = nbd::nbd_get_error();
   return e && *e ? e : "unknown libnbd error";
 }
 
 // The last libnbd error as a Status: "WHAT: libnbd's message" (its errno
 // kept, named once).
 Status NbdStatus(const std::string& what) {
-  const int err = nbd_get_errno() ? nbd_get_errno() : EIO;
+  const int err = nbd::nbd_get_errno() ? nbd::nbd_get_errno() : EIO;
   std::string msg = NbdError();
   const std::string tail = std::string(": ") + std::strerror(err);
   while (msg.size() >= tail.size() && msg.compare(msg.size() - tail.size(), tail.size(), tail) == 0)
@@ -77,9 +76,9 @@ std::string JoinNames(const std::vector<std::string>& names) {
 
 struct Handle {
   nbd_handle* h = nullptr;
-  Handle() : h(nbd_create()) {}
+  Handle() : h(nbd::nbd_create()) {}
   ~Handle() {
-    if (h) nbd_close(h);
+    if (h) nbd::nbd_close(h);
   }
   Handle(const Handle&) = delete;
   Handle& operator=(const Handle&) = delete;
@@ -96,18 +95,18 @@ struct Target {
     // The user wrote the URI: its tls-certificates= and tls-psk-file= may
     // name local files.
     if (argv.empty())
-      return nbd_set_uri_allow_local_file(h, true) == -1 ? -1 : nbd_connect_uri(h, uri.c_str());
+      return nbd::nbd_set_uri_allow_local_file(h, true) == -1 ? -1 : nbd::nbd_connect_uri(h, uri.c_str());
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    return nbd_connect_systemd_socket_activation(h, args.data());
+    return nbd::nbd_connect_systemd_socket_activation(h, args.data());
   }
 };
 
 // The meta contexts the server offers, comma-separated, for messages.
 std::string ListContexts(const Target& t) {
   Handle l;
-  if (!l.h || nbd_set_opt_mode(l.h, true) == -1 || t.Connect(l.h) == -1)
+  if (!l.h || nbd::nbd_set_opt_mode(l.h, true) == -1 || t.Connect(l.h) == -1)
     return "(could not list them: " + NbdError() + ")";
   std::vector<std::string> names;
   nbd_context_callback cb = {
@@ -116,8 +115,8 @@ std::string ListContexts(const Target& t) {
         return 0;
       },
       &names, nullptr};
-  if (nbd_opt_list_meta_context(l.h, cb) == -1) return "(could not list them: " + NbdError() + ")";
-  nbd_opt_abort(l.h);
+  if (nbd::nbd_opt_list_meta_context(l.h, cb) == -1) return "(could not list them: " + NbdError() + ")";
+  nbd::nbd_opt_abort(l.h);
   return JoinNames(names);
 }
 
@@ -161,8 +160,8 @@ class NbdSource : public Source {
   }
   ~NbdSource() override {
     for (auto& c : conns_) {
-      nbd_shutdown(c->h, 0);
-      nbd_close(c->h);  // stops our qemu-nbd, if we started one
+      nbd::nbd_shutdown(c->h, 0);
+      nbd::nbd_close(c->h);  // stops our qemu-nbd, if we started one
     }
   }
 
@@ -191,7 +190,7 @@ class NbdSource : public Source {
   Status Failed(nbd_handle* h, uint64_t offset, const std::string& what) const {
     const std::string where =
         "NBD source " + Name() + ": " + what + " at offset " + std::to_string(offset);
-    if (nbd_aio_is_dead(h) == 1 || nbd_aio_is_closed(h) == 1)
+    if (nbd::nbd_aio_is_dead(h) == 1 || nbd::nbd_aio_is_closed(h) == 1)
       return Status::FromErrno(ECONNRESET, where + ": the connection is lost (the server closed "
                                                "it or died; libnbd: " + NbdError() + ")");
     return NbdStatus(where);
@@ -222,15 +221,15 @@ Status NbdSource::ReadAt(uint64_t offset, size_t n, void* buf) const {
     for (unsigned i = 0; i < kMaxRequestsInFlight && done < n; ++i) {
       const uint64_t len = std::min<uint64_t>(request_, n - done);
       const int64_t cookie =
-          nbd_aio_pread(c.h, out + done, len, offset + done, NBD_NULL_COMPLETION, 0);
+          nbd::nbd_aio_pread(c.h, out + done, len, offset + done, NBD_NULL_COMPLETION, 0);
       if (cookie == -1) return Failed(c.h, offset + done, "read");
       cookies.emplace_back(cookie, offset + done);
       done += len;
     }
-    while (nbd_aio_in_flight(c.h) > 0)
-      if (nbd_poll(c.h, -1) == -1) return Failed(c.h, cookies.front().second, "read");
+    while (nbd::nbd_aio_in_flight(c.h) > 0)
+      if (nbd::nbd_poll(c.h, -1) == -1) return Failed(c.h, cookies.front().second, "read");
     for (const auto& [cookie, at] : cookies)
-      if (nbd_aio_command_completed(c.h, cookie) != 1) return Failed(c.h, at, "read");
+      if (nbd::nbd_aio_command_completed(c.h, cookie) != 1) return Failed(c.h, at, "read");
   }
   return Status::Ok();
 }
@@ -266,7 +265,7 @@ Result<std::vector<ByteRange>> NbdSource::Extents(const std::string& context,
           return 0;
         },
         &acc, nullptr};
-    if (nbd_block_status(c.h, acc.end - offset, offset, cb, 0) == -1)
+    if (nbd::nbd_block_status(c.h, acc.end - offset, offset, cb, 0) == -1)
       return Failed(c.h, offset, "block status of " + context);
     if (acc.at == offset)
       return Status::Corruption("NBD source " + Name() + ": the server described no extent of " +
@@ -280,8 +279,8 @@ Result<std::vector<ByteRange>> NbdSource::Extents(const std::string& context,
 Result<nbd_handle*> ConnectOne(const Target& t, const std::string& bitmap_context) {
   Handle h;
   if (!h.h) return Status::InvalidArgument("libnbd: " + NbdError());
-  if (nbd_add_meta_context(h.h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
-      (!bitmap_context.empty() && nbd_add_meta_context(h.h, bitmap_context.c_str()) == -1))
+  if (nbd::nbd_add_meta_context(h.h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
+      (!bitmap_context.empty() && nbd::nbd_add_meta_context(h.h, bitmap_context.c_str()) == -1))
     return Status::InvalidArgument("libnbd: " + NbdError());
   if (t.Connect(h.h) == -1)
     return NbdStatus("cannot connect to NBD source " + t.name);
@@ -325,6 +324,7 @@ Result<std::string> ProbeImageFormat(const std::string& path) {
 
 Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
                                               const std::string& image_format) {
+  CHAINFS_RETURN_IF_ERROR(LoadLibnbd());
   if (!spec.dirty_map.empty())
     return Status::InvalidArgument("--dirty is for raw sources; source " + spec.location +
                                    " is read over NBD: give --bitmap NAME=BITMAP instead");
@@ -335,9 +335,9 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
     t.uri = spec.location;
     t.name = RedactUri(spec.location);
     Handle probe;
-    if (probe.h && !nbd_supports_uri(probe.h))
+    if (probe.h && !nbd::nbd_supports_uri(probe.h))
       return Status::NotSupported("this libnbd cannot open URIs (" + t.name + ")");
-    if (probe.h && spec.location.rfind("nbds", 0) == 0 && !nbd_supports_tls(probe.h))
+    if (probe.h && spec.location.rfind("nbds", 0) == 0 && !nbd::nbd_supports_tls(probe.h))
       return Status::NotSupported("this libnbd was built without TLS; cannot open " + t.name);
   } else {
     t.name = spec.location + " (" + image_format + ", through qemu-nbd)";
@@ -359,16 +359,16 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
   std::vector<nbd_handle*> conns{first.value()};
   nbd_handle* h = conns[0];
   auto close_all = [&] {
-    for (nbd_handle* c : conns) nbd_close(c);
+    for (nbd_handle* c : conns) nbd::nbd_close(c);
     conns.clear();
   };
   auto fail = [&](Status st) -> Result<std::unique_ptr<Source>> {
     close_all();
     return st;
   };
-  const int64_t size = nbd_get_size(h);
+  const int64_t size = nbd::nbd_get_size(h);
   if (size < 0) return fail(Status::InvalidArgument("NBD source " + t.name + ": " + NbdError()));
-  if (!bitmap_context.empty() && nbd_can_meta_context(h, bitmap_context.c_str()) != 1) {
+  if (!bitmap_context.empty() && nbd::nbd_can_meta_context(h, bitmap_context.c_str()) != 1) {
     // Hang up first: a server may take one client at a time (qemu-nbd's
     // default --shared=1), and listing needs a connection of its own.
     close_all();
@@ -376,12 +376,12 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
                             " does not offer meta context " + bitmap_context +
                             "; it offers: " + ListContexts(t));
   }
-  const bool allocation = nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
+  const bool allocation = nbd::nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
 
   // Requests: the server's maximum caps them; its preferred size rounds them.
   uint64_t request = kMaxRequest;
-  const int64_t max_block = nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
-  const int64_t preferred = nbd_get_block_size(h, LIBNBD_SIZE_PREFERRED);
+  const int64_t max_block = nbd::nbd_get_block_size(h, LIBNBD_SIZE_MAXIMUM);
+  const int64_t preferred = nbd::nbd_get_block_size(h, LIBNBD_SIZE_PREFERRED);
   if (max_block > 0) request = std::min<uint64_t>(request, static_cast<uint64_t>(max_block));
   if (preferred > 0 && request >= static_cast<uint64_t>(preferred))
     request -= request % static_cast<uint64_t>(preferred);
@@ -389,7 +389,7 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
 
   // More connections where the server says they see the same data. Our own
   // qemu-nbd takes one client: one connection.
-  if (t.argv.empty() && nbd_can_multi_conn(h) == 1) {
+  if (t.argv.empty() && nbd::nbd_can_multi_conn(h) == 1) {
     while (conns.size() < kMaxConnections) {
       auto more = ConnectOne(t, "");
       if (!more.ok()) {
