@@ -43,6 +43,8 @@ StopSignals::~StopSignals() {
 
 const std::atomic<int>& StopSignals::flag() const { return g_received; }
 
+int StopSignalReceived() { return g_received.load(); }
+
 void StopSignals::Reraise() const {
   const int sig = g_received.load();
   ::signal(sig, SIG_DFL);

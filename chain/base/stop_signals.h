@@ -32,4 +32,9 @@ class StopSignals {
   [[noreturn]] void Reraise() const;
 };
 
+// The signal a StopSignals received (0 if none, or none is installed): for
+// code that waits on something outside the process (an NBD server) and is
+// not handed the flag, so that it stops waiting when asked to.
+int StopSignalReceived();
+
 }  // namespace chainfs

@@ -241,11 +241,13 @@ Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, Worker
     auto [batch, fut] = std::move(window.front());
     window.pop_front();
     fut.get();
-    if (!batch->read_status.ok())
-      return batch->read_status.Context(
-          "reading source " + plan.source->Name() + " of disk " + plan.spec.disk +
-          " (it was " + std::to_string(size) +
-          " bytes when the backup started; did it change or vanish?)");
+    if (!batch->read_status.ok()) {
+      const std::string what = "reading source " + plan.source->Name() + " of disk " + plan.spec.disk;
+      if (batch->read_status.sys_errno() == EINTR)  // stopped by a signal: nothing to suspect
+        return batch->read_status.Context(what);
+      return batch->read_status.Context(what + " (it was " + std::to_string(size) +
+                                        " bytes when the backup started; did it change or vanish?)");
+    }
     plan.report.blocks_read += batch->count;
     for (BlockOutcome& o : batch->out) {
       if (o.what == BlockOutcome::What::kData) {

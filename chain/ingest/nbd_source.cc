@@ -2,15 +2,18 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <utility>
 #include <nlohmann/json.hpp>
 
 #include <spdlog/spdlog.h>
 
 #include "chain/base/file.h"
+#include "chain/base/stop_signals.h"
 #include "chain/ingest/libnbd_api.h"
 
 namespace chainfs {
@@ -18,6 +21,11 @@ namespace {
 
 constexpr unsigned kMaxConnections = 4;
 constexpr unsigned kMaxRequestsInFlight = 16;
+// How long an extra connection may take to be answered (ConnectUri).
+constexpr std::chrono::milliseconds kExtraConnectMin{1000};
+constexpr std::chrono::milliseconds kExtraConnectMax{10000};
+// How often a wait on the server looks for a stop signal.
+constexpr std::chrono::milliseconds kStopCheck{200};
 // Requests of at most this much even where the server takes more: large
 // enough to amortise a round trip, small enough to keep several in flight.
 constexpr uint64_t kMaxRequest = 1ull << 20;
@@ -39,6 +47,19 @@ Status NbdStatus(const std::string& what) {
   while (msg.size() >= tail.size() && msg.compare(msg.size() - tail.size(), tail.size(), tail) == 0)
     msg.erase(msg.size() - tail.size());
   return Status::FromErrno(err, what + ": " + msg);
+}
+
+// Waits up to kStopCheck for h to make progress (nbd_poll); -1 with errno
+// set on failure, -2 when a stop signal arrived meanwhile (a stalled server
+// must not keep a backup from stopping: it waited for ever).
+int PollOrStop(nbd_handle* h) {
+  if (nbd::nbd_poll(h, static_cast<int>(kStopCheck.count())) == -1) return -1;
+  return StopSignalReceived() != 0 ? -2 : 0;
+}
+
+Status Stopped(const std::string& where) {
+  return Status::FromErrno(EINTR, where + ": stopped by signal " +
+                                      std::to_string(StopSignalReceived()));
 }
 
 // The URI with its user and every query parameter but socket= removed: what
@@ -226,8 +247,13 @@ Status NbdSource::ReadAt(uint64_t offset, size_t n, void* buf) const {
       cookies.emplace_back(cookie, offset + done);
       done += len;
     }
-    while (nbd::nbd_aio_in_flight(c.h) > 0)
-      if (nbd::nbd_poll(c.h, -1) == -1) return Failed(c.h, cookies.front().second, "read");
+    while (nbd::nbd_aio_in_flight(c.h) > 0) {
+      const int r = PollOrStop(c.h);
+      if (r == -2)
+        return Stopped("NBD source " + Name() + ": read at offset " +
+                       std::to_string(cookies.front().second));
+      if (r == -1) return Failed(c.h, cookies.front().second, "read");
+    }
     for (const auto& [cookie, at] : cookies)
       if (nbd::nbd_aio_command_completed(c.h, cookie) != 1) return Failed(c.h, at, "read");
   }
@@ -236,48 +262,100 @@ Status NbdSource::ReadAt(uint64_t offset, size_t n, void* buf) const {
 
 Result<std::vector<ByteRange>> NbdSource::Extents(const std::string& context,
                                                    uint32_t bits) const {
+  // What the extent callback fills in. It lives on the heap, shared with
+  // libnbd's copy of the callback (released by its .free): a stop signal
+  // leaves the command in flight, and this function returns meanwhile.
   struct Acc {
-    const std::string* context;
-    uint32_t bits;
-    uint64_t end;  // of the request: extents past it are clipped
-    uint64_t at;   // next byte the server has not described yet
-    std::vector<ByteRange>* out;
+    std::string context;
+    uint32_t bits = 0;
+    uint64_t end = 0;  // of the request: extents past it are clipped
+    uint64_t at = 0;   // next byte the server has not described yet
+    std::vector<ByteRange> out;
   };
-  std::vector<ByteRange> out;
+  auto acc = std::make_shared<Acc>();
+  acc->context = context;
+  acc->bits = bits;
   Conn& c = *conns_[0];
   std::lock_guard<std::mutex> lock(c.mu);
   for (uint64_t offset = 0; offset < size_;) {
-    Acc acc{&context, bits, std::min(size_, offset + kStatusSpan), offset, &out};
+    acc->end = std::min(size_, offset + kStatusSpan);
+    acc->at = offset;
     nbd_extent_callback cb = {
         [](void* user, const char* ctx, uint64_t, uint32_t* entries, size_t nr, int*) {
-          auto* a = static_cast<Acc*>(user);
-          if (*a->context != ctx) return 0;
+          Acc* a = static_cast<std::shared_ptr<Acc>*>(user)->get();
+          if (a->context != ctx) return 0;
           for (size_t i = 0; i + 1 < nr && a->at < a->end; i += 2) {
             const uint64_t len = std::min<uint64_t>(entries[i], a->end - a->at);
             if (entries[i + 1] & a->bits) {
-              if (!a->out->empty() && a->out->back().offset + a->out->back().length == a->at)
-                a->out->back().length += len;
+              if (!a->out.empty() && a->out.back().offset + a->out.back().length == a->at)
+                a->out.back().length += len;
               else
-                a->out->push_back({a->at, len});
+                a->out.push_back({a->at, len});
             }
             a->at += len;
           }
           return 0;
         },
-        &acc, nullptr};
-    if (nbd::nbd_block_status(c.h, acc.end - offset, offset, cb, 0) == -1)
-      return Failed(c.h, offset, "block status of " + context);
-    if (acc.at == offset)
+        new std::shared_ptr<Acc>(acc),
+        [](void* user) { delete static_cast<std::shared_ptr<Acc>*>(user); }};
+    const std::string what = "block status of " + context;
+    const int64_t cookie =
+        nbd::nbd_aio_block_status(c.h, acc->end - offset, offset, cb, NBD_NULL_COMPLETION, 0);
+    if (cookie == -1) return Failed(c.h, offset, what);
+    for (;;) {
+      const int done = nbd::nbd_aio_command_completed(c.h, cookie);
+      if (done == 1) break;
+      if (done == -1) return Failed(c.h, offset, what);
+      const int r = PollOrStop(c.h);
+      if (r == -2) return Stopped("NBD source " + Name() + ": " + what + " at offset " +
+                                  std::to_string(offset));
+      if (r == -1) return Failed(c.h, offset, what);
+    }
+    if (acc->at == offset)
       return Status::Corruption("NBD source " + Name() + ": the server described no extent of " +
                                 context + " at offset " + std::to_string(offset));
-    offset = acc.at;
+    offset = acc->at;
   }
-  return out;
+  return std::move(acc->out);
+}
+
+// Connects one handle to t's URI, asking for base:allocation and
+// bitmap_context (if any), waiting for the handshake with an eye on stop
+// signals (a stalled server must not keep a backup from stopping) and, with
+// a timeout, at most that long: a server at its client limit (qemu-nbd
+// --shared=N, QEMU's NBD server with max-connections) leaves one more
+// connection waiting, unanswered, for as long as the others stay; a
+// blocking connect there never returned (the backup hung). kBusy then.
+Result<nbd_handle*> ConnectUri(const Target& t, const std::string& bitmap_context,
+                               std::optional<std::chrono::milliseconds> timeout) {
+  Handle h;
+  if (!h.h) return Status::InvalidArgument("libnbd: " + NbdError());
+  if (nbd::nbd_add_meta_context(h.h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
+      (!bitmap_context.empty() && nbd::nbd_add_meta_context(h.h, bitmap_context.c_str()) == -1))
+    return Status::InvalidArgument("libnbd: " + NbdError());
+  const std::string what = "cannot connect to NBD source " + t.name;
+  // The user wrote the URI: its tls-certificates= and tls-psk-file= may
+  // name local files.
+  if (nbd::nbd_set_uri_allow_local_file(h.h, true) == -1 ||
+      nbd::nbd_aio_connect_uri(h.h, t.uri.c_str()) == -1)
+    return NbdStatus(what);
+  const auto start = std::chrono::steady_clock::now();
+  while (nbd::nbd_aio_is_connecting(h.h) == 1) {
+    if (timeout && std::chrono::steady_clock::now() - start >= *timeout)
+      return Status::Busy("NBD source " + t.name + " took no further client within " +
+                          std::to_string(timeout->count()) + " ms");
+    const int r = PollOrStop(h.h);
+    if (r == -2) return Stopped("connecting to NBD source " + t.name);
+    if (r == -1) return NbdStatus(what);
+  }
+  if (nbd::nbd_aio_is_ready(h.h) != 1) return NbdStatus(what);
+  return h.release();
 }
 
 // Connects one handle, asking for the contexts; errors name the target.
 Result<nbd_handle*> ConnectOne(const Target& t, const std::string& bitmap_context) {
-  Handle h;
+  if (t.argv.empty()) return ConnectUri(t, bitmap_context, std::nullopt);
+  Handle h;  // our own qemu-nbd, started by libnbd for this one connection
   if (!h.h) return Status::InvalidArgument("libnbd: " + NbdError());
   if (nbd::nbd_add_meta_context(h.h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
       (!bitmap_context.empty() && nbd::nbd_add_meta_context(h.h, bitmap_context.c_str()) == -1))
@@ -354,8 +432,11 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
     t.argv.push_back(spec.location);
   }
 
+  const auto connect_start = std::chrono::steady_clock::now();
   auto first = ConnectOne(t, bitmap_context);
   if (!first.ok()) return first.status();
+  const auto first_took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - connect_start);
   std::vector<nbd_handle*> conns{first.value()};
   nbd_handle* h = conns[0];
   auto close_all = [&] {
@@ -389,9 +470,13 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
 
   // More connections where the server says they see the same data. Our own
   // qemu-nbd takes one client: one connection.
+  // Each is given ten times what the first took, 1 to 10 s: a server
+  // that has taken all the clients it will never answers another.
   if (t.argv.empty() && nbd::nbd_can_multi_conn(h) == 1) {
+    const auto timeout = std::clamp<std::chrono::milliseconds>(
+        10 * first_took, kExtraConnectMin, kExtraConnectMax);
     while (conns.size() < kMaxConnections) {
-      auto more = ConnectOne(t, "");
+      auto more = ConnectUri(t, "", timeout);
       if (!more.ok()) {
         spdlog::debug("NBD source {}: extra connection refused ({}); reading over {}", t.name,
                       more.status().ToString(), conns.size());

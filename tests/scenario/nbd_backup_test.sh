@@ -141,6 +141,20 @@ grep -q "4 connection(s)" "$T/last.err" || fail "c6 did not read over 4 connecti
 same_as_qemu "$R" vm1 c6 vda "$Q"
 ok qemu-img bitmap --clear "$Q" inc
 
+step "c6b: a server at its client limit (qemu-nbd --shared=2, multi-conn offered): read over the 2 it took"
+# The server leaves a third connection unanswered while two are open: a
+# backup that waited for it hung for good. It is given up after 1-10 s.
+qio "$Q" 'write -P 0x71 5M 64k'
+want=$(dirty_blocks "$Q" inc 65536)
+serve "$Q" "$T/s.sock" -B inc --shared=2
+CHAINFS_LOG=debug ok timeout -k 5 60 "$CHAINFS" backup "$R" vm1 c6b --disk vda="$URI" --bitmap vda=inc --json
+stop_server
+grep -q "2 connection(s)" "$T/last.err" || fail "c6b did not read over 2 connections: $(grep -i 'NBD source' "$T/last.err")"
+grep -q "took no further client within" "$T/last.err" || fail "c6b: the third connection was not given up: $(grep -i 'NBD source' "$T/last.err")"
+[ "$(blocks_read vda)" -eq "$want" ] || fail "c6b read $(blocks_read vda) blocks, the bitmap marks $want"
+same_as_qemu "$R" vm1 c6b vda "$Q"
+ok qemu-img bitmap --clear "$Q" inc
+
 step "two disks of one VM over one qemu-storage-daemon socket, full then incremental"
 A=$T/a.qcow2 B=$T/b.qcow2
 ok qemu-img create -q -f qcow2 "$A" 32M

@@ -109,6 +109,38 @@ ok "$CHAINFS" export "$R" vm1 c3 vda "$T/c3.raw"
 cmp "$T/c3.raw" "$T/disk.raw" || fail "c3 re-run differs from the image"
 kill -9 "$SERVER_PID"
 
+step "a stalled server (nbdkit --filter=delay): SIGTERM stops the backup within seconds"
+# At the handshake, at block status, at a read: each waits 100 s on the
+# server. The backup used to wait it out (a read: for good, or until a
+# second signal); it ends on the first, exit 143, as killed, nothing kept.
+stalled() {
+  local delay=$1 pid t0
+  serve "$T/d.sock" nbdkit -f -U "$T/d.sock" --filter=delay file "$T/disk.raw" "$delay=100"
+  repo_visible "$R" >"$T/before"
+  "$CHAINFS" backup "$R" vm1 c4 --disk vda="nbd+unix:///?socket=$T/d.sock" --full \
+    >"$T/last.out" 2>&1 &
+  pid=$!
+  sleep 1.5  # connected, or connecting, and waiting on the server
+  kill -0 "$pid" 2>/dev/null || { cat "$T/last.out" >&2; fail "$delay: the backup ended before the stall"; }
+  t0=$SECONDS
+  kill -TERM "$pid"
+  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -9 "$pid"
+    fail "$delay: the backup did not stop within 10 s of SIGTERM"
+  fi
+  RC=0
+  wait "$pid" || RC=$?
+  [ "$RC" -eq 143 ] || { cat "$T/last.out" >&2; fail "$delay: exited $RC after SIGTERM, expected 143"; }
+  grep -q "stopped by signal 15" "$T/last.out" || { cat "$T/last.out" >&2; fail "$delay: the error does not say it was stopped"; }
+  echo "   $delay: stopped after $((SECONDS - t0)) s: $(grep -m1 error "$T/last.out")"
+  unchanged c4
+  kill -9 "$SERVER_PID"
+}
+stalled delay-open
+stalled delay-extents
+stalled delay-read
+
 step "bad URI, missing socket, missing bitmap, --dirty on an NBD source"
 refused c4 "source of disk vda: .*nbd:/nope.*URI" \
   "$CHAINFS" backup "$R" vm1 c4 --disk vda="nbd:/nope"
