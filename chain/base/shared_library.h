@@ -2,7 +2,7 @@
 // linked: chain/ingest/libvirt_api.h, chain/ingest/libnbd_api.h. Each lists
 // its functions once (an X-macro) and hands their names and slots to Load.
 //
-//   static LazySharedLibrary lib("libnbd.so.0", "libnbd0", "libnbd 1.14");
+//   static LazySharedLibrary lib("libnbd.so.0", "libnbd0", "the libnbd of Debian 12");
 //   CHAINFS_RETURN_IF_ERROR(lib.Load({{"nbd_create", (void**)&api.nbd_create}}));
 //   lib.CheckLoaded();  // before using a slot: aborts if Load did not succeed
 #pragma once
