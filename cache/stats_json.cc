@@ -40,7 +40,8 @@ json ReplyStatsToJson(const ReplyStats& s) {
               {"spliced_bytes", s.spliced_bytes.load(std::memory_order_relaxed)},
               {"splice_fallbacks", s.splice_fallbacks.load(std::memory_order_relaxed)},
               {"lookups", s.lookups.load(std::memory_order_relaxed)},
-              {"entries_with_attributes", s.entries_with_attributes.load(std::memory_order_relaxed)}};
+              {"entries_with_attributes", s.entries_with_attributes.load(std::memory_order_relaxed)},
+              {"listings", s.listings.load(std::memory_order_relaxed)}};
 }
 
 std::string MountStatsJson(const BlockCache* cache, const Readahead* readahead,

@@ -5,7 +5,7 @@
 //   {"cache": {"capacity_bytes": ..., "hits": ..., ...},
 //    "readahead": {"batches": ..., ...},
 //    "replies": {"spliced_replies": ..., "spliced_bytes": ..., "splice_fallbacks": ...,
-//                "lookups": ..., "entries_with_attributes": ...}}
+//                "lookups": ..., "entries_with_attributes": ..., "listings": ...}}
 //
 // Field names are the member names of BlockCacheStats, ReadaheadStats and
 // ReplyStats; "cache": null when the mount runs without a cache,
@@ -38,6 +38,9 @@ struct ReplyStats {
   // Directory entries listed with their inode and attributes (READDIRPLUS):
   // the kernel needs no LOOKUP for them.
   std::atomic<uint64_t> entries_with_attributes{0};
+  // READDIR and READDIRPLUS requests answered: a checkpoint directory
+  // listed again is answered by the kernel's cache of its listing.
+  std::atomic<uint64_t> listings{0};
 };
 nlohmann::json ReplyStatsToJson(const ReplyStats& s);
 // The whole document; any pointer may be null. Ends with a newline.

@@ -87,6 +87,7 @@ void PrintReplies(const json& r) {
   Row("copied instead", std::to_string(U(r, "splice_fallbacks")));
   Row("lookups", std::to_string(U(r, "lookups")));
   Row("listed with attributes", std::to_string(U(r, "entries_with_attributes")));
+  Row("listing requests", std::to_string(U(r, "listings")));
 }
 
 }  // namespace

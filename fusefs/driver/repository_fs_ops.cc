@@ -320,6 +320,16 @@ int RepositoryFs::OpenDir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (n == nullptr) return ENOENT;
   auto entries = List(*n, ino);
   if (!entries.ok()) return entries.status().ToErrno();
+  // A checkpoint directory lists what its node holds (the manifest's disks
+  // and configurations, as the node was made: a rewritten checkpoint is
+  // another node), never anything else: the kernel may keep its listing and
+  // answer the next getdents itself. A fresh mount's second `ls -R` of 1,000
+  // groups of 10 sent 44,000 requests, now 24,000. Groups and the root
+  // change with every backup and are listed anew at each opendir.
+  if (n->kind == NodeKind::kCheckpoint) {
+    fi->cache_readdir = 1;
+    fi->keep_cache = 1;
+  }
   auto f = std::make_unique<OpenFile>();
   f->entries = std::move(entries).value();
   f->dir = std::move(n);
@@ -357,6 +367,7 @@ int RepositoryFs::ReadDir(fuse_req_t req, size_t n, off_t off, fuse_file_info* f
     used += need;
   }
   reply_stats_.entries_with_attributes.fetch_add(with_attributes, std::memory_order_relaxed);
+  reply_stats_.listings.fetch_add(1, std::memory_order_relaxed);
   fuse_reply_buf(req, buf.data(), used);
   return 0;
 }

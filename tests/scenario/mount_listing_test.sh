@@ -6,7 +6,10 @@
 # lookup by name gives on another fresh mount that never listed anything;
 # each directory entry's inode number is the one stat gives. Files opened
 # after a listing read as they should: a native repository of groups whose
-# listings span many replies, and a qcow2 chain (foreign nodes).
+# listings span many replies, and a qcow2 chain (foreign nodes). A
+# checkpoint directory listed again is answered from the kernel's cache (no
+# request reaches the mount); a group listed right after a backup shows
+# the new checkpoint.
 set -euo pipefail
 source "${SRC:-$(dirname "$0")/../..}/tests/scenario/lib.sh"
 source "$SRC/tests/scenario/mount_lib.sh"
@@ -107,6 +110,38 @@ for n in 1 150 300; do
   cmp "$M/vm0002/$cp/vda.raw" "$T/expect.raw" || fail "vm0002/$cp/vda.raw differs"
 done
 [ "$(readlink "$M/vm0003/latest")" = c000300 ] || fail "vm0003/latest is not c000300"
+
+step "the kernel keeps a checkpoint directory's listing; groups are listed anew"
+# names DIR: the names a listing of DIR gives (os.listdir: opendir and
+# getdents only, no stat), one per line, sorted.
+names() { python3 -c 'import os, sys; print("\n".join(sorted(os.listdir(sys.argv[1]))))' "$1"; }
+# The walk above listed every directory once. (listed COUNT_BEFORE WHAT: the
+# mount answered at least one listing request since COUNT_BEFORE.)
+listed() { [ "$(replies listings)" -gt "$1" ] || fail "$2: no listing request reached the mount"; }
+unlisted() { [ "$(replies listings)" -eq "$1" ] || fail "$2: a listing request reached the mount"; }
+cp1=$M/vm0001/c000150
+before=$(replies listings)
+for _ in 1 2 3; do
+  names "$cp1" >"$T/cp.1"
+  [ "$(cat "$T/cp.1")" = "$(printf 'checkpoint.json\nvda.raw')" ] || fail "c000150 lists: $(cat "$T/cp.1")"
+done
+unlisted "$before" "c000150 listed again after the walk"
+names "$M/vm0001" >"$T/g.1"
+listed "$before" "vm0001 listed again"
+grep -qx c000300 "$T/g.1" && ! grep -qx c000301 "$T/g.1" || fail "vm0001 lists: $(tail -3 "$T/g.1")"
+head -c 262144 /dev/urandom >"$T/src.raw"
+ok "$CHAINFS" backup "$R" vm0001 c000301 --disk vda="$T/src.raw"
+names "$M/vm0001" >"$T/g.2"
+grep -qx c000301 "$T/g.2" || fail "vm0001 listed right after a backup lacks its new checkpoint c000301"
+before=$(replies listings)
+[ "$(names "$M/vm0001/c000301")" = "$(printf 'checkpoint.json\nvda.raw')" ] ||
+  fail "c000301 lists: $(names "$M/vm0001/c000301")"
+listed "$before" "c000301 listed for the first time"
+before=$(replies listings)
+[ "$(names "$M/vm0001/c000301")" = "$(printf 'checkpoint.json\nvda.raw')" ] ||
+  fail "c000301 listed again lists: $(names "$M/vm0001/c000301")"
+unlisted "$before" "c000301 listed again"
+cmp "$M/vm0001/c000301/vda.raw" "$T/src.raw" || fail "vm0001/c000301/vda.raw differs from its source"
 unmount_wait "$M" "$LISTED_MOUNT_PID"
 
 step "a qcow2 chain"
