@@ -319,6 +319,15 @@ Result<std::vector<ByteRange>> NbdSource::Extents(const std::string& context,
   return std::move(acc->out);
 }
 
+// A handle made (h.h not null) that will ask the server for base:allocation
+// and bitmap_context (if any) when it connects.
+Status AskForContexts(const Handle& h, const std::string& bitmap_context) {
+  if (!h.h || nbd::nbd_add_meta_context(h.h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
+      (!bitmap_context.empty() && nbd::nbd_add_meta_context(h.h, bitmap_context.c_str()) == -1))
+    return Status::InvalidArgument("libnbd: " + NbdError());
+  return Status::Ok();
+}
+
 // Connects one handle to t's URI, asking for base:allocation and
 // bitmap_context (if any), waiting for the handshake with an eye on stop
 // signals (a stalled server must not keep a backup from stopping) and, with
@@ -329,10 +338,7 @@ Result<std::vector<ByteRange>> NbdSource::Extents(const std::string& context,
 Result<nbd_handle*> ConnectUri(const Target& t, const std::string& bitmap_context,
                                std::optional<std::chrono::milliseconds> timeout) {
   Handle h;
-  if (!h.h) return Status::InvalidArgument("libnbd: " + NbdError());
-  if (nbd::nbd_add_meta_context(h.h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
-      (!bitmap_context.empty() && nbd::nbd_add_meta_context(h.h, bitmap_context.c_str()) == -1))
-    return Status::InvalidArgument("libnbd: " + NbdError());
+  CHAINFS_RETURN_IF_ERROR(AskForContexts(h, bitmap_context));
   const std::string what = "cannot connect to NBD source " + t.name;
   // The user wrote the URI: its tls-certificates= and tls-psk-file= may
   // name local files.
@@ -356,10 +362,7 @@ Result<nbd_handle*> ConnectUri(const Target& t, const std::string& bitmap_contex
 Result<nbd_handle*> ConnectOne(const Target& t, const std::string& bitmap_context) {
   if (t.argv.empty()) return ConnectUri(t, bitmap_context, std::nullopt);
   Handle h;  // our own qemu-nbd, started by libnbd for this one connection
-  if (!h.h) return Status::InvalidArgument("libnbd: " + NbdError());
-  if (nbd::nbd_add_meta_context(h.h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
-      (!bitmap_context.empty() && nbd::nbd_add_meta_context(h.h, bitmap_context.c_str()) == -1))
-    return Status::InvalidArgument("libnbd: " + NbdError());
+  CHAINFS_RETURN_IF_ERROR(AskForContexts(h, bitmap_context));
   if (t.Connect(h.h) == -1)
     return NbdStatus("cannot connect to NBD source " + t.name);
   return h.release();
