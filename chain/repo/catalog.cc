@@ -178,7 +178,7 @@ std::string EncodeCatalog(const std::string& group,
   return out;
 }
 
-Result<Catalog> DecodeCatalog(const std::string& bytes, const std::string& where,
+Result<Catalog> DecodeCatalog(std::string_view bytes, const std::string& where,
                               const std::string& group) {
   auto bad = [&](const std::string& what) {
     return Status::Corruption(where + ": " + what + " (a cache: the manifests are read instead)");

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -68,7 +69,7 @@ std::string EncodeCatalog(const std::string& group,
                           const std::vector<std::pair<ManifestStamp, const Checkpoint*>>& entries);
 // Fails (kCorruption naming `where`) unless bytes are a whole, undamaged
 // catalogue of `group` whose every entry is a valid checkpoint of it.
-Result<Catalog> DecodeCatalog(const std::string& bytes, const std::string& where,
+Result<Catalog> DecodeCatalog(std::string_view bytes, const std::string& where,
                               const std::string& group);
 
 }  // namespace chainfs

@@ -206,8 +206,11 @@ Result<GroupState> Repository::LoadGroup(const std::string& group, ManifestSourc
     }
     if (from != ManifestSource::kCatalog) return;
     const std::string where = CatalogPath(group);
-    auto bytes = env_->ReadWholeFile(where, kMaxCatalogBytes);
-    auto decoded = bytes.ok() ? DecodeCatalog(bytes.value(), where, group)
+    // Mapped, not copied (as a view map): 1.9 MB at depth 10,000 that a
+    // copy faulted in fresh, a tenth of a backup's page faults there.
+    // Writers replace the catalogue by rename, never in place.
+    auto bytes = env_->ReadWholeFileBytes(where, kMaxCatalogBytes);
+    auto decoded = bytes.ok() ? DecodeCatalog(bytes.value()->bytes(), where, group)
                               : Result<Catalog>(bytes.status());
     if (decoded.ok()) catalog = std::move(decoded).value();
     else if (decoded.status().code() != Status::Code::kNotFound)
