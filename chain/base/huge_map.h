@@ -123,4 +123,25 @@ class SlotArray {
   size_t bytes_ = 0;
 };
 
+// An uninitialised buffer of at least `bytes` (rounded up to a power of two)
+// from HugeSlots::Get(), given back when destroyed: for the big working
+// buffers a command makes again and again (export's chunks, backup's
+// batches), whose fresh pages from malloc were most of a small command's
+// page faults. Throws std::bad_alloc when the kernel refuses.
+class HugeBuffer {
+ public:
+  explicit HugeBuffer(size_t bytes)
+      : capacity_(std::bit_ceil(std::max<size_t>(bytes, 1))),
+        p_(HugeSlots::Get().Alloc(capacity_)) {}
+  ~HugeBuffer() { HugeSlots::Get().Free(p_, capacity_); }
+  HugeBuffer(const HugeBuffer&) = delete;
+  HugeBuffer& operator=(const HugeBuffer&) = delete;
+  char* data() const { return p_; }
+  size_t capacity() const { return capacity_; }
+
+ private:
+  const size_t capacity_;
+  char* const p_;
+};
+
 }  // namespace chainfs

@@ -23,30 +23,16 @@ struct Segment {
   uint64_t length;
 };
 
-// kChunk bytes from huge pages (chain/base/huge_map.h), not malloc: the
-// window's ~40 MiB of buffers then take ~20 page faults instead of ~10,000
-// (each a trap into a virtualised kernel: ~6,600 of a depth-1 export's
-// faults were these).
-class ChunkBuffer {
- public:
-  ChunkBuffer() : p_(HugeSlots::Get().Alloc(kChunk)) {}
-  ~ChunkBuffer() { HugeSlots::Get().Free(p_, kChunk); }
-  ChunkBuffer(const ChunkBuffer&) = delete;
-  ChunkBuffer& operator=(const ChunkBuffer&) = delete;
-  char* data() const { return p_; }
-
- private:
-  char* const p_;
-};
-
 struct Chunk {
   uint64_t offset = 0;
   uint64_t length = 0;
   // The whole chunk (zeros where no data). Reused from chunk to chunk: a
   // fresh 4 MiB buffer each time, zero-filled and faulted in page by page,
-  // was a third of a warm export's CPU. Holds old bytes: every byte of the
-  // chunk is written before it is used.
-  ChunkBuffer data;
+  // was a third of a warm export's CPU. From huge pages: the window's ~40
+  // MiB then take ~20 page faults, not ~10,000 (6,600 of a depth-1
+  // export's). Holds old bytes: every byte of the chunk is written before
+  // it is used.
+  HugeBuffer data{kChunk};
   std::vector<Segment> segments;  // data ranges, absolute offsets
   Status status;
 };

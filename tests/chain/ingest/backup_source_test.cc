@@ -153,6 +153,29 @@ TEST(BackupSource, FullBackupSkipsKnownZeros) {
   EXPECT_TRUE(by_fake.ViewBytes("c1") == c1);
 }
 
+// Batch buffers are reused (huge pages, never zeroed between batches): the
+// bytes of a partial last block past the disk's end are zeros all the same,
+// not what an earlier batch left there. A disk whose last 1,000 bytes turn
+// to zeros then has an all-zero last block: a zero run, nothing stored.
+TEST(BackupSource, APartialLastBlockReadsZerosPastTheEndInAReusedBuffer) {
+  std::mt19937 rng(7);
+  std::string noise((19u << 20) + 1000, '\0');
+  for (char& c : noise) c = static_cast<char>(rng() | 1);  // no zero byte
+  Repo r;
+  WriteFile(r.dir / "noise.raw", noise);
+  ASSERT_TRUE(r.Backup("c1", {"vda", r.dir / "noise.raw", ""}).ok());
+  std::string quiet = noise;
+  std::fill_n(quiet.end() - 1000, 1000, '\0');
+  WriteFile(r.dir / "quiet.raw", quiet);
+  auto k = r.Backup("c2", {"vda", r.dir / "quiet.raw", ""});
+  ASSERT_TRUE(k.ok()) << k.status().ToString();
+  const DiskReport& d = k.value().disks[0];
+  EXPECT_EQ(d.blocks_read, 305u);
+  EXPECT_EQ(d.blocks_stored, 0u) << "the last block was stored as data: bytes past the end were not zeros";
+  EXPECT_EQ(d.blocks_zeroed, 1u);
+  EXPECT_TRUE(r.ViewBytes("c2") == quiet);
+}
+
 // A source that fails mid-backup: the error names the source and the disk,
 // and no checkpoint appears.
 TEST(BackupSource, FailingSourceNamesItAndCommitsNothing) {
