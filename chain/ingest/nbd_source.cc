@@ -319,8 +319,8 @@ Result<std::vector<ByteRange>> NbdSource::Extents(const std::string& context,
   return std::move(acc->out);
 }
 
-// A handle made (h.h not null) that will ask the server for base:allocation
-// and bitmap_context (if any) when it connects.
+// Has h, once connected, ask the server for base:allocation and
+// bitmap_context (if any); fails if libnbd could not make h.
 Status AskForContexts(const Handle& h, const std::string& bitmap_context) {
   if (!h.h || nbd::nbd_add_meta_context(h.h, LIBNBD_CONTEXT_BASE_ALLOCATION) == -1 ||
       (!bitmap_context.empty() && nbd::nbd_add_meta_context(h.h, bitmap_context.c_str()) == -1))
