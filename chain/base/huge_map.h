@@ -137,7 +137,6 @@ class HugeBuffer {
   HugeBuffer(const HugeBuffer&) = delete;
   HugeBuffer& operator=(const HugeBuffer&) = delete;
   char* data() const { return p_; }
-  size_t capacity() const { return capacity_; }
 
  private:
   const size_t capacity_;
