@@ -18,15 +18,16 @@
 namespace chainfs {
 
 // Every libnbd function chainfs calls.
-#define CHAINFS_LIBNBD_FUNCTIONS(X)                                                         \
-  X(nbd_create) X(nbd_close) X(nbd_get_error) X(nbd_get_errno) X(nbd_supports_uri)          \
-  X(nbd_supports_tls) X(nbd_set_uri_allow_local_file) X(nbd_connect_uri)                    \
-  X(nbd_aio_connect_uri) X(nbd_aio_is_connecting) X(nbd_aio_is_ready)                       \
-  X(nbd_connect_systemd_socket_activation) X(nbd_set_opt_mode) X(nbd_opt_list_meta_context) \
-  X(nbd_opt_abort) X(nbd_add_meta_context) X(nbd_can_meta_context) X(nbd_can_multi_conn)    \
-  X(nbd_get_size) X(nbd_get_block_size) X(nbd_shutdown) X(nbd_aio_pread)                    \
-  X(nbd_aio_block_status) X(nbd_aio_in_flight) X(nbd_poll) X(nbd_aio_command_completed)     \
-  X(nbd_aio_is_dead) X(nbd_aio_is_closed)
+#define CHAINFS_LIBNBD_FUNCTIONS(X)                                                \
+  X(nbd_create) X(nbd_close) X(nbd_get_error) X(nbd_get_errno) X(nbd_supports_uri) \
+  X(nbd_supports_tls) X(nbd_set_uri_allow_local_file) X(nbd_set_opt_mode)          \
+  X(nbd_add_meta_context) X(nbd_aio_connect_uri)                                   \
+  X(nbd_aio_connect_systemd_socket_activation) X(nbd_aio_is_connecting)            \
+  X(nbd_aio_is_negotiating) X(nbd_aio_is_ready) X(nbd_aio_opt_list_meta_context)   \
+  X(nbd_opt_abort) X(nbd_can_meta_context) X(nbd_can_multi_conn) X(nbd_get_size)   \
+  X(nbd_get_block_size) X(nbd_shutdown) X(nbd_aio_pread) X(nbd_aio_block_status)   \
+  X(nbd_aio_in_flight) X(nbd_poll) X(nbd_aio_command_completed) X(nbd_aio_is_dead) \
+  X(nbd_aio_is_closed)
 
 struct LibnbdApi {
 #define CHAINFS_LIBNBD_POINTER(f) decltype(&::f) f = nullptr;

@@ -21,9 +21,15 @@ namespace {
 
 constexpr unsigned kMaxConnections = 4;
 constexpr unsigned kMaxRequestsInFlight = 16;
-// How long an extra connection may take to be answered (ConnectUri).
+// How long a connection after the first may take (ExtraConnectTimeout).
 constexpr std::chrono::milliseconds kExtraConnectMin{1000};
 constexpr std::chrono::milliseconds kExtraConnectMax{10000};
+// How long a connection after the first may take to be answered: ten times
+// what the first took, 1 to 10 s. A server that has taken all the clients
+// it will never answers another.
+std::chrono::milliseconds ExtraConnectTimeout(std::chrono::milliseconds first_took) {
+  return std::clamp<std::chrono::milliseconds>(10 * first_took, kExtraConnectMin, kExtraConnectMax);
+}
 // How often a wait on the server looks for a stop signal.
 constexpr std::chrono::milliseconds kStopCheck{200};
 // Requests of at most this much even where the server takes more: large
@@ -112,23 +118,62 @@ struct Target {
   std::vector<std::string> argv;  // socket activation when not empty
   std::string name;               // for messages
 
-  int Connect(nbd_handle* h) const {
+  // Starts connecting h (libnbd's aio calls: AwaitServer waits); -1 on
+  // error.
+  int StartConnect(nbd_handle* h) const {
     // The user wrote the URI: its tls-certificates= and tls-psk-file= may
     // name local files.
     if (argv.empty())
-      return nbd::nbd_set_uri_allow_local_file(h, true) == -1 ? -1 : nbd::nbd_connect_uri(h, uri.c_str());
+      return nbd::nbd_set_uri_allow_local_file(h, true) == -1 ? -1
+                                                             : nbd::nbd_aio_connect_uri(h, uri.c_str());
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
-    return nbd::nbd_connect_systemd_socket_activation(h, args.data());
+    return nbd::nbd_aio_connect_systemd_socket_activation(h, args.data());
   }
 };
 
-// The meta contexts the server offers, comma-separated, for messages.
-std::string ListContexts(const Target& t) {
+// Waits while h is connecting: the handshake, or in option mode an option
+// under way (`doing`, for messages). With a timeout, at most that long
+// (kBusy); stops on a stop signal (EINTR): a stalled server must not keep a
+// backup from stopping, or from ending.
+Status AwaitServer(nbd_handle* h, const Target& t, const std::string& doing,
+                   std::optional<std::chrono::milliseconds> timeout) {
+  const auto start = std::chrono::steady_clock::now();
+  while (nbd::nbd_aio_is_connecting(h) == 1) {
+    if (timeout && std::chrono::steady_clock::now() - start >= *timeout)
+      return Status::Busy("NBD source " + t.name + " did not answer " + doing + " within " +
+                          std::to_string(timeout->count()) + " ms");
+    const int r = PollOrStop(h);
+    if (r == -2) return Stopped("connecting to NBD source " + t.name);
+    if (r == -1) return NbdStatus("cannot connect to NBD source " + t.name);
+  }
+  return Status::Ok();
+}
+
+// The meta contexts the server offers, comma-separated, for messages, on a
+// connection of its own given at most `timeout` in all: a server that
+// answered the backup's connection may not answer another (at its client
+// limit, or stalled), and the listing, a blocking call, then waited for
+// ever, deaf to stop signals. Fails only when stopped.
+Result<std::string> ListContexts(const Target& t, std::chrono::milliseconds timeout) {
   Handle l;
-  if (!l.h || nbd::nbd_set_opt_mode(l.h, true) == -1 || t.Connect(l.h) == -1)
-    return "(could not list them: " + NbdError() + ")";
+  const auto start = std::chrono::steady_clock::now();
+  const auto left = [&] {
+    return std::max(std::chrono::milliseconds{0},
+                    timeout - std::chrono::duration_cast<std::chrono::milliseconds>(
+                                  std::chrono::steady_clock::now() - start));
+  };
+  const auto unlisted = [](const std::string& why) -> Result<std::string> {
+    return "(could not list them: " + why + ")";
+  };
+  const auto given_up = [&](const Status& st) {  // a stop ends the command
+    return st.sys_errno() == EINTR ? Result<std::string>(st) : unlisted(st.message());
+  };
+  if (!l.h || nbd::nbd_set_opt_mode(l.h, true) == -1 || t.StartConnect(l.h) == -1)
+    return unlisted(NbdError());
+  Status st = AwaitServer(l.h, t, "the handshake", left());
+  if (!st.ok()) return given_up(st);
   std::vector<std::string> names;
   nbd_context_callback cb = {
       [](void* user, const char* name) {
@@ -136,7 +181,11 @@ std::string ListContexts(const Target& t) {
         return 0;
       },
       &names, nullptr};
-  if (nbd::nbd_opt_list_meta_context(l.h, cb) == -1) return "(could not list them: " + NbdError() + ")";
+  if (nbd::nbd_aio_opt_list_meta_context(l.h, cb, NBD_NULL_COMPLETION) == -1)
+    return unlisted(NbdError());
+  st = AwaitServer(l.h, t, "the listing of meta contexts", left());
+  if (!st.ok()) return given_up(st);
+  if (nbd::nbd_aio_is_negotiating(l.h) != 1) return unlisted(NbdError());
   nbd::nbd_opt_abort(l.h);
   return JoinNames(names);
 }
@@ -328,43 +377,20 @@ Status AskForContexts(const Handle& h, const std::string& bitmap_context) {
   return Status::Ok();
 }
 
-// Connects one handle to t's URI, asking for base:allocation and
-// bitmap_context (if any), waiting for the handshake with an eye on stop
-// signals (a stalled server must not keep a backup from stopping) and, with
+// Connects one handle to t, asking for base:allocation and bitmap_context
+// (if any), waiting for the handshake with an eye on stop signals and, with
 // a timeout, at most that long: a server at its client limit (qemu-nbd
 // --shared=N, QEMU's NBD server with max-connections) leaves one more
 // connection waiting, unanswered, for as long as the others stay; a
 // blocking connect there never returned (the backup hung). kBusy then.
-Result<nbd_handle*> ConnectUri(const Target& t, const std::string& bitmap_context,
+// Errors name the target.
+Result<nbd_handle*> ConnectOne(const Target& t, const std::string& bitmap_context,
                                std::optional<std::chrono::milliseconds> timeout) {
   Handle h;
   CHAINFS_RETURN_IF_ERROR(AskForContexts(h, bitmap_context));
-  const std::string what = "cannot connect to NBD source " + t.name;
-  // The user wrote the URI: its tls-certificates= and tls-psk-file= may
-  // name local files.
-  if (nbd::nbd_set_uri_allow_local_file(h.h, true) == -1 ||
-      nbd::nbd_aio_connect_uri(h.h, t.uri.c_str()) == -1)
-    return NbdStatus(what);
-  const auto start = std::chrono::steady_clock::now();
-  while (nbd::nbd_aio_is_connecting(h.h) == 1) {
-    if (timeout && std::chrono::steady_clock::now() - start >= *timeout)
-      return Status::Busy("NBD source " + t.name + " took no further client within " +
-                          std::to_string(timeout->count()) + " ms");
-    const int r = PollOrStop(h.h);
-    if (r == -2) return Stopped("connecting to NBD source " + t.name);
-    if (r == -1) return NbdStatus(what);
-  }
-  if (nbd::nbd_aio_is_ready(h.h) != 1) return NbdStatus(what);
-  return h.release();
-}
-
-// Connects one handle, asking for the contexts; errors name the target.
-Result<nbd_handle*> ConnectOne(const Target& t, const std::string& bitmap_context) {
-  if (t.argv.empty()) return ConnectUri(t, bitmap_context, std::nullopt);
-  Handle h;  // our own qemu-nbd, started by libnbd for this one connection
-  CHAINFS_RETURN_IF_ERROR(AskForContexts(h, bitmap_context));
-  if (t.Connect(h.h) == -1)
-    return NbdStatus("cannot connect to NBD source " + t.name);
+  if (t.StartConnect(h.h) == -1) return NbdStatus("cannot connect to NBD source " + t.name);
+  CHAINFS_RETURN_IF_ERROR(AwaitServer(h.h, t, "the handshake", timeout));
+  if (nbd::nbd_aio_is_ready(h.h) != 1) return NbdStatus("cannot connect to NBD source " + t.name);
   return h.release();
 }
 
@@ -436,7 +462,7 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
   }
 
   const auto connect_start = std::chrono::steady_clock::now();
-  auto first = ConnectOne(t, bitmap_context);
+  auto first = ConnectOne(t, bitmap_context, std::nullopt);
   if (!first.ok()) return first.status();
   const auto first_took = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - connect_start);
@@ -456,9 +482,11 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
     // Hang up first: a server may take one client at a time (qemu-nbd's
     // default --shared=1), and listing needs a connection of its own.
     close_all();
+    auto offered = ListContexts(t, ExtraConnectTimeout(first_took));
+    if (!offered.ok()) return offered.status();
     return Status::NotFound("--bitmap " + spec.bitmap + ": NBD source " + t.name +
                             " does not offer meta context " + bitmap_context +
-                            "; it offers: " + ListContexts(t));
+                            "; it offers: " + offered.value());
   }
   const bool allocation = nbd::nbd_can_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION) == 1;
 
@@ -473,13 +501,10 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
 
   // More connections where the server says they see the same data. Our own
   // qemu-nbd takes one client: one connection.
-  // Each is given ten times what the first took, 1 to 10 s: a server
-  // that has taken all the clients it will never answers another.
   if (t.argv.empty() && nbd::nbd_can_multi_conn(h) == 1) {
-    const auto timeout = std::clamp<std::chrono::milliseconds>(
-        10 * first_took, kExtraConnectMin, kExtraConnectMax);
+    const auto timeout = ExtraConnectTimeout(first_took);
     while (conns.size() < kMaxConnections) {
-      auto more = ConnectUri(t, "", timeout);
+      auto more = ConnectOne(t, "", timeout);
       if (!more.ok()) {
         spdlog::debug("NBD source {}: extra connection refused ({}); reading over {}", t.name,
                       more.status().ToString(), conns.size());

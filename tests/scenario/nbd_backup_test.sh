@@ -150,7 +150,7 @@ serve "$Q" "$T/s.sock" -B inc --shared=2
 CHAINFS_LOG=debug ok timeout -k 5 60 "$CHAINFS" backup "$R" vm1 c6b --disk vda="$URI" --bitmap vda=inc --json
 stop_server
 grep -q "2 connection(s)" "$T/last.err" || fail "c6b did not read over 2 connections: $(grep -i 'NBD source' "$T/last.err")"
-grep -q "took no further client within" "$T/last.err" || fail "c6b: the third connection was not given up: $(grep -i 'NBD source' "$T/last.err")"
+grep -q "did not answer the handshake within" "$T/last.err" || fail "c6b: the third connection was not given up: $(grep -i 'NBD source' "$T/last.err")"
 [ "$(blocks_read vda)" -eq "$want" ] || fail "c6b read $(blocks_read vda) blocks, the bitmap marks $want"
 same_as_qemu "$R" vm1 c6b vda "$Q"
 ok qemu-img bitmap --clear "$Q" inc

@@ -158,6 +158,20 @@ refused c4 "raw image, which has no dirty bitmaps" \
   "$CHAINFS" backup "$R" vm1 c4 --disk vda="$T/disk.raw" --bitmap vda=inc
 refused c4 "--bitmap vda=... cannot be used with --full" \
   "$CHAINFS" backup "$R" vm1 c4 --disk vda="$Q" --bitmap vda=inc --full
+step "a missing bitmap on a server that stalls the listing of what it offers: refused within seconds"
+# The refusal lists the meta contexts offered, on a connection of its own.
+# A server that answered the backup's connection but stalls that one (at
+# its first option, or at the listing) used to keep the backup waiting for
+# ever; now the listing is given up after 1-10 s and the refusal says so.
+for stall in option list; do
+  serve "$T/st.sock" python3 "$SRC/tests/scenario/nbd_stall_server.py" "$T/st.sock" 1048576 "$stall"
+  t0=$SECONDS
+  refused c4 "--bitmap nosuch: NBD source .* does not offer meta context qemu:dirty-bitmap:nosuch; it offers: \(could not list them: NBD source .* did not answer the (handshake|listing of meta contexts) within [0-9]+ ms\)" \
+    timeout -s KILL 60 "$CHAINFS" backup "$R" vm1 c4 --disk vda="nbd+unix:///?socket=$T/st.sock" --bitmap vda=nosuch
+  echo "   stalled at the $stall: refused after $((SECONDS - t0)) s"
+  kill -9 "$SERVER_PID"
+done
+
 step "a disk with no history refuses --bitmap (its first backup must be full)"
 refused c4 "disk vdb has no earlier backup.*first backup must be full.*--bitmap vdb" \
   "$CHAINFS" backup "$R" vm1 c4 --disk vda="$Q" --disk vdb="$Q" --bitmap vdb=inc
