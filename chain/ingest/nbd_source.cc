@@ -21,7 +21,7 @@ namespace {
 
 constexpr unsigned kMaxConnections = 4;
 constexpr unsigned kMaxRequestsInFlight = 16;
-// How long a connection after the first may take (ExtraConnectTimeout).
+// The bounds of ExtraConnectTimeout.
 constexpr std::chrono::milliseconds kExtraConnectMin{1000};
 constexpr std::chrono::milliseconds kExtraConnectMax{10000};
 // How long a connection after the first may take to be answered: ten times
