@@ -164,9 +164,11 @@ step "a missing bitmap on a server that stalls the listing of what it offers: re
 # its first option, or at the listing) used to keep the backup waiting for
 # ever; now the listing is given up after 1-10 s and the refusal says so.
 for stall in option list; do
+  stage="the handshake"
+  [ "$stall" = list ] && stage="the listing of meta contexts"
   serve "$T/st.sock" python3 "$SRC/tests/scenario/nbd_stall_server.py" "$T/st.sock" 1048576 "$stall"
   t0=$SECONDS
-  refused c4 "--bitmap nosuch: NBD source .* does not offer meta context qemu:dirty-bitmap:nosuch; it offers: \(could not list them: NBD source .* did not answer the (handshake|listing of meta contexts) within [0-9]+ ms\)" \
+  refused c4 "--bitmap nosuch: NBD source .* does not offer meta context qemu:dirty-bitmap:nosuch; it offers: \(could not list them: NBD source .* did not answer $stage within [0-9]+ ms\)" \
     timeout -s KILL 60 "$CHAINFS" backup "$R" vm1 c4 --disk vda="nbd+unix:///?socket=$T/st.sock" --bitmap vda=nosuch
   echo "   stalled at the $stall: refused after $((SECONDS - t0)) s"
   kill -9 "$SERVER_PID"
