@@ -157,6 +157,7 @@ Status AwaitServer(nbd_handle* h, const Target& t, const std::string& doing,
 // limit, or stalled), and the listing, a blocking call, then waited for
 // ever, deaf to stop signals. Fails only when stopped.
 Result<std::string> ListContexts(const Target& t, std::chrono::milliseconds timeout) {
+  std::vector<std::string> names;  // before the handle: its callback points here
   Handle l;
   const auto start = std::chrono::steady_clock::now();
   const auto left = [&] {
@@ -174,7 +175,6 @@ Result<std::string> ListContexts(const Target& t, std::chrono::milliseconds time
     return unlisted(NbdError());
   Status st = AwaitServer(l.h, t, "the handshake", left());
   if (!st.ok()) return given_up(st);
-  std::vector<std::string> names;
   nbd_context_callback cb = {
       [](void* user, const char* name) {
         static_cast<std::vector<std::string>*>(user)->push_back(name);
