@@ -123,8 +123,10 @@ Result<Qcow2Header> ReadQcow2Header(const RandomAccessFile& file) {
   }
 
   if (backing_offset != 0) {
-    if (backing_size == 0 || backing_size > 1023 || backing_offset + backing_size > h.size() ||
-        backing_offset + backing_size > q.cluster_size())
+    // Compared so that nothing wraps: the offset is any 64-bit value.
+    const uint64_t in_header = std::min<uint64_t>(h.size(), q.cluster_size());
+    if (backing_size == 0 || backing_size > 1023 || backing_offset > in_header ||
+        backing_size > in_header - backing_offset)
       return bad("backing file name at offset " + std::to_string(backing_offset) + " (" +
                  std::to_string(backing_size) + " bytes) lies outside the header");
     q.backing_file.assign(&h[backing_offset], backing_size);
@@ -149,7 +151,7 @@ Status ValidateQcow2L1(const RandomAccessFile& file, const Qcow2Header& q, uint6
   if (l1_size > 0) {
     if (l1_offset % q.cluster_size() != 0)
       return bad("offset " + std::to_string(l1_offset) + " is not cluster-aligned");
-    if (l1_offset + uint64_t{l1_size} * 8 > file.Size())
+    if (l1_offset > file.Size() || uint64_t{l1_size} * 8 > file.Size() - l1_offset)  // no wrap
       return bad("at offset " + std::to_string(l1_offset) + " (" + std::to_string(l1_size) +
                  " entries) runs past the end of the file (" + std::to_string(file.Size()) +
                  " bytes): truncated image");

@@ -388,6 +388,41 @@ TEST(Qcow2Refusal, CorruptBitUnknownFeatureLoopAndMissingBackingNameTheFile) {
   EXPECT_TRUE(repo.value()->OpenView("top", "top", "disk").ok());
 }
 
+// Header offsets near 2^64 (a damaged or hostile image): the bounds checks
+// must not wrap around. A backing file name at offset 2^64 - 1 passed
+// "offset + length <= header" and was copied from far outside the header
+// (found by fuzz_qcow2_image; tests/fuzz/corpus/qcow2_image/regress-*).
+TEST(Qcow2Refusal, OffsetsNearTwoToTheSixtyFourAreRefusedNamingTheFile) {
+  TempDir tmp;
+  const std::string d = ImageDir(tmp);
+  Sh(d, "qemu-img create -q -f qcow2 base.qcow2 4M && qemu-img create -q -f qcow2 -b base.qcow2 -F qcow2 top.qcow2");
+  const std::string top = d + "/top.qcow2";
+  const std::string good_backing = ReadAll(top).substr(8, 8);
+  auto header_error = [&]() -> std::string {
+    auto f = OpenRandomAccessFile(top);
+    if (!f.ok()) return f.status().ToString();
+    auto h = ReadQcow2Header(*f.value());
+    return h.ok() ? std::string("opened") : h.status().ToString();
+  };
+  // backing_file_offset = 2^64 - 1 (its length, 8 bytes on, stays 9).
+  Poke(top, 8, ToBe64(~uint64_t{0}));
+  std::string e = header_error();
+  EXPECT_NE(e.find(top + ": "), std::string::npos) << e;
+  EXPECT_NE(e.find("backing file name at offset 18446744073709551615"), std::string::npos) << e;
+  Poke(top, 8, good_backing);
+  ASSERT_EQ(header_error(), "opened");
+
+  // l1_table_offset 2^64 - 64 KiB (cluster-aligned) with 8,192 entries
+  // (64 KiB): offset + size wrapped to 0, inside the file.
+  const std::string good_l1 = ReadAll(top).substr(36, 12);
+  Poke(top, 36, std::string("\x00\x00\x20\x00", 4) + ToBe64(~uint64_t{0} - 0xffff));
+  e = header_error();
+  EXPECT_NE(e.find(top + ": L1 table at offset 18446744073709486080 (8192 entries) runs past the end of the file"),
+            std::string::npos) << e;
+  Poke(top, 36, good_l1);
+  ASSERT_EQ(header_error(), "opened");
+}
+
 TEST(Qcow2Refusal, EncryptedImageIsRefused) {
   TempDir tmp;
   const std::string d = ImageDir(tmp);
