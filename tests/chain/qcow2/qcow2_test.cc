@@ -390,7 +390,7 @@ TEST(Qcow2Refusal, CorruptBitUnknownFeatureLoopAndMissingBackingNameTheFile) {
 
 // Header offsets near 2^64 (a damaged or hostile image): the bounds checks
 // must not wrap around. A backing file name at offset 2^64 - 1 passed
-// "offset + length <= header" and was copied from far outside the header
+// "offset + length <= header" and was copied from outside the header buffer
 // (found by fuzz_qcow2_image; tests/fuzz/corpus/qcow2_image/regress-*).
 TEST(Qcow2Refusal, OffsetsNearTwoToTheSixtyFourAreRefusedNamingTheFile) {
   TempDir tmp;
@@ -404,7 +404,8 @@ TEST(Qcow2Refusal, OffsetsNearTwoToTheSixtyFourAreRefusedNamingTheFile) {
     auto h = ReadQcow2Header(*f.value());
     return h.ok() ? std::string("opened") : h.status().ToString();
   };
-  // backing_file_offset = 2^64 - 1 (its length, 8 bytes on, stays 9).
+  // backing_file_offset = 2^64 - 1 (its length, the 4 bytes at offset 16,
+  // stays 10: "base.qcow2").
   Poke(top, 8, ToBe64(~uint64_t{0}));
   std::string e = header_error();
   EXPECT_NE(e.find(top + ": "), std::string::npos) << e;
