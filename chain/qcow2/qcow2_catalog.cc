@@ -127,7 +127,7 @@ class Qcow2Catalog : public ForeignCatalog {
       if (why.empty() && !refused_below.empty())
         why = l.image.path + ": its backing chain passes through refused image " + refused_below;
       if (!why.empty()) {
-        g.refused.push_back({name, l.image.path, why});
+        g.refused.push_back({name, l.image.path, why, "image"});
         if (refused_below.empty()) refused_below = l.image.path;
         prev = name;
         continue;
@@ -170,7 +170,7 @@ class Qcow2Catalog : public ForeignCatalog {
         std::string sname = name + ".snapshots";
         for (int k = 2; names.count(sname); ++k) sname = name + ".snapshots-" + std::to_string(k);
         names.insert(sname);
-        g.refused.push_back({sname, l.image.path, l.image.snapshots.status().message()});
+        g.refused.push_back({sname, l.image.path, l.image.snapshots.status().message(), "image"});
       } else {
         for (const Qcow2Snapshot& snap : l.image.snapshots.value()) {
           const std::string base_name =

@@ -171,8 +171,8 @@ void GroupState::Index() {
       const int32_t b = Lookup(ix->by_name, d.base);
       if (b < 0) {
         const int32_t r = Lookup(ix->refused_by_name, d.base);
-        info.broken = LinkPrefix(c, d) + (r >= 0 ? ", whose manifest is refused: " +
-                                                       refused[r].reason
+        info.broken = LinkPrefix(c, d) + (r >= 0 ? ", whose " + std::string(refused[r].what) +
+                                                       " is refused: " + refused[r].reason
                                                  : ", which does not exist");
         continue;
       }
@@ -180,8 +180,8 @@ void GroupState::Index() {
         const int32_t r = ix->refused_line[i];
         info.broken = LinkPrefix(c, d) +
                       (r >= 0 && b != i ? ", and its line of parents passes through " +
-                                              refused[r].name + ", whose manifest is refused: " +
-                                              refused[r].reason
+                                              refused[r].name + ", whose " + refused[r].what +
+                                              " is refused: " + refused[r].reason
                                         : ", which is not one of its ancestors");
         continue;
       }
@@ -351,12 +351,12 @@ Result<std::vector<ChainLink>> GroupState::ResolveChainByScan(const Checkpoint& 
                         LinkPrefix(*c, *d);
     const Checkpoint* base = g.Find(d->base);
     if (const RefusedCheckpoint* r = g.FindRefused(d->base); base == nullptr && r != nullptr)
-      return Status::Corruption(where + ", whose manifest is refused: " + r->reason);
+      return Status::Corruption(where + ", whose " + r->what + " is refused: " + r->reason);
     if (base == nullptr) return Status::Corruption(where + ", which does not exist");
     if (base == c || !g.IsAncestor(base->name, c->name)) {
       if (const RefusedCheckpoint* r = RefusedOnParentLine(g, *c); r != nullptr && base != c)
         return Status::Corruption(where + ", and its line of parents passes through " +
-                                  r->name + ", whose manifest is refused: " + r->reason);
+                                  r->name + ", whose " + r->what + " is refused: " + r->reason);
       return Status::Corruption(where + ", which is not one of its ancestors");
     }
     const DiskEntry* bd = base->FindDisk(disk);

@@ -1013,7 +1013,7 @@ Result<std::shared_ptr<const View>> Repository::OpenView(const std::string& grou
   const Checkpoint* cp = g->Find(checkpoint);
   if (const RefusedCheckpoint* r = g->FindRefused(checkpoint); cp == nullptr && r != nullptr)
     return Status::Corruption("checkpoint " + group + "/" + checkpoint +
-                              ": its manifest is refused: " + r->reason);
+                              ": its " + r->what + " is refused: " + r->reason);
   if (cp == nullptr)
     return Status::NotFound("checkpoint '" + checkpoint + "' not found in group " + group);
   return OpenView(std::move(g), *cp, disk, reader);

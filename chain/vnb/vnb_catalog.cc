@@ -355,7 +355,7 @@ class VnbCatalog : public ForeignCatalog {
     for (size_t i = 0; i < cps.size(); ++i) cps[i].sequence = i + 1;
     g.checkpoints = std::move(cps);
     for (const std::string& n : refused_order)
-      g.refused.push_back({n, cpt_file.empty() ? dir : cpt_file, refused.at(n)});
+      g.refused.push_back({n, cpt_file.empty() ? dir : cpt_file, refused.at(n), "backup"});
     std::sort(g.refused.begin(), g.refused.end(),
               [](const RefusedCheckpoint& a, const RefusedCheckpoint& b) { return a.name < b.name; });
     g.Index();

@@ -364,8 +364,8 @@ Action AddListCommand(CLI::App& app) {
       jg["refused"] = json::array();
       any_refused = any_refused || !g->refused.empty();
       for (const RefusedCheckpoint& r : g->refused) {
-        spdlog::warn("list: checkpoint {}/{} not shown: its manifest is refused: {}", gname,
-                     r.name, r.reason);
+        spdlog::warn("list: checkpoint {}/{} not shown: its {} is refused: {}", gname, r.name,
+                     r.what, r.reason);
         jg["refused"].push_back({{"name", r.name}, {"file", r.file}, {"reason", r.reason}});
       }
       out.push_back(jg);

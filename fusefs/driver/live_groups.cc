@@ -117,8 +117,9 @@ Result<std::shared_ptr<const GroupState>> LiveGroups::Get(const std::string& gro
   // A refused manifest hides its checkpoint only (said once per change).
   const size_t before = e.snapshot ? e.snapshot->refused.size() : 0;
   for (size_t i = before; i < loaded.value().refused.size(); ++i)
-    spdlog::error("group {}: checkpoint {} not shown: its manifest is refused: {}", group,
-                  loaded.value().refused[i].name, loaded.value().refused[i].reason);
+    spdlog::error("group {}: checkpoint {} not shown: its {} is refused: {}", group,
+                  loaded.value().refused[i].name, loaded.value().refused[i].what,
+                  loaded.value().refused[i].reason);
   e.snapshot = std::make_shared<const GroupState>(std::move(loaded).value());
   return e.snapshot;
 }

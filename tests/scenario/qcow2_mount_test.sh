@@ -717,6 +717,11 @@ jq -e 'type == "array"' "$W/bad.json" >/dev/null || fail "list --json $B printed
 for re in 'c1\.qcow2' corrupt 'u1\.qcow2' 'e1\.qcow2' encrypt 'ea\.qcow2' 'loop|cycle'; do
   grep -Eqi -- "$re" "$W/bad.out" || fail "list $B does not say /$re/: $(cat "$W/bad.out")"
 done
+# an image stands where a native checkpoint has its manifest: it is the image
+# that is refused (a qcow2 source has no manifests to blame)
+grep -q 'checkpoint c2/c1 not shown: its image is refused' "$W/bad.out" ||
+  fail "list $B does not say c2/c1's image is refused: $(cat "$W/bad.out")"
+if grep -qi manifest "$W/bad.out"; then fail "list $B blames a manifest: $(cat "$W/bad.out")"; fi
 [ "$(jq -r 'map(.group) | sort | join(",")' "$W/bad.json")" = "c2,e2,ea,lt,ok1,u1" ] ||
   fail "list $B: groups $(jq -c 'map(.group)' "$W/bad.json"), want c2,e2,ea,lt,ok1,u1"
 # group "served" "refused" (checkpoint names from the base up)
@@ -749,7 +754,11 @@ export_equal "$B" u1 u0
 for gc in c2:c2 c2:c1 u1:u1 e2:e1 ea:ea lt:lt; do
   rm -f "$W/export.raw"
   expect_rc 1 . "$CHAINFS" export "$B" "${gc%%:*}" "${gc#*:}" disk "$W/export.raw"
+  if grep -qi manifest "$T/last.out"; then fail "export $B $gc blames a manifest: $(cat "$T/last.out")"; fi
 done
+# c2 is refused for its backing chain, which passes through c1's image
+expect_rc 1 'c2/c2: its image is refused: .*c2\.qcow2: .*c1\.qcow2' "$CHAINFS" export "$B" c2 c2 disk "$W/export.raw"
+expect_rc 1 'c2/c1: its image is refused' "$CHAINFS" export "$B" c2 c1 disk "$W/export.raw"
 mount_fg "$B" "$M" -o log="$T/daemon.log"
 for v in ok1/ok0 ok1/ok1 c2/c0 u1/u0 e2/e0; do
   cmp "$M/$v/disk.raw" "$REF/${v#*/}.raw" || fail "$B mounted: $v differs"

@@ -394,6 +394,9 @@ cp -a "$V/plain" "$D"
 rm "$D/vda.inc.virtnbdbackup.2.data"
 MISSING='vda\.inc\.virtnbdbackup\.2\.data'
 expect_rc 1 "$MISSING" "$CHAINFS" list "$D" --json
+grep -q 'checkpoint vnbplain/virtnbdbackup.2 not shown: its backup is refused' "$T/last.out" ||
+  fail "list $D does not say virtnbdbackup.2's backup is refused: $(cat "$T/last.out")"
+if grep -qi manifest "$T/last.out"; then fail "list $D blames a manifest: $(cat "$T/last.out")"; fi
 [ "$(refused_list "$D")" = "virtnbdbackup.0,virtnbdbackup.1 virtnbdbackup.2,virtnbdbackup.3,virtnbdbackup.4" ] ||
   fail "list --json of $D: $(cat "$T/list.json")"
 jq -e '.[0].refused[] | select(.name == "virtnbdbackup.2") | "\(.file) \(.reason)" | test("vda.inc.virtnbdbackup.2.data")' \
