@@ -185,6 +185,33 @@ TEST(ReadaheadTest, DiskHintsSkipShadowedEntries) {
       << "the window's first blocks (the older layer's) were asked for after the newer layer's";
 }
 
+// A window over many layers (a deep chain, where each block of it may lie in
+// a file of its own) is asked for on several threads at once: every layer
+// still gets exactly its own unshadowed entries, in one WillNeedRuns call,
+// and a layer shadowed whole gets none.
+TEST(ReadaheadTest, DiskHintsOverManyLayersAskEachLayerOnceForItsOwnEntries) {
+  constexpr uint64_t kBlocks = 300;
+  auto oldest = std::make_shared<FakeLayer>(kBlocks);
+  std::vector<std::shared_ptr<SparseLayer>> newer;
+  std::vector<View::LayerRef> refs;
+  for (uint64_t b = 0; b < kBlocks; ++b) {  // block b is the newest layer's but b's
+    newer.push_back(std::make_shared<SparseLayer>(
+        kBlocks, std::vector<LayerExtent>{{b * kBs, kBs, LayerExtent::Kind::kData, 0}}));
+    refs.push_back({newer.back(), "c" + std::to_string(kBlocks + 1 - b)});
+  }
+  refs.push_back({oldest, "c1"});
+  auto v = View::Create(refs, "vm/deep/vda");
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  v.value()->WillNeed(0, kBlocks * kBs);
+  for (uint64_t b = 0; b < kBlocks; ++b) {
+    EXPECT_EQ(std::set<uint64_t>{0}, newer[b]->will_need()) << "layer of block " << b;
+    EXPECT_EQ(1, newer[b]->will_need_runs_calls()) << "layer of block " << b;
+  }
+  EXPECT_TRUE(oldest->will_need().empty()) << "the shadowed layer was asked for "
+                                           << oldest->will_need().size() << " entries";
+  EXPECT_EQ(0, oldest->will_need_runs_calls());
+}
+
 TEST(ReadaheadTest, SlightlyReorderedRequestsAreSequential) {
   Fixture f(256);
   auto s = f.readahead.Open(f.view);
