@@ -80,7 +80,12 @@ bool Readahead::Sequential(Stream& s, uint64_t offset, uint64_t n) {
   const uint64_t front = s.front_;
   const uint64_t ahead_of_reader = s.ahead_ > front ? s.ahead_ - front : 0;
   if (s.window_ != 0 && ahead_of_reader >= s.window_ / 2) return true;
-  s.window_ = s.window_ == 0 ? options_.min_window : std::min(s.window_ * 2, options_.max_window);
+  // The first window holds at least two of the reader's requests: the
+  // kernel asks a FUSE file for up to 1 MiB at a time, and a 256 KiB
+  // window, hinted three windows ahead, left a deep chain's first ~30 MiB
+  // to be read block by block, each from its own file, as requested.
+  s.window_ = s.window_ == 0 ? std::min(std::max(options_.min_window, 2 * n), options_.max_window)
+                             : std::min(s.window_ * 2, options_.max_window);
   const uint64_t start = std::max(s.ahead_, front);
   const uint64_t stop = std::min(front + s.window_, s.view_->size());
   s.ahead_ = std::max(s.ahead_, stop);
