@@ -268,6 +268,13 @@ void View::WillNeed(uint64_t offset, uint64_t n) const {
     }
   }
   for (size_t li = 0; li < pending.size(); ++li) flush(li);
+  // Layers not opened yet are opened together first (only a hint: a layer
+  // that fails to open is the read's to report).
+  std::vector<const Layer*> closed;
+  for (const Ask& a : asks) closed.push_back(layers_[a.layer].layer.get());
+  std::sort(closed.begin(), closed.end());
+  closed.erase(std::unique(closed.begin(), closed.end()), closed.end());
+  (void)LoadAll(closed);  // only those not loaded yet
   // Each layer's runs together, so that it can merge them in its file; the
   // layers in the order of their first run in the window, so that what the
   // reader needs first is asked for first (by layer index, a deep native
@@ -275,19 +282,13 @@ void View::WillNeed(uint64_t offset, uint64_t n) const {
   // for last).
   std::stable_sort(asks.begin(), asks.end(),
                    [&](const Ask& a, const Ask& b) { return rank[a.layer] < rank[b.layer]; });
-  std::vector<std::pair<size_t, size_t>> by_layer;  // [begin, end) of asks
-  for (size_t i = 0, j; i < asks.size(); i = j) {
-    for (j = i + 1; j < asks.size() && asks[j].layer == asks[i].layer;) ++j;
-    by_layer.emplace_back(i, j);
+  std::vector<Layer::EntryRun> runs;
+  for (size_t i = 0; i < asks.size();) {
+    const size_t li = asks[i].layer;
+    runs.clear();
+    for (; i < asks.size() && asks[i].layer == li; ++i) runs.push_back({asks[i].first, asks[i].count});
+    layers_[li].layer->WillNeedRuns(runs);
   }
-  // Several layers at once, each opened if need be (only a hint: a layer
-  // that fails to open is the read's to report), in about that order.
-  ParallelFor(by_layer.size(), kMinParallelLoads, kLoadThreads, [&](size_t k) {
-    std::vector<Layer::EntryRun> runs;
-    for (size_t i = by_layer[k].first; i < by_layer[k].second; ++i)
-      runs.push_back({asks[i].first, asks[i].count});
-    layers_[asks[by_layer[k].first].layer].layer->WillNeedRuns(runs);
-  });
 }
 
 uint64_t View::SeekData(uint64_t offset) const {

@@ -186,9 +186,8 @@ TEST(ReadaheadTest, DiskHintsSkipShadowedEntries) {
 }
 
 // A window over many layers (a deep chain, where each block of it may lie in
-// a file of its own) is asked for on several threads at once: every layer
-// still gets exactly its own unshadowed entries, in one WillNeedRuns call,
-// and a layer shadowed whole gets none.
+// a file of its own): every layer gets exactly its own unshadowed entries,
+// in one WillNeedRuns call, and a layer shadowed whole gets none.
 TEST(ReadaheadTest, DiskHintsOverManyLayersAskEachLayerOnceForItsOwnEntries) {
   constexpr uint64_t kBlocks = 300;
   auto oldest = std::make_shared<FakeLayer>(kBlocks);
