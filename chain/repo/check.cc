@@ -86,7 +86,8 @@ void CheckGroup(const Repository& repo, const std::string& group, const std::str
   ++r->groups;
   for (const RefusedCheckpoint& rc : g.refused)
     if (only.empty() || rc.name == only)
-      r->problems.push_back({group, rc.name, "", rc.file, -1, std::string(rc.what) + " refused: " + rc.reason});
+      r->problems.push_back(
+          {group, rc.name, "", rc.file, -1, std::string(rc.what) + " refused: " + rc.reason});
   if (only.empty()) ReportUnreferenced(repo, g, r);
   if (!only.empty() && g.Find(only) == nullptr && g.FindRefused(only) == nullptr) {
     r->problems.push_back({group, only, "", "", -1, "checkpoint not found"});

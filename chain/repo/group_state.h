@@ -28,13 +28,14 @@ namespace chainfs {
 
 // A checkpoint whose manifest LoadGroup refused: unreadable, invalid, or
 // inconsistent with the others (sequence order). Nothing of it is trusted.
-// Foreign sources refuse what stands for a manifest there (a qcow2 image, a
-// virtnbdbackup data file), and say so in `what`.
+// Foreign sources refuse what stands for a manifest there, and say so in
+// `what`: a qcow2 image ("image"), a virtnbdbackup checkpoint's files
+// ("backup"; `file` is then its checkpoint list or directory).
 struct RefusedCheckpoint {
   std::string name;    // from the manifest's file name
   std::string file;    // the manifest's path
   std::string reason;  // the error, naming file and field
-  const char* what = "manifest";  // "its <what> is refused"
+  const char* what = "manifest";  // for messages: "its <what> is refused"
 };
 
 // One step of a disk's chain: the checkpoint and its entry for the disk.
