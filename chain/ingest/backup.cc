@@ -140,7 +140,7 @@ Status BackupRun::OpenSources() {
   for (const DiskSource& src : opts_.disks) {
     std::shared_ptr<const Source> source = src.source;
     if (!source) {
-      auto opened = OpenSource({src.path, src.dirty_map, src.bitmap});
+      auto opened = OpenSource({src.path, src.dirty_map, src.bitmap, opts_.nbd_timeout});
       if (!opened.ok()) return opened.status().Context("source of disk " + src.disk);
       source = std::move(opened).value();
     }
@@ -248,7 +248,9 @@ Status BackupRun::WriteDisk(DiskPlan& plan, const std::string& file_name, Worker
     fut.get();
     if (!batch->read_status.ok()) {
       const std::string what = "reading source " + plan.source->Name() + " of disk " + plan.spec.disk;
-      if (batch->read_status.sys_errno() == EINTR)  // stopped by a signal: nothing to suspect
+      // Stopped by a signal, or a server that stopped answering: nothing
+      // to suspect of the source's size.
+      if (batch->read_status.sys_errno() == EINTR || batch->read_status.sys_errno() == ETIMEDOUT)
         return batch->read_status.Context(what);
       return batch->read_status.Context(what + " (it was " + std::to_string(size) +
                                         " bytes when the backup started; did it change or vanish?)");

@@ -33,6 +33,11 @@ struct DiskSource {
   std::string bitmap;  // QEMU dirty bitmap of an NBD/image source; empty = none
 };
 
+// How long an NBD server may leave a backup without an answer by default:
+// long enough for a busy host, short enough that a stalled server fails a
+// nightly backup (and frees its repository lock) instead of hanging it.
+inline constexpr std::chrono::milliseconds kDefaultNbdTimeout{300'000};
+
 struct BackupOptions {
   std::string group;
   std::string checkpoint;
@@ -43,6 +48,9 @@ struct BackupOptions {
   std::vector<ConfigFile> configs;       // more files to keep, as given
   std::optional<LibvirtRecord> libvirt;  // recorded in the manifest
   unsigned threads = 0;     // compression threads; 0 = one per core
+  // NBD and image sources (SourceSpec::timeout): how long a server may
+  // answer nothing before the backup fails; zero waits for ever.
+  std::chrono::milliseconds nbd_timeout = kDefaultNbdTimeout;
   // Set (to a signal number) by a SIGINT/SIGTERM handler (StopSignals):
   // the backup stops reading, removes its new deltas and fails naming the
   // signal. Null: never.

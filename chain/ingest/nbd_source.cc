@@ -220,17 +220,20 @@ Result<std::vector<std::string>> ImageBitmaps(const std::string& path) {
 class NbdSource : public Source {
  public:
   NbdSource(Target target, std::vector<nbd_handle*> conns, uint64_t size, uint64_t request,
-            std::string bitmap_context, bool has_allocation)
+            std::string bitmap_context, bool has_allocation, std::chrono::milliseconds timeout)
       : target_(std::move(target)),
         size_(size),
         request_(request),
         bitmap_context_(std::move(bitmap_context)),
-        has_allocation_(has_allocation) {
+        has_allocation_(has_allocation),
+        timeout_(timeout) {
     for (nbd_handle* h : conns) conns_.push_back(std::make_unique<Conn>(h));
   }
   ~NbdSource() override {
     for (auto& c : conns_) {
-      nbd::nbd_shutdown(c->h, 0);
+      // A connection given up is closed without a goodbye: nbd_shutdown
+      // waits for the server to hang up, which a stalled one never does.
+      if (!c->given_up) nbd::nbd_shutdown(c->h, 0);
       nbd::nbd_close(c->h);  // stops our qemu-nbd, if we started one
     }
   }
@@ -255,7 +258,57 @@ class NbdSource : public Source {
     explicit Conn(nbd_handle* handle) : h(handle) {}
     std::mutex mu;
     nbd_handle* h;
+    // Left with commands in flight after the server stopped answering
+    // (timeout): never polled again, since late replies would land in
+    // buffers already handed back; every later call on it fails at once,
+    // and it is closed without a goodbye. Under mu.
+    bool given_up = false;
+    std::string why;  // what given_up calls fail with
   };
+
+  // Polls c until done() is 1 (-1: the command failed, see Failed); fails
+  // when a stop signal arrives and, with a timeout, gives c up when the
+  // server answers nothing for that long (a reply retiring a command in
+  // flight is an answer). `what` and `offset` name the command for
+  // messages. Called with c.mu held.
+  template <typename Done>
+  Status Await(Conn& c, Done done, const std::string& what, uint64_t offset) const {
+    auto answered = std::chrono::steady_clock::now();
+    int64_t in_flight = nbd::nbd_aio_in_flight(c.h);
+    for (;;) {
+      const int d = done();
+      if (d == 1) return Status::Ok();
+      if (d == -1) return Failed(c.h, offset, what);
+      const int64_t now_in_flight = nbd::nbd_aio_in_flight(c.h);
+      const auto now = std::chrono::steady_clock::now();
+      if (now_in_flight < in_flight) answered = now;
+      in_flight = now_in_flight;
+      const auto where = [&] {
+        return "NBD source " + Name() + ": " + what + " at offset " + std::to_string(offset);
+      };
+      if (timeout_.count() > 0 && now - answered >= timeout_)
+        return GiveUp(c, Status::FromErrno(ETIMEDOUT, where() + ": no answer from the server in " +
+                                                          TimeoutText() + " (--nbd-timeout); "
+                                                          "the connection is given up"));
+      const int r = PollOrStop(c.h);
+      if (r == -2) return Stopped(where());
+      if (r == -1) return Failed(c.h, offset, what);
+    }
+  }
+  Status GiveUp(Conn& c, Status why) const {
+    c.given_up = true;
+    c.why = why.message();
+    return why;
+  }
+  // The error of a call on a connection given up earlier.
+  Status GivenUp(const Conn& c) const {
+    return Status::FromErrno(ECONNABORTED, "NBD source " + Name() + ": connection given up "
+                                           "earlier (" + c.why + ")");
+  }
+  std::string TimeoutText() const {
+    const auto ms = timeout_.count();
+    return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+  }
 
   Status Failed(nbd_handle* h, uint64_t offset, const std::string& what) const {
     const std::string where =
@@ -273,6 +326,7 @@ class NbdSource : public Source {
   uint64_t request_;
   std::string bitmap_context_;
   bool has_allocation_;
+  std::chrono::milliseconds timeout_;
   std::vector<std::unique_ptr<Conn>> conns_;
   mutable std::atomic<unsigned> next_{0};
 };
@@ -284,6 +338,7 @@ Status NbdSource::ReadAt(uint64_t offset, size_t n, void* buf) const {
                                    " is past its end (" + std::to_string(size_) + " bytes)");
   Conn& c = *conns_[next_.fetch_add(1, std::memory_order_relaxed) % conns_.size()];
   std::lock_guard<std::mutex> lock(c.mu);
+  if (c.given_up) return GivenUp(c);
   char* out = static_cast<char*>(buf);
   for (uint64_t done = 0; done < n;) {
     // A window of requests in flight, then wait for all of them.
@@ -296,13 +351,9 @@ Status NbdSource::ReadAt(uint64_t offset, size_t n, void* buf) const {
       cookies.emplace_back(cookie, offset + done);
       done += len;
     }
-    while (nbd::nbd_aio_in_flight(c.h) > 0) {
-      const int r = PollOrStop(c.h);
-      if (r == -2)
-        return Stopped("NBD source " + Name() + ": read at offset " +
-                       std::to_string(cookies.front().second));
-      if (r == -1) return Failed(c.h, cookies.front().second, "read");
-    }
+    CHAINFS_RETURN_IF_ERROR(Await(
+        c, [&] { return nbd::nbd_aio_in_flight(c.h) > 0 ? 0 : 1; }, "read",
+        cookies.front().second));
     for (const auto& [cookie, at] : cookies)
       if (nbd::nbd_aio_command_completed(c.h, cookie) != 1) return Failed(c.h, at, "read");
   }
@@ -326,6 +377,7 @@ Result<std::vector<ByteRange>> NbdSource::Extents(const std::string& context,
   acc->bits = bits;
   Conn& c = *conns_[0];
   std::lock_guard<std::mutex> lock(c.mu);
+  if (c.given_up) return GivenUp(c);
   for (uint64_t offset = 0; offset < size_;) {
     acc->end = std::min(size_, offset + kStatusSpan);
     acc->at = offset;
@@ -351,15 +403,8 @@ Result<std::vector<ByteRange>> NbdSource::Extents(const std::string& context,
     const int64_t cookie =
         nbd::nbd_aio_block_status(c.h, acc->end - offset, offset, cb, NBD_NULL_COMPLETION, 0);
     if (cookie == -1) return Failed(c.h, offset, what);
-    for (;;) {
-      const int done = nbd::nbd_aio_command_completed(c.h, cookie);
-      if (done == 1) break;
-      if (done == -1) return Failed(c.h, offset, what);
-      const int r = PollOrStop(c.h);
-      if (r == -2) return Stopped("NBD source " + Name() + ": " + what + " at offset " +
-                                  std::to_string(offset));
-      if (r == -1) return Failed(c.h, offset, what);
-    }
+    CHAINFS_RETURN_IF_ERROR(
+        Await(c, [&] { return nbd::nbd_aio_command_completed(c.h, cookie); }, what, offset));
     if (acc->at == offset)
       return Status::Corruption("NBD source " + Name() + ": the server described no extent of " +
                                 context + " at offset " + std::to_string(offset));
@@ -462,7 +507,8 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
   }
 
   const auto connect_start = std::chrono::steady_clock::now();
-  auto first = ConnectOne(t, bitmap_context, std::nullopt);
+  auto first = ConnectOne(t, bitmap_context,
+                          spec.timeout.count() > 0 ? std::optional(spec.timeout) : std::nullopt);
   if (!first.ok()) return first.status();
   const auto first_took = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - connect_start);
@@ -517,7 +563,8 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
                 size, conns.size(), request, allocation ? ", base:allocation" : "",
                 bitmap_context.empty() ? "" : ", " + bitmap_context);
   return std::unique_ptr<Source>(std::make_unique<NbdSource>(
-      std::move(t), conns, static_cast<uint64_t>(size), request, bitmap_context, allocation));
+      std::move(t), conns, static_cast<uint64_t>(size), request, bitmap_context, allocation,
+      spec.timeout));
 }
 
 }  // namespace chainfs

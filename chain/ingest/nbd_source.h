@@ -19,7 +19,8 @@
 // multi-conn; each ReadAt keeps up to kMaxRequestsInFlight requests of at
 // most the server's maximum block size in flight on its connection (libnbd's
 // asynchronous API). Every error names the source, the offset and the
-// server's message.
+// server's message. Every wait on the server ends on a stop signal and, with
+// spec.timeout, when the server answers nothing for that long.
 #pragma once
 
 #include <memory>

@@ -30,6 +30,7 @@
 // repository's blocks.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -98,6 +99,11 @@ struct SourceSpec {
   std::string location;   // raw image, block device, QEMU image path or NBD URI
   std::string dirty_map;  // nbdinfo --json --map output; empty = none
   std::string bitmap;     // QEMU dirty bitmap of an NBD or image source; empty = none
+  // NBD and image sources: how long the server may leave the handshake or
+  // the requests in flight without an answer before the source fails
+  // (ETIMEDOUT, and the connection is given up); zero waits for ever (a
+  // stop signal still ends the wait).
+  std::chrono::milliseconds timeout{0};
 };
 
 // Opens the source a spec names. The one place that knows every kind of

@@ -3,6 +3,8 @@
 #include <unistd.h>
 
 #include <charconv>
+#include <chrono>
+#include <cmath>
 
 #include <iostream>
 #include <memory>
@@ -116,6 +118,7 @@ Action AddBackupCommand(CLI::App& app) {
     std::vector<std::string> disks, dirty, bitmaps, exclude;
     bool full = false, json = false;
     unsigned threads = 0;
+    double nbd_timeout = std::chrono::duration<double>(kDefaultNbdTimeout).count();
   };
   auto o = std::make_shared<Opts>();
   cmd->add_option("REPO", o->repo, "repository")->required();
@@ -143,6 +146,11 @@ Action AddBackupCommand(CLI::App& app) {
   cmd->add_option("--config", o->config, "VM config to keep with the checkpoint (domain XML)");
   cmd->add_option("--threads", o->threads, "compression threads, 1 to 256 (default: one per core)")
       ->check(CLI::Range(1u, WorkerPool::kMaxThreads));
+  cmd->add_option("--nbd-timeout", o->nbd_timeout,
+                  "SECONDS an NBD server (or the qemu-nbd of a QEMU image, or a --domain's "
+                  "backup job) may leave the backup without an answer before it fails; "
+                  "0 waits for ever (default 300)")
+      ->check(CLI::Range(0.0, 7 * 86400.0));
   cmd->add_flag("--json", o->json, "print the result as JSON");
   cmd->footer(R"(Examples:
   # raw files or block devices; the incremental compares every block by hash
@@ -184,6 +192,8 @@ Action AddBackupCommand(CLI::App& app) {
     opts.since = o->since;
     opts.config_path = o->config;
     opts.threads = o->threads;
+    opts.nbd_timeout = std::chrono::milliseconds(std::llround(o->nbd_timeout * 1000));
+    if (o->nbd_timeout > 0) opts.nbd_timeout = std::max(opts.nbd_timeout, std::chrono::milliseconds{1});
     for (const auto& d : o->disks) {
       auto eq = d.find('=');
       if (eq == std::string::npos || eq == 0 || eq + 1 == d.size()) {

@@ -7,6 +7,7 @@
 #   third batch);
 # - a server that returns EIO (nbdkit's error filter over a file, turned on
 #   mid-backup);
+# - a server that stalls: SIGTERM stops the backup; --nbd-timeout ends it;
 # - a malformed URI; a socket that does not exist; a bitmap that does not
 #   exist, over NBD (the message lists the contexts offered) and in a qcow2
 #   path (the message lists its bitmaps); --dirty given for an NBD source.
@@ -140,6 +141,43 @@ stalled() {
 stalled delay-open
 stalled delay-extents
 stalled delay-read
+
+step "a stalled server and --nbd-timeout 2: the backup fails on its own, naming the stall"
+# The same stalls with nobody to send a signal (a nightly backup): the
+# backup gives up after 2 s without an answer, exit 1, nothing kept. Without
+# the timeout it waited the server's 100 s out (and for ever on a server
+# that never answers), holding the repository lock.
+timed_out() {
+  local delay=$1 re=$2 t0
+  serve "$T/d.sock" nbdkit -f -U "$T/d.sock" --filter=delay file "$T/disk.raw" "$delay=100"
+  t0=$SECONDS
+  refused c4 "$re" timeout -s KILL 60 \
+    "$CHAINFS" backup "$R" vm1 c4 --disk vda="nbd+unix:///?socket=$T/d.sock" --full --nbd-timeout 2
+  [ $((SECONDS - t0)) -lt 30 ] || fail "$delay: the backup took $((SECONDS - t0)) s to give up"
+  echo "   $delay: gave up after $((SECONDS - t0)) s"
+  # The connection given up is closed without a goodbye (the server would
+  # never answer one), which Debian 12's nbdkit 1.32 sometimes dies of
+  # (connections.c: "raw_send_socket: Assertion `sock >= 0' failed"): it
+  # may be gone already.
+  kill -9 "$SERVER_PID" 2>/dev/null || true
+}
+timed_out delay-open "source of disk vda: NBD source [^ ]+ did not answer the handshake within 2000 ms"
+timed_out delay-extents "source of disk vda: NBD source [^ ]+: block status of base:allocation at offset 0: no answer from the server in 2 s \(--nbd-timeout\); the connection is given up"
+# The timeout is time without an answer, not the backup's time: a slow
+# server (one request at a time, each answered after 0.5 s) backs up fine
+# with --nbd-timeout 2 though the whole backup takes several times that.
+serve "$T/d.sock" nbdkit -f --threads=1 -U "$T/d.sock" --filter=delay file "$T/disk.raw" \
+  delay-read=500ms
+t0=$(date +%s%N)
+ok "$CHAINFS" backup "$R" vm1 slow --disk vda="nbd+unix:///?socket=$T/d.sock" --full --nbd-timeout 2
+took_ms=$((($(date +%s%N) - t0) / 1000000))
+echo "   a server answering a read every 0.5 s: backed up in $took_ms ms with --nbd-timeout 2"
+[ "$took_ms" -gt 2000 ] || fail "the slow backup took only $took_ms ms: it does not show the timeout is per answer"
+ok "$CHAINFS" export "$R" vm1 slow vda "$T/slow.raw"
+cmp "$T/slow.raw" "$T/disk.raw" || fail "the slow backup differs from the image"
+ok "$CHAINFS" consolidate "$R" vm1 --drop slow
+kill -9 "$SERVER_PID"
+timed_out delay-read "reading source [^ ]+ of disk vda: NBD source [^ ]+: read at offset [0-9]+: no answer from the server in 2 s \(--nbd-timeout\)"
 
 step "bad URI, missing socket, missing bitmap, --dirty on an NBD source"
 refused c4 "source of disk vda: .*nbd:/nope.*URI" \
