@@ -32,6 +32,8 @@ std::chrono::milliseconds ExtraConnectTimeout(std::chrono::milliseconds first_to
 }
 // How often a wait on the server looks for a stop signal.
 constexpr std::chrono::milliseconds kStopCheck{200};
+// How long a stopped wait lets the server answer the commands in flight.
+constexpr std::chrono::milliseconds kStopSettle{1000};
 // Requests of at most this much even where the server takes more: large
 // enough to amortise a round trip, small enough to keep several in flight.
 constexpr uint64_t kMaxRequest = 1ull << 20;
@@ -258,17 +260,18 @@ class NbdSource : public Source {
     explicit Conn(nbd_handle* handle) : h(handle) {}
     std::mutex mu;
     nbd_handle* h;
-    // Left with commands in flight after the server stopped answering
-    // (timeout): never polled again, since late replies would land in
-    // buffers already handed back; every later call on it fails at once,
-    // and it is closed without a goodbye. Under mu.
+    // Left with commands in flight (the server stopped answering, or a stop
+    // signal and no reply within kStopSettle): never polled again, since
+    // late replies would land in buffers already handed back; every later
+    // call on it fails at once (with why's code and errno), and it is
+    // closed without a goodbye. Under mu.
     bool given_up = false;
-    std::string why;  // what given_up calls fail with
+    Status why;
   };
 
-  // Polls c until done() is 1 (-1: the command failed, see Failed); fails
-  // when a stop signal arrives and, with a timeout, gives c up when the
-  // server answers nothing for that long (a reply retiring a command in
+  // Polls c until done() is 1 (-1: the command failed, see Failed). Fails
+  // when a stop signal arrives (Settle) and, with a timeout, gives c up when
+  // the server answers nothing for that long (a reply retiring a command in
   // flight is an answer). `what` and `offset` name the command for
   // messages. Called with c.mu held.
   template <typename Done>
@@ -291,19 +294,32 @@ class NbdSource : public Source {
                                                           TimeoutText() + " (--nbd-timeout); "
                                                           "the connection is given up"));
       const int r = PollOrStop(c.h);
-      if (r == -2) return Stopped(where());
+      if (r == -2) return Settle(c, Stopped(where()));
       if (r == -1) return Failed(c.h, offset, what);
     }
   }
+  // Stopped with commands in flight: their buffers go back to the caller,
+  // so they must be answered before c is polled again. A server that
+  // answers them within kStopSettle keeps c (and gets a goodbye); else c is
+  // given up. Returns stopped.
+  Status Settle(Conn& c, Status stopped) const {
+    const auto until = std::chrono::steady_clock::now() + kStopSettle;
+    while (nbd::nbd_aio_in_flight(c.h) > 0) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          until - std::chrono::steady_clock::now());
+      if (left.count() <= 0 || nbd::nbd_poll(c.h, static_cast<int>(left.count())) == -1)
+        return GiveUp(c, stopped);
+    }
+    return stopped;
+  }
   Status GiveUp(Conn& c, Status why) const {
     c.given_up = true;
-    c.why = why.message();
+    c.why = why;
     return why;
   }
   // The error of a call on a connection given up earlier.
   Status GivenUp(const Conn& c) const {
-    return Status::FromErrno(ECONNABORTED, "NBD source " + Name() + ": connection given up "
-                                           "earlier (" + c.why + ")");
+    return c.why.Context("NBD source " + Name() + ": connection given up earlier");
   }
   std::string TimeoutText() const {
     const auto ms = timeout_.count();
