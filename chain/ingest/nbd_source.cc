@@ -135,6 +135,13 @@ struct Target {
   }
 };
 
+// "2 s", or "1500 ms" where whole seconds would round: --nbd-timeout as the
+// user wrote it, for messages.
+std::string DurationText(std::chrono::milliseconds d) {
+  const auto ms = d.count();
+  return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+}
+
 // Waits while h is connecting: the handshake, or in option mode an option
 // under way (`doing`, for messages). With a timeout, at most that long
 // (kBusy); stops on a stop signal (EINTR): a stalled server must not keep a
@@ -291,7 +298,7 @@ class NbdSource : public Source {
       };
       if (timeout_.count() > 0 && now - answered >= timeout_)
         return GiveUp(c, Status::FromErrno(ETIMEDOUT, where() + ": no answer from the server in " +
-                                                          TimeoutText() + " (--nbd-timeout); "
+                                                          DurationText(timeout_) + " (--nbd-timeout); "
                                                           "the connection is given up"));
       const int r = PollOrStop(c.h);
       if (r == -2) return Settle(c, Stopped(where()));
@@ -320,10 +327,6 @@ class NbdSource : public Source {
   // The error of a call on a connection given up earlier.
   Status GivenUp(const Conn& c) const {
     return c.why.Context("NBD source " + Name() + ": connection given up earlier");
-  }
-  std::string TimeoutText() const {
-    const auto ms = timeout_.count();
-    return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
   }
 
   Status Failed(nbd_handle* h, uint64_t offset, const std::string& what) const {
@@ -525,6 +528,10 @@ Result<std::unique_ptr<Source>> OpenNbdSource(const SourceSpec& spec,
   const auto connect_start = std::chrono::steady_clock::now();
   auto first = ConnectOne(t, bitmap_context,
                           spec.timeout.count() > 0 ? std::optional(spec.timeout) : std::nullopt);
+  if (!first.ok() && first.status().code() == Status::Code::kBusy)  // the user's --nbd-timeout
+    return Status::FromErrno(ETIMEDOUT, "NBD source " + t.name +
+                                            ": no answer to the handshake from the server in " +
+                                            DurationText(spec.timeout) + " (--nbd-timeout)");
   if (!first.ok()) return first.status();
   const auto first_took = std::chrono::duration_cast<std::chrono::milliseconds>(
       std::chrono::steady_clock::now() - connect_start);

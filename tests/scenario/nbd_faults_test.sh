@@ -161,7 +161,7 @@ timed_out() {
   # may be gone already.
   kill -9 "$SERVER_PID" 2>/dev/null || true
 }
-timed_out delay-open "source of disk vda: NBD source [^ ]+ did not answer the handshake within 2000 ms"
+timed_out delay-open "source of disk vda: NBD source [^ ]+: no answer to the handshake from the server in 2 s \(--nbd-timeout\)"
 timed_out delay-extents "source of disk vda: NBD source [^ ]+: block status of base:allocation at offset 0: no answer from the server in 2 s \(--nbd-timeout\); the connection is given up"
 # The timeout is time without an answer, not the backup's time: a slow
 # server (one request at a time, each answered after 0.5 s) backs up fine
